@@ -1,0 +1,70 @@
+// rlhf++ — zero-copy views of Eigen storage.
+//
+//   rlhf::view(matrix)   any Eigen dense matrix/array/Map/Ref/Block with direct
+//                        access -> tensor_view<Scalar, 2> (row/col-major and
+//                        inner/outer strides honoured; a column-major matrix
+//                        becomes a strided view, no copy)
+//   rlhf::view_vector(v) a vector -> tensor_view<Scalar, 1>
+// Include this header only where Eigen is available; the core never needs it.
+#pragma once
+
+#include <Eigen/Core>
+#include <type_traits>
+
+#include "../core/tensor_view.hpp"
+
+namespace rlhf {
+
+namespace detail {
+template <class D>
+constexpr bool eigen_direct_v = (Eigen::internal::traits<D>::Flags & Eigen::DirectAccessBit) != 0;
+}
+
+template <class Derived>
+  requires detail::eigen_direct_v<Derived>
+auto view(Eigen::PlainObjectBase<Derived>& m) {
+  using S = typename Derived::Scalar;
+  const bool row_major = Derived::IsRowMajor;
+  const index_t outer = m.outerStride(), inner = m.innerStride();
+  return tensor_view<S, 2>(m.data(), {static_cast<index_t>(m.rows()), static_cast<index_t>(m.cols())},
+                           row_major ? std::array<index_t, 2>{outer, inner} : std::array<index_t, 2>{inner, outer});
+}
+
+template <class Derived>
+  requires detail::eigen_direct_v<Derived>
+auto view(const Eigen::PlainObjectBase<Derived>& m) {
+  using S = const typename Derived::Scalar;
+  const bool row_major = Derived::IsRowMajor;
+  const index_t outer = m.outerStride(), inner = m.innerStride();
+  return tensor_view<S, 2>(m.data(), {static_cast<index_t>(m.rows()), static_cast<index_t>(m.cols())},
+                           row_major ? std::array<index_t, 2>{outer, inner} : std::array<index_t, 2>{inner, outer});
+}
+
+/// Maps, Refs and Blocks (anything exposing data(), strides and direct access).
+template <class Derived>
+  requires(detail::eigen_direct_v<Derived> && !std::is_base_of_v<Eigen::PlainObjectBase<Derived>, Derived>)
+auto view(Eigen::MapBase<Derived, Eigen::WriteAccessors>& m) {
+  using S = typename Derived::Scalar;
+  const bool row_major = Derived::IsRowMajor;
+  const index_t outer = m.outerStride(), inner = m.innerStride();
+  return tensor_view<S, 2>(m.data(), {static_cast<index_t>(m.rows()), static_cast<index_t>(m.cols())},
+                           row_major ? std::array<index_t, 2>{outer, inner} : std::array<index_t, 2>{inner, outer});
+}
+
+template <class Derived>
+  requires detail::eigen_direct_v<Derived>
+auto view_vector(Eigen::DenseBase<Derived>& v) {
+  using S = typename Derived::Scalar;
+  auto& d = v.derived();
+  return tensor_view<S, 1>(d.data(), {static_cast<index_t>(d.size())}, {static_cast<index_t>(d.innerStride())});
+}
+
+template <class Derived>
+  requires detail::eigen_direct_v<Derived>
+auto view_vector(const Eigen::DenseBase<Derived>& v) {
+  using S = const typename Derived::Scalar;
+  const auto& d = v.derived();
+  return tensor_view<S, 1>(d.data(), {static_cast<index_t>(d.size())}, {static_cast<index_t>(d.innerStride())});
+}
+
+}  // namespace rlhf

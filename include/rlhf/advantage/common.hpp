@@ -1,0 +1,95 @@
+// rlhf++ — shared plumbing of the advantage estimators: argument checks,
+// the scores of outcome rewards, groups of responses to one prompt.
+#pragma once
+
+#include <cmath>
+#include <map>
+#include <vector>
+
+#include "../ops/masked.hpp"
+
+namespace rlhf::adv {
+
+/// Advantages and returns, both [B, T]. They may be the same view.
+template <class T>
+struct outputs {
+  tensor_view<T, 2> advantages{}, returns{};
+};
+
+template <class T>
+struct result {
+  tensor<T, 2> advantages, returns;
+};
+
+namespace detail {
+
+template <class T, class M>
+void check_rewards(cpu_t tag, const char* fn, const tensor_view<T, 2>& rewards, const tensor_view<M, 2>& mask,
+                   const outputs<value_t<T>>& out) {
+  rlhf::detail::require_same_shape(fn, "response_mask", mask, "token_level_rewards", rewards);
+  rlhf::detail::require_nonempty(fn, "token_level_rewards", rewards);
+  rlhf::detail::require_finite(tag, fn, "token_level_rewards", rewards);
+  rlhf::detail::require_mask(fn, "response_mask", mask);
+  rlhf::detail::require_same_shape(fn, "advantages", out.advantages, "token_level_rewards", rewards);
+  rlhf::detail::require_same_shape(fn, "returns", out.returns, "token_level_rewards", rewards);
+}
+
+template <class I, class T>
+void check_index(const char* fn, const tensor_view<I, 1>& index, const tensor_view<T, 2>& rewards) {
+  rlhf::detail::require_extent(fn, "index", index, 0, rewards.extent(0), "one group id per response");
+}
+
+/// Outcome score of each response: the sum of its token rewards over all
+/// positions (verl sums without the mask).
+template <class T>
+std::vector<double> scores(const tensor_view<T, 2>& rewards) {
+  std::vector<double> s(static_cast<std::size_t>(rewards.extent(0)), 0.0);
+  for (index_t b = 0; b < rewards.extent(0); ++b)
+    for (index_t t = 0; t < rewards.extent(1); ++t) s[b] += static_cast<double>(rewards(b, t));
+  return s;
+}
+
+/// Rows of each group, groups in order of first appearance.
+template <class I>
+std::vector<std::vector<index_t>> groups(const tensor_view<I, 1>& index) {
+  std::map<long long, std::size_t> slot;
+  std::vector<std::vector<index_t>> g;
+  for (index_t b = 0; b < index.extent(0); ++b) {
+    const auto key = static_cast<long long>(index(b));
+    auto it = slot.find(key);
+    if (it == slot.end()) {
+      it = slot.emplace(key, g.size()).first;
+      g.emplace_back();
+    }
+    g[it->second].push_back(b);
+  }
+  return g;
+}
+
+struct group_stats {
+  double mean, std;  // std: unbiased (torch.std); 0 for a group of one
+};
+
+inline group_stats stats(const std::vector<double>& s, const std::vector<index_t>& rows) {
+  const double n = static_cast<double>(rows.size());
+  double m = 0;
+  for (auto b : rows) m += s[b];
+  m /= n;
+  if (rows.size() < 2) return {m, 0.0};
+  double v = 0;
+  for (auto b : rows) v += (s[b] - m) * (s[b] - m);
+  return {m, std::sqrt(v / (n - 1))};
+}
+
+/// advantages[b, t] = returns[b, t] = a[b] * mask[b, t].
+template <class V, class M>
+void broadcast(const std::vector<double>& a, const tensor_view<M, 2>& mask, const outputs<V>& out) {
+  cpu_loops::for_each_2d(mask.extent(0), mask.extent(1), [&](index_t b, index_t t) {
+    const V v = static_cast<V>(a[b] * static_cast<double>(mask(b, t)));
+    out.advantages(b, t) = v;
+    out.returns(b, t) = v;
+  });
+}
+
+}  // namespace detail
+}  // namespace rlhf::adv

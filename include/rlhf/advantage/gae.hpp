@@ -1,0 +1,65 @@
+// rlhf++ — generalized advantage estimation (Schulman et al. 2016), verl
+// compute_gae_advantage_return.
+//
+//   delta_t = r_t + gamma V_{t+1} - V_t,   A_t = delta_t + gamma lam A_{t+1}
+// computed backwards; at a masked position (multi-turn observation tokens)
+// the running next value and advantage are carried through unchanged.
+//   returns = A + V (unwhitened);  advantages = masked_whiten(A) if whiten.
+#pragma once
+
+#include "common.hpp"
+
+namespace rlhf::adv {
+
+struct gae_params {
+  double gamma = 1.0;
+  double lam = 1.0;
+  bool whiten = true;                         ///< verl whitens over the batch
+  whiten_params whitening = whiten_params::verl();
+};
+
+template <class T, class M>
+void gae(cpu_t tag, tensor_view<T, 2> token_level_rewards, in_view<T, 2> values, tensor_view<M, 2> response_mask,
+         const gae_params& p, outputs<value_t<T>> out) {
+  constexpr const char* fn = "adv::gae";
+  detail::check_rewards(tag, fn, token_level_rewards, response_mask, out);
+  rlhf::detail::require_same_shape(fn, "values", values, "token_level_rewards", token_level_rewards);
+  rlhf::detail::require_finite(tag, fn, "values", values);
+  rlhf::detail::require_nonneg_param(p.gamma, fn, "gamma");
+  rlhf::detail::require_nonneg_param(p.lam, fn, "lam");
+  rlhf::detail::require_param(p.gamma <= 1 && p.lam <= 1, fn, p.gamma > 1 ? "gamma" : "lam", "must be <= 1");
+  const index_t B = token_level_rewards.extent(0), T_ = token_level_rewards.extent(1);
+  if (p.whiten && !(ops::mask_count(tag, response_mask) >= 2))
+    rlhf::detail::fail(error_kind::empty, fn, "response_mask",
+                       "has fewer than 2 valid tokens: the advantages cannot be whitened");
+  using V = value_t<T>;
+  for (index_t b = 0; b < B; ++b) {
+    double next_value = 0, last = 0;
+    for (index_t t = T_; t-- > 0;) {
+      const double v = static_cast<double>(values(b, t));
+      const double delta = static_cast<double>(token_level_rewards(b, t)) + p.gamma * next_value - v;
+      const double a = delta + p.gamma * p.lam * last;
+      if (response_mask(b, t) != M(0)) {
+        next_value = v;
+        last = a;
+      }
+      out.advantages(b, t) = static_cast<V>(last);
+      out.returns(b, t) = static_cast<V>(last + v);
+    }
+  }
+  if (p.whiten)
+    ops::masked_whiten(tag.unchecked(), tensor_view<const V, 2>(out.advantages), response_mask, p.whitening,
+                       out.advantages);
+}
+
+/// Convenience overload: allocates the outputs.
+template <class T, class M>
+result<value_t<T>> gae(cpu_t tag, tensor_view<T, 2> token_level_rewards, in_view<T, 2> values,
+                       tensor_view<M, 2> response_mask, const gae_params& p) {
+  using V = value_t<T>;
+  result<V> r{tensor<V, 2>(token_level_rewards.shape()), tensor<V, 2>(token_level_rewards.shape())};
+  gae(tag, token_level_rewards, values, response_mask, p, outputs<V>{r.advantages.view(), r.returns.view()});
+  return r;
+}
+
+}  // namespace rlhf::adv

@@ -1,0 +1,73 @@
+// rlhf++ — group-relative outcome advantages (GRPO, Shao et al. 2024;
+// Dr. GRPO without the std; pass@k). verl compute_grpo_outcome_advantage,
+// compute_grpo_passk_outcome_advantage.
+//
+//   s_b = sum_t r_bt (every position), groups by index (responses to one prompt)
+//   GRPO:   A_b = (s_b - mean_g) / (std_g + eps)   or  s_b - mean_g  (norm_by_std = false)
+//           a group of one has mean 0 and std 1 (verl), so A_b = s_b / (1 + eps)
+//   pass@k: the group's best response gets s_max - s_second (/ (std_g + eps)); others 0
+// broadcast over T and multiplied by the mask; returns = advantages.
+#pragma once
+
+#include <algorithm>
+
+#include "common.hpp"
+
+namespace rlhf::adv {
+
+struct grpo_params {
+  double epsilon = 1e-6;    ///< verl 1e-6; TRL 1e-4; OpenRLHF 1e-9
+  bool norm_by_std = true;  ///< false: Dr. GRPO
+};
+
+template <class T, class M, class I>
+void grpo(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> response_mask,
+          tensor_view<I, 1> index, const grpo_params& p, outputs<value_t<T>> out) {
+  constexpr const char* fn = "adv::grpo";
+  detail::check_rewards(tag, fn, token_level_rewards, response_mask, out);
+  detail::check_index(fn, index, token_level_rewards);
+  rlhf::detail::require_nonneg_param(p.epsilon, fn, "epsilon");
+  auto s = detail::scores(token_level_rewards);
+  std::vector<double> a(s.size());
+  for (const auto& rows : detail::groups(index)) {
+    auto st = detail::stats(s, rows);
+    if (rows.size() == 1) st = {0.0, 1.0};
+    for (auto b : rows) {
+      if (p.norm_by_std) {
+        const double den = st.std + p.epsilon;
+        if (!(den > 0))
+          rlhf::detail::fail(error_kind::param, fn, "epsilon",
+                             "is 0 and a group has zero std: the normalized advantage is undefined");
+        a[b] = (s[b] - st.mean) / den;
+      } else {
+        a[b] = s[b] - st.mean;
+      }
+    }
+  }
+  detail::broadcast(a, response_mask, out);
+}
+
+/// pass@k: only the best response of each group is credited.
+template <class T, class M, class I>
+void grpo_passk(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> response_mask,
+                tensor_view<I, 1> index, const grpo_params& p, outputs<value_t<T>> out) {
+  constexpr const char* fn = "adv::grpo_passk";
+  detail::check_rewards(tag, fn, token_level_rewards, response_mask, out);
+  detail::check_index(fn, index, token_level_rewards);
+  rlhf::detail::require_nonneg_param(p.epsilon, fn, "epsilon");
+  auto s = detail::scores(token_level_rewards);
+  std::vector<double> a(s.size(), 0.0);
+  for (const auto& rows : detail::groups(index)) {
+    if (rows.size() < 2)
+      rlhf::detail::fail(error_kind::empty, fn, "index",
+                         "has a group of one response: pass@k needs at least 2 per group");
+    auto sorted = rows;
+    std::stable_sort(sorted.begin(), sorted.end(), [&](index_t x, index_t y) { return s[x] > s[y]; });
+    const double gap = s[sorted[0]] - s[sorted[1]];
+    const auto st = detail::stats(s, rows);
+    a[sorted[0]] = p.norm_by_std ? gap / (st.std + p.epsilon) : gap;
+  }
+  detail::broadcast(a, response_mask, out);
+}
+
+}  // namespace rlhf::adv

@@ -1,0 +1,99 @@
+// rlhf++ — REINFORCE-style estimators: REINFORCE++ (Hu 2025), its group
+// baseline variant, and ReMax (Li et al. 2023). verl
+// compute_reinforce_plus_plus_outcome_advantage,
+// compute_reinforce_plus_plus_baseline_outcome_advantage,
+// compute_remax_outcome_advantage.
+//
+//   REINFORCE++:   G_t = r_t + gamma G_{t+1} over valid tokens (a masked token
+//                  drops its reward, stores 0 and carries G); A = whiten(G) * m
+//   ++ baseline:   A = whiten((s_b - mean_g) * m) * m, mean of a group of one = 0
+//   ReMax:         G_t = sum_{s >= t} r_s m_s;  A = G - baseline_b * m
+#pragma once
+
+#include "common.hpp"
+
+namespace rlhf::adv {
+
+struct reinforce_pp_params {
+  double gamma = 1.0;
+  whiten_params whitening = whiten_params::verl();
+};
+
+template <class T, class M>
+void reinforce_pp(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> response_mask,
+                  const reinforce_pp_params& p, outputs<value_t<T>> out) {
+  constexpr const char* fn = "adv::reinforce_pp";
+  detail::check_rewards(tag, fn, token_level_rewards, response_mask, out);
+  rlhf::detail::require_nonneg_param(p.gamma, fn, "gamma");
+  if (!(ops::mask_count(tag, response_mask) >= 2))
+    rlhf::detail::fail(error_kind::empty, fn, "response_mask", "has fewer than 2 valid tokens: cannot whiten");
+  using V = value_t<T>;
+  const index_t B = token_level_rewards.extent(0), T_ = token_level_rewards.extent(1);
+  for (index_t b = 0; b < B; ++b) {
+    double g = 0;
+    for (index_t t = T_; t-- > 0;) {
+      if (response_mask(b, t) != M(0)) {
+        g = static_cast<double>(token_level_rewards(b, t)) + p.gamma * g;
+        out.returns(b, t) = static_cast<V>(g);
+      } else {
+        out.returns(b, t) = V(0);
+      }
+    }
+  }
+  ops::masked_whiten(tag.unchecked(), tensor_view<const V, 2>(out.returns), response_mask, p.whitening,
+                     out.advantages);
+  cpu_loops::for_each_2d(B, T_, [&](index_t b, index_t t) {
+    out.advantages(b, t) = static_cast<V>(static_cast<double>(out.advantages(b, t)) * static_cast<double>(response_mask(b, t)));
+  });
+}
+
+template <class T, class M, class I>
+void reinforce_pp_baseline(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> response_mask,
+                           tensor_view<I, 1> index, const whiten_params& w, outputs<value_t<T>> out) {
+  constexpr const char* fn = "adv::reinforce_pp_baseline";
+  detail::check_rewards(tag, fn, token_level_rewards, response_mask, out);
+  detail::check_index(fn, index, token_level_rewards);
+  if (!(ops::mask_count(tag, response_mask) >= 2))
+    rlhf::detail::fail(error_kind::empty, fn, "response_mask", "has fewer than 2 valid tokens: cannot whiten");
+  using V = value_t<T>;
+  auto s = detail::scores(token_level_rewards);
+  std::vector<double> a(s.size());
+  for (const auto& rows : detail::groups(index)) {
+    const double mean = rows.size() > 1 ? detail::stats(s, rows).mean : 0.0;
+    for (auto b : rows) a[b] = s[b] - mean;
+  }
+  const index_t B = token_level_rewards.extent(0), T_ = token_level_rewards.extent(1);
+  tensor<V, 2> tiled({B, T_});
+  cpu_loops::for_each_2d(B, T_, [&](index_t b, index_t t) {
+    tiled(b, t) = static_cast<V>(a[b] * static_cast<double>(response_mask(b, t)));
+  });
+  ops::masked_whiten(tag.unchecked(), tiled.view(), response_mask, w, out.advantages);
+  cpu_loops::for_each_2d(B, T_, [&](index_t b, index_t t) {
+    const V v = static_cast<V>(static_cast<double>(out.advantages(b, t)) * static_cast<double>(response_mask(b, t)));
+    out.advantages(b, t) = v;
+    out.returns(b, t) = v;
+  });
+}
+
+template <class T, class M>
+void remax(cpu_t tag, tensor_view<T, 2> token_level_rewards, in_view<T, 1> reward_baselines,
+           tensor_view<M, 2> response_mask, outputs<value_t<T>> out) {
+  constexpr const char* fn = "adv::remax";
+  detail::check_rewards(tag, fn, token_level_rewards, response_mask, out);
+  rlhf::detail::require_extent(fn, "reward_baselines", reward_baselines, 0, token_level_rewards.extent(0),
+                               "one baseline per response");
+  rlhf::detail::require_finite(tag, fn, "reward_baselines", reward_baselines);
+  using V = value_t<T>;
+  const index_t B = token_level_rewards.extent(0), T_ = token_level_rewards.extent(1);
+  for (index_t b = 0; b < B; ++b) {
+    double g = 0;
+    for (index_t t = T_; t-- > 0;) {
+      const double m = static_cast<double>(response_mask(b, t));
+      g += m != 0 ? static_cast<double>(token_level_rewards(b, t)) * m : 0.0;
+      out.returns(b, t) = static_cast<V>(g);
+      out.advantages(b, t) = static_cast<V>(g - static_cast<double>(reward_baselines(b)) * m);
+    }
+  }
+}
+
+}  // namespace rlhf::adv

@@ -1,0 +1,34 @@
+// rlhf++ — REINFORCE leave-one-out (Ahmadian et al. 2024), verl
+// compute_rloo_outcome_advantage / compute_rloo_vectorized_outcome_advantage.
+//
+//   A_b = s_b n/(n-1) - mean_g n/(n-1)   (= s_b - mean of the others), n = group size
+// A group of one keeps its raw score (loop version) or gets 0 (vectorized
+// version): singleton_keeps_score selects which.
+#pragma once
+
+#include "common.hpp"
+
+namespace rlhf::adv {
+
+struct rloo_params {
+  bool singleton_keeps_score = true;  ///< verl "rloo": true; "rloo_vectorized": false
+};
+
+template <class T, class M, class I>
+void rloo(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> response_mask,
+          tensor_view<I, 1> index, const rloo_params& p, outputs<value_t<T>> out) {
+  constexpr const char* fn = "adv::rloo";
+  detail::check_rewards(tag, fn, token_level_rewards, response_mask, out);
+  detail::check_index(fn, index, token_level_rewards);
+  auto s = detail::scores(token_level_rewards);
+  std::vector<double> a(s.size());
+  for (const auto& rows : detail::groups(index)) {
+    const double n = static_cast<double>(rows.size());
+    const auto st = detail::stats(s, rows);
+    for (auto b : rows)
+      a[b] = rows.size() == 1 ? (p.singleton_keeps_score ? s[b] : 0.0) : s[b] * n / (n - 1) - st.mean * n / (n - 1);
+  }
+  detail::broadcast(a, response_mask, out);
+}
+
+}  // namespace rlhf::adv

@@ -1,0 +1,27 @@
+// rlhf++ — argument aliases that keep template deduction on one argument.
+//
+// Each op deduces its element type from its first tensor argument
+// (`tensor_view<T, R>` with T possibly const); every other argument is
+// written with these non-deduced aliases, so views of T and of const T
+// convert freely.
+#pragma once
+
+#include <type_traits>
+
+#include "tensor_view.hpp"
+
+namespace rlhf {
+
+template <class T>
+using value_t = std::remove_const_t<T>;
+
+/// Read-only input view of the same element type as the deduced T.
+template <class T, std::size_t R>
+using in_view = std::type_identity_t<tensor_view<const value_t<T>, R>>;
+
+/// Writable output view of the same element type as the deduced T.
+/// A default-constructed (null) output view means "not requested".
+template <class T, std::size_t R>
+using out_view = std::type_identity_t<tensor_view<value_t<T>, R>>;
+
+}  // namespace rlhf

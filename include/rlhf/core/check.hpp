@@ -1,0 +1,119 @@
+// rlhf++ — argument validation shared by every entry point.
+//
+// Each helper throws rlhf::error naming the function and the argument.
+// Shape and parameter checks always run; the NaN/Inf scan runs when the
+// backend tag asks for it (rlhf::cpu does by default).
+#pragma once
+
+#include <cmath>
+#include <sstream>
+#include <string>
+
+#include "error.hpp"
+#include "tensor_view.hpp"
+
+namespace rlhf::detail {
+
+template <class T, std::size_t R, class S, class U, std::size_t R2, class S2>
+void require_same_shape(const char* fn, const char* arg, const tensor_view<T, R, S>& v,
+                        const char* ref_arg, const tensor_view<U, R2, S2>& ref) {
+  bool same = R == R2;
+  if (same)
+    for (std::size_t d = 0; d < R; ++d) same = same && v.extent(d) == ref.extent(d);
+  if (!same)
+    fail(error_kind::shape, fn, arg,
+         "has shape " + shape_string(v) + " but '" + ref_arg + "' has shape " + shape_string(ref));
+}
+
+template <class T, std::size_t R, class S>
+void require_extent(const char* fn, const char* arg, const tensor_view<T, R, S>& v, std::size_t d,
+                    index_t want, const char* what) {
+  if (v.extent(d) != want)
+    fail(error_kind::shape, fn, arg,
+         "has shape " + shape_string(v) + ": dimension " + std::to_string(d) + " must be " +
+             std::to_string(want) + " (" + what + ")");
+}
+
+template <class T, std::size_t R, class S>
+void require_nonempty(const char* fn, const char* arg, const tensor_view<T, R, S>& v) {
+  if (v.size() == 0) fail(error_kind::empty, fn, arg, "is empty (shape " + shape_string(v) + ")");
+  if (v.data() == nullptr) fail(error_kind::shape, fn, arg, "has no storage (null pointer)");
+}
+
+template <class T, std::size_t R, class S>
+void require_finite(const char* fn, const char* arg, const tensor_view<T, R, S>& v) {
+  static_assert(R <= 3, "require_finite: rank > 3 not supported");
+  auto bad = [&](auto x, const std::string& where) {
+    if (!std::isfinite(static_cast<double>(x))) {
+      std::ostringstream os;
+      os << "contains a non-finite value (" << static_cast<double>(x) << ") at " << where;
+      fail(error_kind::non_finite, fn, arg, os.str());
+    }
+  };
+  if constexpr (R == 1) {
+    for (index_t i = 0; i < v.extent(0); ++i) bad(v(i), "[" + std::to_string(i) + "]");
+  } else if constexpr (R == 2) {
+    for (index_t i = 0; i < v.extent(0); ++i)
+      for (index_t j = 0; j < v.extent(1); ++j)
+        if (!std::isfinite(static_cast<double>(v(i, j))))
+          bad(v(i, j), "[" + std::to_string(i) + ", " + std::to_string(j) + "]");
+  } else {
+    for (index_t i = 0; i < v.extent(0); ++i)
+      for (index_t j = 0; j < v.extent(1); ++j)
+        for (index_t k = 0; k < v.extent(2); ++k)
+          if (!std::isfinite(static_cast<double>(v(i, j, k))))
+            bad(v(i, j, k),
+                "[" + std::to_string(i) + ", " + std::to_string(j) + ", " + std::to_string(k) + "]");
+  }
+}
+
+/// The finite scan only when the tag asks for it.
+template <class Tag, class T, std::size_t R, class S>
+void require_finite(const Tag& tag, const char* fn, const char* arg, const tensor_view<T, R, S>& v) {
+  if (tag.check_finite) require_finite(fn, arg, v);
+}
+
+/// A mask must be finite (always checked: a NaN mask silently poisons every mean).
+template <class T, std::size_t R, class S>
+void require_mask(const char* fn, const char* arg, const tensor_view<T, R, S>& m) {
+  require_finite(fn, arg, m);
+}
+
+/// An output view, when given, must match its input's shape.
+template <class T, std::size_t R, class S, class U, std::size_t R2, class S2>
+void require_output(const char* fn, const char* arg, const tensor_view<T, R, S>& out,
+                    const char* ref_arg, const tensor_view<U, R2, S2>& ref) {
+  if (!out.null()) require_same_shape(fn, arg, out, ref_arg, ref);
+}
+
+inline void require_param(bool ok, const char* fn, const char* param, const std::string& what) {
+  if (!ok) fail(error_kind::param, fn, param, what);
+}
+
+inline void require_finite_param(double x, const char* fn, const char* param) {
+  if (!std::isfinite(x)) {
+    std::ostringstream os;
+    os << "must be finite (got " << x << ")";
+    fail(error_kind::param, fn, param, os.str());
+  }
+}
+
+inline void require_nonneg_param(double x, const char* fn, const char* param) {
+  require_finite_param(x, fn, param);
+  if (!(x >= 0)) {
+    std::ostringstream os;
+    os << "must be >= 0 (got " << x << ")";
+    fail(error_kind::param, fn, param, os.str());
+  }
+}
+
+inline void require_positive_param(double x, const char* fn, const char* param) {
+  require_finite_param(x, fn, param);
+  if (!(x > 0)) {
+    std::ostringstream os;
+    os << "must be > 0 (got " << x << ")";
+    fail(error_kind::param, fn, param, os.str());
+  }
+}
+
+}  // namespace rlhf::detail

@@ -1,0 +1,52 @@
+// rlhf++ — the one exception type of the library.
+//
+// Every rejected input is an rlhf::error carrying a kind (what class of
+// problem) and a message that names the function and the argument.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+namespace rlhf {
+
+enum class error_kind {
+  shape,       ///< inputs of mismatched or invalid shape
+  non_finite,  ///< NaN or Inf in an input
+  empty,       ///< no element to average over where the op needs one
+  param,       ///< a hyper-parameter out of range, or an unknown mode name
+};
+
+inline const char* to_string(error_kind k) noexcept {
+  switch (k) {
+    case error_kind::shape: return "shape";
+    case error_kind::non_finite: return "non_finite";
+    case error_kind::empty: return "empty";
+    case error_kind::param: return "param";
+  }
+  return "unknown";
+}
+
+class error : public std::runtime_error {
+ public:
+  error(error_kind kind, std::string argument, const std::string& message)
+      : std::runtime_error(message), kind_(kind), argument_(std::move(argument)) {}
+
+  [[nodiscard]] error_kind kind() const noexcept { return kind_; }
+  /// The argument (or parameter) the error is about; may be empty.
+  [[nodiscard]] const std::string& argument() const noexcept { return argument_; }
+
+ private:
+  error_kind kind_;
+  std::string argument_;
+};
+
+namespace detail {
+[[noreturn]] inline void fail(error_kind kind, const char* fn, const std::string& arg,
+                              const std::string& what) {
+  throw error(kind, arg,
+              std::string("rlhf::") + fn + ": " + (arg.empty() ? "" : "argument '" + arg + "' ") +
+                  what + " [" + to_string(kind) + "]");
+}
+}  // namespace detail
+
+}  // namespace rlhf

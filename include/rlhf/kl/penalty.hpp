@@ -1,0 +1,82 @@
+// rlhf++ — where the KL to the reference model goes.
+//
+// In the reward (InstructGPT; verl apply_kl_penalty, OpenRLHF compute_reward):
+//   r_t = score_t - beta * m_t * KL_t(logp_old, ref_logp)
+// and the controller is updated with the batch mean of per-sequence mean KL.
+//
+// In the loss (GRPO; verl use_kl_loss):
+//   L_kl = kl_coef * agg(KL_t(logp, ref_logp)),  dL/dlogp = kl_coef * w_t * dKL_t/dlogp
+// where agg is an aggregation mode (ops/aggregate.hpp) and w_t its weight.
+#pragma once
+
+#include "../ops/aggregate.hpp"
+#include "estimators.hpp"
+
+namespace rlhf::kl {
+
+struct in_reward_stats {
+  double mean_seq_kl;  ///< mean over rows of the masked per-row mean KL (verl's current_kl)
+  double beta;         ///< the coefficient that was applied
+};
+
+/// token_level_rewards = token_level_scores - beta * mask * KL(logp, ref_logp).
+/// `rewards` may alias `scores`.
+template <class T, class M>
+in_reward_stats apply_in_reward(cpu_t tag, tensor_view<T, 2> scores, in_view<T, 2> logp,
+                                in_view<T, 2> ref_logp, tensor_view<M, 2> mask, double beta,
+                                const kl_params& p, out_view<T, 2> rewards) {
+  constexpr const char* fn = "kl::apply_in_reward";
+  detail::require_same_shape(fn, "logp", logp, "token_level_scores", scores);
+  detail::require_same_shape(fn, "ref_logp", ref_logp, "token_level_scores", scores);
+  detail::require_same_shape(fn, "response_mask", mask, "token_level_scores", scores);
+  detail::require_same_shape(fn, "rewards", rewards, "token_level_scores", scores);
+  detail::require_nonempty(fn, "token_level_scores", scores);
+  detail::require_finite(tag, fn, "token_level_scores", scores);
+  detail::require_mask(fn, "response_mask", mask);
+  detail::require_nonneg_param(beta, fn, "beta");
+  const index_t B = scores.extent(0), T_ = scores.extent(1);
+  tensor<value_t<T>, 2> kld({B, T_});
+  estimate(tag, logp, ref_logp, p, kld.view());
+  double sum_rows = 0;
+  for (index_t b = 0; b < B; ++b) {
+    double s = 0, c = 0;
+    for (index_t t = 0; t < T_; ++t) {
+      const double m = static_cast<double>(mask(b, t));
+      const double k = static_cast<double>(kld(b, t)) * m;
+      s += k;
+      c += m;
+      rewards(b, t) = static_cast<value_t<T>>(static_cast<double>(scores(b, t)) - beta * k);
+    }
+    sum_rows += s / (c + 1e-8);
+  }
+  return {sum_rows / static_cast<double>(B), beta};
+}
+
+struct in_loss_result {
+  double loss;     ///< kl_coef * agg(KL)
+  double mean_kl;  ///< agg(KL), the logged "actor/kl_loss"
+};
+
+/// KL as a loss term; writes d loss / d logp into `dlogp` when given
+/// (accumulates with `accumulate = true`, for the combined PPO loss).
+template <class T, class M>
+in_loss_result loss(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 2> ref_logp, tensor_view<M, 2> mask,
+                    double kl_coef, const kl_params& p, const agg_params& agg, out_view<T, 2> dlogp = {},
+                    bool accumulate = false) {
+  constexpr const char* fn = "kl::loss";
+  detail::require_same_shape(fn, "response_mask", mask, "logp", logp);
+  detail::require_output(fn, "dlogp", dlogp, "logp", logp);
+  detail::require_nonneg_param(kl_coef, fn, "kl_coef");
+  const index_t B = logp.extent(0), T_ = logp.extent(1);
+  tensor<value_t<T>, 2> kld({B, T_}), dk({B, T_}), w({B, T_});
+  estimate(tag, logp, ref_logp, p, kld.view(), dk.view());
+  const double v = ops::aggregate(tag.unchecked(), kld.view(), mask, agg, w.view());
+  if (!dlogp.null())
+    cpu_loops::for_each_2d(B, T_, [&](index_t b, index_t t) {
+      const double g = kl_coef * static_cast<double>(w(b, t)) * static_cast<double>(dk(b, t));
+      dlogp(b, t) = static_cast<value_t<T>>(accumulate ? static_cast<double>(dlogp(b, t)) + g : g);
+    });
+  return {kl_coef * v, v};
+}
+
+}  // namespace rlhf::kl

@@ -1,0 +1,442 @@
+// rlhf++ — the DPO family (Rafailov et al. 2023) and its variants.
+//
+// Inputs are four [B] sequence log-probabilities: policy and reference, of the
+// chosen and the rejected response. With x_c = c - ref_c, x_r = r - ref_r
+// (the reference terms dropped when reference_free) and a per-response score
+// g (the f-divergence: g(x) = x for reverse KL, log s(x) for JS,
+// -exp(-a x)/a, exp((a-1) x)/(a-1) for alpha divergences),
+//   delta = g(x_c) - g(x_r),  z = beta * delta
+// and the per-pair loss is one of (math/dpo.hpp for the sigmoid family):
+//   sigmoid, robust, exo_pair, hinge, ipo, discopop   functions of z (ipo: delta)
+//   sigmoid_norm   sigmoid of beta (g(x_c)/len_c - g(x_r)/len_r)
+//   sppo_hard      (S_c - 1/(2 beta))^2 + (S_r + 1/(2 beta))^2
+//   nca_pair       -log s(beta S_c) - 1/2 log s(-beta S_c) - 1/2 log s(-beta S_r)
+//   bco_pair       -log s(beta S_c) - log s(-beta S_r)
+//   aot            sigmoid of beta (sort(c - r) - sort(ref_c - ref_r))
+//   aot_unpaired   sigmoid of beta (sort(x_c) - sort(x_r))
+//   apo_zero       1 - s(beta x_c) + s(beta x_r)
+//   apo_down       s(beta x_c) + 1 - s(beta (x_c - x_r))
+// where S = x (raw log ratios; TRL <= 0.28) or g(x) (TRL >= 1.0,
+// scores_in_pair_losses). Implicit rewards beta (c - ref_c), beta (r - ref_r)
+// always use the reference. Gradients are of mean_b(loss_b).
+// References: TRL v0.28.0 DPOTrainer.dpo_loss, TRL HEAD DPOTrainer._compute_loss,
+// OpenRLHF models/loss.py DPOLoss.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "../core/args.hpp"
+#include "../core/backend.hpp"
+#include "../core/check.hpp"
+#include "../math/dpo.hpp"
+
+namespace rlhf::dpo {
+
+enum class loss_type {
+  sigmoid, hinge, ipo, exo_pair, nca_pair, robust, bco_pair, sppo_hard,
+  aot, aot_unpaired, apo_zero, apo_down, discopop, sigmoid_norm
+};
+
+inline const char* to_string(loss_type t) noexcept {
+  switch (t) {
+    case loss_type::sigmoid: return "sigmoid";
+    case loss_type::hinge: return "hinge";
+    case loss_type::ipo: return "ipo";
+    case loss_type::exo_pair: return "exo_pair";
+    case loss_type::nca_pair: return "nca_pair";
+    case loss_type::robust: return "robust";
+    case loss_type::bco_pair: return "bco_pair";
+    case loss_type::sppo_hard: return "sppo_hard";
+    case loss_type::aot: return "aot";
+    case loss_type::aot_unpaired: return "aot_unpaired";
+    case loss_type::apo_zero: return "apo_zero";
+    case loss_type::apo_down: return "apo_down";
+    case loss_type::discopop: return "discopop";
+    case loss_type::sigmoid_norm: return "sigmoid_norm";
+  }
+  return "?";
+}
+
+/// TRL's names; "aot_pair" (TRL <= 0.27) is accepted for aot_unpaired.
+inline loss_type parse_loss_type(std::string_view s) {
+  if (s == "aot_pair") return loss_type::aot_unpaired;
+  for (int i = 0; i <= static_cast<int>(loss_type::sigmoid_norm); ++i)
+    if (s == to_string(static_cast<loss_type>(i))) return static_cast<loss_type>(i);
+  rlhf::detail::fail(error_kind::param, "dpo::parse_loss_type", "loss_type",
+                     "unknown DPO loss type '" + std::string(s) +
+                         "' (sigmoid, hinge, ipo, exo_pair, nca_pair, robust, bco_pair, sppo_hard, aot, "
+                         "aot_unpaired, apo_zero, apo_down, discopop, sigmoid_norm)");
+}
+
+/// The per-response score g of the f-divergence.
+enum class score_fn {
+  identity,     ///< reverse KL (standard DPO)
+  log_sigmoid,  ///< Jensen-Shannon
+  neg_exp,      ///< -exp(-alpha x) / alpha (TRL <= 0.28 alpha divergence; forward KL at alpha = 1)
+  power,        ///< exp((alpha - 1) x) / (alpha - 1) (TRL >= 1.0 alpha divergence, alpha != 1)
+};
+
+struct params {
+  loss_type type = loss_type::sigmoid;
+  double beta = 0.1;
+  double label_smoothing = 0.0;       ///< cDPO / robust / exo epsilon
+  score_fn score = score_fn::identity;
+  double alpha = 1.0;                 ///< alpha-divergence coefficient
+  double exp_cap = 709.7827;          ///< clamp of the exponent in neg_exp/power (TRL cap_exp: float64 max)
+  bool reference_free = false;        ///< drop the reference from the scores (TRL <= 0.28)
+  bool smooth_sigmoid = true;         ///< label smoothing in sigmoid (TRL <= 0.28, OpenRLHF); TRL >= 1.0: false
+  bool length_normalize = false;      ///< ipo, sigmoid_norm: scores / completion length (TRL >= 1.0)
+  bool scores_in_pair_losses = false; ///< nca/sppo/bco/discopop/apo_down use g(x) (TRL >= 1.0), else x
+  double exo_zero_smoothing = 1e-3;   ///< exo_pair with eps = 0 uses this (TRL <= 0.28); 0: rlhf::error(param)
+  double discopop_tau = 0.05;
+
+  /// TRL <= 0.28 DPOTrainer.dpo_loss.
+  static params trl(loss_type t, double beta = 0.1, double label_smoothing = 0.0) {
+    params p;
+    p.type = t;
+    p.beta = beta;
+    p.label_smoothing = label_smoothing;
+    return p;
+  }
+  /// TRL >= 1.0 DPOTrainer._compute_loss.
+  static params trl_v1(loss_type t, double beta = 0.1, double label_smoothing = 0.0) {
+    params p = trl(t, beta, label_smoothing);
+    p.smooth_sigmoid = false;
+    p.length_normalize = true;
+    p.scores_in_pair_losses = true;
+    p.exo_zero_smoothing = 0.0;
+    return p;
+  }
+  /// OpenRLHF DPOLoss(beta, label_smoothing, ipo).
+  static params openrlhf(double beta, double label_smoothing = 0.0, bool ipo = false) {
+    return trl(ipo ? loss_type::ipo : loss_type::sigmoid, beta, label_smoothing);
+  }
+};
+
+/// Sets the f-divergence by TRL's name. classic = TRL <= 0.28 semantics
+/// (alpha_divergence is -exp(-a x)/a); otherwise TRL >= 1.0 (forward_kl is
+/// -exp(-x), alpha_divergence exp((a-1)x)/(a-1), identity at a = 1).
+inline void set_f_divergence(params& p, std::string_view name, double alpha, bool classic) {
+  p.alpha = alpha;
+  if (name == "reverse_kl") p.score = score_fn::identity;
+  else if (name == "js_divergence") p.score = score_fn::log_sigmoid;
+  else if (name == "forward_kl" && !classic) { p.score = score_fn::neg_exp; p.alpha = 1.0; p.exp_cap = INFINITY; }
+  else if (name == "alpha_divergence" && classic) p.score = score_fn::neg_exp;
+  else if (name == "alpha_divergence") {
+    p.score = std::fabs(alpha - 1.0) < 1e-6 ? score_fn::identity : score_fn::power;
+    p.exp_cap = 80.0;
+  } else
+    rlhf::detail::fail(error_kind::param, "dpo::set_f_divergence", "f_divergence_type",
+                       "unknown f-divergence '" + std::string(name) + "' (reverse_kl, " +
+                           (classic ? "" : "forward_kl, ") + "js_divergence, alpha_divergence)");
+}
+
+/// Optional outputs; null views are skipped. Gradients are of the mean loss.
+template <class T>
+struct outputs {
+  tensor_view<T, 1> losses{}, chosen_rewards{}, rejected_rewards{}, dchosen{}, drejected{};
+};
+
+struct summary {
+  double loss = 0;             ///< mean per-pair loss (weighted sum of means for several types)
+  double reward_margin = 0;    ///< mean(chosen_rewards - rejected_rewards)
+  double reward_accuracy = 0;  ///< mean(chosen_rewards > rejected_rewards)
+  double chosen_reward = 0, rejected_reward = 0;  ///< means of the implicit rewards
+};
+
+/// One loss type with its weight (TRL's loss_type list with loss_weights, e.g. MPO).
+struct weighted {
+  params p;
+  double weight = 1.0;
+};
+
+namespace detail {
+
+inline math::dual score(double x, const params& p) {
+  switch (p.score) {
+    case score_fn::identity: return {x, 1.0};
+    case score_fn::log_sigmoid: return {num::log_sigmoid(x), num::sigmoid(-x)};
+    case score_fn::neg_exp: {
+      const double e = -p.alpha * x;
+      if (e > p.exp_cap) return {-std::exp(p.exp_cap) / p.alpha, 0.0};
+      const double v = std::exp(e);
+      return {-v / p.alpha, v};
+    }
+    case score_fn::power: {
+      const double e = (p.alpha - 1.0) * x;
+      if (e > p.exp_cap) return {std::exp(p.exp_cap) / (p.alpha - 1.0), 0.0};
+      const double v = std::exp(e);
+      return {v / (p.alpha - 1.0), v};
+    }
+  }
+  return {x, 1.0};
+}
+
+inline void check_params(const params& p, const char* fn) {
+  rlhf::detail::require_positive_param(p.beta, fn, "beta");
+  rlhf::detail::require_nonneg_param(p.label_smoothing, fn, "label_smoothing");
+  rlhf::detail::require_param(p.label_smoothing < 1, fn, "label_smoothing", "must be < 1");
+  if (p.type == loss_type::robust)
+    rlhf::detail::require_param(p.label_smoothing != 0.5, fn, "label_smoothing",
+                                "must not be 0.5 for the robust loss (it divides by 1 - 2 eps)");
+  if (p.type == loss_type::exo_pair && p.label_smoothing == 0)
+    rlhf::detail::require_param(p.exo_zero_smoothing > 0 && p.exo_zero_smoothing < 1, fn, "label_smoothing",
+                                "must be > 0 for exo_pair (log eps)");
+  if (p.score == score_fn::neg_exp || p.score == score_fn::power)
+    rlhf::detail::require_param(std::isfinite(p.alpha) && p.alpha != 0 && (p.score != score_fn::power || p.alpha != 1),
+                                fn, "alpha", "must be finite, non-zero (and != 1 for the power score)");
+  rlhf::detail::require_positive_param(p.discopop_tau, fn, "discopop_tau");
+}
+
+/// Adds weight * mean(loss) of one type into losses/dc/dr (double buffers).
+inline double accumulate(const params& p, double weight, const std::vector<double>& c, const std::vector<double>& r,
+                         const std::vector<double>& rc, const std::vector<double>& rr, const double* len_c,
+                         const double* len_r, std::vector<double>& losses, std::vector<double>& dc,
+                         std::vector<double>& dr) {
+  const std::size_t B = c.size();
+  const double inv = weight / static_cast<double>(B);
+  const double beta = p.beta;
+  const double eps = p.label_smoothing;
+  const double rf = p.reference_free ? 0.0 : 1.0;
+  double total = 0;
+  auto add = [&](std::size_t i, double v, double gc, double gr) {
+    losses[i] += weight * v;
+    dc[i] += inv * gc;
+    dr[i] += inv * gr;
+    total += v;
+  };
+  auto sorted_pairs = [&](auto&& key_a, auto&& key_b) {
+    // delta_i = sort(a)_i - sort(b)_i; gradient routed back through each permutation.
+    std::vector<std::size_t> ia(B), ib(B);
+    std::iota(ia.begin(), ia.end(), 0);
+    std::iota(ib.begin(), ib.end(), 0);
+    std::stable_sort(ia.begin(), ia.end(), [&](auto x, auto y) { return key_a(x) < key_a(y); });
+    std::stable_sort(ib.begin(), ib.end(), [&](auto x, auto y) { return key_b(x) < key_b(y); });
+    return std::pair{ia, ib};
+  };
+
+  if (p.type == loss_type::aot || p.type == loss_type::aot_unpaired) {
+    const bool paired = p.type == loss_type::aot;
+    auto a = [&](std::size_t i) { return paired ? c[i] - r[i] : c[i] - rc[i]; };
+    auto b = [&](std::size_t i) { return paired ? rc[i] - rr[i] : r[i] - rr[i]; };
+    auto [ia, ib] = sorted_pairs(a, b);
+    for (std::size_t k = 0; k < B; ++k) {
+      const auto l = math::dpo_sigmoid(beta * (a(ia[k]) - b(ib[k])), eps);
+      losses[k] += weight * l.v;
+      total += l.v;
+      const double g = inv * l.d * beta;
+      if (paired) {  // a depends on c and r of pair ia[k]; b on the reference only
+        dc[ia[k]] += g;
+        dr[ia[k]] -= g;
+      } else {  // a on c of ia[k], b on r of ib[k]
+        dc[ia[k]] += g;
+        dr[ib[k]] -= g;
+      }
+    }
+    return weight * total / static_cast<double>(B);
+  }
+
+  for (std::size_t i = 0; i < B; ++i) {
+    const double xc = c[i] - rf * rc[i], xr = r[i] - rf * rr[i];
+    const math::dual gc = score(xc, p), gr = score(xr, p);
+    // delta and its partials; the identity case keeps TRL's order of operations.
+    double delta = p.score == score_fn::identity ? (c[i] - r[i]) - rf * (rc[i] - rr[i]) : gc.v - gr.v;
+    double ddc = gc.d, ddr = -gr.d;
+    const bool norm = p.length_normalize && (p.type == loss_type::ipo || p.type == loss_type::sigmoid_norm);
+    if (norm) {
+      const double lc = std::max(len_c[i], 1.0), lr = std::max(len_r[i], 1.0);
+      delta = gc.v / lc - gr.v / lr;
+      ddc = gc.d / lc;
+      ddr = -gr.d / lr;
+    }
+    // S: the scores of the pair losses (raw log ratios, or g(x)).
+    const math::dual Sc = p.scores_in_pair_losses ? gc : math::dual{c[i] - rc[i], 1.0};
+    const math::dual Sr = p.scores_in_pair_losses ? gr : math::dual{r[i] - rr[i], 1.0};
+    switch (p.type) {
+      case loss_type::sigmoid:
+      case loss_type::sigmoid_norm: {
+        const auto l = math::dpo_sigmoid(beta * delta, p.smooth_sigmoid ? eps : 0.0);
+        add(i, l.v, l.d * beta * ddc, l.d * beta * ddr);
+        break;
+      }
+      case loss_type::robust: {
+        const auto l = math::dpo_robust(beta * delta, eps);
+        add(i, l.v, l.d * beta * ddc, l.d * beta * ddr);
+        break;
+      }
+      case loss_type::exo_pair: {
+        const auto l = math::dpo_exo(beta * delta, eps == 0 ? p.exo_zero_smoothing : eps);
+        add(i, l.v, l.d * beta * ddc, l.d * beta * ddr);
+        break;
+      }
+      case loss_type::hinge: {
+        const auto l = math::dpo_hinge(beta * delta);
+        add(i, l.v, l.d * beta * ddc, l.d * beta * ddr);
+        break;
+      }
+      case loss_type::ipo: {
+        const auto l = math::dpo_ipo(delta, beta);
+        add(i, l.v, l.d * ddc, l.d * ddr);
+        break;
+      }
+      case loss_type::discopop: {
+        // TRL <= 0.28: the plain logits (c - r) - (ref_c - ref_r); TRL >= 1.0: delta.
+        const bool plain = !p.scores_in_pair_losses;
+        const double d = plain ? (c[i] - r[i]) - (rc[i] - rr[i]) : delta;
+        const auto l = math::dpo_discopop(beta * d, p.discopop_tau);
+        add(i, l.v, l.d * beta * (plain ? 1.0 : ddc), l.d * beta * (plain ? -1.0 : ddr));
+        break;
+      }
+      case loss_type::sppo_hard: {
+        const double ec = Sc.v - 0.5 / beta, er = Sr.v + 0.5 / beta;
+        add(i, ec * ec + er * er, 2 * ec * Sc.d, 2 * er * Sr.d);
+        break;
+      }
+      case loss_type::nca_pair: {
+        const double zc = beta * Sc.v, zr = beta * Sr.v;
+        const double v = -num::log_sigmoid(zc) - 0.5 * num::log_sigmoid(-zc) - 0.5 * num::log_sigmoid(-zr);
+        const double dzc = -num::sigmoid(-zc) + 0.5 * num::sigmoid(zc);
+        const double dzr = 0.5 * num::sigmoid(zr);
+        add(i, v, dzc * beta * Sc.d, dzr * beta * Sr.d);
+        break;
+      }
+      case loss_type::bco_pair: {
+        const double zc = beta * Sc.v, zr = beta * Sr.v;
+        add(i, -num::log_sigmoid(zc) - num::log_sigmoid(-zr), -num::sigmoid(-zc) * beta * Sc.d,
+            num::sigmoid(zr) * beta * Sr.d);
+        break;
+      }
+      case loss_type::apo_zero: {
+        // TRL <= 0.28 honours reference_free here; TRL >= 1.0 uses the raw log ratios.
+        const double a = p.scores_in_pair_losses ? c[i] - rc[i] : xc;
+        const double b = p.scores_in_pair_losses ? r[i] - rr[i] : xr;
+        const double sa = num::sigmoid(beta * a), sb = num::sigmoid(beta * b);
+        add(i, 1.0 - sa + sb, -beta * sa * (1 - sa), beta * sb * (1 - sb));
+        break;
+      }
+      case loss_type::apo_down: {
+        const double a = p.scores_in_pair_losses ? c[i] - rc[i] : xc;
+        const double sa = num::sigmoid(beta * a);
+        // second term: s(beta (a - b)) raw (TRL <= 0.28) or s(beta delta) (TRL >= 1.0)
+        const double d2 = p.scores_in_pair_losses ? delta : xc - xr;
+        const double d2c = p.scores_in_pair_losses ? ddc : 1.0, d2r = p.scores_in_pair_losses ? ddr : -1.0;
+        const double s2 = num::sigmoid(beta * d2);
+        add(i, sa + 1.0 - s2, beta * sa * (1 - sa) - beta * s2 * (1 - s2) * d2c, -beta * s2 * (1 - s2) * d2r);
+        break;
+      }
+      case loss_type::aot:
+      case loss_type::aot_unpaired: break;  // handled above
+    }
+  }
+  return weight * total / static_cast<double>(B);
+}
+
+}  // namespace detail
+
+/// Several weighted loss types summed (TRL loss_type list). Every term must
+/// agree on beta for the implicit rewards (the first term's beta is used).
+template <class T>
+summary weighted_loss(cpu_t tag, tensor_view<T, 1> chosen, in_view<T, 1> rejected, in_view<T, 1> ref_chosen,
+                      in_view<T, 1> ref_rejected, std::span<const weighted> terms, outputs<value_t<T>> out = {},
+                      in_view<T, 1> chosen_lengths = {}, in_view<T, 1> rejected_lengths = {}) {
+  constexpr const char* fn = "dpo::loss";
+  using rlhf::detail::require_same_shape;
+  require_same_shape(fn, "rejected_logps", rejected, "chosen_logps", chosen);
+  require_same_shape(fn, "ref_chosen_logps", ref_chosen, "chosen_logps", chosen);
+  require_same_shape(fn, "ref_rejected_logps", ref_rejected, "chosen_logps", chosen);
+  rlhf::detail::require_nonempty(fn, "chosen_logps", chosen);
+  rlhf::detail::require_finite(tag, fn, "chosen_logps", chosen);
+  rlhf::detail::require_finite(tag, fn, "rejected_logps", rejected);
+  rlhf::detail::require_finite(tag, fn, "ref_chosen_logps", ref_chosen);
+  rlhf::detail::require_finite(tag, fn, "ref_rejected_logps", ref_rejected);
+  rlhf::detail::require_output(fn, "losses", out.losses, "chosen_logps", chosen);
+  rlhf::detail::require_output(fn, "chosen_rewards", out.chosen_rewards, "chosen_logps", chosen);
+  rlhf::detail::require_output(fn, "rejected_rewards", out.rejected_rewards, "chosen_logps", chosen);
+  rlhf::detail::require_output(fn, "dchosen", out.dchosen, "chosen_logps", chosen);
+  rlhf::detail::require_output(fn, "drejected", out.drejected, "chosen_logps", chosen);
+  if (terms.empty()) rlhf::detail::fail(error_kind::param, fn, "loss_type", "no loss type given");
+  bool need_len = false;
+  for (const auto& w : terms) {
+    detail::check_params(w.p, fn);
+    rlhf::detail::require_finite_param(w.weight, fn, "loss_weights");
+    need_len = need_len || (w.p.length_normalize && (w.p.type == loss_type::ipo || w.p.type == loss_type::sigmoid_norm));
+  }
+  const index_t B = chosen.extent(0);
+  std::vector<double> c(B), r(B), rc(B), rr(B), lc(B, 1.0), lr(B, 1.0), losses(B, 0.0), dc(B, 0.0), dr(B, 0.0);
+  for (index_t i = 0; i < B; ++i) {
+    c[i] = static_cast<double>(chosen(i));
+    r[i] = static_cast<double>(rejected(i));
+    rc[i] = static_cast<double>(ref_chosen(i));
+    rr[i] = static_cast<double>(ref_rejected(i));
+  }
+  if (need_len) {
+    if (chosen_lengths.null() || rejected_lengths.null())
+      rlhf::detail::fail(error_kind::shape, fn, "chosen_lengths",
+                         "are required by length-normalized ipo/sigmoid_norm (completion token counts)");
+    require_same_shape(fn, "chosen_lengths", chosen_lengths, "chosen_logps", chosen);
+    require_same_shape(fn, "rejected_lengths", rejected_lengths, "chosen_logps", chosen);
+    for (index_t i = 0; i < B; ++i) {
+      lc[i] = static_cast<double>(chosen_lengths(i));
+      lr[i] = static_cast<double>(rejected_lengths(i));
+    }
+  }
+  summary s{};
+  for (const auto& w : terms)
+    s.loss += detail::accumulate(w.p, w.weight, c, r, rc, rr, lc.data(), lr.data(), losses, dc, dr);
+  const double beta = terms[0].p.beta;
+  for (index_t i = 0; i < B; ++i) {
+    const double cr = beta * (c[i] - rc[i]), rj = beta * (r[i] - rr[i]);
+    s.chosen_reward += cr / static_cast<double>(B);
+    s.rejected_reward += rj / static_cast<double>(B);
+    s.reward_margin += (cr - rj) / static_cast<double>(B);
+    s.reward_accuracy += (cr > rj ? 1.0 : 0.0) / static_cast<double>(B);
+    using V = value_t<T>;
+    if (!out.losses.null()) out.losses(i) = static_cast<V>(losses[i]);
+    if (!out.chosen_rewards.null()) out.chosen_rewards(i) = static_cast<V>(cr);
+    if (!out.rejected_rewards.null()) out.rejected_rewards(i) = static_cast<V>(rj);
+    if (!out.dchosen.null()) out.dchosen(i) = static_cast<V>(dc[i]);
+    if (!out.drejected.null()) out.drejected(i) = static_cast<V>(dr[i]);
+  }
+  if (!std::isfinite(s.loss))
+    rlhf::detail::fail(error_kind::non_finite, fn, "chosen_logps",
+                       "gives a non-finite loss (log-probabilities out of the range this loss type can represent)");
+  return s;
+}
+
+/// One loss type.
+template <class T>
+summary loss(cpu_t tag, tensor_view<T, 1> chosen, in_view<T, 1> rejected, in_view<T, 1> ref_chosen,
+             in_view<T, 1> ref_rejected, const params& p, outputs<value_t<T>> out = {},
+             in_view<T, 1> chosen_lengths = {}, in_view<T, 1> rejected_lengths = {}) {
+  const weighted one[] = {{p, 1.0}};
+  return weighted_loss(tag, chosen, rejected, ref_chosen, ref_rejected, std::span<const weighted>(one), out,
+                       chosen_lengths, rejected_lengths);
+}
+
+/// Owning results of the convenience overload.
+template <class T>
+struct result {
+  summary stats;
+  tensor<T, 1> losses, chosen_rewards, rejected_rewards, dchosen, drejected;
+};
+
+/// Convenience: allocates every per-pair output.
+template <class T>
+result<value_t<T>> evaluate(cpu_t tag, tensor_view<T, 1> chosen, in_view<T, 1> rejected, in_view<T, 1> ref_chosen,
+                        in_view<T, 1> ref_rejected, const params& p) {
+  using V = value_t<T>;
+  const index_t B = chosen.extent(0);
+  result<V> r{{}, tensor<V, 1>({B}), tensor<V, 1>({B}), tensor<V, 1>({B}), tensor<V, 1>({B}), tensor<V, 1>({B})};
+  r.stats = loss(tag, chosen, rejected, ref_chosen, ref_rejected, p,
+                 outputs<V>{r.losses.view(), r.chosen_rewards.view(), r.rejected_rewards.view(), r.dchosen.view(),
+                            r.drejected.view()});
+  return r;
+}
+
+}  // namespace rlhf::dpo

@@ -1,0 +1,363 @@
+// rlhf++ — PPO objectives for RLHF.
+//
+// policy loss   L_pg  = agg_t( ppo_clip(logp, old_logp, A) * w_t )      (math/ppo.hpp)
+// entropy bonus L_ent = -entropy_coef * agg_t(H_t)
+// KL in loss    L_kl  = kl_coef * agg_t(KL_t(logp, ref_logp))            (kl/penalty.hpp)
+// actor loss    L     = L_pg + L_ent + L_kl                               (verl dp_actor)
+// value loss    L_vf  = scale * agg_t( max((v-R)^2, (clip(v)-R)^2) )      (verl compute_value_loss)
+// combined      L + vf_coef * L_vf
+//
+// Statistics, as the stacks log them:
+//   clipfrac       = masked_mean(l2 > l1)              (verl pg_clipfrac, OpenRLHF clip_ratio, TRL)
+//                    or masked_mean(|r - 1| > eps)     (Stable-Baselines3 clip_fraction)
+//   clipfrac_lower = masked_mean(dual clip active)     (verl pg_clipfrac_lower)
+//   ppo_kl         = masked_mean(-d)                   (verl: d clamped; OpenRLHF: raw)
+//                    or masked_mean(d^2/2) (TRL approxkl), masked_mean((r-1) - log r) (SB3 approx_kl)
+// Each convention is a field of policy_params; presets give each stack's values.
+#pragma once
+
+#include <cmath>
+
+#include "../ops/aggregate.hpp"
+#include "../kl/penalty.hpp"
+#include "../math/ppo.hpp"
+
+namespace rlhf::ppo {
+
+enum class clipfrac_rule { objective_clipped, ratio_outside };
+enum class approx_kl_rule { neg_log_ratio, half_squared, k3 };
+
+struct policy_params {
+  double clip_low = 0.2;           ///< epsilon below 1 (verl clip_ratio_low)
+  double clip_high = 0.2;          ///< epsilon above 1 (verl clip_ratio_high, DAPO clip-higher)
+  double dual_clip = 3.0;          ///< c > 1 for A < 0; INFINITY = off (verl clip_ratio_c)
+  double log_ratio_clamp = 20.0;   ///< clamp of logp - old_logp before exp; INFINITY = off
+  bool kl_stat_clamped = true;     ///< ppo_kl from the clamped log ratio (verl) or the raw one
+  double stat_eps = 1e-8;          ///< epsilon of the masked means of the statistics (verl 1e-8)
+  clipfrac_rule clipfrac = clipfrac_rule::objective_clipped;
+  approx_kl_rule approx_kl = approx_kl_rule::neg_log_ratio;
+  agg_params agg{};                ///< aggregation of the token losses
+
+  /// verl compute_policy_loss_vanilla (ActorConfig defaults).
+  static policy_params verl(agg_mode m = agg_mode::token_mean) {
+    policy_params p;
+    p.agg.mode = m;
+    return p;
+  }
+  /// OpenRLHF PolicyLoss("ppo"): dual clip off unless set, raw-log-ratio ppo_kl,
+  /// exact masked means; token_level_loss=false is seq-mean-token-mean.
+  static policy_params openrlhf(bool token_level_loss = true) {
+    policy_params p;
+    p.dual_clip = INFINITY;
+    p.kl_stat_clamped = false;
+    p.stat_eps = 0.0;
+    p.agg.mode = token_level_loss ? agg_mode::token_mean : agg_mode::seq_mean_token_mean;
+    return p;
+  }
+  /// TRL experimental PPOTrainer: symmetric cliprange, no dual clip, no log-ratio
+  /// clamp, exact masked means, approxkl = 0.5 * mean(d^2).
+  static policy_params trl(double cliprange = 0.2) {
+    policy_params p;
+    p.clip_low = p.clip_high = cliprange;
+    p.dual_clip = INFINITY;
+    p.log_ratio_clamp = INFINITY;
+    p.kl_stat_clamped = false;
+    p.stat_eps = 0.0;
+    p.approx_kl = approx_kl_rule::half_squared;
+    return p;
+  }
+  /// Stable-Baselines3 PPO: mean over samples, clip_fraction = mean(|r-1| > eps),
+  /// approx_kl = mean((r - 1) - log r).
+  static policy_params sb3(double clip_range = 0.2) {
+    policy_params p = trl(clip_range);
+    p.clipfrac = clipfrac_rule::ratio_outside;
+    p.approx_kl = approx_kl_rule::k3;
+    return p;
+  }
+};
+
+struct policy_result {
+  double loss = 0;            ///< aggregated policy loss (verl pg_loss)
+  double clipfrac = 0;        ///< pg_clipfrac / clip_ratio
+  double ppo_kl = 0;          ///< approximate KL(old || new), see approx_kl_rule
+  double clipfrac_lower = 0;  ///< pg_clipfrac_lower (dual clip)
+};
+
+inline void check_policy_params(const policy_params& p, const char* fn) {
+  detail::require_nonneg_param(p.clip_low, fn, "clip_low");
+  detail::require_nonneg_param(p.clip_high, fn, "clip_high");
+  detail::require_param(p.clip_low < 1, fn, "clip_low", "must be < 1 (the ratio's lower bound 1 - clip_low is > 0)");
+  detail::require_param(!std::isnan(p.dual_clip) && p.dual_clip > 1, fn, "dual_clip",
+                        "must be > 1 (INFINITY turns the dual clip off); got " + std::to_string(p.dual_clip));
+  detail::require_param(!std::isnan(p.log_ratio_clamp) && p.log_ratio_clamp > 0, fn, "log_ratio_clamp",
+                        "must be > 0 (INFINITY = off)");
+  detail::require_nonneg_param(p.stat_eps, fn, "stat_eps");
+}
+
+namespace detail {
+template <class T, class M>
+void check_policy_inputs(cpu_t tag, const char* fn, const tensor_view<T, 2>& logp,
+                         const in_view<T, 2>& old_logp, const in_view<T, 2>& adv, const tensor_view<M, 2>& mask) {
+  rlhf::detail::require_same_shape(fn, "old_log_prob", old_logp, "log_prob", logp);
+  rlhf::detail::require_same_shape(fn, "advantages", adv, "log_prob", logp);
+  rlhf::detail::require_same_shape(fn, "response_mask", mask, "log_prob", logp);
+  rlhf::detail::require_nonempty(fn, "log_prob", logp);
+  rlhf::detail::require_finite(tag, fn, "log_prob", logp);
+  rlhf::detail::require_finite(tag, fn, "old_log_prob", old_logp);
+  rlhf::detail::require_finite(tag, fn, "advantages", adv);
+  rlhf::detail::require_mask(fn, "response_mask", mask);
+}
+
+/// masked mean of a per-token statistic, with the statistics' epsilon.
+template <class M, class F>
+double stat_mean(const tensor_view<M, 2>& mask, double eps, F&& f) {
+  double s = 0, n = 0;
+  cpu_loops::for_each_2d(mask.extent(0), mask.extent(1), [&](index_t b, index_t t) {
+    const double m = static_cast<double>(mask(b, t));
+    n += m;
+    if (m != 0) s += m * static_cast<double>(f(b, t));
+  });
+  return s / (n + eps);
+}
+}  // namespace detail
+
+/// Clipped PPO policy loss. `dlogp` (optional) receives d loss / d logp.
+/// `weights` (optional, detached) multiplies each token's loss: truncated
+/// importance-sampling corrections for rollout/training mismatch.
+template <class T, class M>
+policy_result policy_loss(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 2> old_logp, in_view<T, 2> adv,
+                          tensor_view<M, 2> mask, const policy_params& p, out_view<T, 2> dlogp = {},
+                          in_view<T, 2> weights = {}) {
+  constexpr const char* fn = "ppo::policy_loss";
+  detail::check_policy_inputs(tag, fn, logp, old_logp, adv, mask);
+  rlhf::detail::require_output(fn, "dlogp", dlogp, "log_prob", logp);
+  if (!weights.null()) {
+    rlhf::detail::require_same_shape(fn, "weights", weights, "log_prob", logp);
+    rlhf::detail::require_finite(tag, fn, "weights", weights);
+  }
+  check_policy_params(p, fn);
+  const index_t B = logp.extent(0), T_ = logp.extent(1);
+  const math::ppo_clip_params cp{p.clip_low, p.clip_high, p.dual_clip, p.log_ratio_clamp};
+  tensor<double, 2> loss_mat({B, T_}), dmat({B, T_}), w({B, T_});
+  policy_result r{};
+  double n = 0, sc = 0, scl = 0, skl = 0;
+  cpu_loops::for_each_2d(B, T_, [&](index_t b, index_t t) {
+    const double lp = static_cast<double>(logp(b, t)), old = static_cast<double>(old_logp(b, t));
+    const double a = static_cast<double>(adv(b, t));
+    const auto term = math::ppo_clip(lp, old, a, cp);
+    const double iw = weights.null() ? 1.0 : static_cast<double>(weights(b, t));
+    loss_mat(b, t) = term.loss * iw;
+    dmat(b, t) = term.dlogp * iw;
+    const double m = static_cast<double>(mask(b, t));
+    n += m;
+    if (m == 0) return;
+    const double raw = lp - old;
+    const double d = p.kl_stat_clamped ? term.log_ratio : raw;
+    const double ratio = std::exp(term.log_ratio);
+    sc += m * (p.clipfrac == clipfrac_rule::objective_clipped
+                   ? (term.clipped ? 1.0 : 0.0)
+                   : (std::fabs(ratio - 1.0) > std::fmax(p.clip_low, p.clip_high) ? 1.0 : 0.0));
+    scl += m * (term.clipped_lower ? 1.0 : 0.0);
+    switch (p.approx_kl) {
+      case approx_kl_rule::neg_log_ratio: skl += m * -d; break;
+      case approx_kl_rule::half_squared: skl += m * 0.5 * d * d; break;
+      case approx_kl_rule::k3: skl += m * ((std::exp(d) - 1.0) - d); break;
+    }
+  });
+  if (!(n > 0)) rlhf::detail::fail(error_kind::empty, fn, "response_mask", "has no valid token");
+  r.loss = ops::aggregate(tag.unchecked(), loss_mat.view(), mask, p.agg, w.view());
+  r.clipfrac = sc / (n + p.stat_eps);
+  r.clipfrac_lower = scl / (n + p.stat_eps);
+  r.ppo_kl = skl / (n + p.stat_eps);
+  if (!dlogp.null())
+    cpu_loops::for_each_2d(B, T_, [&](index_t b, index_t t) {
+      dlogp(b, t) = static_cast<value_t<T>>(w(b, t) * dmat(b, t));
+    });
+  return r;
+}
+
+// ---------------------------------------------------------------------------
+// Value loss
+
+enum class value_clip_style { max_of_both, clipped_only };
+
+struct value_params {
+  double clip = 0.2;     ///< clip range around the old values; INFINITY = no clip
+  value_clip_style style = value_clip_style::max_of_both;
+  double scale = 0.5;    ///< the 0.5 of 0.5 * (v - R)^2 (verl, OpenRLHF, TRL); SB3 uses 1
+  double stat_eps = 1e-8;
+  agg_params agg{};
+
+  static value_params verl(double cliprange_value = 0.5, agg_mode m = agg_mode::token_mean) {
+    value_params p;
+    p.clip = cliprange_value;
+    p.agg.mode = m;
+    return p;
+  }
+  /// OpenRLHF ValueLoss(clip_eps, token_level_loss); clip_eps unset = INFINITY.
+  static value_params openrlhf(double clip_eps = INFINITY, bool token_level_loss = true) {
+    value_params p;
+    p.clip = clip_eps;
+    p.stat_eps = 0.0;
+    p.agg.mode = token_level_loss ? agg_mode::token_mean : agg_mode::seq_mean_token_mean;
+    return p;
+  }
+  /// Stable-Baselines3: F.mse_loss against the clipped prediction (clip_range_vf, or none).
+  static value_params sb3(double clip_range_vf = INFINITY) {
+    value_params p;
+    p.clip = clip_range_vf;
+    p.style = value_clip_style::clipped_only;
+    p.scale = 1.0;
+    p.stat_eps = 0.0;
+    return p;
+  }
+};
+
+struct value_result {
+  double loss = 0;      ///< vf_loss
+  double clipfrac = 0;  ///< vf_clipfrac
+};
+
+/// Clipped value loss; `dvpreds` (optional) receives d loss / d vpreds.
+template <class T, class M>
+value_result value_loss(cpu_t tag, tensor_view<T, 2> vpreds, in_view<T, 2> returns, in_view<T, 2> old_values,
+                        tensor_view<M, 2> mask, const value_params& p, out_view<T, 2> dvpreds = {}) {
+  constexpr const char* fn = "ppo::value_loss";
+  rlhf::detail::require_same_shape(fn, "returns", returns, "vpreds", vpreds);
+  rlhf::detail::require_same_shape(fn, "values", old_values, "vpreds", vpreds);
+  rlhf::detail::require_same_shape(fn, "response_mask", mask, "vpreds", vpreds);
+  rlhf::detail::require_output(fn, "dvpreds", dvpreds, "vpreds", vpreds);
+  rlhf::detail::require_nonempty(fn, "vpreds", vpreds);
+  rlhf::detail::require_finite(tag, fn, "vpreds", vpreds);
+  rlhf::detail::require_finite(tag, fn, "returns", returns);
+  rlhf::detail::require_finite(tag, fn, "values", old_values);
+  rlhf::detail::require_mask(fn, "response_mask", mask);
+  rlhf::detail::require_param(!std::isnan(p.clip) && p.clip >= 0, fn, "clip", "must be >= 0 (INFINITY = off)");
+  rlhf::detail::require_nonneg_param(p.scale, fn, "scale");
+  rlhf::detail::require_nonneg_param(p.stat_eps, fn, "stat_eps");
+  const index_t B = vpreds.extent(0), T_ = vpreds.extent(1);
+  tensor<double, 2> loss_mat({B, T_}), dmat({B, T_}), w({B, T_});
+  double sc = 0, n = 0;
+  cpu_loops::for_each_2d(B, T_, [&](index_t b, index_t t) {
+    const auto term = math::value_clip(static_cast<double>(vpreds(b, t)), static_cast<double>(old_values(b, t)),
+                                       static_cast<double>(returns(b, t)), p.clip,
+                                       p.style == value_clip_style::clipped_only);
+    loss_mat(b, t) = term.loss;
+    dmat(b, t) = term.dv;
+    const double m = static_cast<double>(mask(b, t));
+    n += m;
+    if (m != 0) sc += m * (term.clipped ? 1.0 : 0.0);
+  });
+  if (!(n > 0)) rlhf::detail::fail(error_kind::empty, fn, "response_mask", "has no valid token");
+  value_result r{};
+  r.loss = p.scale * ops::aggregate(tag.unchecked(), loss_mat.view(), mask, p.agg, w.view());
+  r.clipfrac = sc / (n + p.stat_eps);
+  if (!dvpreds.null())
+    cpu_loops::for_each_2d(B, T_, [&](index_t b, index_t t) {
+      dvpreds(b, t) = static_cast<value_t<T>>(p.scale * w(b, t) * dmat(b, t));
+    });
+  return r;
+}
+
+// ---------------------------------------------------------------------------
+// Entropy bonus and the combined actor loss
+
+struct entropy_result {
+  double loss = 0;     ///< -coef * agg(H)
+  double entropy = 0;  ///< agg(H), the logged actor/entropy
+};
+
+/// Entropy bonus -coef * agg(entropy); `dentropy` receives its gradient
+/// (accumulated when `accumulate`).
+template <class T, class M>
+entropy_result entropy_bonus(cpu_t tag, tensor_view<T, 2> entropy, tensor_view<M, 2> mask, double coef,
+                             const agg_params& agg, out_view<T, 2> dentropy = {}, bool accumulate = false) {
+  constexpr const char* fn = "ppo::entropy_bonus";
+  rlhf::detail::require_same_shape(fn, "response_mask", mask, "entropy", entropy);
+  rlhf::detail::require_output(fn, "dentropy", dentropy, "entropy", entropy);
+  rlhf::detail::require_finite_param(coef, fn, "entropy_coef");
+  const index_t B = entropy.extent(0), T_ = entropy.extent(1);
+  tensor<value_t<T>, 2> w({B, T_});
+  const double h = ops::aggregate(tag, entropy, mask, agg, w.view());
+  if (!dentropy.null())
+    cpu_loops::for_each_2d(B, T_, [&](index_t b, index_t t) {
+      const double g = -coef * static_cast<double>(w(b, t));
+      dentropy(b, t) = static_cast<value_t<T>>(accumulate ? static_cast<double>(dentropy(b, t)) + g : g);
+    });
+  return {-coef * h, h};
+}
+
+struct actor_params {
+  policy_params policy{};
+  double entropy_coef = 0.0;  ///< verl entropy_coeff, OpenRLHF entropy_loss_coef
+  double kl_coef = 0.0;       ///< KL-in-loss coefficient (verl kl_loss_coef); 0 = KL in reward
+  kl_params kl = kl_params::verl(kl_estimator::k3);
+};
+
+struct actor_result {
+  double loss = 0;  ///< pg_loss - entropy_coef * agg(H) + kl_coef * agg(KL)
+  policy_result policy;
+  double entropy = 0;  ///< agg(H) (0 without entropy input)
+  double kl = 0;       ///< agg(KL) (0 without ref_logp)
+};
+
+/// The actor's loss as verl's dp_actor composes it. `entropy` and `ref_logp`
+/// may be null views (no bonus / no KL term). Gradients go to `dlogp` and
+/// `dentropy` (optional).
+template <class T, class M>
+actor_result actor_loss(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 2> old_logp, in_view<T, 2> adv,
+                        tensor_view<M, 2> mask, in_view<T, 2> entropy, in_view<T, 2> ref_logp,
+                        const actor_params& p, out_view<T, 2> dlogp = {}, out_view<T, 2> dentropy = {}) {
+  constexpr const char* fn = "ppo::actor_loss";
+  actor_result r{};
+  r.policy = policy_loss(tag, logp, old_logp, adv, mask, p.policy, dlogp);
+  r.loss = r.policy.loss;
+  if (!entropy.null()) {
+    rlhf::detail::require_same_shape(fn, "entropy", entropy, "log_prob", logp);
+    const auto e = entropy_bonus(tag, entropy, mask, p.entropy_coef, p.policy.agg, dentropy);
+    r.entropy = e.entropy;
+    r.loss += e.loss;
+  } else if (p.entropy_coef != 0) {
+    rlhf::detail::fail(error_kind::param, fn, "entropy", "is required when entropy_coef != 0");
+  }
+  if (!ref_logp.null()) {
+    const auto k = kl::loss(tag, logp, ref_logp, mask, p.kl_coef, p.kl, p.policy.agg, dlogp, true);
+    r.kl = k.mean_kl;
+    r.loss += k.loss;
+  } else if (p.kl_coef != 0) {
+    rlhf::detail::fail(error_kind::param, fn, "ref_log_prob", "is required when kl_coef != 0 (KL in the loss)");
+  }
+  return r;
+}
+
+struct combined_params {
+  actor_params actor{};
+  value_params value{};
+  double vf_coef = 0.5;
+};
+
+struct combined_result {
+  double loss = 0;  ///< actor loss + vf_coef * value loss
+  actor_result actor;
+  value_result value;
+};
+
+/// Actor and critic in one loss (shared-trunk models, SB3/TRL style).
+template <class T, class M>
+combined_result combined_loss(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 2> old_logp, in_view<T, 2> adv,
+                              tensor_view<M, 2> mask, in_view<T, 2> entropy, in_view<T, 2> ref_logp,
+                              in_view<T, 2> vpreds, in_view<T, 2> returns, in_view<T, 2> old_values,
+                              const combined_params& p, out_view<T, 2> dlogp = {},
+                              out_view<T, 2> dentropy = {}, out_view<T, 2> dvpreds = {}) {
+  rlhf::detail::require_nonneg_param(p.vf_coef, "ppo::combined_loss", "vf_coef");
+  combined_result r{};
+  r.actor = actor_loss(tag, logp, old_logp, adv, mask, entropy, ref_logp, p.actor, dlogp, dentropy);
+  r.value = value_loss(tag, vpreds, returns, old_values, mask, p.value, dvpreds);
+  if (!dvpreds.null())
+    cpu_loops::for_each_2d(vpreds.extent(0), vpreds.extent(1),
+                           [&](index_t b, index_t t) { dvpreds(b, t) *= static_cast<value_t<T>>(p.vf_coef); });
+  r.loss = r.actor.loss + p.vf_coef * r.value.loss;
+  return r;
+}
+
+}  // namespace rlhf::ppo

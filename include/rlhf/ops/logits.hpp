@@ -1,0 +1,129 @@
+// rlhf++ — log-probabilities and entropy from logits, with their backward.
+//
+// For each row z of [N, V] logits (after division by the temperature tau):
+//   lse   = log sum_k exp(z_k)               (online max, one pass)
+//   logp  = z_label - lse                    (verl logprobs_from_logits)
+//   H     = lse - sum_k p_k z_k,  p = softmax(z)   (verl entropy_from_logits)
+// Backward, with upstream g = dL/dlogp and h = dL/dH:
+//   dL/dz_k = g (1[k = label] - p_k) - h p_k (log p_k + H)
+// (divided by tau for the raw logits). The softmax is never stored: extra
+// memory is O(1) per row; dlogits may alias logits (in place).
+// These are the plain reference versions; the fused kernels of
+// backend/cpu are drop-in replacements with the same contracts.
+#pragma once
+
+#include <cmath>
+
+#include "../backend/cpu/loops.hpp"
+#include "../core/args.hpp"
+#include "../core/backend.hpp"
+#include "../core/check.hpp"
+
+namespace rlhf::ops {
+
+struct logits_params {
+  double temperature = 1.0;
+};
+
+namespace detail {
+template <class T, class L>
+void check_logits(cpu_t tag, const char* fn, const tensor_view<T, 2>& logits, const tensor_view<L, 1>& labels,
+                  bool need_labels) {
+  rlhf::detail::require_nonempty(fn, "logits", logits);
+  rlhf::detail::require_finite(tag, fn, "logits", logits);
+  if (!need_labels) return;
+  rlhf::detail::require_extent(fn, "labels", labels, 0, logits.extent(0), "one label per logits row");
+  const index_t V = logits.extent(1);
+  for (index_t i = 0; i < labels.extent(0); ++i) {
+    const auto l = static_cast<long long>(labels(i));
+    if (l < 0 || l >= V)
+      rlhf::detail::fail(error_kind::shape, fn, "labels",
+                         "holds " + std::to_string(l) + " at [" + std::to_string(i) + "], outside the vocabulary [0, " +
+                             std::to_string(V) + ")");
+  }
+}
+
+/// Row statistics: max, sum exp(z - max), sum exp(z - max) z (all of z / tau).
+template <class Row>
+inline void row_stats(const Row& z, index_t V, double inv_tau, double& lse, double& mean_z) {
+  double m = -INFINITY;
+  for (index_t k = 0; k < V; ++k) m = std::fmax(m, static_cast<double>(z(k)) * inv_tau);
+  double s = 0, sz = 0;
+  for (index_t k = 0; k < V; ++k) {
+    const double x = static_cast<double>(z(k)) * inv_tau;
+    const double e = std::exp(x - m);
+    s += e;
+    sz += e * x;
+  }
+  lse = m + std::log(s);
+  mean_z = sz / s;
+}
+}  // namespace detail
+
+/// Forward: any of logp [N], entropy [N], lse [N] (null views are skipped).
+template <class T, class L>
+void logprobs_entropy(cpu_t tag, tensor_view<T, 2> logits, tensor_view<L, 1> labels, out_view<T, 1> logp,
+                      out_view<T, 1> entropy = {}, out_view<T, 1> lse = {}, const logits_params& p = {}) {
+  constexpr const char* fn = "ops::logprobs_entropy";
+  detail::check_logits(tag, fn, logits, labels, !logp.null());
+  rlhf::detail::require_positive_param(p.temperature, fn, "temperature");
+  const index_t N = logits.extent(0), V = logits.extent(1);
+  for (auto* o : {&logp, &entropy, &lse})
+    if (!o->null()) rlhf::detail::require_extent(fn, "output", *o, 0, N, "one value per logits row");
+  const double inv_tau = 1.0 / p.temperature;
+  cpu_loops::for_each_row(N, V >= 4096, [&](index_t i) {
+    const auto z = logits.row(i);
+    double l, mz;
+    detail::row_stats(z, V, inv_tau, l, mz);
+    using Vt = value_t<T>;
+    if (!logp.null()) {
+      const double lp = static_cast<double>(z(static_cast<index_t>(labels(i)))) * inv_tau - l;
+      logp(i) = static_cast<Vt>(lp > 0 ? 0.0 : lp);  // log p <= 0 exactly (rounding can give +1 ulp)
+    }
+    if (!entropy.null()) {
+      const double h = l - mz;
+      entropy(i) = static_cast<Vt>(h < 0 ? 0.0 : h);
+    }
+    if (!lse.null()) lse(i) = static_cast<Vt>(l);
+  });
+}
+
+/// Backward: dlogits = dlogp-part + dentropy-part; either upstream may be null.
+/// `dlogits` may be the same memory as `logits`.
+template <class T, class L>
+void logprobs_entropy_backward(cpu_t tag, tensor_view<T, 2> logits, tensor_view<L, 1> labels,
+                               in_view<T, 1> dlogp, in_view<T, 1> dentropy, out_view<T, 2> dlogits,
+                               const logits_params& p = {}) {
+  constexpr const char* fn = "ops::logprobs_entropy_backward";
+  detail::check_logits(tag, fn, logits, labels, !dlogp.null());
+  rlhf::detail::require_same_shape(fn, "dlogits", dlogits, "logits", logits);
+  rlhf::detail::require_positive_param(p.temperature, fn, "temperature");
+  const index_t N = logits.extent(0), V = logits.extent(1);
+  if (!dlogp.null()) {
+    rlhf::detail::require_extent(fn, "dlogp", dlogp, 0, N, "one upstream gradient per row");
+    rlhf::detail::require_finite(tag, fn, "dlogp", dlogp);
+  }
+  if (!dentropy.null()) {
+    rlhf::detail::require_extent(fn, "dentropy", dentropy, 0, N, "one upstream gradient per row");
+    rlhf::detail::require_finite(tag, fn, "dentropy", dentropy);
+  }
+  const double inv_tau = 1.0 / p.temperature;
+  cpu_loops::for_each_row(N, V >= 4096, [&](index_t i) {
+    const auto z = logits.row(i);
+    const auto dz = dlogits.row(i);
+    double l, mz;
+    detail::row_stats(z, V, inv_tau, l, mz);
+    const double H = l - mz;
+    const double g = dlogp.null() ? 0.0 : static_cast<double>(dlogp(i));
+    const double h = dentropy.null() ? 0.0 : static_cast<double>(dentropy(i));
+    const index_t label = dlogp.null() ? -1 : static_cast<index_t>(labels(i));
+    for (index_t k = 0; k < V; ++k) {
+      const double lp = static_cast<double>(z(k)) * inv_tau - l;
+      const double pk = std::exp(lp);
+      const double d = g * ((k == label ? 1.0 : 0.0) - pk) - h * pk * (lp + H);
+      dz(k) = static_cast<value_t<T>>(d * inv_tau);
+    }
+  });
+}
+
+}  // namespace rlhf::ops

@@ -1,0 +1,225 @@
+// rlhf++ — masked reductions over [B, T] tensors.
+//
+//   masked_sum(v, m)        = sum_i m_i v_i                 (masked entries are
+//                             skipped, not multiplied: NaN-safe like verl's where)
+//   masked_mean(v, m; eps)  = masked_sum / (sum_i m_i + eps)
+//                             verl: eps = 1e-8; OpenRLHF, TRL: eps = 0
+//   masked_var(v, m; unbiased, eps)
+//                           = masked_mean((v - masked_mean(v))^2) * (n/(n-1) if unbiased)
+//                             (verl torch_functional.masked_var; n = sum m)
+//   masked_whiten(v, m)     = (v - mu) * rsqrt(var + var_eps) [+ mu unless shift_mean]
+//                             applied to every position, masked ones included
+//                             (verl torch_functional.masked_whiten).
+//
+// Contract: a mean over zero valid elements is rlhf::error(empty); so is an
+// unbiased variance or a whitening over fewer than two. Per-row means
+// (masked_mean_rows) give 0 for a row with no valid element, as verl does,
+// and fail only when every row is empty.
+#pragma once
+
+#include <cmath>
+
+#include "../backend/cpu/loops.hpp"
+#include "../core/args.hpp"
+#include "../core/backend.hpp"
+#include "../core/check.hpp"
+
+namespace rlhf::ops {
+
+namespace detail {
+template <class M>
+inline bool on(M m) {
+  return m != M(0);
+}
+
+template <class Tag, class T, class M>
+void check_values_mask(const Tag& tag, const char* fn, const tensor_view<T, 2>& v,
+                       const tensor_view<M, 2>& m, const char* vname = "values",
+                       const char* mname = "mask") {
+  rlhf::detail::require_same_shape(fn, mname, m, vname, v);
+  rlhf::detail::require_nonempty(fn, vname, v);
+  rlhf::detail::require_finite(tag, fn, vname, v);
+  rlhf::detail::require_mask(fn, mname, m);
+}
+}  // namespace detail
+
+/// sum of m * v over valid entries (double accumulation).
+template <class T, class M>
+double masked_sum(cpu_t, tensor_view<T, 2> v, tensor_view<M, 2> m) {
+  return cpu_loops::sum_2d(v.extent(0), v.extent(1), [&](index_t b, index_t t) {
+    return detail::on(m(b, t)) ? static_cast<double>(m(b, t)) * static_cast<double>(v(b, t)) : 0.0;
+  });
+}
+
+/// Number of valid tokens (sum of the mask).
+template <class M>
+double mask_count(cpu_t, tensor_view<M, 2> m) {
+  return cpu_loops::sum_2d(m.extent(0), m.extent(1),
+                           [&](index_t b, index_t t) { return static_cast<double>(m(b, t)); });
+}
+
+/// Global masked mean; writes d mean / d values into `dvalues` when given.
+template <class T, class M>
+double masked_mean(cpu_t tag, tensor_view<T, 2> values, tensor_view<M, 2> mask, double eps = 1e-8,
+                   out_view<T, 2> dvalues = {}) {
+  constexpr const char* fn = "ops::masked_mean";
+  detail::check_values_mask(tag, fn, values, mask);
+  rlhf::detail::require_nonneg_param(eps, fn, "eps");
+  rlhf::detail::require_output(fn, "dvalues", dvalues, "values", values);
+  const double n = mask_count(tag, mask);
+  if (!(n > 0)) rlhf::detail::fail(error_kind::empty, fn, "mask", "has no valid element");
+  const double denom = n + eps;
+  if (!dvalues.null())
+    cpu_loops::for_each_2d(values.extent(0), values.extent(1), [&](index_t b, index_t t) {
+      dvalues(b, t) = static_cast<value_t<T>>(static_cast<double>(mask(b, t)) / denom);
+    });
+  return masked_sum(tag, values, mask) / denom;
+}
+
+/// Per-row masked mean over the last axis (verl masked_mean(..., axis=-1)).
+/// Rows without a valid element give 0.
+template <class T, class M>
+void masked_mean_rows(cpu_t tag, tensor_view<T, 2> values, tensor_view<M, 2> mask, double eps,
+                      out_view<T, 1> out) {
+  constexpr const char* fn = "ops::masked_mean_rows";
+  detail::check_values_mask(tag, fn, values, mask);
+  rlhf::detail::require_nonneg_param(eps, fn, "eps");
+  rlhf::detail::require_extent(fn, "out", out, 0, values.extent(0), "one mean per row");
+  const double n = mask_count(tag, mask);
+  if (!(n > 0)) rlhf::detail::fail(error_kind::empty, fn, "mask", "has no valid element in any row");
+  for (index_t b = 0; b < values.extent(0); ++b) {
+    double s = 0, c = 0;
+    for (index_t t = 0; t < values.extent(1); ++t) {
+      c += static_cast<double>(mask(b, t));
+      if (detail::on(mask(b, t))) s += static_cast<double>(mask(b, t)) * static_cast<double>(values(b, t));
+    }
+    out(b) = static_cast<value_t<T>>(c + eps > 0 ? s / (c + eps) : 0.0);
+  }
+}
+
+/// VJP of masked_mean_rows: dvalues[b, t] = cot[b] * m[b, t] / (n_b + eps).
+template <class T, class M>
+void masked_mean_rows_backward(cpu_t, tensor_view<M, 2> mask, double eps, tensor_view<T, 1> cot,
+                               out_view<T, 2> dvalues) {
+  constexpr const char* fn = "ops::masked_mean_rows_backward";
+  rlhf::detail::require_same_shape(fn, "dvalues", dvalues, "mask", mask);
+  rlhf::detail::require_extent(fn, "cot", cot, 0, mask.extent(0), "one cotangent per row");
+  for (index_t b = 0; b < mask.extent(0); ++b) {
+    double c = 0;
+    for (index_t t = 0; t < mask.extent(1); ++t) c += static_cast<double>(mask(b, t));
+    for (index_t t = 0; t < mask.extent(1); ++t)
+      dvalues(b, t) = static_cast<value_t<T>>(
+          c + eps > 0 ? static_cast<double>(cot(b)) * static_cast<double>(mask(b, t)) / (c + eps) : 0.0);
+  }
+}
+
+struct masked_var_result {
+  double var;   ///< the (biased or unbiased) variance
+  double mean;  ///< the masked mean it was centred on
+};
+
+/// Masked variance (verl masked_var); d var / d values into `dvalues` when given.
+template <class T, class M>
+masked_var_result masked_var(cpu_t tag, tensor_view<T, 2> values, tensor_view<M, 2> mask,
+                             bool unbiased = true, double eps = 1e-8, out_view<T, 2> dvalues = {}) {
+  constexpr const char* fn = "ops::masked_var";
+  detail::check_values_mask(tag, fn, values, mask);
+  rlhf::detail::require_nonneg_param(eps, fn, "eps");
+  rlhf::detail::require_output(fn, "dvalues", dvalues, "values", values);
+  const double n = mask_count(tag, mask);
+  if (!(n > 0)) rlhf::detail::fail(error_kind::empty, fn, "mask", "has no valid element");
+  if (unbiased && !(n > 1))
+    rlhf::detail::fail(error_kind::empty, fn, "mask",
+                       "has fewer than 2 valid elements: the unbiased variance is undefined");
+  const index_t B = values.extent(0), T_ = values.extent(1);
+  const double D = n + eps;
+  const double mu = masked_sum(tag, values, mask) / D;
+  double ss = 0, sd = 0;  // sum m (v-mu)^2, sum m (v-mu)
+  cpu_loops::for_each_2d(B, T_, [&](index_t b, index_t t) {
+    if (!detail::on(mask(b, t))) return;
+    const double m = static_cast<double>(mask(b, t));
+    const double c = static_cast<double>(values(b, t)) - mu;
+    ss += m * c * c;
+    sd += m * c;
+  });
+  const double bessel = unbiased ? n / (n - 1) : 1.0;
+  if (!dvalues.null())
+    cpu_loops::for_each_2d(B, T_, [&](index_t b, index_t t) {
+      const double m = static_cast<double>(mask(b, t));
+      const double c = detail::on(mask(b, t)) ? static_cast<double>(values(b, t)) - mu : 0.0;
+      dvalues(b, t) = static_cast<value_t<T>>(bessel / D * (2 * m * c - 2 * sd * m / D));
+    });
+  return {ss / D * bessel, mu};
+}
+
+/// Conventions of masked whitening (defaults: verl).
+struct whiten_params {
+  bool shift_mean = true;  ///< false adds the mean back (verl shift_mean=False)
+  bool unbiased = true;    ///< variance with Bessel's correction (verl, TRL)
+  double mean_eps = 1e-8;  ///< masked_mean denominator epsilon (verl 1e-8, TRL 0)
+  double var_eps = 1e-8;   ///< added to the variance under the rsqrt
+
+  static constexpr whiten_params verl(bool shift = true) { return {shift, true, 1e-8, 1e-8}; }
+  static constexpr whiten_params trl(bool shift = true) { return {shift, true, 0.0, 1e-8}; }
+};
+
+struct whiten_stats {
+  double mean, var;
+};
+
+/// out = whitened values (every position). `out` may alias `values`.
+template <class T, class M>
+whiten_stats masked_whiten(cpu_t tag, tensor_view<T, 2> values, tensor_view<M, 2> mask,
+                           const whiten_params& p, out_view<T, 2> out) {
+  constexpr const char* fn = "ops::masked_whiten";
+  detail::check_values_mask(tag, fn, values, mask);
+  rlhf::detail::require_same_shape(fn, "out", out, "values", values);
+  if (!(mask_count(tag, mask) >= 2))
+    rlhf::detail::fail(error_kind::empty, fn, "mask", "has fewer than 2 valid elements: cannot whiten");
+  rlhf::detail::require_nonneg_param(p.var_eps, fn, "var_eps");
+  const auto st = masked_var(tag.unchecked(), values, mask, p.unbiased, p.mean_eps);
+  const double s = 1.0 / std::sqrt(st.var + p.var_eps);
+  if (!std::isfinite(s))
+    rlhf::detail::fail(error_kind::empty, fn, "values",
+                       "has zero variance and var_eps = 0: the whitening is undefined");
+  cpu_loops::for_each_2d(values.extent(0), values.extent(1), [&](index_t b, index_t t) {
+    const double w = (static_cast<double>(values(b, t)) - st.mean) * s;
+    out(b, t) = static_cast<value_t<T>>(p.shift_mean ? w : w + st.mean);
+  });
+  return {st.mean, st.var};
+}
+
+/// VJP of masked_whiten: dvalues = J^T cot (through the mean and the variance).
+template <class T, class M>
+void masked_whiten_backward(cpu_t tag, tensor_view<T, 2> values, tensor_view<M, 2> mask,
+                            const whiten_params& p, in_view<T, 2> cot, out_view<T, 2> dvalues) {
+  constexpr const char* fn = "ops::masked_whiten_backward";
+  detail::check_values_mask(tag, fn, values, mask);
+  rlhf::detail::require_same_shape(fn, "cot", cot, "values", values);
+  rlhf::detail::require_same_shape(fn, "dvalues", dvalues, "values", values);
+  const index_t B = values.extent(0), T_ = values.extent(1);
+  tensor<value_t<T>, 2> dvar({B, T_});
+  const auto st = masked_var(tag.unchecked(), values, mask, p.unbiased, p.mean_eps, dvar.view());
+  const double n = mask_count(tag, mask);
+  const double D = n + p.mean_eps;
+  const double s = 1.0 / std::sqrt(st.var + p.var_eps);
+  double G = 0, Gc = 0;  // sum cot, sum cot * (v - mu)
+  cpu_loops::for_each_2d(B, T_, [&](index_t b, index_t t) {
+    G += static_cast<double>(cot(b, t));
+    Gc += static_cast<double>(cot(b, t)) * (static_cast<double>(values(b, t)) - st.mean);
+  });
+  const double ds = -0.5 * s * s * s;  // d s / d var
+  cpu_loops::for_each_2d(B, T_, [&](index_t b, index_t t) {
+    const double dmu = static_cast<double>(mask(b, t)) / D;
+    double g = static_cast<double>(cot(b, t)) * s - s * dmu * G + Gc * ds * static_cast<double>(dvar(b, t));
+    if (!p.shift_mean) g += G * dmu;
+    dvalues(b, t) = static_cast<value_t<T>>(g);
+  });
+}
+
+}  // namespace rlhf::ops
+
+namespace rlhf {
+using ops::whiten_params;
+using ops::whiten_stats;
+}  // namespace rlhf

@@ -1,0 +1,456 @@
+// rlhf-conformance — one handler per op of shared/conformance/OPS.md.
+#pragma once
+
+#include "runner.hpp"
+
+namespace rlhf_conformance {
+
+namespace h {
+using namespace rlhf;
+
+template <class T>
+agg_params agg_from(const ctx<T>& c, agg_mode mode) {
+  agg_params a;
+  a.mode = mode;
+  a.dp_size = c.num_or("dp_size", 1.0);
+  if (c.has_param("batch_num_tokens")) a.batch_num_tokens = c.num("batch_num_tokens");
+  if (c.has_param("global_batch_size")) a.global_batch_size = c.num("global_batch_size");
+  if (c.has_param("loss_scale_factor")) a.loss_scale_factor = c.num("loss_scale_factor");
+  return a;
+}
+
+/// Advantage estimators share their outputs.
+template <class T, class F>
+void advantages(ctx<T>& c, result& r, F&& f) {
+  auto rewards = c.in.mat("token_level_rewards");
+  auto a = c.in.out2(rewards), g = c.in.out2(rewards);
+  f(rewards, adv::outputs<T>{a, g});
+  r.outputs["advantages"] = to_nd(a);
+  r.outputs["returns"] = to_nd(g);
+}
+
+/// verl clip_ratio_low/high fall back to clip_ratio when null.
+template <class T>
+void clip_range(const ctx<T>& c, ppo::policy_params& p) {
+  const double base = c.num_or("clip_ratio", 0.2);
+  p.clip_low = c.num_or("clip_ratio_low", base);
+  p.clip_high = c.num_or("clip_ratio_high", base);
+}
+
+template <class T>
+void dpo_grads(ctx<T>& c, result& r, const char* cname, const char* rname, const std::string& cot_name,
+               tensor_view<T, 1> dc, tensor_view<T, 1> dr, index_t B, bool mean_output) {
+  // Gradients are of mean(losses). A uniform cotangent k on the per-pair
+  // losses is the mean's gradient times k * B; the scalar "loss" output has it
+  // directly.
+  double k = 1.0;
+  if (!mean_output) {
+    auto cv = c.cot_array(cot_name, B);
+    k = cv.empty() ? 0.0 : cv[0];
+    for (double x : cv)
+      if (x != k) throw std::runtime_error("non-uniform cotangent on per-pair DPO losses is not supported");
+    k *= static_cast<double>(B);
+  } else {
+    k = c.cot_scalar(cot_name);
+  }
+  r.grads[cname] = scaled(dc, k);
+  r.grads[rname] = scaled(dr, k);
+}
+}  // namespace h
+
+template <class T>
+std::map<std::string, handler<T>> handlers() {
+  using namespace rlhf;
+  std::map<std::string, handler<T>> m;
+
+  // ---------------- KL
+  auto kl_op = [](const char* lp_name, const char* ref_name, bool openrlhf) {
+    return [=](ctx<T>& c, result& r) {
+      kl_params p;
+      if (openrlhf) {
+        const auto s = c.str("kl_estimator");
+        if (s != "k1" && s != "k2" && s != "k3")
+          rlhf::detail::fail(error_kind::param, "compute_approx_kl", "kl_estimator", "unknown estimator '" + s + "'");
+        p = kl_params::openrlhf(parse_kl_estimator(s).estimator);
+      } else {
+        const auto n = parse_kl_estimator(c.str("kl_penalty"));
+        p = kl_params::verl(n.estimator, n.straight_through);
+      }
+      auto lp = c.in.mat(lp_name);
+      auto ref = c.in.mat(ref_name);
+      auto k = c.in.out2(lp), d = c.in.out2(lp);
+      kl::estimate(cpu, lp, ref, p, k, d);
+      r.outputs["kl"] = to_nd(k);
+      r.grads[lp_name] = scaled(d, c.cot_array("kl", lp.size()));
+      r.grads[ref_name] = scaled(d, 0.0);
+    };
+  };
+  m["kl_penalty"] = kl_op("logprob", "ref_logprob", false);
+  m["kl_penalty_openrlhf"] = kl_op("log_probs", "log_probs_base", true);
+
+  auto controller = [](bool adaptive) {
+    return [=](ctx<T>& c, result& r) {
+      auto kl_v = c.in.vec("current_kl");
+      auto n = c.in.vec("n_steps");
+      rlhf::detail::require_same_shape("kl_controller", "n_steps", n, "current_kl", kl_v);
+      nd out;
+      out.shape = {kl_v.extent(0)};
+      if (adaptive) {
+        kl::adaptive_controller k(c.num("init_kl_coef"), c.num("target_kl"), c.num("horizon"));
+        for (index_t i = 0; i < kl_v.extent(0); ++i) {
+          k.update(kl_v(i), n(i));
+          out.data.push_back(k.value());
+        }
+      } else {
+        kl::fixed_controller k(c.num("kl_coef"));
+        for (index_t i = 0; i < kl_v.extent(0); ++i) {
+          k.update(kl_v(i), n(i));
+          out.data.push_back(k.value());
+        }
+      }
+      r.outputs["kl_coef"] = out;
+    };
+  };
+  m["adaptive_kl_controller"] = controller(true);
+  m["fixed_kl_controller"] = controller(false);
+
+  // ---------------- masked statistics and aggregation
+  m["masked_mean"] = [](ctx<T>& c, result& r) {
+    auto v = c.in.mat("values");
+    auto mk = c.in.mat("mask");
+    if (!c.has_param("axis")) {
+      auto g = c.in.out2(v);
+      r.outputs["mean"] = scalar(ops::masked_mean(cpu, v, mk, 1e-8, g));
+      r.grads["values"] = scaled(g, c.cot_scalar("mean"));
+      return;
+    }
+    const int axis = static_cast<int>(c.num("axis"));
+    const bool last = axis == -1 || axis == 1;
+    if (!last && axis != 0 && axis != -2)
+      rlhf::detail::fail(error_kind::param, "masked_mean", "axis", "must be null, 0, 1, -1 or -2 for [B, T] values");
+    auto vv = last ? v : v.transposed();
+    auto mm = last ? mk : mk.transposed();
+    rlhf::detail::require_same_shape("masked_mean", "mask", mm, "values", vv);
+    auto out = c.in.out1(vv.extent(0));
+    ops::masked_mean_rows(cpu, vv, mm, 1e-8, out);
+    r.outputs["mean"] = to_nd(out);
+    auto cv = c.cot_array("mean", vv.extent(0));
+    auto cot = c.in.out1(vv.extent(0));
+    for (index_t i = 0; i < cot.extent(0); ++i) cot(i) = static_cast<T>(cv[i]);
+    auto g = c.in.out2(v);
+    ops::masked_mean_rows_backward(cpu, mm, 1e-8, tensor_view<const T, 1>(cot), last ? g : g.transposed());
+    r.grads["values"] = to_nd(g);
+  };
+  m["masked_var"] = [](ctx<T>& c, result& r) {
+    auto v = c.in.mat("values");
+    auto g = c.in.out2(v);
+    const auto st = ops::masked_var(cpu, v, c.in.mat("mask"), c.flag_or("unbiased", true), 1e-8, g);
+    r.outputs["var"] = scalar(st.var);
+    r.grads["values"] = scaled(g, c.cot_scalar("var"));
+  };
+  m["masked_whiten"] = [](ctx<T>& c, result& r) {
+    auto v = c.in.mat("values");
+    auto mk = c.in.mat("mask");
+    const auto p = whiten_params::verl(c.flag_or("shift_mean", true));
+    auto w = c.in.out2(v);
+    ops::masked_whiten(cpu, v, mk, p, w);
+    r.outputs["whitened"] = to_nd(w);
+    auto cv = c.cot_array("whitened", v.size());
+    auto cot = c.in.out2(v);
+    for (index_t i = 0; i < cot.size(); ++i) cot.data()[i] = static_cast<T>(cv[i]);
+    auto g = c.in.out2(v);
+    ops::masked_whiten_backward(cpu, v, mk, p, tensor_view<const T, 2>(cot), g);
+    r.grads["values"] = to_nd(g);
+  };
+  m["agg_loss"] = [](ctx<T>& c, result& r) {
+    auto lm = c.in.mat("loss_mat");
+    auto g = c.in.out2(lm);
+    const auto a = h::agg_from(c, parse_agg_mode(c.str("loss_agg_mode")));
+    r.outputs["loss"] = scalar(ops::aggregate(cpu, lm, c.in.mat("loss_mask"), a, g));
+    r.grads["loss_mat"] = scaled(g, c.cot_scalar("loss"));
+  };
+
+  // ---------------- logits
+  m["logprobs_from_logits"] = [](ctx<T>& c, result& r) {
+    auto z = c.in.mat("logits");
+    auto labels = c.in.ints("labels");
+    auto lp = c.in.out1(z.extent(0));
+    ops::logprobs_entropy(cpu, z, labels, lp);
+    r.outputs["logprobs"] = to_nd(lp);
+    auto cv = c.cot_array("logprobs", z.extent(0));
+    auto cot = c.in.out1(z.extent(0));
+    for (index_t i = 0; i < cot.extent(0); ++i) cot(i) = static_cast<T>(cv[i]);
+    auto g = c.in.out2(z);
+    ops::logprobs_entropy_backward(cpu, z, labels, tensor_view<const T, 1>(cot), {}, g);
+    r.grads["logits"] = to_nd(g);
+  };
+  m["entropy_from_logits"] = [](ctx<T>& c, result& r) {
+    auto z = c.in.mat("logits");
+    auto h_ = c.in.out1(z.extent(0));
+    tensor_view<const long long, 1> none{};
+    ops::logprobs_entropy(cpu, z, none, {}, h_);
+    r.outputs["entropy"] = to_nd(h_);
+    auto cv = c.cot_array("entropy", z.extent(0));
+    auto cot = c.in.out1(z.extent(0));
+    for (index_t i = 0; i < cot.extent(0); ++i) cot(i) = static_cast<T>(cv[i]);
+    auto g = c.in.out2(z);
+    ops::logprobs_entropy_backward(cpu, z, none, {}, tensor_view<const T, 1>(cot), g);
+    r.grads["logits"] = to_nd(g);
+  };
+
+  // ---------------- PPO
+  m["ppo_policy_loss"] = [](ctx<T>& c, result& r) {
+    auto p = ppo::policy_params::verl(parse_agg_mode(c.str("loss_agg_mode")));
+    h::clip_range(c, p);
+    p.dual_clip = c.num_or("clip_ratio_c", 3.0);
+    p.agg = h::agg_from(c, p.agg.mode);
+    auto lp = c.in.mat("log_prob");
+    auto g = c.in.out2(lp);
+    const auto res = ppo::policy_loss(cpu, lp, c.in.mat("old_log_prob"), c.in.mat("advantages"),
+                                      c.in.mat("response_mask"), p, g);
+    r.outputs["pg_loss"] = scalar(res.loss);
+    r.outputs["pg_clipfrac"] = scalar(res.clipfrac);
+    r.outputs["ppo_kl"] = scalar(res.ppo_kl);
+    r.outputs["pg_clipfrac_lower"] = scalar(res.clipfrac_lower);
+    r.grads["log_prob"] = scaled(g, c.cot_scalar("pg_loss"));
+  };
+  m["policy_loss_variants"] = [](ctx<T>& c, result& r) {
+    const auto kind = ppo::parse_policy_loss_kind(c.str("policy_loss"));
+    auto v = ppo::variant_params::verl(kind, parse_agg_mode(c.str("loss_agg_mode")));
+    h::clip_range(c, v.base);
+    v.base.agg = h::agg_from(c, v.base.agg.mode);
+    if (kind == ppo::policy_loss_kind::gspo || kind == ppo::policy_loss_kind::sapo)
+      v.base.agg.mode = agg_mode::seq_mean_token_mean;
+    if (kind == ppo::policy_loss_kind::vanilla) v.base.dual_clip = c.num_or("clip_ratio_c", 3.0);
+    v.tau_pos = c.num_or("tau_pos", v.tau_pos);
+    v.tau_neg = c.num_or("tau_neg", v.tau_neg);
+    if (kind == ppo::policy_loss_kind::dro) v.dro_beta = c.num("dro_beta");
+    v.dppo_ratio_cap = c.num_or("clip_ratio_c", 20.0);
+    auto lp = c.in.mat("log_prob");
+    auto g = c.in.out2(lp);
+    const auto res = ppo::policy_loss_variant(cpu, lp, c.in.mat("old_log_prob"), c.in.mat("advantages"),
+                                              c.in.mat("response_mask"), v, g);
+    r.outputs["pg_loss"] = scalar(res.loss);
+    r.outputs["pg_clipfrac"] = scalar(res.clipfrac);
+    r.outputs["ppo_kl"] = scalar(res.ppo_kl);
+    r.outputs["pg_clipfrac_lower"] = scalar(res.clipfrac_lower);
+    r.grads["log_prob"] = scaled(g, c.cot_scalar("pg_loss"));
+  };
+  m["ppo_policy_loss_openrlhf"] = [](ctx<T>& c, result& r) {
+    const bool token = c.flag_or("token_level_loss", true);
+    const auto type = c.has_param("policy_loss_type") ? c.str("policy_loss_type") : std::string("ppo");
+    if (type != "ppo" && type != "gspo")
+      rlhf::detail::fail(error_kind::param, "PolicyLoss", "policy_loss_type", "unknown type '" + type + "'");
+    const bool gspo = type == "gspo";
+    ppo::variant_params v = gspo ? ppo::variant_params::openrlhf_gspo() : ppo::variant_params{};
+    if (!gspo) v.base = ppo::policy_params::openrlhf(token);
+    v.base.clip_low = c.num_or("clip_eps_low", 0.2);
+    v.base.clip_high = c.num_or("clip_eps_high", 0.2);
+    v.base.dual_clip = c.has_param("dual_clip") ? c.num("dual_clip") : INFINITY;
+    auto lp = c.in.mat("log_probs");
+    auto old = c.in.mat("old_log_probs");
+    auto mask = c.in.mat("action_mask");
+    auto g = c.in.out2(lp);
+    tensor_view<const T, 2> weights{};
+    const bool is = c.flag_or("enable_vllm_is_correction", false);
+    double vllm_kl = 0;
+    if (is) {
+      auto rollout = c.in.mat("rollout_log_probs");
+      if (gspo) {
+        old = rollout;  // the sequence ratio is taken against the rollout engine
+      } else {
+        ppo::is_params ip;
+        ip.kind = ppo::parse_is_correction(c.str("vllm_is_correction_type"));
+        const auto th = c.params.at("vllm_is_truncated_threshold");
+        ip.low = number(th.at(0));
+        ip.high = number(th.at(1));
+        auto w = c.in.out2(lp);
+        vllm_kl = ppo::rollout_is_weights(cpu, old, rollout, mask, ip, w);
+        weights = w;
+      }
+    }
+    const auto res = ppo::policy_loss_variant(cpu, lp, old, c.in.mat("advantages"), mask, v, g, weights);
+    r.outputs["loss"] = scalar(res.loss);
+    r.outputs["clip_ratio"] = scalar(res.clipfrac);
+    r.outputs["ppo_kl"] = scalar(res.ppo_kl);
+    if (is && !gspo) r.outputs["vllm_kl"] = scalar(vllm_kl);
+    r.grads["log_probs"] = scaled(g, c.cot_scalar("loss"));
+  };
+  m["value_loss"] = [](ctx<T>& c, result& r) {
+    auto p = ppo::value_params::verl(c.num("cliprange_value"), parse_agg_mode(c.str("loss_agg_mode")));
+    p.agg = h::agg_from(c, p.agg.mode);
+    auto v = c.in.mat("vpreds");
+    auto g = c.in.out2(v);
+    const auto res = ppo::value_loss(cpu, v, c.in.mat("returns"), c.in.mat("values"), c.in.mat("response_mask"), p, g);
+    r.outputs["vf_loss"] = scalar(res.loss);
+    r.outputs["vf_clipfrac"] = scalar(res.clipfrac);
+    r.grads["vpreds"] = scaled(g, c.cot_scalar("vf_loss"));
+  };
+  m["value_loss_openrlhf"] = [](ctx<T>& c, result& r) {
+    const auto p = ppo::value_params::openrlhf(c.has_param("clip_eps") ? c.num("clip_eps") : INFINITY,
+                                               c.flag_or("token_level_loss", true));
+    auto v = c.in.mat("values");
+    auto g = c.in.out2(v);
+    const auto res =
+        ppo::value_loss(cpu, v, c.in.mat("returns"), c.in.mat("old_values"), c.in.mat("action_mask"), p, g);
+    r.outputs["loss"] = scalar(res.loss);
+    r.grads["values"] = scaled(g, c.cot_scalar("loss"));
+  };
+
+  // ---------------- A2C
+  m["a2c_loss"] = [](ctx<T>& c, result& r) {
+    a2c::params p = a2c::params::sb3();
+    p.ent_coef = c.num("ent_coef");
+    p.vf_coef = c.num("vf_coef");
+    p.normalize_advantage = c.flag_or("normalize_advantage", false);
+    auto lp = c.in.mat("log_prob");
+    const bool has_h = c.in.has("entropy");
+    tensor_view<const T, 2> ent = has_h ? c.in.mat("entropy") : tensor_view<const T, 2>{};
+    auto adv_ = c.in.mat("advantages");
+    auto ones = c.in.out2(adv_);
+    for (index_t i = 0; i < ones.size(); ++i) ones.data()[i] = T(1);
+    auto glp = c.in.out2(lp), gv = c.in.out2(lp), gh = c.in.out2(lp);
+    const auto res = a2c::loss(cpu, lp, c.in.mat("values"), adv_, c.in.mat("returns"), ent,
+                               tensor_view<const T, 2>(ones), p, glp, gv, has_h ? gh : tensor_view<T, 2>{});
+    r.outputs["loss"] = scalar(res.loss);
+    r.outputs["policy_loss"] = scalar(res.policy_loss);
+    r.outputs["value_loss"] = scalar(res.value_loss);
+    r.outputs["entropy_loss"] = scalar(res.entropy_loss);
+    const double k = c.cot_scalar("loss");
+    r.grads["log_prob"] = scaled(glp, k);
+    r.grads["values"] = scaled(gv, k);
+    if (has_h) r.grads["entropy"] = scaled(gh, k);
+  };
+
+  // ---------------- DPO
+  m["dpo_loss"] = [](ctx<T>& c, result& r) {
+    auto p = dpo::params::trl(dpo::parse_loss_type(c.str("loss_type")), c.num("beta"), c.num_or("label_smoothing", 0));
+    p.reference_free = c.flag_or("reference_free", false);
+    p.discopop_tau = c.num_or("discopop_tau", 0.05);
+    if (c.has_param("f_divergence_type"))
+      dpo::set_f_divergence(p, c.str("f_divergence_type"), c.num_or("f_alpha_divergence_coef", 1.0), true);
+    auto ch = c.in.vec("chosen_logps");
+    const index_t B = ch.extent(0);
+    dpo::outputs<T> o{c.in.out1(B), c.in.out1(B), c.in.out1(B), c.in.out1(B), c.in.out1(B)};
+    dpo::loss(cpu, ch, c.in.vec("rejected_logps"), c.in.vec("ref_chosen_logps"), c.in.vec("ref_rejected_logps"), p, o);
+    r.outputs["losses"] = to_nd(o.losses);
+    r.outputs["chosen_rewards"] = to_nd(o.chosen_rewards);
+    r.outputs["rejected_rewards"] = to_nd(o.rejected_rewards);
+    h::dpo_grads(c, r, "chosen_logps", "rejected_logps", "losses", o.dchosen, o.drejected, B, false);
+  };
+  m["dpo_loss_openrlhf"] = [](ctx<T>& c, result& r) {
+    const auto p = dpo::params::openrlhf(c.num("beta"), c.num_or("label_smoothing", 0), c.flag_or("ipo", false));
+    auto ch = c.in.vec("policy_chosen_logps");
+    const index_t B = ch.extent(0);
+    dpo::outputs<T> o{c.in.out1(B), c.in.out1(B), c.in.out1(B), c.in.out1(B), c.in.out1(B)};
+    const auto s = dpo::loss(cpu, ch, c.in.vec("policy_rejected_logps"), c.in.vec("reference_chosen_logps"),
+                             c.in.vec("reference_rejected_logps"), p, o);
+    r.outputs["loss"] = scalar(s.loss);
+    r.outputs["chosen_rewards"] = to_nd(o.chosen_rewards);
+    r.outputs["rejected_rewards"] = to_nd(o.rejected_rewards);
+    h::dpo_grads(c, r, "policy_chosen_logps", "policy_rejected_logps", "loss", o.dchosen, o.drejected, B, true);
+  };
+  m["dpo_loss_trl_v1"] = [](ctx<T>& c, result& r) {
+    std::vector<std::string> names;
+    const auto& lt = c.params.at("loss_type");
+    if (lt.is_array())
+      for (auto& x : lt) names.push_back(x.template get<std::string>());
+    else
+      names.push_back(lt.template get<std::string>());
+    std::vector<double> weights(names.size(), 1.0);
+    if (c.has_param("loss_weights")) {
+      const auto& lw = c.params.at("loss_weights");
+      if (lw.size() != names.size())
+        rlhf::detail::fail(error_kind::param, "dpo_loss_trl_v1", "loss_weights", "must have one weight per loss type");
+      for (std::size_t i = 0; i < names.size(); ++i) weights[i] = number(lw.at(i));
+    }
+    std::vector<dpo::weighted> terms;
+    for (std::size_t i = 0; i < names.size(); ++i) {
+      auto p = dpo::params::trl_v1(dpo::parse_loss_type(names[i]), c.num("beta"), c.num_or("label_smoothing", 0));
+      if (c.has_param("f_divergence_type"))
+        dpo::set_f_divergence(p, c.str("f_divergence_type"), c.num_or("f_alpha_divergence_coef", 1.0), false);
+      terms.push_back({p, weights[i]});
+    }
+    auto ch = c.in.vec("chosen_logps");
+    const index_t B = ch.extent(0);
+    auto lc = c.in.out1(B), lr = c.in.out1(B);
+    if (c.in.has("completion_mask")) {
+      auto cm = c.in.mat("completion_mask");
+      rlhf::detail::require_extent("dpo_loss_trl_v1", "completion_mask", cm, 0, 2 * B, "2B rows: chosen then rejected");
+      for (index_t i = 0; i < B; ++i)
+        for (index_t t = 0; t < cm.extent(1); ++t) {
+          lc(i) += cm(i, t);
+          lr(i) += cm(B + i, t);
+        }
+    }
+    dpo::outputs<T> o{c.in.out1(B), c.in.out1(B), c.in.out1(B), c.in.out1(B), c.in.out1(B)};
+    const auto s = dpo::weighted_loss(cpu, ch, c.in.vec("rejected_logps"), c.in.vec("ref_chosen_logps"),
+                                      c.in.vec("ref_rejected_logps"), std::span<const dpo::weighted>(terms), o,
+                                      tensor_view<const T, 1>(lc), tensor_view<const T, 1>(lr));
+    r.outputs["loss"] = scalar(s.loss);
+    if (names.size() == 1) r.outputs["per_sequence_loss"] = to_nd(o.losses);
+    r.outputs["chosen_rewards"] = to_nd(o.chosen_rewards);
+    r.outputs["rejected_rewards"] = to_nd(o.rejected_rewards);
+    h::dpo_grads(c, r, "chosen_logps", "rejected_logps", "loss", o.dchosen, o.drejected, B, true);
+  };
+
+  // ---------------- advantages
+  m["gae"] = [](ctx<T>& c, result& r) {
+    h::advantages(c, r, [&](auto rw, auto out) {
+      adv::gae_params p;
+      p.gamma = c.num("gamma");
+      p.lam = c.num("lam");
+      adv::gae(cpu, rw, c.in.mat("values"), c.in.mat("response_mask"), p, out);
+    });
+  };
+  m["grpo_advantage"] = [](ctx<T>& c, result& r) {
+    h::advantages(c, r, [&](auto rw, auto out) {
+      adv::grpo(cpu, rw, c.in.mat("response_mask"), c.in.ints("index"),
+                adv::grpo_params{c.num_or("epsilon", 1e-6), c.flag_or("norm_adv_by_std_in_grpo", true)}, out);
+    });
+  };
+  m["grpo_passk_advantage"] = [](ctx<T>& c, result& r) {
+    h::advantages(c, r, [&](auto rw, auto out) {
+      adv::grpo_passk(cpu, rw, c.in.mat("response_mask"), c.in.ints("index"),
+                      adv::grpo_params{c.num_or("epsilon", 1e-6), c.flag_or("norm_adv_by_std_in_grpo", true)}, out);
+    });
+  };
+  m["rloo_advantage"] = [](ctx<T>& c, result& r) {
+    h::advantages(c, r, [&](auto rw, auto out) {
+      adv::rloo(cpu, rw, c.in.mat("response_mask"), c.in.ints("index"), adv::rloo_params{true}, out);
+    });
+  };
+  m["rloo_vectorized_advantage"] = [](ctx<T>& c, result& r) {
+    h::advantages(c, r, [&](auto rw, auto out) {
+      adv::rloo(cpu, rw, c.in.mat("response_mask"), c.in.ints("index"), adv::rloo_params{false}, out);
+    });
+  };
+  m["opo_advantage"] = [](ctx<T>& c, result& r) {
+    h::advantages(c, r, [&](auto rw, auto out) { adv::opo(cpu, rw, c.in.mat("response_mask"), c.in.ints("index"), out); });
+  };
+  m["gpg_advantage"] = [](ctx<T>& c, result& r) {
+    h::advantages(c, r, [&](auto rw, auto out) {
+      adv::gpg(cpu, rw, c.in.mat("response_mask"), c.in.ints("index"), adv::gpg_params{c.num_or("f_norm", 1.0)}, out);
+    });
+  };
+  m["reinforce_pp_advantage"] = [](ctx<T>& c, result& r) {
+    h::advantages(c, r, [&](auto rw, auto out) {
+      adv::reinforce_pp_params p;
+      p.gamma = c.num("gamma");
+      adv::reinforce_pp(cpu, rw, c.in.mat("response_mask"), p, out);
+    });
+  };
+  m["reinforce_pp_baseline_advantage"] = [](ctx<T>& c, result& r) {
+    h::advantages(c, r, [&](auto rw, auto out) {
+      adv::reinforce_pp_baseline(cpu, rw, c.in.mat("response_mask"), c.in.ints("index"), whiten_params::verl(), out);
+    });
+  };
+  m["remax_advantage"] = [](ctx<T>& c, result& r) {
+    h::advantages(c, r, [&](auto rw, auto out) {
+      adv::remax(cpu, rw, c.in.vec("reward_baselines"), c.in.mat("response_mask"), out);
+    });
+  };
+  return m;
+}
+
+}  // namespace rlhf_conformance
