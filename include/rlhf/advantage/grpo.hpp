@@ -3,7 +3,8 @@
 // compute_grpo_passk_outcome_advantage.
 //
 //   s_b = sum_t r_bt (every position), groups by index (responses to one prompt)
-//   GRPO:   A_b = (s_b - mean_g) / (std_g + eps)   or  s_b - mean_g  (norm_by_std = false)
+//   GRPO:   A_b = (s_b - mean_g) / (std_g + eps)   or  s_b - mean_g  (norm_by_std = false);
+//           an all-equal group gives 0 (also with eps = 0)
 //           a group of one has mean 0 and std 1 (verl), so A_b = s_b / (1 + eps)
 //   pass@k: the group's best response gets s_max - s_second (/ (std_g + eps)); others 0
 // broadcast over T and multiplied by the mask; returns = advantages.
@@ -34,11 +35,10 @@ void grpo(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> re
     if (rows.size() == 1) st = {0.0, 1.0};
     for (auto b : rows) {
       if (p.norm_by_std) {
-        const double den = st.std + p.epsilon;
-        if (!(den > 0))
-          rlhf::detail::fail(error_kind::param, fn, "epsilon",
-                             "is 0 and a group has zero std: the normalized advantage is undefined");
-        a[b] = (s[b] - st.mean) / den;
+        // An all-equal group has s - mean = 0 and std = 0: its advantage is 0
+        // (the limit), also when epsilon = 0.
+        const double num = s[b] - st.mean;
+        a[b] = num == 0 ? 0.0 : num / (st.std + p.epsilon);
       } else {
         a[b] = s[b] - st.mean;
       }
@@ -65,7 +65,7 @@ void grpo_passk(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M,
     std::stable_sort(sorted.begin(), sorted.end(), [&](index_t x, index_t y) { return s[x] > s[y]; });
     const double gap = s[sorted[0]] - s[sorted[1]];
     const auto st = detail::stats(s, rows);
-    a[sorted[0]] = p.norm_by_std ? gap / (st.std + p.epsilon) : gap;
+    a[sorted[0]] = p.norm_by_std && gap != 0 ? gap / (st.std + p.epsilon) : gap;  // a tie gives 0
   }
   detail::broadcast(a, response_mask, out);
 }

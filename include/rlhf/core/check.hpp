@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cmath>
+#include <initializer_list>
 #include <sstream>
 #include <string>
 
@@ -43,27 +44,29 @@ void require_nonempty(const char* fn, const char* arg, const tensor_view<T, R, S
 template <class T, std::size_t R, class S>
 void require_finite(const char* fn, const char* arg, const tensor_view<T, R, S>& v) {
   static_assert(R <= 3, "require_finite: rank > 3 not supported");
-  auto bad = [&](auto x, const std::string& where) {
-    if (!std::isfinite(static_cast<double>(x))) {
-      std::ostringstream os;
-      os << "contains a non-finite value (" << static_cast<double>(x) << ") at " << where;
-      fail(error_kind::non_finite, fn, arg, os.str());
+  auto bad = [&](double x, std::initializer_list<index_t> at) {
+    std::ostringstream os;
+    os << "contains a non-finite value (" << x << ") at [";
+    bool first = true;
+    for (auto i : at) {
+      os << (first ? "" : ", ") << i;
+      first = false;
     }
+    os << "]";
+    fail(error_kind::non_finite, fn, arg, os.str());
   };
   if constexpr (R == 1) {
-    for (index_t i = 0; i < v.extent(0); ++i) bad(v(i), "[" + std::to_string(i) + "]");
+    for (index_t i = 0; i < v.extent(0); ++i)
+      if (!std::isfinite(static_cast<double>(v(i)))) bad(static_cast<double>(v(i)), {i});
   } else if constexpr (R == 2) {
     for (index_t i = 0; i < v.extent(0); ++i)
       for (index_t j = 0; j < v.extent(1); ++j)
-        if (!std::isfinite(static_cast<double>(v(i, j))))
-          bad(v(i, j), "[" + std::to_string(i) + ", " + std::to_string(j) + "]");
+        if (!std::isfinite(static_cast<double>(v(i, j)))) bad(static_cast<double>(v(i, j)), {i, j});
   } else {
     for (index_t i = 0; i < v.extent(0); ++i)
       for (index_t j = 0; j < v.extent(1); ++j)
         for (index_t k = 0; k < v.extent(2); ++k)
-          if (!std::isfinite(static_cast<double>(v(i, j, k))))
-            bad(v(i, j, k),
-                "[" + std::to_string(i) + ", " + std::to_string(j) + ", " + std::to_string(k) + "]");
+          if (!std::isfinite(static_cast<double>(v(i, j, k)))) bad(static_cast<double>(v(i, j, k)), {i, j, k});
   }
 }
 

@@ -1,0 +1,457 @@
+// kl/ and objectives/: estimators, controllers, PPO and its variants, value
+// loss, A2C, DPO family — hand-computed values, finite differences, errors.
+#include "helpers.hpp"
+
+using namespace testing;
+using rlhf::cpu;
+using rlhf::error_kind;
+using rlhf::kl_estimator;
+using rlhf::kl_params;
+
+namespace {
+struct ppo_batch {
+  mat logp, old, adv, mask;
+  explicit ppo_batch(unsigned seed, index_t B = 3, index_t T = 6) {
+    rng r(seed);
+    old = r.normal_mat(B, T, -1.0, 0.5);
+    logp = old;
+    for (auto& x : logp.v) x += r.normal(0, 0.3);
+    adv = r.normal_mat(B, T);
+    mask = r.prefix_mask(B, T);
+  }
+};
+}  // namespace
+
+TEST_CASE("KL estimators: hand-computed values and derivatives", "[kl]") {
+  auto one = [](double lp, double ref, kl_params p) { return rlhf::math::kl_token(lp, ref, p); };
+  const double lp = -1.0, ref = -1.5;  // d = 0.5
+  auto k1 = one(lp, ref, kl_params::verl(kl_estimator::k1));
+  CHECK(k1.value == 0.5);
+  CHECK(k1.dlogp == 1.0);
+  auto ab = one(ref, lp, kl_params::verl(kl_estimator::abs));
+  CHECK(ab.value == 0.5);
+  CHECK(ab.dlogp == -1.0);
+  CHECK(one(1.0, 1.0, kl_params::verl(kl_estimator::abs)).dlogp == 0.0);  // abs'(0) = 0
+  auto k2 = one(lp, ref, kl_params::verl(kl_estimator::k2));
+  CHECK(k2.value == 0.125);
+  CHECK(k2.dlogp == 0.5);
+  auto k3 = one(lp, ref, kl_params::verl(kl_estimator::k3));
+  CHECK(k3.value == Approx(std::exp(-0.5) + 0.5 - 1));
+  CHECK(k3.dlogp == Approx(1 - std::exp(-0.5)));
+  // verl's clamps: log ratio to +-20, estimate to +-10 (gradient 0 when active)
+  auto far = one(0.0, -30.0, kl_params::verl(kl_estimator::k3));
+  CHECK(far.value == 10.0);
+  CHECK(far.dlogp == 0.0);
+  // straight-through: value of k3, gradient of k2
+  auto st = one(lp, ref, kl_params::verl(kl_estimator::k3, true));
+  CHECK(st.value == k3.value);
+  CHECK(st.dlogp == 0.5);
+  // OpenRLHF clamps every estimator to +-10
+  CHECK(one(20.0, 0.0, kl_params::openrlhf(kl_estimator::k1)).value == 10.0);
+  auto n = rlhf::parse_kl_estimator("low_var_kl+");
+  CHECK(n.estimator == kl_estimator::k3);
+  CHECK(n.straight_through);
+  expect_error([] { (void)rlhf::parse_kl_estimator("full"); }, error_kind::param, "kl_penalty");
+}
+
+TEST_CASE("KL: estimates, penalty in reward and in loss; gradients", "[kl][grad]") {
+  ppo_batch b(11);
+  mat k(3, 6), d(3, 6);
+  for (int e = 0; e < 4; ++e) {
+    const auto p = kl_params::verl(static_cast<kl_estimator>(e));
+    rlhf::kl::estimate(cpu, b.logp.cview(), b.old.cview(), p, k.view(), d.view());
+    for (std::size_t i = 0; i < b.logp.v.size(); ++i) {
+      std::vector<double> x = {b.logp.v[i]};
+      check_gradient(x, {d.v[i]}, [&] { return rlhf::math::kl_token(x[0], b.old.v[i], p).value; });
+    }
+  }
+  // in reward: r = s - beta * m * kl
+  mat scores(3, 6, 0.0), rewards(3, 6);
+  scores(0, 0) = 1.0;
+  const auto p3 = kl_params::verl(kl_estimator::k1);
+  const auto st = rlhf::kl::apply_in_reward(cpu, scores.cview(), b.logp.cview(), b.old.cview(), b.mask.cview(), 0.1,
+                                            p3, rewards.view());
+  double mean_seq = 0;
+  for (index_t i = 0; i < 3; ++i) {
+    double s = 0, c = 0;
+    for (index_t t = 0; t < 6; ++t) {
+      const double kk = (b.logp(i, t) - b.old(i, t)) * b.mask(i, t);
+      CHECK(rewards(i, t) == Approx(scores(i, t) - 0.1 * kk));
+      s += kk;
+      c += b.mask(i, t);
+    }
+    mean_seq += s / (c + 1e-8) / 3;
+  }
+  CHECK(st.mean_seq_kl == Approx(mean_seq));
+  // in loss: gradient of kl_coef * agg(KL)
+  rlhf::agg_params agg;
+  agg.mode = rlhf::agg_mode::seq_mean_token_mean;
+  mat g(3, 6);
+  const auto pk = kl_params::verl(kl_estimator::k3);
+  rlhf::kl::loss(cpu, b.logp.cview(), b.old.cview(), b.mask.cview(), 0.05, pk, agg, g.view());
+  check_gradient(b.logp.v, g.v,
+                 [&] { return rlhf::kl::loss(cpu, b.logp.cview(), b.old.cview(), b.mask.cview(), 0.05, pk, agg).loss; });
+}
+
+TEST_CASE("KL controllers: fixed and adaptive", "[kl]") {
+  rlhf::kl::fixed_controller f(0.2);
+  f.update(100.0, 64);
+  CHECK(f.value() == 0.2);
+  rlhf::kl::adaptive_controller a(0.1, 6.0, 10000);
+  a.update(12.0, 256);  // error clipped to 0.2
+  CHECK(a.value() == Approx(0.1 * (1 + 0.2 * 256 / 10000)));
+  a.update(6.0 * 0.95, 100);  // error -0.05
+  CHECK(a.value() == Approx(0.1 * (1 + 0.2 * 256 / 10000) * (1 - 0.05 * 100 / 10000)));
+  expect_error([] { rlhf::kl::adaptive_controller(0.1, 6.0, 0); }, error_kind::param, "horizon");
+  expect_error([] { rlhf::kl::adaptive_controller(0.1, 0.0, 10); }, error_kind::param, "target_kl");
+  expect_error([&] { a.update(NAN, 1); }, error_kind::non_finite, "current_kl");
+  expect_error([] { rlhf::kl::fixed_controller(-1.0); }, error_kind::param, "kl_coef");
+}
+
+TEST_CASE("PPO clipped term: hand-computed cases", "[ppo]") {
+  const rlhf::math::ppo_clip_params p{0.2, 0.2, 3.0, 20.0};
+  const double lp = std::log(1.5);
+  auto pos = rlhf::math::ppo_clip(lp, 0.0, 1.0, p);  // ratio 1.5 > 1.2: clipped, no gradient
+  CHECK(pos.loss == Approx(-1.2));
+  CHECK(pos.dlogp == 0.0);
+  CHECK(pos.clipped);  // l2 = -1.2 > l1 = -1.5: the clip is active
+  auto neg = rlhf::math::ppo_clip(lp, 0.0, -1.0, p);  // A < 0: unclipped branch, gradient -A r
+  CHECK(neg.loss == Approx(1.5));
+  CHECK(neg.dlogp == Approx(1.5));
+  auto dual = rlhf::math::ppo_clip(std::log(4.0), 0.0, -1.0, p);  // -A r = 4 > c = 3: dual clip
+  CHECK(dual.loss == Approx(3.0));
+  CHECK(dual.dlogp == 0.0);
+  CHECK(dual.clipped_lower);
+  auto inside = rlhf::math::ppo_clip(std::log(1.1), 0.0, 2.0, p);
+  CHECK(inside.loss == Approx(-2.2));
+  CHECK(inside.dlogp == Approx(-2.2));
+}
+
+TEST_CASE("PPO policy loss: clip fraction, statistics, presets", "[ppo]") {
+  // two tokens: one clipped (ratio 1.5, A = -1 -> l2 = 1.2 < l1: not clipped;
+  // ratio 0.5, A = -1 -> l1 = 0.5, l2 = 0.8: clipped)
+  mat logp(1, 2, {std::log(1.5), std::log(0.5)}), old(1, 2, 0.0), adv(1, 2, {-1.0, -1.0}), m(1, 2, 1.0);
+  auto p = rlhf::ppo::policy_params::verl();
+  p.stat_eps = 0.0;
+  const auto r = rlhf::ppo::policy_loss(cpu, logp.cview(), old.cview(), adv.cview(), m.cview(), p);
+  CHECK(r.loss == Approx((1.5 + 0.8) / 2));
+  CHECK(r.clipfrac == Approx(0.5));
+  CHECK(r.ppo_kl == Approx(-(std::log(1.5) + std::log(0.5)) / 2));
+  CHECK(r.clipfrac_lower == 0.0);
+  // SB3 counts |r - 1| > eps regardless of the advantage's sign
+  const auto s = rlhf::ppo::policy_loss(cpu, logp.cview(), old.cview(), adv.cview(), m.cview(),
+                                        rlhf::ppo::policy_params::sb3());
+  CHECK(s.clipfrac == Approx(1.0));
+  CHECK(s.ppo_kl == Approx(((0.5 - std::log(1.5)) + (-0.5 - std::log(0.5))) / 2));
+}
+
+TEST_CASE("PPO policy loss and variants: gradients match finite differences", "[ppo][grad]") {
+  using rlhf::ppo::policy_loss_kind;
+  ppo_batch b(21);
+  mat g(3, 6);
+  for (auto mode : {rlhf::agg_mode::token_mean, rlhf::agg_mode::seq_mean_token_sum_norm}) {
+    for (auto preset : {rlhf::ppo::policy_params::verl(mode), rlhf::ppo::policy_params::openrlhf(),
+                        rlhf::ppo::policy_params::trl()}) {
+      preset.agg.mode = mode;
+      rlhf::ppo::policy_loss(cpu, b.logp.cview(), b.old.cview(), b.adv.cview(), b.mask.cview(), preset, g.view());
+      check_gradient(b.logp.v, g.v, [&] {
+        return rlhf::ppo::policy_loss(cpu, b.logp.cview(), b.old.cview(), b.adv.cview(), b.mask.cview(), preset).loss;
+      });
+    }
+  }
+  // Variants without detached factors: plain finite differences of the loss.
+  for (auto k : {policy_loss_kind::sapo, policy_loss_kind::gpg, policy_loss_kind::geo_mean, policy_loss_kind::dro}) {
+    auto v = rlhf::ppo::variant_params::verl(k);
+    v.dro_beta = 0.1;
+    v.base.clip_low = v.base.clip_high = 0.1;
+    INFO(rlhf::ppo::to_string(k));
+    rlhf::ppo::policy_loss_variant(cpu, b.logp.cview(), b.old.cview(), b.adv.cview(), b.mask.cview(), v, g.view());
+    check_gradient(b.logp.v, g.v, [&] {
+      return rlhf::ppo::policy_loss_variant(cpu, b.logp.cview(), b.old.cview(), b.adv.cview(), b.mask.cview(), v).loss;
+    });
+  }
+  // OpenRLHF GSPO differentiates through the sequence ratio.
+  auto og = rlhf::ppo::variant_params::openrlhf_gspo();
+  og.base.clip_low = og.base.clip_high = 0.05;
+  rlhf::ppo::policy_loss_variant(cpu, b.logp.cview(), b.old.cview(), b.adv.cview(), b.mask.cview(), og, g.view());
+  check_gradient(b.logp.v, g.v, [&] {
+    return rlhf::ppo::policy_loss_variant(cpu, b.logp.cview(), b.old.cview(), b.adv.cview(), b.mask.cview(), og).loss;
+  });
+}
+
+TEST_CASE("PPO variants with stop-gradients: gradient of the surrogate", "[ppo][grad]") {
+  using rlhf::ppo::policy_loss_kind;
+  ppo_batch b(31);
+  const index_t B = 3, T = 6;
+  mat g(B, T), w(B, T);
+  rlhf::agg_params tm;  // token-mean weights
+  rlhf::ops::aggregate(cpu, b.logp.cview(), b.mask.cview(), tm, w.view());
+  // CISPO: loss = -sg(clamp(r, 1-lo, 1+hi)) A logp  -> d/dlogp = -clamp(r) A w
+  auto cv = rlhf::ppo::variant_params::verl(policy_loss_kind::cispo);
+  rlhf::ppo::policy_loss_variant(cpu, b.logp.cview(), b.old.cview(), b.adv.cview(), b.mask.cview(), cv, g.view());
+  for (index_t i = 0; i < B; ++i)
+    for (index_t t = 0; t < T; ++t) {
+      const double r = std::exp(b.logp(i, t) - b.old(i, t));
+      CHECK(g(i, t) == Approx(-std::clamp(r, 0.8, 1.2) * b.adv(i, t) * w(i, t)));
+    }
+  // DPPO-TV: loss = -A sg(min(r, c)) logp valid -> d/dlogp = -A min(r, c) valid w
+  auto dv = rlhf::ppo::variant_params::verl(policy_loss_kind::dppo_tv);
+  rlhf::ppo::policy_loss_variant(cpu, b.logp.cview(), b.old.cview(), b.adv.cview(), b.mask.cview(), dv, g.view());
+  for (index_t i = 0; i < B; ++i)
+    for (index_t t = 0; t < T; ++t) {
+      const double r = std::exp(b.logp(i, t) - b.old(i, t));
+      const double p = std::exp(b.logp(i, t)), q = std::exp(b.old(i, t));
+      const bool valid = b.adv(i, t) > 0 ? (p - q <= 0.2) : (p - q >= -0.2);
+      CHECK(g(i, t) == Approx(-b.adv(i, t) * std::min(r, 20.0) * (valid ? 1.0 : 0.0) * w(i, t)));
+    }
+  // verl GSPO: token log ratio logp - sg(logp) + sg(s_b): each token's gradient
+  // is the clipped term's derivative at ratio exp(s_b), times its seq-mean weight.
+  auto gv = rlhf::ppo::variant_params::verl(policy_loss_kind::gspo);
+  gv.base.clip_low = gv.base.clip_high = 0.05;
+  rlhf::agg_params sm;
+  sm.mode = rlhf::agg_mode::seq_mean_token_mean;
+  rlhf::ops::aggregate(cpu, b.logp.cview(), b.mask.cview(), sm, w.view());
+  rlhf::ppo::policy_loss_variant(cpu, b.logp.cview(), b.old.cview(), b.adv.cview(), b.mask.cview(), gv, g.view());
+  for (index_t i = 0; i < B; ++i) {
+    double s = 0, n = 0;
+    for (index_t t = 0; t < T; ++t) {
+      s += (b.logp(i, t) - b.old(i, t)) * b.mask(i, t);
+      n += b.mask(i, t);
+    }
+    const double r = std::exp(s / n);
+    for (index_t t = 0; t < T; ++t) {
+      const double a = b.adv(i, t);
+      const bool clipped = -a * std::clamp(r, 0.95, 1.05) > -a * r;
+      CHECK(g(i, t) == Approx(clipped ? 0.0 : -a * r * w(i, t)).margin(1e-15));
+    }
+  }
+}
+
+TEST_CASE("value loss: hand-computed and gradients", "[ppo][value][grad]") {
+  mat v(1, 1, {1.0}), R(1, 1, {0.0}), old(1, 1, {0.5}), m(1, 1, {1.0}), g(1, 1);
+  auto p = rlhf::ppo::value_params::verl(0.2);
+  auto r = rlhf::ppo::value_loss(cpu, v.cview(), R.cview(), old.cview(), m.cview(), p, g.view());
+  CHECK(r.loss == Approx(0.5));  // max(1, 0.49) / 2
+  CHECK(g(0, 0) == Approx(1.0));
+  CHECK(r.clipfrac == 0.0);
+  // SB3: clipped prediction only, no 0.5: (0.7 - 0)^2
+  r = rlhf::ppo::value_loss(cpu, v.cview(), R.cview(), old.cview(), m.cview(), rlhf::ppo::value_params::sb3(0.2));
+  CHECK(r.loss == Approx(0.49));
+  ppo_batch b(41);
+  for (auto vp : {rlhf::ppo::value_params::verl(0.2), rlhf::ppo::value_params::openrlhf(0.1, false),
+                  rlhf::ppo::value_params::sb3(0.3), rlhf::ppo::value_params::openrlhf()}) {
+    mat gg(3, 6);
+    rlhf::ppo::value_loss(cpu, b.logp.cview(), b.adv.cview(), b.old.cview(), b.mask.cview(), vp, gg.view());
+    check_gradient(b.logp.v, gg.v, [&] {
+      return rlhf::ppo::value_loss(cpu, b.logp.cview(), b.adv.cview(), b.old.cview(), b.mask.cview(), vp).loss;
+    });
+  }
+}
+
+TEST_CASE("actor and combined PPO loss: entropy bonus, KL in loss, gradients", "[ppo][grad]") {
+  ppo_batch b(51);
+  rng r(52);
+  mat H = r.normal_mat(3, 6, 2.0, 0.5), ref = r.normal_mat(3, 6, -1.0, 0.5);
+  mat vpred = r.normal_mat(3, 6), ret = r.normal_mat(3, 6), oldv = r.normal_mat(3, 6);
+  rlhf::ppo::combined_params p;
+  p.actor.entropy_coef = 0.01;
+  p.actor.kl_coef = 0.05;
+  p.value = rlhf::ppo::value_params::verl(0.2);
+  mat glp(3, 6), gh(3, 6), gv(3, 6);
+  auto f = [&] {
+    return rlhf::ppo::combined_loss(cpu, b.logp.cview(), b.old.cview(), b.adv.cview(), b.mask.cview(), H.cview(),
+                                    ref.cview(), vpred.cview(), ret.cview(), oldv.cview(), p)
+        .loss;
+  };
+  const auto res = rlhf::ppo::combined_loss(cpu, b.logp.cview(), b.old.cview(), b.adv.cview(), b.mask.cview(),
+                                            H.cview(), ref.cview(), vpred.cview(), ret.cview(), oldv.cview(), p,
+                                            glp.view(), gh.view(), gv.view());
+  CHECK(res.loss == Approx(res.actor.policy.loss - 0.01 * res.actor.entropy + 0.05 * res.actor.kl +
+                           0.5 * res.value.loss));
+  check_gradient(b.logp.v, glp.v, f);
+  check_gradient(H.v, gh.v, f);
+  check_gradient(vpred.v, gv.v, f);
+  expect_error(
+      [&] {
+        rlhf::ppo::actor_params ap;
+        ap.kl_coef = 0.1;
+        (void)rlhf::ppo::actor_loss(cpu, b.logp.cview(), b.old.cview(), b.adv.cview(), b.mask.cview(), H.cview(), {},
+                                    ap);
+      },
+      error_kind::param, "ref_log_prob");
+}
+
+TEST_CASE("A2C: hand-computed and gradients", "[a2c][grad]") {
+  mat lp(1, 2, {-1.0, -2.0}), v(1, 2, {0.5, 0.0}), adv(1, 2, {1.0, -1.0}), ret(1, 2, {1.0, 1.0}), m(1, 2, 1.0);
+  rlhf::a2c::params p{0.1, 0.5, false, 1e-8, 1.0};
+  const auto r = rlhf::a2c::loss(cpu, lp.cview(), v.cview(), adv.cview(), ret.cview(), {}, m.cview(), p);
+  CHECK(r.policy_loss == Approx(-0.5));
+  CHECK(r.value_loss == Approx(0.625));
+  CHECK(r.entropy_loss == Approx(-1.5));
+  CHECK(r.loss == Approx(-0.3375));
+  rng g(61);
+  mat L = g.normal_mat(2, 5, -1.0), V = g.normal_mat(2, 5), A = g.normal_mat(2, 5), R = g.normal_mat(2, 5),
+      H = g.normal_mat(2, 5, 1.0), M = g.prefix_mask(2, 5);
+  for (bool norm : {false, true})
+    for (bool with_h : {false, true}) {
+      p.normalize_advantage = norm;
+      mat gl(2, 5), gv(2, 5), gh(2, 5);
+      rlhf::tensor_view<const double, 2> hv = with_h ? H.cview() : rlhf::tensor_view<const double, 2>{};
+      auto f = [&] { return rlhf::a2c::loss(cpu, L.cview(), V.cview(), A.cview(), R.cview(), hv, M.cview(), p).loss; };
+      rlhf::a2c::loss(cpu, L.cview(), V.cview(), A.cview(), R.cview(), hv, M.cview(), p, gl.view(), gv.view(),
+                      gh.view());
+      check_gradient(L.v, gl.v, f);
+      check_gradient(V.v, gv.v, f);
+      if (with_h) check_gradient(H.v, gh.v, f);
+    }
+  mat one(1, 1, 1.0);
+  p.normalize_advantage = true;
+  expect_error(
+      [&] { (void)rlhf::a2c::loss(cpu, one.cview(), one.cview(), one.cview(), one.cview(), {}, one.cview(), p); },
+      error_kind::empty, "advantages");
+}
+
+TEST_CASE("DPO: hand-computed sigmoid loss and statistics", "[dpo]") {
+  std::vector<double> c = {-1.0}, r = {-2.0}, rc = {-1.5}, rr = {-1.5};
+  auto res = rlhf::dpo::evaluate(cpu, rlhf::view(std::as_const(c)), rlhf::view(std::as_const(r)),
+                                 rlhf::view(std::as_const(rc)), rlhf::view(std::as_const(rr)),
+                                 rlhf::dpo::params::trl(rlhf::dpo::loss_type::sigmoid, 0.5));
+  CHECK(res.stats.loss == Approx(std::log1p(std::exp(-0.5))));
+  CHECK(res.chosen_rewards(0) == Approx(0.25));
+  CHECK(res.rejected_rewards(0) == Approx(-0.25));
+  CHECK(res.stats.reward_margin == Approx(0.5));
+  CHECK(res.stats.reward_accuracy == 1.0);
+  CHECK(res.dchosen(0) == Approx(-0.5 / (1 + std::exp(0.5))));
+  CHECK(res.drejected(0) == Approx(0.5 / (1 + std::exp(0.5))));
+  // IPO: (1 - 1/(2 * 0.5))^2 = 0
+  auto ipo = rlhf::dpo::evaluate(cpu, rlhf::view(std::as_const(c)), rlhf::view(std::as_const(r)),
+                                 rlhf::view(std::as_const(rc)), rlhf::view(std::as_const(rr)),
+                                 rlhf::dpo::params::openrlhf(0.5, 0.0, true));
+  CHECK(ipo.stats.loss == Approx(0.0).margin(1e-15));
+}
+
+TEST_CASE("DPO family: every loss type's gradient matches finite differences", "[dpo][grad]") {
+  rng g(71);
+  const index_t B = 5;
+  std::vector<double> c(B), r(B), rc(B), rr(B), lc(B), lr(B);
+  for (index_t i = 0; i < B; ++i) {
+    rc[i] = g.normal(-50, 10);
+    rr[i] = g.normal(-50, 10);
+    c[i] = rc[i] + g.normal(0, 3);
+    r[i] = rr[i] + g.normal(0, 3);
+    lc[i] = static_cast<double>(3 + i);
+    lr[i] = static_cast<double>(7 - i);
+  }
+  using rlhf::dpo::loss_type;
+  for (int t = 0; t <= static_cast<int>(loss_type::sigmoid_norm); ++t)
+    for (int flavour = 0; flavour < 4; ++flavour) {
+      const auto type = static_cast<loss_type>(t);
+      auto p = flavour < 2 ? rlhf::dpo::params::trl(type, 0.1, 0.1) : rlhf::dpo::params::trl_v1(type, 0.1, 0.1);
+      if (flavour == 1) rlhf::dpo::set_f_divergence(p, "js_divergence", 1.0, true);
+      if (flavour == 2) rlhf::dpo::set_f_divergence(p, "forward_kl", 1.0, false);
+      if (flavour == 3) rlhf::dpo::set_f_divergence(p, "alpha_divergence", 0.5, false);
+      INFO(rlhf::dpo::to_string(type) << " flavour " << flavour);
+      std::vector<double> dc(B), dr(B);
+      auto run = [&](rlhf::dpo::outputs<double> o = {}) {
+        return rlhf::dpo::loss(cpu, rlhf::view(std::as_const(c)), rlhf::view(std::as_const(r)),
+                               rlhf::view(std::as_const(rc)), rlhf::view(std::as_const(rr)), p, o,
+                               rlhf::view(std::as_const(lc)), rlhf::view(std::as_const(lr)))
+            .loss;
+      };
+      rlhf::dpo::outputs<double> o;
+      o.dchosen = rlhf::view(dc);
+      o.drejected = rlhf::view(dr);
+      run(o);
+      check_gradient(c, dc, [&] { return run(); }, 1e-4, 1e-5, 1e-7);
+      check_gradient(r, dr, [&] { return run(); }, 1e-4, 1e-5, 1e-7);
+    }
+}
+
+TEST_CASE("DPO: DiscoPOP stays finite where the reference overflows", "[dpo]") {
+  std::vector<double> c = {-2000.0}, r = {0.0}, z = {0.0};
+  auto res = rlhf::dpo::evaluate(cpu, rlhf::view(std::as_const(c)), rlhf::view(std::as_const(r)),
+                                 rlhf::view(std::as_const(z)), rlhf::view(std::as_const(z)),
+                                 rlhf::dpo::params::trl(rlhf::dpo::loss_type::discopop, 0.1));
+  // z = -200: w = sigmoid(-4000) ~ 0, loss ~ -log sigmoid(-200) = 200
+  CHECK(std::isfinite(res.stats.loss));
+  CHECK(res.stats.loss == Approx(200.0).epsilon(1e-6));
+}
+
+TEST_CASE("objectives: one error of each kind per family", "[errors]") {
+  ppo_batch b(81);
+  mat wrong(3, 5, 0.0), zero(3, 6, 0.0), g(3, 6);
+  auto pp = rlhf::ppo::policy_params::verl();
+  // PPO
+  expect_error([&] { (void)rlhf::ppo::policy_loss(cpu, b.logp.cview(), wrong.cview(), b.adv.cview(), b.mask.cview(), pp); },
+               error_kind::shape, "old_log_prob");
+  expect_error([&] { (void)rlhf::ppo::policy_loss(cpu, b.logp.cview(), b.old.cview(), b.adv.cview(), zero.cview(), pp); },
+               error_kind::empty, "response_mask");
+  auto bad = pp;
+  bad.dual_clip = 0.9;
+  expect_error([&] { (void)rlhf::ppo::policy_loss(cpu, b.logp.cview(), b.old.cview(), b.adv.cview(), b.mask.cview(), bad); },
+               error_kind::param, "dual_clip");
+  bad = pp;
+  bad.clip_low = NAN;
+  expect_error([&] { (void)rlhf::ppo::policy_loss(cpu, b.logp.cview(), b.old.cview(), b.adv.cview(), b.mask.cview(), bad); },
+               error_kind::param, "clip_low");
+  mat nan_adv = b.adv;
+  nan_adv(1, 1) = NAN;
+  expect_error([&] { (void)rlhf::ppo::policy_loss(cpu, b.logp.cview(), b.old.cview(), nan_adv.cview(), b.mask.cview(), pp); },
+               error_kind::non_finite, "advantages");
+  expect_error([] { (void)rlhf::ppo::parse_policy_loss_kind("ppo2"); }, error_kind::param, "policy_loss");
+  auto dro = rlhf::ppo::variant_params::verl(rlhf::ppo::policy_loss_kind::dro);
+  expect_error(
+      [&] { (void)rlhf::ppo::policy_loss_variant(cpu, b.logp.cview(), b.old.cview(), b.adv.cview(), b.mask.cview(), dro); },
+      error_kind::param, "dro_beta");
+  // value
+  auto vp = rlhf::ppo::value_params::verl(-1.0);
+  expect_error([&] { (void)rlhf::ppo::value_loss(cpu, b.logp.cview(), b.adv.cview(), b.old.cview(), b.mask.cview(), vp); },
+               error_kind::param, "clip");
+  expect_error([&] {
+    (void)rlhf::ppo::value_loss(cpu, b.logp.cview(), b.adv.cview(), wrong.cview(), b.mask.cview(),
+                                rlhf::ppo::value_params::verl());
+  }, error_kind::shape, "values");
+  // KL
+  expect_error([&] { (void)rlhf::kl::estimate(cpu, b.logp.cview(), wrong.cview(), kl_params{}); }, error_kind::shape,
+               "ref_logp");
+  expect_error([&] { (void)rlhf::kl::estimate(cpu, nan_adv.cview(), b.old.cview(), kl_params{}); },
+               error_kind::non_finite, "logp");
+  expect_error([&] {
+    (void)rlhf::kl::loss(cpu, b.logp.cview(), b.old.cview(), zero.cview(), 0.1, kl_params{}, rlhf::agg_params{});
+  }, error_kind::empty, "loss_mask");
+  expect_error([&] {
+    (void)rlhf::kl::loss(cpu, b.logp.cview(), b.old.cview(), b.mask.cview(), -0.1, kl_params{}, rlhf::agg_params{});
+  }, error_kind::param, "kl_coef");
+  // DPO
+  std::vector<double> c = {-1, -2}, r3 = {-1, -2, -3}, nanv = {NAN, -1};
+  auto cv = rlhf::view(std::as_const(c));
+  const auto dp = rlhf::dpo::params::trl(rlhf::dpo::loss_type::sigmoid);
+  expect_error([&] { (void)rlhf::dpo::loss(cpu, cv, rlhf::view(std::as_const(r3)), cv, cv, dp); }, error_kind::shape,
+               "rejected_logps");
+  expect_error([&] { (void)rlhf::dpo::loss(cpu, rlhf::view(std::as_const(nanv)), cv, cv, cv, dp); },
+               error_kind::non_finite, "chosen_logps");
+  std::vector<double> none;
+  auto nv = rlhf::view(std::as_const(none));
+  expect_error([&] { (void)rlhf::dpo::loss(cpu, nv, nv, nv, nv, dp); }, error_kind::empty, "chosen_logps");
+  auto neg = dp;
+  neg.beta = -0.1;
+  expect_error([&] { (void)rlhf::dpo::loss(cpu, cv, cv, cv, cv, neg); }, error_kind::param, "beta");
+  expect_error([] { (void)rlhf::dpo::parse_loss_type("kto"); }, error_kind::param, "loss_type");
+  auto ipo = rlhf::dpo::params::trl_v1(rlhf::dpo::loss_type::ipo);
+  expect_error([&] { (void)rlhf::dpo::loss(cpu, cv, cv, cv, cv, ipo); }, error_kind::shape, "chosen_lengths");
+  // A2C
+  expect_error([&] {
+    (void)rlhf::a2c::loss(cpu, b.logp.cview(), wrong.cview(), b.adv.cview(), b.adv.cview(), {}, b.mask.cview(), {});
+  }, error_kind::shape, "values");
+  expect_error([&] {
+    (void)rlhf::a2c::loss(cpu, b.logp.cview(), b.old.cview(), nan_adv.cview(), b.adv.cview(), {}, b.mask.cview(), {});
+  }, error_kind::non_finite, "advantages");
+  expect_error([&] {
+    (void)rlhf::a2c::loss(cpu, b.logp.cview(), b.old.cview(), b.adv.cview(), b.adv.cview(), {}, zero.cview(), {});
+  }, error_kind::empty, "mask");
+  expect_error([&] {
+    rlhf::a2c::params ap;
+    ap.vf_coef = -1;
+    (void)rlhf::a2c::loss(cpu, b.logp.cview(), b.old.cview(), b.adv.cview(), b.adv.cview(), {}, b.mask.cview(), ap);
+  }, error_kind::param, "vf_coef");
+}
