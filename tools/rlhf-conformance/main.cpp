@@ -1,6 +1,7 @@
 // rlhf-conformance FILE... [--float] [--quiet]
 // Runs every case of every vector file; one line per failing case; ends with
 // "N passed, M failed". Exit status 0 only when M is 0.
+#include <cstdio>
 #include <fstream>
 #include <iostream>
 
@@ -9,15 +10,21 @@
 int main(int argc, char** argv) {
   using namespace rlhf_conformance;
   bool use_float = false, summary = false;
+  // Float tolerances (docs/conformance.md): inputs are rounded to float, the
+  // library accumulates in double.
+  tolerance float_tol{1e-5, 1e-6};
   std::vector<std::string> files;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--float") use_float = true;
     else if (a == "--summary") summary = true;
+    else if (a == "--float-rtol" && i + 1 < argc) float_tol.rtol = std::stod(argv[++i]);
+    else if (a == "--float-atol" && i + 1 < argc) float_tol.atol = std::stod(argv[++i]);
     else if (a == "--help" || a == "-h") {
       std::cout << "usage: rlhf-conformance [--float] [--summary] FILE...\n"
                    "  --float    run in single precision with the documented float tolerances\n"
-                   "  --summary  also print one line per file (op, cases passed)\n";
+                   "  --summary  also print one line per file (op, cases passed)\n"
+                   "  --float-rtol X, --float-atol Y  override the float tolerances (1e-5, 1e-6)\n";
       return 0;
     } else files.push_back(a);
   }
@@ -25,9 +32,6 @@ int main(int argc, char** argv) {
     std::cerr << "rlhf-conformance: no vector file given (try --help)\n";
     return 2;
   }
-  // Float tolerances (docs/conformance.md): inputs are rounded to float, the
-  // library accumulates in double.
-  const tolerance float_tol{2e-4, 2e-5};
   long passed = 0, failed = 0;
   for (const auto& f : files) {
     std::ifstream in(f);
@@ -58,7 +62,14 @@ int main(int argc, char** argv) {
         std::cout << "FAIL " << op << "/" << name << ": " << o.message << "\n";
       }
     }
-    if (summary) std::cout << "  " << op << ": " << fp << "/" << (fp + ff) << " passed\n";
+    if (summary) {
+      auto ref = doc.value("reference", std::string());
+      if (auto at = ref.find(" @ "); at != std::string::npos) ref.resize(at);  // drop the commit
+      if (ref.size() > 72) ref = ref.substr(0, 69) + "...";
+      char line[128];
+      std::snprintf(line, sizeof line, "  %-32s %3ld/%-3ld ", op.c_str(), fp, fp + ff);
+      std::cout << line << (ff ? "FAILED  " : "ok      ") << ref << "\n";
+    }
     passed += fp;
     failed += ff;
   }

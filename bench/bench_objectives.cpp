@@ -1,0 +1,53 @@
+// Google Benchmark of the [B, T] objectives on the CPU backend. Speed lives
+// here, never in tests. bytes_per_second counts the bytes each op must move
+// (inputs read once, gradient written once), to compare with the machine's
+// copy bandwidth. The fused logits benchmarks (rlhf-bench) come with the
+// fused-kernels work.
+#include <benchmark/benchmark.h>
+
+#include <random>
+#include <rlhf/rlhf.hpp>
+
+namespace {
+struct batch {
+  rlhf::tensor<float, 2> logp, old, adv, mask, grad;
+  batch(rlhf::index_t B, rlhf::index_t T)
+      : logp({B, T}), old({B, T}), adv({B, T}), mask({B, T}, 1.0f), grad({B, T}) {
+    std::mt19937 g(1);
+    std::normal_distribution<float> n(0, 1);
+    for (rlhf::index_t i = 0; i < B * T; ++i) {
+      old.data()[i] = -1 + 0.3f * n(g);
+      logp.data()[i] = old.data()[i] + 0.1f * n(g);
+      adv.data()[i] = n(g);
+    }
+  }
+};
+
+void BM_ppo_policy_loss(benchmark::State& s) {
+  const auto B = s.range(0), T = s.range(1);
+  batch b(B, T);
+  const auto p = rlhf::ppo::policy_params::verl();
+  for (auto _ : s) {
+    auto r = rlhf::ppo::policy_loss(rlhf::cpu.unchecked(), b.logp.view(), b.old.view(), b.adv.view(), b.mask.view(),
+                                    p, b.grad.view());
+    benchmark::DoNotOptimize(r);
+  }
+  s.SetBytesProcessed(s.iterations() * B * T * static_cast<int64_t>(sizeof(float)) * 5);
+}
+BENCHMARK(BM_ppo_policy_loss)->Args({256, 4096})->Unit(benchmark::kMillisecond);
+
+void BM_gae(benchmark::State& s) {
+  const auto B = s.range(0), T = s.range(1);
+  batch b(B, T);
+  rlhf::tensor<float, 2> a({B, T}), r({B, T});
+  for (auto _ : s) {
+    rlhf::adv::gae(rlhf::cpu.unchecked(), b.adv.view(), b.old.view(), b.mask.view(), rlhf::adv::gae_params{1.0, 0.95},
+                   rlhf::adv::outputs<float>{a.view(), r.view()});
+    benchmark::ClobberMemory();
+  }
+  s.SetBytesProcessed(s.iterations() * B * T * static_cast<int64_t>(sizeof(float)) * 5);
+}
+BENCHMARK(BM_gae)->Args({256, 4096})->Unit(benchmark::kMillisecond);
+}  // namespace
+
+BENCHMARK_MAIN();
