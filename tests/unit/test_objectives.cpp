@@ -455,3 +455,88 @@ TEST_CASE("objectives: one error of each kind per family", "[errors]") {
     (void)rlhf::a2c::loss(cpu, b.logp.cview(), b.old.cview(), b.adv.cview(), b.adv.cview(), {}, b.mask.cview(), ap);
   }, error_kind::param, "vf_coef");
 }
+
+TEST_CASE("policy-loss variants: hand-computed single tokens", "[ppo]") {
+  using rlhf::ppo::policy_loss_kind;
+  // one token, logp = log 1.5, old = 0, A = 1 (A = -1 where said); token-mean of one token
+  mat lp(1, 1, {std::log(1.5)}), old(1, 1, {0.0}), a(1, 1, {1.0}), na(1, 1, {-1.0}), m(1, 1, {1.0}), g(1, 1);
+  auto run = [&](policy_loss_kind k, const mat& adv, auto&& tweak) {
+    auto v = rlhf::ppo::variant_params::verl(k);
+    tweak(v);
+    return rlhf::ppo::policy_loss_variant(cpu, lp.cview(), old.cview(), adv.cview(), m.cview(), v, g.view());
+  };
+  auto none = [](auto&) {};
+  // GPG: -A logp
+  CHECK(run(policy_loss_kind::gpg, a, none).loss == Approx(-std::log(1.5)));
+  CHECK(g(0, 0) == Approx(-1.0));
+  // DRO: -(logp A - beta/2 (logp - old)^2)
+  auto r = run(policy_loss_kind::dro, a, [](auto& v) { v.dro_beta = 0.5; });
+  CHECK(r.loss == Approx(-(std::log(1.5) - 0.25 * std::log(1.5) * std::log(1.5))));
+  CHECK(g(0, 0) == Approx(-(1 - 0.5 * std::log(1.5))));
+  // SAPO: -A sigmoid(tau (r - 1)) 4 / tau, tau_pos = 2
+  r = run(policy_loss_kind::sapo, a, [](auto& v) { v.tau_pos = 2.0; });
+  const double s = 1 / (1 + std::exp(-2.0 * 0.5));
+  CHECK(r.loss == Approx(-s * 2.0));
+  CHECK(g(0, 0) == Approx(-4 * s * (1 - s) * 1.5));
+  // GMPO: one token, d = log 1.5 clipped at +0.2 for A > 0: -A exp(0.2)
+  r = run(policy_loss_kind::geo_mean, a, [](auto& v) { v.base.clip_low = v.base.clip_high = 0.2; });
+  CHECK(r.loss == Approx(-std::exp(0.2 * (1 / (1 + 1e-8)))));
+  CHECK(g(0, 0) == 0.0);
+  CHECK(r.clipfrac == Approx(1.0).epsilon(1e-7));
+  // ... for A < 0 the unclipped d is used (sgn(A) min(sgn(A) d, sgn(A) clip(d)))
+  r = run(policy_loss_kind::geo_mean, na, [](auto& v) { v.base.clip_low = v.base.clip_high = 0.2; });
+  CHECK(r.loss == Approx(std::exp(std::log(1.5) / (1 + 1e-8)) / (1 + 1e-8)));
+  // CISPO: -clamp(1.5, 0.8, 1.28) A logp
+  r = run(policy_loss_kind::cispo, a, [](auto& v) { v.base.clip_high = 0.28; });
+  CHECK(r.loss == Approx(-1.28 * std::log(1.5)));
+  CHECK(r.clipfrac == Approx(1.0).epsilon(1e-7));
+}
+
+TEST_CASE("extreme but finite inputs are reported, never returned as NaN", "[errors]") {
+  mat lp(1, 2, {1000.0, 0.0}), old(1, 2, 0.0), a(1, 2, {0.0, 1.0}), m(1, 2, 1.0);
+  // TRL's preset has no log-ratio clamp: exp(1000) overflows and A = 0 makes inf * 0
+  expect_error([&] {
+    (void)rlhf::ppo::policy_loss(cpu, lp.cview(), old.cview(), a.cview(), m.cview(), rlhf::ppo::policy_params::trl());
+  }, error_kind::non_finite, "log_prob");
+  // verl's clamp keeps it finite
+  CHECK(std::isfinite(
+      rlhf::ppo::policy_loss(cpu, lp.cview(), old.cview(), a.cview(), m.cview(), rlhf::ppo::policy_params::verl()).loss));
+  // an unclamped k3 overflows
+  mat ref(1, 2, {0.0, 0.0}), far(1, 2, {-1000.0, 0.0});
+  expect_error([&] { (void)rlhf::kl::estimate(cpu, far.cview(), ref.cview(), rlhf::kl_params::trl_grpo()); },
+               error_kind::non_finite, "logp");
+  CHECK(rlhf::kl::estimate(cpu, far.cview(), ref.cview(), rlhf::kl_params::verl(kl_estimator::k3))(0, 0) == 10.0);
+}
+
+TEST_CASE("value loss and IS correction: each error kind", "[errors]") {
+  mat v(2, 3, 0.5), r(2, 3, 1.0), old(2, 3, 0.4), m(2, 3, 1.0), zero(2, 3, 0.0), wrong(2, 2, 0.0), w(2, 3);
+  const auto vp = rlhf::ppo::value_params::verl(0.2);
+  mat nanv = v;
+  nanv(1, 2) = NAN;
+  expect_error([&] { (void)rlhf::ppo::value_loss(cpu, nanv.cview(), r.cview(), old.cview(), m.cview(), vp); },
+               error_kind::non_finite, "vpreds");
+  expect_error([&] { (void)rlhf::ppo::value_loss(cpu, v.cview(), r.cview(), old.cview(), zero.cview(), vp); },
+               error_kind::empty, "response_mask");
+  rlhf::ppo::is_params ip;
+  expect_error([&] { (void)rlhf::ppo::rollout_is_weights(cpu, v.cview(), wrong.cview(), m.cview(), ip, w.view()); },
+               error_kind::shape, "rollout_log_probs");
+  expect_error([&] { (void)rlhf::ppo::rollout_is_weights(cpu, nanv.cview(), v.cview(), m.cview(), ip, w.view()); },
+               error_kind::non_finite, "old_log_probs");
+  expect_error([&] { (void)rlhf::ppo::rollout_is_weights(cpu, v.cview(), v.cview(), zero.cview(), ip, w.view()); },
+               error_kind::empty, "action_mask");
+  ip.low = 3.0;
+  expect_error([&] { (void)rlhf::ppo::rollout_is_weights(cpu, v.cview(), v.cview(), m.cview(), ip, w.view()); },
+               error_kind::param, "high");
+  expect_error([] { (void)rlhf::ppo::parse_is_correction("tis2"); }, error_kind::param, "vllm_is_correction_type");
+  // weights: tis clamps, icepop zeroes outside the band
+  mat o(1, 2, {0.0, 0.0}), ro(1, 2, {std::log(4.0), std::log(1.5)}), m2(1, 2, 1.0), w2(1, 2);
+  rlhf::ppo::is_params t{rlhf::ppo::is_correction::tis, 0.5, 2.0};
+  const double vk = rlhf::ppo::rollout_is_weights(cpu, o.cview(), ro.cview(), m2.cview(), t, w2.view());
+  CHECK(w2(0, 0) == 0.5);  // is = 1/4 -> clamped up
+  CHECK(w2(0, 1) == Approx(1 / 1.5));
+  CHECK(vk == Approx((std::log(4.0) + std::log(1.5)) / 2));
+  t.kind = rlhf::ppo::is_correction::icepop;
+  rlhf::ppo::rollout_is_weights(cpu, o.cview(), ro.cview(), m2.cview(), t, w2.view());
+  CHECK(w2(0, 0) == 0.0);
+  CHECK(w2(0, 1) == Approx(1 / 1.5));
+}

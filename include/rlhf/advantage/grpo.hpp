@@ -19,6 +19,13 @@ namespace rlhf::adv {
 struct grpo_params {
   double epsilon = 1e-6;    ///< verl 1e-6; TRL 1e-4; OpenRLHF 1e-9
   bool norm_by_std = true;  ///< false: Dr. GRPO
+
+  static constexpr grpo_params verl(bool norm_by_std = true) { return {1e-6, norm_by_std}; }
+  /// TRL GRPOTrainer scale_rewards="group" (true) or "none" (false). Groups
+  /// of one follow verl here (TRL's nanstd gives NaN for them).
+  static constexpr grpo_params trl(bool norm_by_std = true) { return {1e-4, norm_by_std}; }
+  /// OpenRLHF advantage.estimator "group_norm" (true) / "dr_grpo" (false).
+  static constexpr grpo_params openrlhf(bool norm_by_std = true) { return {1e-9, norm_by_std}; }
 };
 
 template <class T, class M, class I>

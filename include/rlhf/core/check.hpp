@@ -89,6 +89,16 @@ void require_output(const char* fn, const char* arg, const tensor_view<T, R, S>&
   if (!out.null()) require_same_shape(fn, arg, out, ref_arg, ref);
 }
 
+/// A computed result must be finite: inputs that are finite but extreme
+/// (an unclamped log ratio of 1000) are reported, never returned as NaN/Inf.
+inline void require_finite_result(double x, const char* fn, const char* arg, const char* hint) {
+  if (!std::isfinite(x)) {
+    std::ostringstream os;
+    os << "gives a non-finite result (" << x << "): " << hint;
+    fail(error_kind::non_finite, fn, arg, os.str());
+  }
+}
+
 inline void require_param(bool ok, const char* fn, const char* param, const std::string& what) {
   if (!ok) fail(error_kind::param, fn, param, what);
 }

@@ -5,6 +5,7 @@
 // (elementwise, so the VJP with a cotangent g is g * dkl_dlogp).
 #pragma once
 
+#include <sstream>
 #include <string>
 #include <string_view>
 
@@ -72,6 +73,13 @@ void estimate(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 2> ref_logp, const k
   check_params(p, fn);
   cpu_loops::for_each_2d(logp.extent(0), logp.extent(1), [&](index_t b, index_t t) {
     const auto k = math::kl_token(static_cast<double>(logp(b, t)), static_cast<double>(ref_logp(b, t)), p);
+    if (!std::isfinite(k.value) || !std::isfinite(k.dlogp)) {
+      std::ostringstream os;
+      os << "and 'ref_logp' differ by " << static_cast<double>(logp(b, t)) - static_cast<double>(ref_logp(b, t))
+         << " at [" << b << ", " << t
+         << "]: the estimate overflows; set log_ratio_clamp / value_clamp (kl_params::verl does)";
+      detail::fail(error_kind::non_finite, fn, "logp", os.str());
+    }
     if (!kl_out.null()) kl_out(b, t) = static_cast<value_t<T>>(k.value);
     if (!dkl_dlogp.null()) dkl_dlogp(b, t) = static_cast<value_t<T>>(k.dlogp);
   });

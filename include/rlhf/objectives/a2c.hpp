@@ -89,6 +89,7 @@ result loss(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 2> values, in_view<T, 
   r.value_loss = p.value_scale * svf / n;
   r.entropy_loss = -sent / n;
   r.loss = r.policy_loss + p.ent_coef * r.entropy_loss + p.vf_coef * r.value_loss;
+  rlhf::detail::require_finite_result(r.loss, fn, "values", "the loss overflows (extreme inputs)");
   cpu_loops::for_each_2d(B, T_, [&](index_t b, index_t t) {
     const double m = static_cast<double>(mask(b, t)) / n;
     if (!dlogp.null())

@@ -105,6 +105,7 @@ policy_result policy_loss_variant(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 
     rlhf::detail::require_positive_param(v.tau_neg, fn, "tau_neg");
   }
   if (v.kind == policy_loss_kind::dro) rlhf::detail::require_positive_param(v.dro_beta, fn, "dro_beta");
+  rlhf::detail::require_param(!std::isnan(v.gspo_log_ratio_max), fn, "gspo_log_ratio_max", "must not be NaN (INFINITY = off)");
   if (v.kind == policy_loss_kind::dppo_tv || v.kind == policy_loss_kind::dppo_kl)
     rlhf::detail::require_positive_param(v.dppo_ratio_cap, fn, "dppo_ratio_cap");
 
@@ -124,8 +125,10 @@ policy_result policy_loss_variant(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 
   tensor<double, 2> loss_mat({B, T_}), dmat({B, T_}), w({B, T_});
   policy_result r{};
   auto mean = [&](auto&& f) { return detail::stat_mean(mask, p.stat_eps, f); };
+  constexpr const char* overflow = "a ratio exp(log_prob - old_log_prob) overflows; set log_ratio_clamp";
   auto finish = [&]() {
     r.loss = ops::aggregate(tag.unchecked(), loss_mat.view(), mask, p.agg, w.view());
+    rlhf::detail::require_finite_result(r.loss, fn, "log_prob", overflow);
     if (!dlogp.null())
       cpu_loops::for_each_2d(B, T_, [&](index_t b, index_t t) {
         dlogp(b, t) = static_cast<value_t<T>>(w(b, t) * dmat(b, t));
@@ -161,6 +164,7 @@ policy_result policy_loss_variant(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 
       });
       r.ppo_kl = mean([&](index_t b, index_t t) { return old(b, t) - lp(b, t); });
       r.loss = ops::aggregate(tag.unchecked(), loss_mat.view(), mask, p.agg, w.view());
+      rlhf::detail::require_finite_result(r.loss, fn, "log_prob", overflow);
       if (!dlogp.null()) {
         if (v.gspo_grad == gspo_gradient::token_stop_gradient) {
           cpu_loops::for_each_2d(B, T_, [&](index_t b, index_t t) {
@@ -269,6 +273,7 @@ policy_result policy_loss_variant(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 
       r.clipfrac = mean([&](index_t b, index_t t) { return clipped(b, t) && A(b, t) > 0 ? 1.0 : 0.0; });
       r.clipfrac_lower = mean([&](index_t b, index_t t) { return clipped(b, t) && A(b, t) < 0 ? 1.0 : 0.0; });
       r.ppo_kl = mean([&](index_t b, index_t t) { return old(b, t) - lp(b, t); });
+      rlhf::detail::require_finite_result(r.loss, fn, "log_prob", overflow);
       return r;
     }
     case policy_loss_kind::vanilla: break;

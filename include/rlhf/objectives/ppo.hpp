@@ -166,6 +166,8 @@ policy_result policy_loss(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 2> old_l
   });
   if (!(n > 0)) rlhf::detail::fail(error_kind::empty, fn, "response_mask", "has no valid token");
   r.loss = ops::aggregate(tag.unchecked(), loss_mat.view(), mask, p.agg, w.view());
+  rlhf::detail::require_finite_result(r.loss, fn, "log_prob",
+                                      "the ratio exp(log_prob - old_log_prob) overflows; set log_ratio_clamp");
   r.clipfrac = sc / (n + p.stat_eps);
   r.clipfrac_lower = scl / (n + p.stat_eps);
   r.ppo_kl = skl / (n + p.stat_eps);
@@ -251,6 +253,7 @@ value_result value_loss(cpu_t tag, tensor_view<T, 2> vpreds, in_view<T, 2> retur
   if (!(n > 0)) rlhf::detail::fail(error_kind::empty, fn, "response_mask", "has no valid token");
   value_result r{};
   r.loss = p.scale * ops::aggregate(tag.unchecked(), loss_mat.view(), mask, p.agg, w.view());
+  rlhf::detail::require_finite_result(r.loss, fn, "vpreds", "the squared error overflows");
   r.clipfrac = sc / (n + p.stat_eps);
   if (!dvpreds.null())
     cpu_loops::for_each_2d(B, T_, [&](index_t b, index_t t) {
