@@ -20,35 +20,34 @@ template <class D>
 constexpr bool eigen_direct_v = (Eigen::internal::traits<D>::Flags & Eigen::DirectAccessBit) != 0;
 }
 
+namespace detail {
+/// rows x cols view over Eigen storage; a column-major object becomes a
+/// strided view (strides {inner, outer}), a row-major one {outer, inner}.
+template <class S, class M>
+tensor_view<S, 2> eigen_matrix_view(S* data, const M& m, bool row_major) {
+  const index_t outer = m.outerStride(), inner = m.innerStride();
+  return tensor_view<S, 2>(data, {static_cast<index_t>(m.rows()), static_cast<index_t>(m.cols())},
+                           row_major ? std::array<index_t, 2>{outer, inner} : std::array<index_t, 2>{inner, outer});
+}
+}  // namespace detail
+
 template <class Derived>
   requires detail::eigen_direct_v<Derived>
 auto view(Eigen::PlainObjectBase<Derived>& m) {
-  using S = typename Derived::Scalar;
-  const bool row_major = Derived::IsRowMajor;
-  const index_t outer = m.outerStride(), inner = m.innerStride();
-  return tensor_view<S, 2>(m.data(), {static_cast<index_t>(m.rows()), static_cast<index_t>(m.cols())},
-                           row_major ? std::array<index_t, 2>{outer, inner} : std::array<index_t, 2>{inner, outer});
+  return detail::eigen_matrix_view(m.data(), m, Derived::IsRowMajor);
 }
 
 template <class Derived>
   requires detail::eigen_direct_v<Derived>
 auto view(const Eigen::PlainObjectBase<Derived>& m) {
-  using S = const typename Derived::Scalar;
-  const bool row_major = Derived::IsRowMajor;
-  const index_t outer = m.outerStride(), inner = m.innerStride();
-  return tensor_view<S, 2>(m.data(), {static_cast<index_t>(m.rows()), static_cast<index_t>(m.cols())},
-                           row_major ? std::array<index_t, 2>{outer, inner} : std::array<index_t, 2>{inner, outer});
+  return detail::eigen_matrix_view(m.data(), m, Derived::IsRowMajor);
 }
 
 /// Maps, Refs and Blocks (anything exposing data(), strides and direct access).
 template <class Derived>
   requires(detail::eigen_direct_v<Derived> && !std::is_base_of_v<Eigen::PlainObjectBase<Derived>, Derived>)
 auto view(Eigen::MapBase<Derived, Eigen::WriteAccessors>& m) {
-  using S = typename Derived::Scalar;
-  const bool row_major = Derived::IsRowMajor;
-  const index_t outer = m.outerStride(), inner = m.innerStride();
-  return tensor_view<S, 2>(m.data(), {static_cast<index_t>(m.rows()), static_cast<index_t>(m.cols())},
-                           row_major ? std::array<index_t, 2>{outer, inner} : std::array<index_t, 2>{inner, outer});
+  return detail::eigen_matrix_view(m.data(), m, Derived::IsRowMajor);
 }
 
 template <class Derived>

@@ -94,10 +94,7 @@ policy_result policy_loss_variant(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 
   constexpr const char* fn = "ppo::policy_loss_variant";
   detail::check_policy_inputs(tag, fn, logp, old_logp, adv, mask);
   rlhf::detail::require_output(fn, "dlogp", dlogp, "log_prob", logp);
-  if (!weights.null()) {
-    rlhf::detail::require_same_shape(fn, "weights", weights, "log_prob", logp);
-    rlhf::detail::require_finite(tag, fn, "weights", weights);
-  }
+  detail::check_weights(tag, fn, logp, weights);
   const policy_params& p = v.base;
   check_policy_params(p, fn);
   if (v.kind == policy_loss_kind::sapo) {

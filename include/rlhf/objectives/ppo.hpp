@@ -108,6 +108,14 @@ void check_policy_inputs(cpu_t tag, const char* fn, const tensor_view<T, 2>& log
   rlhf::detail::require_mask(fn, "response_mask", mask);
 }
 
+/// Optional detached per-token weights (IS corrections).
+template <class T, class W>
+void check_weights(cpu_t tag, const char* fn, const tensor_view<T, 2>& logp, const W& weights) {
+  if (weights.null()) return;
+  rlhf::detail::require_same_shape(fn, "weights", weights, "log_prob", logp);
+  rlhf::detail::require_finite(tag, fn, "weights", weights);
+}
+
 /// masked mean of a per-token statistic, with the statistics' epsilon.
 template <class M, class F>
 double stat_mean(const tensor_view<M, 2>& mask, double eps, F&& f) {
@@ -131,10 +139,7 @@ policy_result policy_loss(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 2> old_l
   constexpr const char* fn = "ppo::policy_loss";
   detail::check_policy_inputs(tag, fn, logp, old_logp, adv, mask);
   rlhf::detail::require_output(fn, "dlogp", dlogp, "log_prob", logp);
-  if (!weights.null()) {
-    rlhf::detail::require_same_shape(fn, "weights", weights, "log_prob", logp);
-    rlhf::detail::require_finite(tag, fn, "weights", weights);
-  }
+  detail::check_weights(tag, fn, logp, weights);
   check_policy_params(p, fn);
   const index_t B = logp.extent(0), T_ = logp.extent(1);
   const math::ppo_clip_params cp{p.clip_low, p.clip_high, p.dual_clip, p.log_ratio_clamp};
