@@ -38,3 +38,4 @@
 #include "objectives/is_correction.hpp"
 #include "objectives/policy_variants.hpp"
 #include "objectives/ppo.hpp"
+#include "train/train.hpp"

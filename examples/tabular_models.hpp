@@ -1,0 +1,155 @@
+// Tabular models of the bandit example (also used by the tests): a softmax
+// policy with Adam that exposes its logits, a tabular critic, a reward table.
+// Each is Checkpointable, and the policy is Blendable (reference updates).
+#pragma once
+
+#include <cmath>
+#include <istream>
+#include <ostream>
+#include <random>
+#include <rlhf/rlhf.hpp>
+#include <vector>
+
+namespace bandit {
+
+using rlhf::index_t;
+using rlhf::tensor;
+using rlhf::token_t;
+
+inline constexpr index_t K = 4;  // prompts
+inline constexpr index_t M = 6;  // responses
+
+/// A tabular softmax policy with Adam. Exposes logits, so the library
+/// computes its log-probs and entropy (LogitsPolicy).
+struct tabular_policy {
+  std::vector<double> theta, grad, m1, m2;
+  double lr = 0.05;
+  long long t = 0;
+
+  explicit tabular_policy(std::vector<double> init) : theta(std::move(init)), grad(theta.size()), m1(theta.size()), m2(theta.size()) {}
+
+  const double* row(index_t x) const { return theta.data() + x * M; }
+  std::vector<double> probs(index_t x) const {
+    double mx = -INFINITY, z = 0;
+    for (index_t k = 0; k < M; ++k) mx = std::fmax(mx, row(x)[k]);
+    std::vector<double> p(M);
+    for (index_t k = 0; k < M; ++k) z += p[k] = std::exp(row(x)[k] - mx);
+    for (auto& v : p) v /= z;
+    return p;
+  }
+  // ReferenceModel
+  tensor<double, 2> log_probs(const rlhf::batch& b) const {
+    tensor<double, 2> out({b.size(), 1});
+    for (index_t i = 0; i < b.size(); ++i) out(i, 0) = std::log(probs(b.prompts.tokens(i, 0))[b.responses(i, 0)]);
+    return out;
+  }
+  // Policy
+  rlhf::rollout generate(const rlhf::prompt_batch& x, const rlhf::sampling&, rlhf::rng_t& g) const {
+    rlhf::rollout r;
+    const index_t B = x.size();
+    r.seqs.prompts = x;
+    r.seqs.responses = tensor<token_t, 2>({B, 1});
+    r.seqs.response_mask = tensor<double, 2>({B, 1}, 1.0);
+    r.logprobs = tensor<double, 2>({B, 1});
+    for (index_t i = 0; i < B; ++i) {
+      const auto p = probs(x.tokens(i, 0));
+      double u = std::uniform_real_distribution<double>(0, 1)(g), c = 0;
+      index_t y = M - 1;
+      for (index_t k = 0; k < M; ++k)
+        if ((c += p[k]) > u) {
+          y = k;
+          break;
+        }
+      r.seqs.responses(i, 0) = static_cast<token_t>(y);
+      r.logprobs(i, 0) = std::log(p[y]);
+    }
+    return r;
+  }
+  void backward(const rlhf::batch& b, rlhf::tensor_view<const double, 2> dlogp) {
+    for (index_t i = 0; i < b.size(); ++i) {
+      const index_t x = b.prompts.tokens(i, 0), y = b.responses(i, 0);
+      const auto p = probs(x);
+      for (index_t k = 0; k < M; ++k) grad[x * M + k] += dlogp(i, 0) * ((k == y) - p[k]);
+    }
+  }
+  void step() {  // Adam
+    ++t;
+    for (std::size_t i = 0; i < theta.size(); ++i) {
+      m1[i] = 0.9 * m1[i] + 0.1 * grad[i];
+      m2[i] = 0.999 * m2[i] + 0.001 * grad[i] * grad[i];
+      const double mh = m1[i] / (1 - std::pow(0.9, t)), vh = m2[i] / (1 - std::pow(0.999, t));
+      theta[i] -= lr * mh / (std::sqrt(vh) + 1e-8);
+      grad[i] = 0;
+    }
+  }
+  // LogitsPolicy: rows of next-token logits, one per response token
+  tensor<double, 2> logits(const rlhf::batch& b) const {
+    tensor<double, 2> z({b.size(), M});
+    for (index_t i = 0; i < b.size(); ++i)
+      for (index_t k = 0; k < M; ++k) z(i, k) = row(b.prompts.tokens(i, 0))[k];
+    return z;
+  }
+  void backward_logits(const rlhf::batch& b, rlhf::tensor_view<const double, 2> dz) {
+    for (index_t i = 0; i < b.size(); ++i)
+      for (index_t k = 0; k < M; ++k) grad[b.prompts.tokens(i, 0) * M + k] += dz(i, k);
+  }
+  // Blendable: theta <- (1 - a) theta + a theta_other (reference updates)
+  void blend_from(const tabular_policy& o, double a) {
+    for (std::size_t i = 0; i < theta.size(); ++i) theta[i] = (1 - a) * theta[i] + a * o.theta[i];
+  }
+  // Checkpointable: weights and optimizer state, exactly (17 digits)
+  void save(std::ostream& os) const {
+    os.precision(17);
+    os << t << ' ' << lr << ' ' << theta.size();
+    for (const auto* v : {&theta, &grad, &m1, &m2})
+      for (double x : *v) os << ' ' << x;
+    os << '\n';
+  }
+  void load(std::istream& in) {
+    std::size_t n = 0;
+    in >> t >> lr >> n;
+    for (auto* v : {&theta, &grad, &m1, &m2}) {
+      v->assign(n, 0.0);
+      for (double& x : *v) in >> x;
+    }
+  }
+};
+
+/// A tabular critic V(x) with plain SGD.
+struct tabular_value {
+  std::vector<double> v = std::vector<double>(K, 0.0), g = std::vector<double>(K, 0.0);
+  double lr = 0.1;
+  tensor<double, 2> values(const rlhf::batch& b) const {
+    tensor<double, 2> out({b.size(), 1});
+    for (index_t i = 0; i < b.size(); ++i) out(i, 0) = v[b.prompts.tokens(i, 0)];
+    return out;
+  }
+  void backward(const rlhf::batch& b, rlhf::tensor_view<const double, 2> dv) {
+    for (index_t i = 0; i < b.size(); ++i) g[b.prompts.tokens(i, 0)] += dv(i, 0);
+  }
+  void step() {
+    for (index_t x = 0; x < K; ++x) {
+      v[x] -= lr * g[x];
+      g[x] = 0;
+    }
+  }
+  void save(std::ostream& os) const {
+    os.precision(17);
+    for (double x : v) os << x << ' ';
+    os << '\n';
+  }
+  void load(std::istream& in) {
+    for (double& x : v) in >> x;
+  }
+};
+
+struct table_reward {
+  std::vector<double> r;
+  std::vector<double> score(const rlhf::batch& b) const {
+    std::vector<double> s;
+    for (index_t i = 0; i < b.size(); ++i) s.push_back(r[b.prompts.tokens(i, 0) * M + b.responses(i, 0)]);
+    return s;
+  }
+};
+
+}  // namespace bandit

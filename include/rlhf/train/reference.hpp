@@ -1,0 +1,52 @@
+// rlhf++ — how the reference model follows the policy.
+//
+//   frozen     the reference never changes (InstructGPT, DPO; the default)
+//   hard_sync  every `every` steps: theta_ref <- theta          (TR-DPO hard)
+//   ema        every `every` steps: theta_ref <- a theta + (1 - a) theta_ref  (TR-DPO soft)
+// Updates need the reference to be BlendableFrom the policy:
+// ref.blend_from(policy, a) sets theta_ref <- (1 - a) theta_ref + a theta.
+#pragma once
+
+#include <string>
+
+#include "../concepts/model_concepts.hpp"
+
+namespace rlhf::train {
+
+enum class ref_update { frozen, hard_sync, ema };
+
+inline const char* to_string(ref_update u) noexcept {
+  switch (u) {
+    case ref_update::frozen: return "frozen";
+    case ref_update::hard_sync: return "hard_sync";
+    case ref_update::ema: return "ema";
+  }
+  return "?";
+}
+
+struct reference_policy {
+  ref_update kind = ref_update::frozen;
+  long long every = 1;  ///< period in steps
+  double alpha = 0.5;   ///< EMA weight of the policy (TR-DPO alpha)
+};
+
+inline void check_reference_policy(const reference_policy& r, const char* fn) {
+  detail::require_param(r.every >= 1, fn, "ref.every", "must be >= 1");
+  detail::require_param(r.alpha > 0 && r.alpha <= 1, fn, "ref.alpha", "must be in (0, 1]");
+}
+
+/// Applies the policy after `step` (1-based); true when the reference changed.
+template <class R, class P>
+bool update_reference(R& ref, const P& policy, const reference_policy& r, long long step) {
+  if (r.kind == ref_update::frozen || step % r.every != 0) return false;
+  if constexpr (BlendableFrom<R, P>) {
+    ref.blend_from(policy, r.kind == ref_update::hard_sync ? 1.0 : r.alpha);
+    return true;
+  } else {
+    detail::fail(error_kind::param, "train::update_reference", "ref.kind",
+                 std::string("is ") + to_string(r.kind) +
+                     " but the reference model has no blend_from(const Policy&, double) (see Blendable in docs/concepts.md)");
+  }
+}
+
+}  // namespace rlhf::train
