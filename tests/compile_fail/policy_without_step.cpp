@@ -1,0 +1,8 @@
+// expect: rlhf: a Policy needs step() to apply its optimizer and clear its gradients
+#include <rlhf/rlhf.hpp>
+struct policy {
+  rlhf::tensor<double, 2> log_probs(const rlhf::batch&) { return {}; }
+  rlhf::rollout generate(const rlhf::prompt_batch&, const rlhf::sampling&, rlhf::rng_t&) { return {}; }
+  void backward(const rlhf::batch&, rlhf::tensor_view<const double, 2>) {}
+};
+static_assert(rlhf::check_policy<policy>());

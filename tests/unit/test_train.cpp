@@ -1,0 +1,306 @@
+// train/: trainers, checkpoints and resume, reference updates, diagnostics,
+// bad input. Models: the bandit example's tabular models.
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "../../examples/tabular_models.hpp"
+#include "helpers.hpp"
+
+using namespace testing;
+using namespace bandit;
+using rlhf::error_kind;
+namespace tr = rlhf::train;
+
+namespace {
+std::vector<double> init_logits(unsigned seed) {
+  std::mt19937_64 g(seed);
+  std::normal_distribution<double> n(0, 1);
+  std::vector<double> v(K * M);
+  for (auto& x : v) x = n(g);
+  return v;
+}
+std::vector<double> rewards_table() {
+  std::vector<double> r(K * M);
+  for (index_t i = 0; i < K * M; ++i) r[i] = static_cast<double>((i * 7) % 11) / 10.0;
+  return r;
+}
+std::vector<std::vector<token_t>> prompts() { return {{0}, {1}, {2}, {3}}; }
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+using ppo_gae = tr::rl_structure<tr::algorithm::ppo, rlhf::kl_estimator::k3, tr::kl_placement::reward,
+                                 tr::advantage_estimator::gae>;
+using ppo_grpo = tr::rl_structure<tr::algorithm::ppo, rlhf::kl_estimator::k1, tr::kl_placement::loss,
+                                  tr::advantage_estimator::grpo>;
+
+tr::rl_options small_options(const std::string& metrics) {
+  tr::rl_options o;
+  o.steps = 12;
+  o.prompts_per_step = 4;
+  o.group_size = 4;
+  o.ppo_epochs = 2;
+  o.minibatch_size = 8;
+  o.entropy_coef = 0.01;
+  o.adaptive_kl = true;
+  o.kl_target = 0.05;
+  o.kl_horizon = 100;
+  o.metrics_path = metrics;
+  o.progress = false;
+  o.seed = 9;
+  return o;
+}
+
+struct interrupted {};
+
+/// Runs 12 steps straight, or: run with a checkpoint every step, crash
+/// (an exception) before step 7, then fresh objects load the checkpoint and
+/// finish the run, appending to the same metrics file.
+template <class S, bool WithValue>
+std::string run_rl(const std::string& tag, bool resume) {
+  using VF = std::conditional_t<WithValue, tabular_value, rlhf::no_value_function>;
+  const std::string metrics = "train_test_" + tag + (resume ? "_resumed" : "_straight") + ".jsonl";
+  const std::string ckpt = "train_test_" + tag + ".ckpt";
+  auto make_and_run = [&](bool crash, bool load) {
+    tabular_policy pi(init_logits(1)), ref(init_logits(1));
+    table_reward rm{rewards_table()};
+    VF critic;
+    auto o = small_options(metrics);
+    o.ref = {tr::ref_update::ema, 3, 0.25};
+    o.checkpoint_path = ckpt;
+    o.checkpoint_every = 1;
+    tr::rl_trainer<S, tabular_policy, tabular_policy, table_reward, VF> t(pi, ref, rm, prompts(), o,
+                                                                          WithValue ? &critic : nullptr);
+    if (load) t.load(ckpt);
+    try {
+      t.run([&](long long s) {
+        if (crash && s == 6) throw interrupted{};
+      });
+    } catch (const interrupted&) {
+    }
+  };
+  if (!resume) {
+    make_and_run(false, false);
+  } else {
+    make_and_run(true, false);
+    make_and_run(false, true);
+  }
+  std::remove(ckpt.c_str());
+  return slurp(metrics);
+}
+}  // namespace
+
+TEST_CASE("resume: PPO with a critic continues with bit-identical metrics", "[train][resume]") {
+  const auto straight = run_rl<ppo_gae, true>("gae", false);
+  const auto resumed = run_rl<ppo_gae, true>("gae", true);
+  CHECK(std::count(straight.begin(), straight.end(), '\n') == 13);  // config + 12 steps
+  CHECK(straight == resumed);
+}
+
+TEST_CASE("resume: critic-free PPO (GRPO, KL in the loss) continues bit-identically", "[train][resume]") {
+  const auto straight = run_rl<ppo_grpo, false>("grpo", false);
+  const auto resumed = run_rl<ppo_grpo, false>("grpo", true);
+  CHECK(straight == resumed);
+  CHECK(straight.find("\"kl_placement\": \"loss\"") != std::string::npos);
+}
+
+TEST_CASE("resume: DPO continues bit-identically", "[train][resume]") {
+  std::vector<tr::preference> data;
+  for (int i = 0; i < 50; ++i)
+    data.push_back({{static_cast<token_t>(i % K)}, {static_cast<token_t>(i % M)}, {static_cast<token_t>((i + 1) % M)}});
+  auto run = [&](const std::string& metrics, bool crash, bool load) {
+    tabular_policy pi(init_logits(2)), ref(init_logits(2));
+    tr::dpo_options o;
+    o.steps = 10;
+    o.batch_size = 16;  // 50 pairs: epochs wrap mid-run
+    o.metrics_path = metrics;
+    o.progress = false;
+    o.seed = 5;
+    o.ref = {tr::ref_update::hard_sync, 4, 1.0};
+    o.checkpoint_path = "dpo_test.ckpt";
+    o.checkpoint_every = 1;
+    tr::dpo_trainer<tabular_policy, tabular_policy> t(pi, ref, data, o);
+    if (load) t.load("dpo_test.ckpt");
+    try {
+      t.run([&](long long s) {
+        if (crash && s == 5) throw interrupted{};
+      });
+    } catch (const interrupted&) {
+    }
+  };
+  run("dpo_straight.jsonl", false, false);
+  run("dpo_resumed.jsonl", true, false);
+  run("dpo_resumed.jsonl", false, true);
+  CHECK(slurp("dpo_straight.jsonl") == slurp("dpo_resumed.jsonl"));
+  std::remove("dpo_test.ckpt");
+}
+
+TEST_CASE("metrics: the first record is the resolved configuration", "[train]") {
+  tabular_policy pi(init_logits(1)), ref(init_logits(1));
+  table_reward rm{rewards_table()};
+  auto o = small_options("metrics_config.jsonl");
+  o.steps = 2;
+  tr::rl_trainer<ppo_grpo, tabular_policy, tabular_policy, table_reward> t(pi, ref, rm, prompts(), o);
+  t.run();
+  std::ifstream in("metrics_config.jsonl");
+  std::string first, second;
+  std::getline(in, first);
+  std::getline(in, second);
+  CHECK(first.rfind("{\"record\": \"config\", \"algorithm\": \"ppo\", \"kl_estimator\": \"k1\"", 0) == 0);
+  CHECK(first.find("\"group_size\": 4") != std::string::npos);
+  CHECK(second.rfind("{\"step\": 1, \"reward\": ", 0) == 0);
+  for (const char* k : {"kl_ref", "entropy", "clipfrac", "approx_kl", "reward_hacking", "entropy_collapse",
+                        "ratio_blowup", "stagnation", "value_divergence"})
+    CHECK(second.find(std::string("\"") + k + "\"") != std::string::npos);
+}
+
+TEST_CASE("checkpoints: corrupted or truncated files are rejected, never half-written", "[train][errors]") {
+  tabular_policy pi(init_logits(1)), ref(init_logits(1));
+  table_reward rm{rewards_table()};
+  auto o = small_options("");
+  o.steps = 2;
+  tr::rl_trainer<ppo_grpo, tabular_policy, tabular_policy, table_reward> t(pi, ref, rm, prompts(), o);
+  t.run();
+  t.save("ck.ckpt");
+  const std::string good = slurp("ck.ckpt");
+  CHECK(std::ifstream("ck.ckpt.tmp").good() == false);  // the temporary was renamed
+  {  // truncated
+    std::ofstream out("ck_trunc.ckpt");
+    out << good.substr(0, good.size() / 2);
+  }
+  expect_error([&] { t.load("ck_trunc.ckpt"); }, error_kind::param, "truncated");
+  {  // one byte flipped
+    std::string bad = good;
+    bad[bad.size() - 3] = bad[bad.size() - 3] == '1' ? '2' : '1';
+    std::ofstream out("ck_bad.ckpt");
+    out << bad;
+  }
+  expect_error([&] { t.load("ck_bad.ckpt"); }, error_kind::param, "corrupted");
+  expect_error([&] { t.load("no_such_file.ckpt"); }, error_kind::param, "cannot open");
+  // a write that cannot happen leaves the existing checkpoint intact
+  expect_error([&] { t.save("no_such_dir/ck.ckpt"); }, error_kind::param, "checkpoint_path");
+  CHECK(slurp("ck.ckpt") == good);
+  // the trainer state is untouched by a failed load: it still trains
+  const auto before = t.step_count();
+  CHECK_NOTHROW(t.step());
+  CHECK(t.step_count() == before + 1);
+  for (const char* f : {"ck.ckpt", "ck_trunc.ckpt", "ck_bad.ckpt"}) std::remove(f);
+}
+
+namespace {
+struct nan_reward {
+  std::vector<double> score(const rlhf::batch& b) const {
+    std::vector<double> s(static_cast<std::size_t>(b.size()), 0.5);
+    s[1] = NAN;
+    return s;
+  }
+};
+struct wide_policy {  // log-probs of the wrong shape (and no logits path)
+  tabular_policy inner;
+  tensor<double, 2> log_probs(const rlhf::batch& b) const { return tensor<double, 2>({b.size(), 2}); }
+  rlhf::rollout generate(const rlhf::prompt_batch& x, const rlhf::sampling& s, rlhf::rng_t& g) const {
+    return inner.generate(x, s, g);
+  }
+  void backward(const rlhf::batch& b, rlhf::tensor_view<const double, 2> d) { inner.backward(b, d); }
+  void step() { inner.step(); }
+};
+struct frozen_only {  // a reference that cannot follow the policy
+  tabular_policy inner;
+  tensor<double, 2> log_probs(const rlhf::batch& b) const { return inner.log_probs(b); }
+};
+}  // namespace
+
+TEST_CASE("trainers: bad models and bad options stop with a named rlhf::error", "[train][errors]") {
+  tabular_policy pi(init_logits(1)), ref(init_logits(1));
+  table_reward rm{rewards_table()};
+  auto o = small_options("");
+  expect_error([&] { tr::rl_trainer<ppo_grpo, tabular_policy, tabular_policy, table_reward> t(pi, ref, rm, {}, o); },
+               error_kind::empty, "prompts");
+  {
+    nan_reward bad;
+    tr::rl_trainer<ppo_grpo, tabular_policy, tabular_policy, nan_reward> t(pi, ref, bad, prompts(), o);
+    expect_error([&] { t.step(); }, error_kind::non_finite, "reward score");
+    CHECK(t.step_count() == 0);
+  }
+  {
+    wide_policy wp{tabular_policy(init_logits(1))};
+    expect_error([&] { tr::rl_trainer<ppo_grpo, wide_policy, tabular_policy, table_reward> t(wp, ref, rm, prompts(), o); },
+                 error_kind::param, "entropy_coef");  // no logits, no entropy: no entropy bonus
+    auto o0 = o;
+    o0.entropy_coef = 0;
+    tr::rl_trainer<ppo_grpo, wide_policy, tabular_policy, table_reward> t(wp, ref, rm, prompts(), o0);
+    expect_error([&] { t.step(); }, error_kind::shape, "log_probs");
+  }
+  auto o1 = o;
+  o1.group_size = 1;
+  expect_error([&] { tr::rl_trainer<ppo_grpo, tabular_policy, tabular_policy, table_reward> t(pi, ref, rm, prompts(), o1); },
+               error_kind::param, "group_size");
+  {
+    frozen_only fr{tabular_policy(init_logits(1))};
+    auto o2 = o;
+    o2.ref = {tr::ref_update::hard_sync, 1, 1.0};
+    tr::rl_trainer<ppo_grpo, tabular_policy, frozen_only, table_reward> t(pi, fr, rm, prompts(), o2);
+    expect_error([&] { t.step(); }, error_kind::param, "blend_from");
+  }
+  std::vector<tr::preference> none;
+  expect_error([&] { tr::dpo_trainer<tabular_policy, tabular_policy> t(pi, ref, none, {}); }, error_kind::empty, "data");
+}
+
+TEST_CASE("reference updates: frozen, hard sync, EMA", "[train]") {
+  tabular_policy pi(std::vector<double>(K * M, 1.0)), ref(std::vector<double>(K * M, 0.0));
+  CHECK_FALSE(tr::update_reference(ref, pi, {tr::ref_update::frozen, 1, 1.0}, 1));
+  CHECK(ref.theta[0] == 0.0);
+  CHECK_FALSE(tr::update_reference(ref, pi, {tr::ref_update::ema, 2, 0.25}, 1));  // not a multiple of every
+  CHECK(tr::update_reference(ref, pi, {tr::ref_update::ema, 2, 0.25}, 2));
+  CHECK(ref.theta[0] == Approx(0.25));
+  CHECK(tr::update_reference(ref, pi, {tr::ref_update::ema, 2, 0.25}, 4));
+  CHECK(ref.theta[0] == Approx(0.25 + 0.25 * 0.75));
+  CHECK(tr::update_reference(ref, pi, {tr::ref_update::hard_sync, 5, 1.0}, 5));
+  CHECK(ref.theta == pi.theta);
+}
+
+TEST_CASE("diagnostics: each failure mode raises its flag and one warning", "[train]") {
+  std::ostringstream warnings;
+  tr::diagnostic_params p;
+  p.window = 3;
+  tr::diagnostics d(p, &warnings);
+  auto rec = [](double reward, double kl, double h, double clip, double adv_std, double vf) {
+    tr::record r;
+    r.set("reward", reward).set("kl_ref", kl).set("entropy", h).set("clipfrac", clip).set("adv_std", adv_std);
+    r.set("vf_loss", vf);
+    return r;
+  };
+  // healthy start
+  for (int s = 1; s <= 5; ++s) {
+    auto r = rec(0.1 * s, 1.0, 2.0, 0.1, 1.0, 1.0);
+    d.observe(s, r);
+    CHECK_FALSE(std::get<bool>(r.items().back().second));
+  }
+  CHECK(warnings.str().empty());
+  // reward up, KL past the alarm and doubled over the window: reward hacking
+  tr::record hack;
+  for (int s = 6; s <= 9; ++s) {
+    hack = rec(1.0 + s, 3.0 * (s - 5), 2.0, 0.1, 1.0, 1.0);
+    d.observe(s, hack);
+  }
+  CHECK(hack.number("reward_hacking") == 1.0);
+  CHECK(warnings.str().find("gaming the reward model") != std::string::npos);
+  auto collapse = rec(1, 1, 0.01, 0.9, 0.0, 1e6);
+  d.observe(10, collapse);
+  CHECK(collapse.number("entropy_collapse") == 1.0);
+  CHECK(collapse.number("ratio_blowup") == 1.0);
+  CHECK(collapse.number("stagnation") == 1.0);
+  CHECK(collapse.number("value_divergence") == 1.0);
+  for (const char* s : {"entropy collapsed", "importance ratios blew up", "stagnates", "value loss diverges"})
+    CHECK(warnings.str().find(s) != std::string::npos);
+  // a warning is printed once per episode, not every step
+  const auto n = warnings.str().size();
+  auto again = rec(1, 1, 0.01, 0.9, 0.0, 1e6);
+  d.observe(11, again);
+  CHECK(warnings.str().size() == n);
+}
