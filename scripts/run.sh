@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# The project's main job (until the trainers land): build the conformance
-# runner and check rlhf++ against every public vector of verl, TRL, OpenRLHF
-# and Stable-Baselines3, in double and in float precision.
+# The project's main job: RLHF on a tiny language model, twice — with the KL
+# penalty toward the reference model and without it — showing reward hacking
+# without it. Builds the example, trains, prints samples and results, and
+# writes the metrics (JSONL) and a plot (PNG).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/deps.sh g++ make cmake ccache nlohmann-json3-dev
+scripts/deps.sh g++ make cmake ccache libeigen3-dev gnuplot-nox
 jobs=$(nproc 2>/dev/null || echo 2)
-cmake -S . -B build/run -DCMAKE_BUILD_TYPE=Release -DRLHF_BUILD_TESTS=OFF -DRLHF_BUILD_EXAMPLES=OFF >/dev/null
-cmake --build build/run --target rlhf-conformance -j "$jobs" >/dev/null
-echo "rlhf++ conformance: outputs and gradients against the Python references (float64, rtol 1e-9)"
-build/run/rlhf-conformance --summary tests/data/conformance/*.json
+out=${RLHF_OUT:-$PWD/tiny_lm_out}
+echo "== building the tiny_lm example (Release)"
+cmake -S . -B build/run -DCMAKE_BUILD_TYPE=Release -DRLHF_BUILD_TESTS=OFF -DRLHF_BUILD_TOOLS=OFF >/dev/null
+cmake --build build/run --target tiny_lm -j "$jobs" >/dev/null
+build/run/examples/tiny_lm --out "$out" "$@"
 echo
-echo "The same vectors in float32 (tolerances in docs/conformance.md):"
-build/run/rlhf-conformance --float tests/data/conformance/*.json
+echo "Plot:    $out/tiny_lm.png   (reward-model score, true score, KL to the reference, fluency; both runs)"
+echo "Metrics: $out/ppo_kl.jsonl and $out/ppo_nokl.jsonl (first line: the configuration; then one line per step)"

@@ -298,7 +298,7 @@ TEST_CASE("diagnostics: each failure mode raises its flag and one warning", "[tr
   CHECK(collapse.number("value_divergence") == 1.0);
   for (const char* s : {"entropy collapsed", "importance ratios blew up", "stagnates", "value loss diverges"})
     CHECK(warnings.str().find(s) != std::string::npos);
-  // a warning is printed once per episode, not every step
+  // a warning is printed once per run, not every step
   const auto n = warnings.str().size();
   auto again = rec(1, 1, 0.01, 0.9, 0.0, 1e6);
   d.observe(11, again);

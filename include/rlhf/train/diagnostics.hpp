@@ -1,7 +1,8 @@
 // rlhf++ — the failure modes RLHF users meet, named.
 //
-// Each step's record gets one boolean flag per diagnostic; when a flag turns
-// on, one plain-English warning line is printed. Thresholds are parameters.
+// Each step's record gets one boolean flag per diagnostic; the first time a
+// flag turns on, one plain-English warning line is printed (once per run, so
+// a flag that flickers does not flood the terminal). Thresholds are parameters.
 //
 //   reward_hacking      reward keeps rising while the KL to the reference model
 //                       grows past kl_alarm and doubles within `window` steps:
@@ -97,7 +98,7 @@ class diagnostics {
     o << rewards_.size();
     for (std::size_t i = 0; i < rewards_.size(); ++i) o << ' ' << rewards_[i] << ' ' << kls_[i];
     o << ' ' << entropy0_ << ' ' << vmin_ << ' ' << value_steps_;
-    for (bool b : on_) o << ' ' << b;
+    for (bool b : warned_) o << ' ' << b;
     o << '\n';
   }
   void load(std::istream& in) {
@@ -115,14 +116,14 @@ class diagnostics {
     in >> e0 >> vm >> value_steps_;
     entropy0_ = std::stod(e0);
     vmin_ = std::stod(vm);
-    for (bool& b : on_) in >> b;
+    for (bool& b : warned_) in >> b;
   }
 
  private:
   void flag(long long step, record& r, const char* name, bool value, int slot, const char* sentence) {
     r.set(name, value);
-    if (value && !on_[slot] && warn_) *warn_ << "warning: step " << step << ": " << sentence << '\n';
-    on_[slot] = value;
+    if (value && !warned_[slot] && warn_) *warn_ << "warning: step " << step << ": " << sentence << '\n';
+    warned_[slot] = warned_[slot] || value;
   }
 
   diagnostic_params p_;
@@ -130,7 +131,7 @@ class diagnostics {
   std::deque<double> rewards_, kls_;
   double entropy0_ = NAN, vmin_ = INFINITY;
   long long value_steps_ = 0;
-  bool on_[5] = {false, false, false, false, false};
+  bool warned_[5] = {false, false, false, false, false};
 };
 
 }  // namespace rlhf::train

@@ -134,13 +134,18 @@ class dpo_trainer {
   }
 
   /// Runs until the configured number of steps, writing metrics, progress
-  /// and checkpoints; `before_step(step)` (0-based) runs before each step
-  /// (learning-rate schedules, evaluation).
+  /// and checkpoints. `before_step(step)` (0-based) runs before each step
+  /// (learning-rate schedules); `after_step(record&)` may add the user's own
+  /// evaluation to the step's record before it is written.
   void run() {
     run([](long long) {});
   }
   template <class F>
   void run(F&& before_step) {
+    run(before_step, [](record&) {});
+  }
+  template <class F, class G>
+  void run(F&& before_step, G&& after_step) {
     jsonl_sink sink;
     if (!o_.metrics_path.empty()) {
       sink.open(o_.metrics_path, step_ > 0);
@@ -151,6 +156,8 @@ class dpo_trainer {
     while (step_ < o_.steps) {
       before_step(step_);
       auto r = step();
+      after_step(r);
+      last_ = r;
       sink.write(r);
       if (o_.progress && (step_ % o_.progress_every == 0 || step_ == o_.steps)) progress.update(step_, r);
       if (!o_.checkpoint_path.empty() && o_.checkpoint_every > 0 && step_ % o_.checkpoint_every == 0)
