@@ -90,7 +90,7 @@ consteval bool check_reference_model() {
   static_assert(requires(M& m, const batch& b) { m.log_probs(b); },
                 "rlhf: a ReferenceModel needs log_probs(const rlhf::batch&) returning the [B, T] log-probabilities "
                 "of the responses (docs/concepts.md)");
-  static_assert(ReferenceModel<M>,
+  static_assert(!requires(M& m, const batch& b) { m.log_probs(b); } || ReferenceModel<M>,
                 "rlhf: ReferenceModel::log_probs(batch) must return something convertible to "
                 "rlhf::tensor<double, 2> (docs/concepts.md)");
   return true;
@@ -107,7 +107,14 @@ consteval bool check_policy() {
                 "to accumulate dL/dlogp (docs/concepts.md)");
   static_assert(requires(P& p) { p.step(); },
                 "rlhf: a Policy needs step() to apply its optimizer and clear its gradients (docs/concepts.md)");
-  static_assert(Policy<P>, "rlhf: generate() must return an rlhf::rollout (docs/concepts.md)");
+  constexpr bool members = requires(P& p, const batch& b, const prompt_batch& x, const sampling& s, rng_t& g,
+                                    tensor_view<const double, 2> d) {
+    p.generate(x, s, g);
+    p.backward(b, d);
+    p.step();
+  };
+  static_assert(!members || !ReferenceModel<P> || Policy<P>,
+                "rlhf: a Policy's generate() must return an rlhf::rollout (docs/concepts.md)");
   return true;
 }
 
@@ -116,7 +123,8 @@ consteval bool check_reward_model() {
   static_assert(requires(R& r, const batch& b) { r.score(b); },
                 "rlhf: a RewardModel needs score(const rlhf::batch&) returning one score per sequence "
                 "(std::vector<double>) (docs/concepts.md)");
-  static_assert(RewardModel<R>, "rlhf: RewardModel::score must return std::vector<double> (docs/concepts.md)");
+  static_assert(!requires(R& r, const batch& b) { r.score(b); } || RewardModel<R>,
+                "rlhf: RewardModel::score must return std::vector<double> (docs/concepts.md)");
   return true;
 }
 
@@ -128,7 +136,12 @@ consteval bool check_value_function() {
                 "rlhf: a ValueFunction needs backward(const rlhf::batch&, rlhf::tensor_view<const double, 2>) "
                 "(docs/concepts.md)");
   static_assert(requires(V& v) { v.step(); }, "rlhf: a ValueFunction needs step() (docs/concepts.md)");
-  static_assert(ValueFunction<V>, "rlhf: ValueFunction::values must return rlhf::tensor<double, 2>");
+  constexpr bool members = requires(V& v, const batch& b, tensor_view<const double, 2> g) {
+    v.values(b);
+    v.backward(b, g);
+    v.step();
+  };
+  static_assert(!members || ValueFunction<V>, "rlhf: ValueFunction::values must return rlhf::tensor<double, 2>");
   return true;
 }
 
