@@ -8,12 +8,16 @@
 //   dL/dz_k = g (1[k = label] - p_k) - h p_k (log p_k + H)
 // (divided by tau for the raw logits). The softmax is never stored: extra
 // memory is O(1) per row; dlogits may alias logits (in place).
-// These are the plain reference versions; the fused kernels of
-// backend/cpu are drop-in replacements with the same contracts.
+// The work is done by the fused kernels of backend/cpu/logits_kernels.hpp
+// (one streaming pass per row, one exp per element, SIMD chosen at run time);
+// views whose rows are not contiguous take the plain reference loops below.
 #pragma once
 
 #include <cmath>
+#include <type_traits>
+#include <vector>
 
+#include "../backend/cpu/logits_kernels.hpp"
 #include "../backend/cpu/loops.hpp"
 #include "../core/args.hpp"
 #include "../core/backend.hpp"
@@ -60,11 +64,11 @@ inline void row_stats(const Row& z, index_t V, double inv_tau, double& lse, doub
 }
 }  // namespace detail
 
-/// Forward: any of logp [N], entropy [N], lse [N] (null views are skipped).
+/// Plain reference loop of logprobs_entropy (any strides).
 template <class T, class L>
-void logprobs_entropy(cpu_t tag, tensor_view<T, 2> logits, tensor_view<L, 1> labels, out_view<T, 1> logp,
+void plain_logprobs_entropy(cpu_t tag, tensor_view<T, 2> logits, tensor_view<L, 1> labels, out_view<T, 1> logp,
                       out_view<T, 1> entropy = {}, out_view<T, 1> lse = {}, const logits_params& p = {}) {
-  constexpr const char* fn = "ops::logprobs_entropy";
+  constexpr const char* fn = "ops::plain_logprobs_entropy";
   detail::check_logits(tag, fn, logits, labels, !logp.null());
   rlhf::detail::require_positive_param(p.temperature, fn, "temperature");
   const index_t N = logits.extent(0), V = logits.extent(1);
@@ -88,13 +92,12 @@ void logprobs_entropy(cpu_t tag, tensor_view<T, 2> logits, tensor_view<L, 1> lab
   });
 }
 
-/// Backward: dlogits = dlogp-part + dentropy-part; either upstream may be null.
-/// `dlogits` may be the same memory as `logits`.
+/// Plain reference loop of logprobs_entropy_backward (any strides).
 template <class T, class L>
-void logprobs_entropy_backward(cpu_t tag, tensor_view<T, 2> logits, tensor_view<L, 1> labels,
+void plain_logprobs_entropy_backward(cpu_t tag, tensor_view<T, 2> logits, tensor_view<L, 1> labels,
                                in_view<T, 1> dlogp, in_view<T, 1> dentropy, out_view<T, 2> dlogits,
                                const logits_params& p = {}) {
-  constexpr const char* fn = "ops::logprobs_entropy_backward";
+  constexpr const char* fn = "ops::plain_logprobs_entropy_backward";
   detail::check_logits(tag, fn, logits, labels, !dlogp.null());
   rlhf::detail::require_same_shape(fn, "dlogits", dlogits, "logits", logits);
   rlhf::detail::require_positive_param(p.temperature, fn, "temperature");
@@ -123,6 +126,101 @@ void logprobs_entropy_backward(cpu_t tag, tensor_view<T, 2> logits, tensor_view<
       const double d = g * ((k == label ? 1.0 : 0.0) - pk) - h * pk * (lp + H);
       dz(k) = static_cast<value_t<T>>(d * inv_tau);
     }
+  });
+}
+
+namespace detail {
+/// Kernel arguments for contiguous rows; false when the views need the plain loops.
+template <class T, class L>
+bool kernel_args(const tensor_view<T, 2>& logits, const tensor_view<L, 1>& labels, bool use_labels,
+                 cpu_kernels::logits_args<value_t<T>>& a, std::vector<long long>& label_copy) {
+  if (logits.stride(1) != 1) return false;
+  a.logits = logits.data();
+  a.rows = logits.extent(0);
+  a.V = logits.extent(1);
+  a.row_stride = logits.stride(0);
+  if (use_labels) {
+    if constexpr (std::is_integral_v<value_t<L>> && (sizeof(L) == 4 || sizeof(L) == 8)) {
+      a.labels = labels.data();
+      a.label_bytes = static_cast<int>(sizeof(L));
+      a.label_stride = labels.stride(0);
+    } else {
+      label_copy.resize(static_cast<std::size_t>(labels.extent(0)));
+      for (index_t i = 0; i < labels.extent(0); ++i) label_copy[static_cast<std::size_t>(i)] = static_cast<long long>(labels(i));
+      a.labels = label_copy.data();
+      a.label_bytes = 8;
+      a.label_stride = 1;
+    }
+  }
+  return true;
+}
+
+template <class T>
+bool same_stride(const tensor_view<T, 1>& a, const tensor_view<T, 1>& b) {
+  return a.null() || b.null() || a.stride(0) == b.stride(0);
+}
+}  // namespace detail
+
+/// Forward: any of logp [N], entropy [N], lse [N] (null views are skipped).
+template <class T, class L>
+void logprobs_entropy(cpu_t tag, tensor_view<T, 2> logits, tensor_view<L, 1> labels, out_view<T, 1> logp,
+                      out_view<T, 1> entropy = {}, out_view<T, 1> lse = {}, const logits_params& p = {}) {
+  constexpr const char* fn = "ops::logprobs_entropy";
+  detail::check_logits(tag, fn, logits, labels, !logp.null());
+  rlhf::detail::require_positive_param(p.temperature, fn, "temperature");
+  const index_t N = logits.extent(0);
+  for (auto* o : {&logp, &entropy, &lse})
+    if (!o->null()) rlhf::detail::require_extent(fn, "output", *o, 0, N, "one value per logits row");
+  cpu_kernels::logits_args<value_t<T>> a;
+  std::vector<long long> lc;
+  const index_t os = !logp.null() ? logp.stride(0) : !entropy.null() ? entropy.stride(0) : !lse.null() ? lse.stride(0) : 1;
+  if (!detail::kernel_args(logits, labels, !logp.null(), a, lc) || !detail::same_stride(logp, entropy) ||
+      !detail::same_stride(logp, lse) || !detail::same_stride(entropy, lse)) {
+    plain_logprobs_entropy(tag.unchecked(), logits, labels, logp, entropy, lse, p);
+    return;
+  }
+  a.logp = logp.data();
+  a.entropy = entropy.data();
+  a.lse = lse.data();
+  a.out_stride = os;
+  a.inv_tau = 1.0 / p.temperature;
+  cpu_kernels::run_logits(a, [](index_t, double, double) { return cpu_kernels::row_grad{}; });
+}
+
+/// Backward: dlogits = dlogp-part + dentropy-part; either upstream may be null.
+/// `dlogits` may be the same memory as `logits` (in place: zero extra memory,
+/// one more exp per element).
+template <class T, class L>
+void logprobs_entropy_backward(cpu_t tag, tensor_view<T, 2> logits, tensor_view<L, 1> labels,
+                               in_view<T, 1> dlogp, in_view<T, 1> dentropy, out_view<T, 2> dlogits,
+                               const logits_params& p = {}) {
+  constexpr const char* fn = "ops::logprobs_entropy_backward";
+  detail::check_logits(tag, fn, logits, labels, !dlogp.null());
+  rlhf::detail::require_same_shape(fn, "dlogits", dlogits, "logits", logits);
+  rlhf::detail::require_positive_param(p.temperature, fn, "temperature");
+  const index_t N = logits.extent(0);
+  if (!dlogp.null()) {
+    rlhf::detail::require_extent(fn, "dlogp", dlogp, 0, N, "one upstream gradient per row");
+    rlhf::detail::require_finite(tag, fn, "dlogp", dlogp);
+  }
+  if (!dentropy.null()) {
+    rlhf::detail::require_extent(fn, "dentropy", dentropy, 0, N, "one upstream gradient per row");
+    rlhf::detail::require_finite(tag, fn, "dentropy", dentropy);
+  }
+  cpu_kernels::logits_args<value_t<T>> a;
+  std::vector<long long> lc;
+  const bool aliased = static_cast<const void*>(dlogits.data()) == static_cast<const void*>(logits.data());
+  if (!detail::kernel_args(logits, labels, !dlogp.null(), a, lc) || dlogits.stride(1) != 1 ||
+      (aliased && dlogits.stride(0) != logits.stride(0))) {
+    plain_logprobs_entropy_backward(tag.unchecked(), logits, labels, dlogp, dentropy, dlogits, p);
+    return;
+  }
+  a.dlogits = dlogits.data();
+  a.drow_stride = dlogits.stride(0);
+  a.inv_tau = 1.0 / p.temperature;
+  cpu_kernels::run_logits(a, [&](index_t i, double, double) {
+    return cpu_kernels::row_grad{dlogp.null() ? 0.0 : static_cast<double>(dlogp(i)),
+                                 dentropy.null() ? 0.0 : static_cast<double>(dentropy(i))};
   });
 }
 

@@ -1,0 +1,200 @@
+// rlhf++ — portable SIMD for the CPU kernels, without forcing flags on users.
+//
+// Kernels are written once with GCC/Clang vector extensions
+// (vec<T, W>: W lanes of T) and instantiated inside functions compiled for
+// a target ISA with __attribute__((target(...))): AVX-512, AVX2+FMA, and the
+// baseline (SSE2 on x86-64, whatever the consumer compiles for elsewhere).
+// The ISA is chosen once at run time (cpu_isa()), so a consumer compiling
+// with plain -O2 gets AVX-512 code on an AVX-512 machine; no -march=native
+// or -ffast-math is needed or imposed.
+//
+// vexp() is a Cody-Waite reduced polynomial exp (float: degree 5, 3.3e-7
+// relative; double: degree 11, ~1e-14 relative), branch-free, so the
+// compiler keeps it in vector registers.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#include "../../core/config.hpp"
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#  define RLHF_X86_DISPATCH 1
+// fp-contract=fast lets the kernels use FMA whatever the consumer's -std
+// (ISO modes turn contraction off); it changes rounding only, never results
+// beyond an ulp, and applies to these functions alone.
+#  if defined(__clang__)
+#    define RLHF_KERNEL_OPT
+#  else
+#    define RLHF_KERNEL_OPT , optimize("fp-contract=fast")
+#  endif
+#  define RLHF_TARGET_AVX512 __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,fma,avx2") RLHF_KERNEL_OPT))
+#  define RLHF_TARGET_AVX2 __attribute__((target("avx2,fma") RLHF_KERNEL_OPT))
+#else
+#  define RLHF_X86_DISPATCH 0
+#  define RLHF_TARGET_AVX512
+#  define RLHF_TARGET_AVX2
+#endif
+
+#if defined(__GNUC__)
+#  define RLHF_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#  define RLHF_ALWAYS_INLINE inline
+#endif
+
+// The helpers below are always inlined into ISA-specific functions, so the
+// vector-ABI note GCC emits for their signatures (-Wpsabi) does not apply.
+// GCC instantiates templates at the end of a translation unit, after any
+// push/pop, so the note is silenced for the rest of the unit: it only ever
+// concerns calls between functions compiled for different vector ISAs.
+#if defined(__GNUC__) && !defined(__clang__)
+#  pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+
+namespace rlhf::simd {
+
+enum class isa { baseline = 0, avx2 = 1, avx512 = 2 };
+
+/// The best ISA this CPU runs (detected once).
+inline isa cpu_isa() {
+#if RLHF_X86_DISPATCH
+  static const isa level = [] {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl"))
+      return isa::avx512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return isa::avx2;
+    return isa::baseline;
+  }();
+  return level;
+#else
+  return isa::baseline;
+#endif
+}
+
+template <class T, int W>
+struct vec_traits;
+template <int W>
+struct vec_traits<float, W> {
+  typedef float type __attribute__((vector_size(W * sizeof(float))));
+  typedef std::int32_t itype __attribute__((vector_size(W * sizeof(std::int32_t))));
+};
+template <int W>
+struct vec_traits<double, W> {
+  typedef double type __attribute__((vector_size(W * sizeof(double))));
+  typedef std::int64_t itype __attribute__((vector_size(W * sizeof(std::int64_t))));
+};
+template <class T, int W>
+using vec = typename vec_traits<T, W>::type;
+template <class T, int W>
+using ivec = typename vec_traits<T, W>::itype;
+
+template <class T, int W>
+RLHF_ALWAYS_INLINE vec<T, W> splat(T x) {
+  return x - vec<T, W>{};  // broadcast
+}
+
+template <class T, int W>
+RLHF_ALWAYS_INLINE vec<T, W> load(const T* p) {
+  vec<T, W> v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+template <class T, int W>
+RLHF_ALWAYS_INLINE void store(T* p, const vec<T, W>& v) {
+  std::memcpy(p, &v, sizeof v);
+}
+
+template <class T, int W>
+RLHF_ALWAYS_INLINE vec<T, W> vmax(const vec<T, W>& a, const vec<T, W>& b) {
+  return a > b ? a : b;
+}
+
+template <class T, int W>
+RLHF_ALWAYS_INLINE T hsum(const vec<T, W>& v) {
+  T s = 0;
+  for (int i = 0; i < W; ++i) s += v[i];
+  return s;
+}
+
+template <class T, int W>
+RLHF_ALWAYS_INLINE T hmax(const vec<T, W>& v) {
+  T m = v[0];
+  for (int i = 1; i < W; ++i) m = v[i] > m ? v[i] : m;
+  return m;
+}
+
+/// exp(x), element-wise; x below the smallest normal result gives ~0, no NaN
+/// for finite x. Also instantiated with W = 1 for scalar tails, so a row's
+/// every element goes through the same formula.
+template <class T, int W, bool NonPositive = false>
+RLHF_ALWAYS_INLINE vec<T, W> vexp(const vec<T, W>& x_in) {
+  using V = vec<T, W>;
+  using I = ivec<T, W>;
+  V x = x_in;
+  // clamps written as max/min patterns (one vmaxps/vminps each); the upper
+  // one is skipped when the caller guarantees x <= 0 (shifted logits)
+  if constexpr (sizeof(T) == 4) {
+    x = x > splat<T, W>(-87.3f) ? x : splat<T, W>(-87.3f);
+    if constexpr (!NonPositive) x = x < splat<T, W>(88.3f) ? x : splat<T, W>(88.3f);
+    const V magic = splat<T, W>(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer
+    const V t = x * splat<T, W>(1.44269504088896341f) + magic;
+    const V n = t - magic;
+    // one-step reduction: float(ln2) is off by 1.9e-9, so r errs by at most
+    // 2.4e-7 at the bottom of the range (n = -126), where exp(x) ~ 1e-38
+    const V r = x - n * splat<T, W>(0.693147180559945309f);
+    // degree-5 fit of exp on |r| <= ln2/2, max relative error 3.3e-7
+    V p = splat<T, W>(0.008398224896629879f);
+    p = p * r + splat<T, W>(0.04188243237705982f);
+    p = p * r + splat<T, W>(0.16666323139687975f);
+    p = p * r + splat<T, W>(0.4999927619315729f);
+    p = p * r + splat<T, W>(1.0f);
+    p = p * r + splat<T, W>(1.0f);
+    I ti;
+    std::memcpy(&ti, &t, sizeof ti);
+    I mi;
+    std::memcpy(&mi, &magic, sizeof mi);
+    const I bits = ((ti - mi) + 127) << 23;  // 2^n
+    V scale;
+    std::memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+  } else {
+    x = x > splat<T, W>(-708.0) ? x : splat<T, W>(-708.0);
+    if constexpr (!NonPositive) x = x < splat<T, W>(709.0) ? x : splat<T, W>(709.0);
+    const V magic = splat<T, W>(6755399441055744.0);  // 1.5 * 2^52
+    const V t = x * splat<T, W>(1.4426950408889634) + magic;
+    const V n = t - magic;
+    V r = x - n * splat<T, W>(0.693145751953125);
+    r = r - n * splat<T, W>(1.4286068203094172321e-6);
+    // Taylor to degree 11 on |r| <= ln2/2: truncation < 1e-15 relative
+    V p = splat<T, W>(1.0 / 39916800.0);
+    p = p * r + splat<T, W>(1.0 / 3628800.0);
+    p = p * r + splat<T, W>(1.0 / 362880.0);
+    p = p * r + splat<T, W>(1.0 / 40320.0);
+    p = p * r + splat<T, W>(1.0 / 5040.0);
+    p = p * r + splat<T, W>(1.0 / 720.0);
+    p = p * r + splat<T, W>(1.0 / 120.0);
+    p = p * r + splat<T, W>(1.0 / 24.0);
+    p = p * r + splat<T, W>(1.0 / 6.0);
+    p = p * r + splat<T, W>(0.5);
+    p = p * r + splat<T, W>(1.0);
+    p = p * r + splat<T, W>(1.0);
+    I ti;
+    std::memcpy(&ti, &t, sizeof ti);
+    I mi;
+    std::memcpy(&mi, &magic, sizeof mi);
+    const I bits = ((ti - mi) + 1023) << 52;
+    V scale;
+    std::memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+  }
+}
+
+/// Scalar exp through the same formula.
+template <class T, bool NonPositive = false>
+RLHF_ALWAYS_INLINE T sexp(T x) {
+  return vexp<T, 1, NonPositive>(vec<T, 1>{x})[0];
+}
+
+}  // namespace rlhf::simd
