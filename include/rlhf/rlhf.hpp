@@ -19,11 +19,13 @@
 #include "math/ppo.hpp"
 
 #include "ops/aggregate.hpp"
+#include "ops/fused_logits.hpp"
 #include "ops/logits.hpp"
 #include "ops/masked.hpp"
 
 #include "kl/controller.hpp"
 #include "kl/estimators.hpp"
+#include "kl/full.hpp"
 #include "kl/penalty.hpp"
 
 #include "advantage/gae.hpp"

@@ -125,8 +125,9 @@ RLHF_ALWAYS_INLINE T hmax(const vec<T, W>& v) {
   return m;
 }
 
-/// exp(x), element-wise; x below the smallest normal result gives ~0, no NaN
-/// for finite x. Also instantiated with W = 1 for scalar tails, so a row's
+/// exp(x), element-wise; results below the smallest normal number are
+/// exactly 0 (a masked vocabulary entry contributes nothing), no NaN for
+/// finite x. Also instantiated with W = 1 for scalar tails, so a row's
 /// every element goes through the same formula.
 template <class T, int W, bool NonPositive = false>
 RLHF_ALWAYS_INLINE vec<T, W> vexp(const vec<T, W>& x_in) {
@@ -136,7 +137,7 @@ RLHF_ALWAYS_INLINE vec<T, W> vexp(const vec<T, W>& x_in) {
   // clamps written as max/min patterns (one vmaxps/vminps each); the upper
   // one is skipped when the caller guarantees x <= 0 (shifted logits)
   if constexpr (sizeof(T) == 4) {
-    x = x > splat<T, W>(-87.3f) ? x : splat<T, W>(-87.3f);
+    x = x > splat<T, W>(-88.7f) ? x : splat<T, W>(-88.7f);
     if constexpr (!NonPositive) x = x < splat<T, W>(88.3f) ? x : splat<T, W>(88.3f);
     const V magic = splat<T, W>(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer
     const V t = x * splat<T, W>(1.44269504088896341f) + magic;
@@ -155,12 +156,14 @@ RLHF_ALWAYS_INLINE vec<T, W> vexp(const vec<T, W>& x_in) {
     std::memcpy(&ti, &t, sizeof ti);
     I mi;
     std::memcpy(&mi, &magic, sizeof mi);
-    const I bits = ((ti - mi) + 127) << 23;  // 2^n
+    I ni = ti - mi;
+    ni = ni > -127 ? ni : -127 + I{};  // below 2^-126: the scale is exactly 0
+    const I bits = (ni + 127) << 23;   // 2^n
     V scale;
     std::memcpy(&scale, &bits, sizeof scale);
     return p * scale;
   } else {
-    x = x > splat<T, W>(-708.0) ? x : splat<T, W>(-708.0);
+    x = x > splat<T, W>(-745.2) ? x : splat<T, W>(-745.2);
     if constexpr (!NonPositive) x = x < splat<T, W>(709.0) ? x : splat<T, W>(709.0);
     const V magic = splat<T, W>(6755399441055744.0);  // 1.5 * 2^52
     const V t = x * splat<T, W>(1.4426950408889634) + magic;
@@ -184,7 +187,9 @@ RLHF_ALWAYS_INLINE vec<T, W> vexp(const vec<T, W>& x_in) {
     std::memcpy(&ti, &t, sizeof ti);
     I mi;
     std::memcpy(&mi, &magic, sizeof mi);
-    const I bits = ((ti - mi) + 1023) << 52;
+    I ni = ti - mi;
+    ni = ni > -1023 ? ni : -1023 + I{};  // below 2^-1022: the scale is exactly 0
+    const I bits = (ni + 1023) << 52;
     V scale;
     std::memcpy(&scale, &bits, sizeof scale);
     return p * scale;
