@@ -7,8 +7,8 @@
 //                               dX_c = dZ_c W                   (GEMM)
 //                               dW  += dZ_c^T X_c               (GEMM)
 // Extra memory: one chunk of logits (the workspace) — dW and dX are the
-// outputs. The chunk has as many rows as fit the workspace (default 32 MiB,
-// about a last-level cache), and at least 64 so the dW update (a rank-n_c
+// outputs. The chunk has as many rows as fit the workspace (default 64 MiB,
+// two last-level caches' worth), and at least 64 so the dW update (a rank-n_c
 // GEMM over all of W) stays compute-bound (>= 16 flop per byte of dW). Not
 // Liger's formula, which sizes chunks like the hidden states and gives tiny
 // GEMMs at small H. GEMMs are Eigen's (multi-threaded when the consumer
@@ -25,7 +25,7 @@ namespace rlhf::ops {
 
 struct fused_linear_params {
   logits_params logits{};
-  std::size_t workspace_bytes = std::size_t{32} << 20;  ///< bytes for one chunk of logits
+  std::size_t workspace_bytes = std::size_t{64} << 20;  ///< bytes for one chunk of logits
   index_t chunk_rows = 0;                               ///< 0 = chosen from the workspace
 };
 

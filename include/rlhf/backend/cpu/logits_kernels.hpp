@@ -45,6 +45,7 @@ struct logits_args {
   index_t out_stride = 1;
   double inv_tau = 1.0;
   bool parallel = true;
+  index_t l2_bytes = index_t{1} << 20;  ///< per-core L2 (the row and its e must fit to keep e)
 };
 
 struct row_grad {
@@ -86,13 +87,23 @@ RLHF_ALWAYS_INLINE T block_max(const T* z, index_t n) {
 }
 
 /// e_k = exp(z_k tau^-1 - m) over one block, summed; e stored when e_out.
+/// `ahead` points at the next block: its lines are prefetched while this
+/// block's exps are computed, so memory and arithmetic overlap (prefetches
+/// past the end of the data are harmless).
 template <class T, int W, bool Unit>
-RLHF_ALWAYS_INLINE void block_exp_sums(const T* z, index_t n, T inv_tau, T m, T* e_out, double& S, double& Su) {
+RLHF_ALWAYS_INLINE void block_exp_sums(const T* z, index_t n, T inv_tau, T m, T* e_out, double& S, double& Su,
+                                       const T* ahead = nullptr) {
   using V_ = vec<T, W>;
   const V_ vt = simd::splat<T, W>(inv_tau), vm = simd::splat<T, W>(m);
   V_ s0{}, s1{}, u0{}, u1{};
   index_t k = 0;
   for (; k + 2 * W <= n; k += 2 * W) {
+#if defined(__GNUC__)
+    if (ahead) {
+      __builtin_prefetch(ahead + k, 0, 3);
+      if constexpr (2 * W * sizeof(T) > 64) __builtin_prefetch(ahead + k + 64 / sizeof(T), 0, 3);
+    }
+#endif
     // at temperature 1 the shift is a subtraction (the add pipes), not an FMA
     const V_ x0 = Unit ? simd::load<T, W>(z + k) - vm : simd::load<T, W>(z + k) * vt - vm;
     const V_ x1 = Unit ? simd::load<T, W>(z + k + W) - vm : simd::load<T, W>(z + k + W) * vt - vm;
@@ -141,10 +152,11 @@ RLHF_ALWAYS_INLINE row_sums row_online(const T* z, index_t V, T inv_tau, T* e_ou
       m = bm;
     }
     double s, su;
+    const T* ahead = z + b0 + bs;
     if (inv_tau == T(1))
-      block_exp_sums<T, W, true>(z + b0, n, inv_tau, static_cast<T>(m), e_out ? e_out + b0 : nullptr, s, su);
+      block_exp_sums<T, W, true>(z + b0, n, inv_tau, static_cast<T>(m), e_out ? e_out + b0 : nullptr, s, su, ahead);
     else
-      block_exp_sums<T, W, false>(z + b0, n, inv_tau, static_cast<T>(m), e_out ? e_out + b0 : nullptr, s, su);
+      block_exp_sums<T, W, false>(z + b0, n, inv_tau, static_cast<T>(m), e_out ? e_out + b0 : nullptr, s, su, ahead);
     // sums over the block are relative to static_cast<T>(m); keep them exact in double
     const double mt = static_cast<double>(static_cast<T>(m));
     const double c = std::exp(mt - m);
@@ -188,7 +200,10 @@ RLHF_ALWAYS_INLINE void logits_row(const logits_args<T>& a, GradFn& grad, index_
   const T inv_tau = static_cast<T>(a.inv_tau);
   const index_t bs = block_size(a.V, W);
   T block_m[max_blocks];
-  const bool keep_e = out && !in_place;
+  // Keeping e for pass 3 saves an exp per element while the row and its e
+  // stay in L2 together; past that (V ~ 100k floats on a 1 MiB L2) pass 3
+  // recomputes e from the row instead of re-reading both from farther away.
+  const bool keep_e = out && !in_place && 2 * a.V * static_cast<index_t>(sizeof(T)) <= a.l2_bytes * 3 / 4;
   const row_sums rs = row_online<T, W>(z, a.V, inv_tau, keep_e ? out : nullptr, keep_e ? block_m : nullptr, bs);
   const double S = rs.S, logS = std::log(S);
   const double lse = rs.m + logS;
@@ -205,6 +220,7 @@ RLHF_ALWAYS_INLINE void logits_row(const logits_args<T>& a, GradFn& grad, index_
   if (a.lse) a.lse[i * a.out_stride] = static_cast<T>(lse);
   if (!out) return;
   const row_grad rg = grad(i, logp, H);
+  const bool recompute = in_place || !keep_e;
   // dz_k = e_k (A + B u_k) with u_k = z_k / tau - m, e_k = exp(u_k)
   const double A = -(rg.g + rg.h * (H - logS)) / S * a.inv_tau, B = -rg.h / S * a.inv_tau;
   const T mT = static_cast<T>(rs.m);
@@ -212,7 +228,7 @@ RLHF_ALWAYS_INLINE void logits_row(const logits_args<T>& a, GradFn& grad, index_
   const double du = static_cast<double>(mT) - rs.m;  // u_exact = u_T - du
   for (index_t b0 = 0, blk = 0; b0 < a.V; b0 += bs, ++blk) {
     const index_t n = a.V - b0 < bs ? a.V - b0 : bs;
-    if (in_place) {
+    if (recompute) {
       const double c = std::exp(-du);  // exp(u_exact) = exp(u_T) exp(-du)... with u_T = z/tau - mT
       block_grad_write<T, W, true>(z + b0, nullptr, out + b0, n, inv_tau, mT, static_cast<T>(c * (A - B * du)),
                                    static_cast<T>(c * B));
