@@ -134,9 +134,7 @@ class dpo_trainer {
   }
 
   /// Runs until the configured number of steps, writing metrics, progress
-  /// and checkpoints. `before_step(step)` (0-based) runs before each step
-  /// (learning-rate schedules); `after_step(record&)` may add the user's own
-  /// evaluation to the step's record before it is written.
+  /// and checkpoints (run_loop in metrics.hpp).
   void run() {
     run([](long long) {});
   }
@@ -146,24 +144,9 @@ class dpo_trainer {
   }
   template <class F, class G>
   void run(F&& before_step, G&& after_step) {
-    jsonl_sink sink;
-    if (!o_.metrics_path.empty()) {
-      sink.open(o_.metrics_path, step_ > 0);
-      if (step_ == 0) sink.write(config());
-    }
-    progress_line progress(o_.steps);
-    progress.start(step_);
-    while (step_ < o_.steps) {
-      before_step(step_);
-      auto r = step();
-      after_step(r);
-      last_ = r;
-      sink.write(r);
-      if (o_.progress && (step_ % o_.progress_every == 0 || step_ == o_.steps)) progress.update(step_, r);
-      if (!o_.checkpoint_path.empty() && o_.checkpoint_every > 0 && step_ % o_.checkpoint_every == 0)
-        save(o_.checkpoint_path);
-    }
+    run_loop(*this, o_, before_step, after_step);
   }
+
 
   void save(const std::string& path) const {
     std::ostringstream os;

@@ -171,4 +171,29 @@ class progress_line {
   std::chrono::steady_clock::time_point t0_ = std::chrono::steady_clock::now();
 };
 
+/// The loop both trainers share: metrics (the configuration first, appended
+/// to on resume), progress line, periodic checkpoints, user hooks.
+/// `before_step(step)` (0-based) runs before each step (learning-rate
+/// schedules); `after_step(record&)` may add the user's own evaluation to
+/// the step's record before it is written.
+template <class Trainer, class Options, class F, class G>
+void run_loop(Trainer& t, const Options& o, F&& before_step, G&& after_step) {
+  jsonl_sink sink;
+  if (!o.metrics_path.empty()) {
+    sink.open(o.metrics_path, t.step_count() > 0);
+    if (t.step_count() == 0) sink.write(t.config());
+  }
+  progress_line progress(o.steps);
+  progress.start(t.step_count());
+  while (t.step_count() < o.steps) {
+    before_step(t.step_count());
+    auto r = t.step();
+    after_step(r);
+    sink.write(r);
+    const long long s = t.step_count();
+    if (o.progress && (s % o.progress_every == 0 || s == o.steps)) progress.update(s, r);
+    if (!o.checkpoint_path.empty() && o.checkpoint_every > 0 && s % o.checkpoint_every == 0) t.save(o.checkpoint_path);
+  }
+}
+
 }  // namespace rlhf::train
