@@ -14,6 +14,7 @@ enum class error_kind {
   non_finite,  ///< NaN or Inf in an input
   empty,       ///< no element to average over where the op needs one
   param,       ///< a hyper-parameter out of range, or an unknown mode name
+  device,      ///< the accelerator's runtime failed (the message is its own)
 };
 
 inline const char* to_string(error_kind k) noexcept {
@@ -22,6 +23,7 @@ inline const char* to_string(error_kind k) noexcept {
     case error_kind::non_finite: return "non_finite";
     case error_kind::empty: return "empty";
     case error_kind::param: return "param";
+    case error_kind::device: return "device";
   }
   return "unknown";
 }

@@ -1,0 +1,100 @@
+// rlhf++ — the CUDA backend's host-visible part: the rlhf::cuda tag (with a
+// stream), device views and an RAII device buffer, CUDA errors as
+// rlhf::error(device). This header compiles with the host compiler; the
+// kernels are in rlhf/backend/cuda/*.cuh and need nvcc (include this header
+// and those from a .cu file, and link the rlhf::cuda CMake target).
+//
+//   rlhf::kl::estimate(rlhf::cuda.on(stream), d_logp, d_ref, params, d_kl, d_dkl);
+// is the same call as with rlhf::cpu, on device memory.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <string>
+
+#include "core/error.hpp"
+#include "core/tensor_view.hpp"
+
+namespace rlhf {
+
+/// Device execution on a stream (default: the legacy default stream).
+/// Inputs are not scanned for NaN/Inf on the device (that would cost a
+/// reduction per input); check_finite is kept for interface symmetry.
+struct cuda_t {
+  cudaStream_t stream = nullptr;
+  bool check_finite = false;
+  [[nodiscard]] constexpr cuda_t on(cudaStream_t s) const noexcept { return cuda_t{s, check_finite}; }
+  [[nodiscard]] constexpr cuda_t unchecked() const noexcept { return cuda_t{stream, false}; }
+};
+
+inline constexpr cuda_t cuda{};
+
+template <class T, std::size_t Rank>
+using device_view = tensor_view<T, Rank, device_space>;
+
+namespace detail {
+/// Turns a CUDA status into rlhf::error(device) carrying CUDA's message.
+inline void check_cuda(cudaError_t status, const char* fn, const char* what) {
+  if (status != cudaSuccess)
+    fail(error_kind::device, fn, "", std::string(what) + " failed: " + cudaGetErrorName(status) + ": " +
+                                         cudaGetErrorString(status));
+}
+}  // namespace detail
+
+/// True when a CUDA device can run kernels here (any runtime error, such as
+/// no driver, counts as "no device").
+inline bool cuda_available() noexcept {
+  int n = 0;
+  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+}
+
+/// Owning device memory (RAII), movable, not copyable.
+template <class T>
+class device_buffer {
+ public:
+  device_buffer() = default;
+  explicit device_buffer(std::size_t n) : n_(n) {
+    if (n > 0) detail::check_cuda(cudaMalloc(reinterpret_cast<void**>(&p_), n * sizeof(T)), "device_buffer", "cudaMalloc");
+  }
+  device_buffer(const device_buffer&) = delete;
+  device_buffer& operator=(const device_buffer&) = delete;
+  device_buffer(device_buffer&& o) noexcept : p_(o.p_), n_(o.n_) {
+    o.p_ = nullptr;
+    o.n_ = 0;
+  }
+  device_buffer& operator=(device_buffer&& o) noexcept {
+    if (this != &o) {
+      release();
+      p_ = o.p_;
+      n_ = o.n_;
+      o.p_ = nullptr;
+      o.n_ = 0;
+    }
+    return *this;
+  }
+  ~device_buffer() { release(); }
+
+  [[nodiscard]] T* data() const noexcept { return p_; }
+  [[nodiscard]] std::size_t size() const noexcept { return n_; }
+
+  void copy_from_host(const T* host, std::size_t n) {
+    detail::check_cuda(cudaMemcpy(p_, host, n * sizeof(T), cudaMemcpyHostToDevice), "device_buffer", "cudaMemcpy (to device)");
+  }
+  void copy_to_host(T* host, std::size_t n) const {
+    detail::check_cuda(cudaMemcpy(host, p_, n * sizeof(T), cudaMemcpyDeviceToHost), "device_buffer", "cudaMemcpy (to host)");
+  }
+  /// Row-major [d0, d1] device view of the buffer.
+  [[nodiscard]] device_view<T, 2> view(index_t d0, index_t d1) const noexcept { return {p_, {d0, d1}}; }
+  [[nodiscard]] device_view<T, 1> view(index_t d0) const noexcept { return {p_, {d0}}; }
+
+ private:
+  void release() noexcept {
+    if (p_) cudaFree(p_);
+    p_ = nullptr;
+  }
+  T* p_ = nullptr;
+  std::size_t n_ = 0;
+};
+
+}  // namespace rlhf
