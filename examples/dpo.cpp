@@ -72,19 +72,10 @@ std::pair<double, double> kl_and_truth(const mlp_lm& policy, const mlp_lm& ref, 
 }  // namespace
 
 int main(int argc, char** argv) {
-  long long steps = 300, fit_steps = 3000;
-  index_t pairs = 6000;
-  std::string out = "dpo_out";
-  for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--steps") && i + 1 < argc) steps = std::stoll(argv[++i]);
-    else if (!std::strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
-    else if (!std::strcmp(argv[i], "--quick")) {
-      steps = 3;
-      fit_steps = 200;
-      pairs = 400;
-    }
-  }
-  std::system(("mkdir -p '" + out + "'").c_str());
+  const auto args = parse_example_args(argc, argv, example_args{300, 3000, 6000, "dpo_out", 400});
+  const long long steps = args.steps, fit_steps = args.fit_steps;
+  const index_t pairs = args.pairs;
+  const std::string out = args.out;
   rlhf::rng_t g(11);
   std::printf("== fitting the reference language model\n");
   mlp_lm ref(1, 3e-3);

@@ -165,19 +165,10 @@ run_summary ppo_run(const char* name, double beta, const mlp_lm& ref, const bow_
 }  // namespace
 
 int main(int argc, char** argv) {
-  long long steps = 250, fit_steps = 3000;
-  index_t pairs = 3000;
-  std::string out = "tiny_lm_out";
-  for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--steps") && i + 1 < argc) steps = std::stoll(argv[++i]);
-    else if (!std::strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
-    else if (!std::strcmp(argv[i], "--quick")) {
-      steps = 3;
-      fit_steps = 200;
-      pairs = 200;
-    }
-  }
-  std::system(("mkdir -p '" + out + "'").c_str());
+  const auto args = parse_example_args(argc, argv, example_args{250, 3000, 3000, "tiny_lm_out", 200});
+  const long long steps = args.steps, fit_steps = args.fit_steps;
+  const index_t pairs = args.pairs;
+  const std::string out = args.out;
   rlhf::rng_t g(42);
 
   std::printf("== 1. fitting the reference language model to the corpus\n");

@@ -13,6 +13,8 @@
 #include <cmath>
 #include <istream>
 #include <ostream>
+#include <cstdio>
+#include <cstdlib>
 #include <random>
 #include <rlhf/rlhf.hpp>
 #include <string>
@@ -330,6 +332,31 @@ inline void fit_to_corpus(mlp_lm& m, long long steps, index_t batch_size, std::m
     if (verbose && (s + 1) % 500 == 0)
       std::printf("  fit step %lld: negative log-likelihood %.4f per token\n", s + 1, nll / n);
   }
+}
+
+/// Command line shared by the examples: --steps N, --out DIR, --quick
+/// (tiny sizes for the smoke tests); creates the output folder.
+struct example_args {
+  long long steps, fit_steps;
+  index_t pairs;
+  std::string out;
+  index_t quick_pairs;
+};
+
+inline example_args parse_example_args(int argc, char** argv, example_args a) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string s = argv[i];
+    if (s == "--steps" && i + 1 < argc) a.steps = std::stoll(argv[++i]);
+    else if (s == "--out" && i + 1 < argc) a.out = argv[++i];
+    else if (s == "--quick") {
+      a.steps = 3;
+      a.fit_steps = 200;
+      a.pairs = a.quick_pairs;
+    }
+  }
+  if (std::system(("mkdir -p '" + a.out + "'").c_str()) != 0)
+    std::fprintf(stderr, "cannot create the output folder %s\n", a.out.c_str());
+  return a;
 }
 
 }  // namespace tiny
