@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "masked.hpp"
 
@@ -53,14 +54,12 @@ struct agg_params {
 
 namespace ops {
 
-/// Aggregates a [B, T] loss matrix to a scalar; writes d loss / d loss_mat into
-/// `dloss_mat` when given (masked entries get 0).
-template <class T, class M>
-double aggregate(cpu_t tag, tensor_view<T, 2> loss_mat, tensor_view<M, 2> mask, const agg_params& p,
-                 out_view<T, 2> dloss_mat = {}) {
-  constexpr const char* fn = "ops::aggregate";
-  detail::check_values_mask(tag, fn, loss_mat, mask, "loss_mat", "loss_mask");
-  rlhf::detail::require_output(fn, "dloss_mat", dloss_mat, "loss_mat", loss_mat);
+namespace detail {
+/// The rules of every mode, from each row's masked sum and valid count:
+/// returns the aggregated value and writes each row's weight (d value /
+/// d loss_mat[b, t] = mask[b, t] * weight[b]). Shared by every backend.
+inline double agg_finish(const std::vector<double>& sum, const std::vector<double>& count, index_t T,
+                         const agg_params& p, std::vector<double>& weight, const char* fn) {
   rlhf::detail::require_positive_param(p.dp_size, fn, "dp_size");
   rlhf::detail::require_nonneg_param(p.row_eps, fn, "row_eps");
   const bool seq = p.mode != agg_mode::token_mean && p.mode != agg_mode::token_sum;
@@ -75,50 +74,64 @@ double aggregate(cpu_t tag, tensor_view<T, 2> loss_mat, tensor_view<M, 2> mask, 
       rlhf::detail::fail(error_kind::param, fn, "global_batch_size",
                          "is required with dp_size > 1 under the seq-mean modes (the global sequence count)");
   }
-  const index_t B = loss_mat.extent(0), T_ = loss_mat.extent(1);
-  auto L = [&](index_t b, index_t t) {
-    return detail::on(mask(b, t)) ? static_cast<double>(mask(b, t)) * static_cast<double>(loss_mat(b, t)) : 0.0;
-  };
-  auto set_grad = [&](auto weight) {
-    if (!dloss_mat.null())
-      cpu_loops::for_each_2d(B, T_, [&](index_t b, index_t t) {
-        dloss_mat(b, t) = static_cast<value_t<T>>(static_cast<double>(mask(b, t)) * weight(b));
-      });
-  };
+  const std::size_t B = sum.size();
+  weight.assign(B, 0.0);
+  double total = 0, n = 0;
+  for (std::size_t b = 0; b < B; ++b) {
+    total += sum[b];
+    n += count[b];
+  }
   if (p.mode == agg_mode::token_sum) {
-    set_grad([&](index_t) { return p.dp_size; });
-    return masked_sum(tag, loss_mat, mask) * p.dp_size;
+    for (auto& w : weight) w = p.dp_size;
+    return total * p.dp_size;
   }
   if (p.mode == agg_mode::token_mean) {
-    const double n = p.batch_num_tokens ? *p.batch_num_tokens : mask_count(tag, mask);
-    if (!(n > 0)) rlhf::detail::fail(error_kind::empty, fn, "loss_mask", "has no valid token (token-mean)");
-    set_grad([&](index_t) { return p.dp_size / n; });
-    return masked_sum(tag, loss_mat, mask) / n * p.dp_size;
+    const double d = p.batch_num_tokens ? *p.batch_num_tokens : n;
+    if (!(d > 0)) rlhf::detail::fail(error_kind::empty, fn, "loss_mask", "has no valid token (token-mean)");
+    for (auto& w : weight) w = p.dp_size / d;
+    return total / d * p.dp_size;
   }
-  // Sequence modes.
-  double total = 0, rows = 0;
-  for (index_t b = 0; b < B; ++b) {
-    double s = 0, c = 0;
-    for (index_t t = 0; t < T_; ++t) {
-      s += L(b, t);
-      c += static_cast<double>(mask(b, t));
-    }
-    if (!(c > 0)) continue;
+  double seq_total = 0, rows = 0;
+  for (std::size_t b = 0; b < B; ++b) {
+    if (!(count[b] > 0)) continue;
     rows += 1;
-    total += p.mode == agg_mode::seq_mean_token_mean ? s / (c + p.row_eps) : s;
+    seq_total += p.mode == agg_mode::seq_mean_token_mean ? sum[b] / (count[b] + p.row_eps) : sum[b];
   }
-  const double denom = p.global_batch_size ? *p.global_batch_size : rows;
-  if (!(denom > 0)) rlhf::detail::fail(error_kind::empty, fn, "loss_mask", "has no row with a valid token");
+  const double d = p.global_batch_size ? *p.global_batch_size : rows;
+  if (!(d > 0)) rlhf::detail::fail(error_kind::empty, fn, "loss_mask", "has no row with a valid token");
   const double norm = p.mode == agg_mode::seq_mean_token_sum_norm
-                          ? (p.loss_scale_factor ? *p.loss_scale_factor : static_cast<double>(T_))
+                          ? (p.loss_scale_factor ? *p.loss_scale_factor : static_cast<double>(T))
                           : 1.0;
-  set_grad([&](index_t b) {
-    if (p.mode != agg_mode::seq_mean_token_mean) return p.dp_size / denom / norm;
-    double c = 0;
-    for (index_t t = 0; t < T_; ++t) c += static_cast<double>(mask(b, t));
-    return c > 0 ? p.dp_size / denom / (c + p.row_eps) : 0.0;
-  });
-  return total / denom * p.dp_size / norm;
+  for (std::size_t b = 0; b < B; ++b)
+    weight[b] = p.mode != agg_mode::seq_mean_token_mean ? p.dp_size / d / norm
+                : count[b] > 0                         ? p.dp_size / d / (count[b] + p.row_eps)
+                                                       : 0.0;
+  return seq_total / d * p.dp_size / norm;
+}
+}  // namespace detail
+
+/// Aggregates a [B, T] loss matrix to a scalar; writes d loss / d loss_mat into
+/// `dloss_mat` when given (masked entries get 0).
+template <class T, class M>
+double aggregate(cpu_t tag, tensor_view<T, 2> loss_mat, tensor_view<M, 2> mask, const agg_params& p,
+                 out_view<T, 2> dloss_mat = {}) {
+  constexpr const char* fn = "ops::aggregate";
+  detail::check_values_mask(tag, fn, loss_mat, mask, "loss_mat", "loss_mask");
+  rlhf::detail::require_output(fn, "dloss_mat", dloss_mat, "loss_mat", loss_mat);
+  const index_t B = loss_mat.extent(0), T_ = loss_mat.extent(1);
+  std::vector<double> sum(static_cast<std::size_t>(B), 0.0), count(static_cast<std::size_t>(B), 0.0), weight;
+  for (index_t b = 0; b < B; ++b)
+    for (index_t t = 0; t < T_; ++t) {
+      const double m = static_cast<double>(mask(b, t));
+      count[static_cast<std::size_t>(b)] += m;
+      if (detail::on(mask(b, t))) sum[static_cast<std::size_t>(b)] += m * static_cast<double>(loss_mat(b, t));
+    }
+  const double value = detail::agg_finish(sum, count, T_, p, weight, fn);
+  if (!dloss_mat.null())
+    cpu_loops::for_each_2d(B, T_, [&](index_t b, index_t t) {
+      dloss_mat(b, t) = static_cast<value_t<T>>(static_cast<double>(mask(b, t)) * weight[static_cast<std::size_t>(b)]);
+    });
+  return value;
 }
 
 }  // namespace ops
