@@ -158,10 +158,9 @@ policy_result policy_loss(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 2> old_l
     if (m == 0) return;
     const double raw = lp - old;
     const double d = p.kl_stat_clamped ? term.log_ratio : raw;
-    const double ratio = std::exp(term.log_ratio);
     sc += m * (p.clipfrac == clipfrac_rule::objective_clipped
                    ? (term.clipped ? 1.0 : 0.0)
-                   : (std::fabs(ratio - 1.0) > std::fmax(p.clip_low, p.clip_high) ? 1.0 : 0.0));
+                   : (std::fabs(std::exp(term.log_ratio) - 1.0) > std::fmax(p.clip_low, p.clip_high) ? 1.0 : 0.0));
     scl += m * (term.clipped_lower ? 1.0 : 0.0);
     switch (p.approx_kl) {
       case approx_kl_rule::neg_log_ratio: skl += m * -d; break;

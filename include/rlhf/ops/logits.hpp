@@ -47,6 +47,34 @@ void check_logits(cpu_t tag, const char* fn, const tensor_view<T, 2>& logits, co
   }
 }
 
+/// Arguments of the forward entry points (fast and plain).
+template <class T, class L, class O>
+void check_forward(cpu_t tag, const char* fn, const tensor_view<T, 2>& logits, const tensor_view<L, 1>& labels,
+                   const O& logp, const O& entropy, const O& lse, const logits_params& p) {
+  check_logits(tag, fn, logits, labels, !logp.null());
+  rlhf::detail::require_positive_param(p.temperature, fn, "temperature");
+  for (const O* o : {&logp, &entropy, &lse})
+    if (!o->null()) rlhf::detail::require_extent(fn, "output", *o, 0, logits.extent(0), "one value per logits row");
+}
+
+/// Arguments of the backward entry points (fast and plain).
+template <class T, class L, class I, class O>
+void check_backward(cpu_t tag, const char* fn, const tensor_view<T, 2>& logits, const tensor_view<L, 1>& labels,
+                    const I& dlogp, const I& dentropy, const O& dlogits, const logits_params& p) {
+  check_logits(tag, fn, logits, labels, !dlogp.null());
+  rlhf::detail::require_same_shape(fn, "dlogits", dlogits, "logits", logits);
+  rlhf::detail::require_positive_param(p.temperature, fn, "temperature");
+  const index_t N = logits.extent(0);
+  if (!dlogp.null()) {
+    rlhf::detail::require_extent(fn, "dlogp", dlogp, 0, N, "one upstream gradient per row");
+    rlhf::detail::require_finite(tag, fn, "dlogp", dlogp);
+  }
+  if (!dentropy.null()) {
+    rlhf::detail::require_extent(fn, "dentropy", dentropy, 0, N, "one upstream gradient per row");
+    rlhf::detail::require_finite(tag, fn, "dentropy", dentropy);
+  }
+}
+
 /// Row statistics: max, sum exp(z - max), sum exp(z - max) z (all of z / tau).
 template <class Row>
 inline void row_stats(const Row& z, index_t V, double inv_tau, double& lse, double& mean_z) {
@@ -68,12 +96,8 @@ inline void row_stats(const Row& z, index_t V, double inv_tau, double& lse, doub
 template <class T, class L>
 void plain_logprobs_entropy(cpu_t tag, tensor_view<T, 2> logits, tensor_view<L, 1> labels, out_view<T, 1> logp,
                       out_view<T, 1> entropy = {}, out_view<T, 1> lse = {}, const logits_params& p = {}) {
-  constexpr const char* fn = "ops::plain_logprobs_entropy";
-  detail::check_logits(tag, fn, logits, labels, !logp.null());
-  rlhf::detail::require_positive_param(p.temperature, fn, "temperature");
+  detail::check_forward(tag, "ops::plain_logprobs_entropy", logits, labels, logp, entropy, lse, p);
   const index_t N = logits.extent(0), V = logits.extent(1);
-  for (auto* o : {&logp, &entropy, &lse})
-    if (!o->null()) rlhf::detail::require_extent(fn, "output", *o, 0, N, "one value per logits row");
   const double inv_tau = 1.0 / p.temperature;
   cpu_loops::for_each_row(N, V >= 4096, [&](index_t i) {
     const auto z = logits.row(i);
@@ -97,19 +121,8 @@ template <class T, class L>
 void plain_logprobs_entropy_backward(cpu_t tag, tensor_view<T, 2> logits, tensor_view<L, 1> labels,
                                in_view<T, 1> dlogp, in_view<T, 1> dentropy, out_view<T, 2> dlogits,
                                const logits_params& p = {}) {
-  constexpr const char* fn = "ops::plain_logprobs_entropy_backward";
-  detail::check_logits(tag, fn, logits, labels, !dlogp.null());
-  rlhf::detail::require_same_shape(fn, "dlogits", dlogits, "logits", logits);
-  rlhf::detail::require_positive_param(p.temperature, fn, "temperature");
+  detail::check_backward(tag, "ops::plain_logprobs_entropy_backward", logits, labels, dlogp, dentropy, dlogits, p);
   const index_t N = logits.extent(0), V = logits.extent(1);
-  if (!dlogp.null()) {
-    rlhf::detail::require_extent(fn, "dlogp", dlogp, 0, N, "one upstream gradient per row");
-    rlhf::detail::require_finite(tag, fn, "dlogp", dlogp);
-  }
-  if (!dentropy.null()) {
-    rlhf::detail::require_extent(fn, "dentropy", dentropy, 0, N, "one upstream gradient per row");
-    rlhf::detail::require_finite(tag, fn, "dentropy", dentropy);
-  }
   const double inv_tau = 1.0 / p.temperature;
   cpu_loops::for_each_row(N, V >= 4096, [&](index_t i) {
     const auto z = logits.row(i);
@@ -165,12 +178,7 @@ bool same_stride(const tensor_view<T, 1>& a, const tensor_view<T, 1>& b) {
 template <class T, class L>
 void logprobs_entropy(cpu_t tag, tensor_view<T, 2> logits, tensor_view<L, 1> labels, out_view<T, 1> logp,
                       out_view<T, 1> entropy = {}, out_view<T, 1> lse = {}, const logits_params& p = {}) {
-  constexpr const char* fn = "ops::logprobs_entropy";
-  detail::check_logits(tag, fn, logits, labels, !logp.null());
-  rlhf::detail::require_positive_param(p.temperature, fn, "temperature");
-  const index_t N = logits.extent(0);
-  for (auto* o : {&logp, &entropy, &lse})
-    if (!o->null()) rlhf::detail::require_extent(fn, "output", *o, 0, N, "one value per logits row");
+  detail::check_forward(tag, "ops::logprobs_entropy", logits, labels, logp, entropy, lse, p);
   cpu_kernels::logits_args<value_t<T>> a;
   std::vector<long long> lc;
   const index_t os = !logp.null() ? logp.stride(0) : !entropy.null() ? entropy.stride(0) : !lse.null() ? lse.stride(0) : 1;
@@ -194,19 +202,7 @@ template <class T, class L>
 void logprobs_entropy_backward(cpu_t tag, tensor_view<T, 2> logits, tensor_view<L, 1> labels,
                                in_view<T, 1> dlogp, in_view<T, 1> dentropy, out_view<T, 2> dlogits,
                                const logits_params& p = {}) {
-  constexpr const char* fn = "ops::logprobs_entropy_backward";
-  detail::check_logits(tag, fn, logits, labels, !dlogp.null());
-  rlhf::detail::require_same_shape(fn, "dlogits", dlogits, "logits", logits);
-  rlhf::detail::require_positive_param(p.temperature, fn, "temperature");
-  const index_t N = logits.extent(0);
-  if (!dlogp.null()) {
-    rlhf::detail::require_extent(fn, "dlogp", dlogp, 0, N, "one upstream gradient per row");
-    rlhf::detail::require_finite(tag, fn, "dlogp", dlogp);
-  }
-  if (!dentropy.null()) {
-    rlhf::detail::require_extent(fn, "dentropy", dentropy, 0, N, "one upstream gradient per row");
-    rlhf::detail::require_finite(tag, fn, "dentropy", dentropy);
-  }
+  detail::check_backward(tag, "ops::logprobs_entropy_backward", logits, labels, dlogp, dentropy, dlogits, p);
   cpu_kernels::logits_args<value_t<T>> a;
   std::vector<long long> lc;
   const bool aliased = static_cast<const void*>(dlogits.data()) == static_cast<const void*>(logits.data());

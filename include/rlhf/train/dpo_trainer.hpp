@@ -37,7 +37,7 @@ struct dpo_options {
 };
 
 template <class P, class R>
-class dpo_trainer {
+class dpo_trainer : public runnable<dpo_trainer<P, R>> {
   static_assert(check_policy<P>());
   static_assert(check_reference_model<R>());
 
@@ -57,6 +57,7 @@ class dpo_trainer {
 
   [[nodiscard]] long long step_count() const noexcept { return step_; }
   [[nodiscard]] const record& last() const noexcept { return last_; }
+  [[nodiscard]] const dpo_options& options() const noexcept { return o_; }
 
   [[nodiscard]] record config() const {
     record r;
@@ -132,21 +133,6 @@ class dpo_trainer {
     last_ = rec;
     return rec;
   }
-
-  /// Runs until the configured number of steps, writing metrics, progress
-  /// and checkpoints (run_loop in metrics.hpp).
-  void run() {
-    run([](long long) {});
-  }
-  template <class F>
-  void run(F&& before_step) {
-    run(before_step, [](record&) {});
-  }
-  template <class F, class G>
-  void run(F&& before_step, G&& after_step) {
-    run_loop(*this, o_, before_step, after_step);
-  }
-
 
   void save(const std::string& path) const {
     std::ostringstream os;

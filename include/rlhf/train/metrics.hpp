@@ -196,4 +196,24 @@ void run_loop(Trainer& t, const Options& o, F&& before_step, G&& after_step) {
   }
 }
 
+/// The run() overloads of a trainer (CRTP): Derived provides step(),
+/// step_count(), config(), save(path) and options().
+template <class Derived>
+struct runnable {
+  /// Runs until the configured number of steps, writing metrics, progress
+  /// and checkpoints (run_loop above).
+  void run() {
+    run([](long long) {});
+  }
+  template <class F>
+  void run(F&& before_step) {
+    run(before_step, [](record&) {});
+  }
+  template <class F, class G>
+  void run(F&& before_step, G&& after_step) {
+    auto& self = static_cast<Derived&>(*this);
+    run_loop(self, self.options(), before_step, after_step);
+  }
+};
+
 }  // namespace rlhf::train

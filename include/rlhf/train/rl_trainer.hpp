@@ -173,7 +173,7 @@ inline double masked_mean_or_zero(const tensor<double, 2>& x, const tensor<doubl
 }  // namespace detail
 
 template <class S, class P, class R, class RM, class V = no_value_function>
-class rl_trainer {
+class rl_trainer : public runnable<rl_trainer<S, P, R, RM, V>> {
   static_assert(check_policy<P>());
   static_assert(check_reference_model<R>());
   static_assert(check_reward_model<RM>());
@@ -371,21 +371,6 @@ class rl_trainer {
     last_ = r;
     return r;
   }
-
-  /// Runs until the configured number of steps, writing metrics, progress
-  /// and checkpoints (run_loop in metrics.hpp).
-  void run() {
-    run([](long long) {});
-  }
-  template <class F>
-  void run(F&& before_step) {
-    run(before_step, [](record&) {});
-  }
-  template <class F, class G>
-  void run(F&& before_step, G&& after_step) {
-    run_loop(*this, o_, before_step, after_step);
-  }
-
 
   /// Trainer state and every Checkpointable model, atomically.
   void save(const std::string& path) const {
