@@ -4,7 +4,7 @@
 # Usage: bench/compare.sh [OUT_DIR]     (about 15 minutes on 2 cores)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/deps.sh g++ make cmake ccache libeigen3-dev libbenchmark-dev python3-torch libopenblas0-openmp
+scripts/deps.sh g++ make cmake ccache libeigen3-dev libboost-dev libbenchmark-dev python3-torch libopenblas0-openmp
 out=${1:-bench_out}
 mkdir -p "$out"
 cmake --preset bench >/dev/null

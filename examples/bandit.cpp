@@ -23,49 +23,10 @@ using namespace bandit;
 
 namespace {
 
-struct problem {
-  std::vector<double> ref_logits, reward;
-  double beta = 0.5;
-  explicit problem(unsigned seed) {
-    std::mt19937_64 g(seed);
-    std::normal_distribution<double> n(0, 1);
-    std::uniform_real_distribution<double> u(0, 1);
-    for (index_t i = 0; i < K * M; ++i) {
-      ref_logits.push_back(n(g));
-      reward.push_back(u(g));
-    }
-  }
-  std::vector<double> optimum(index_t x) const {
-    std::vector<double> p(M);
-    double z = 0;
-    for (index_t k = 0; k < M; ++k) z += p[k] = std::exp(ref_logits[x * M + k] + reward[x * M + k] / beta);
-    for (auto& v : p) v /= z;
-    return p;
-  }
-};
-
-double kl(const std::vector<double>& p, const std::vector<double>& q) {
-  double s = 0;
-  for (std::size_t k = 0; k < p.size(); ++k)
-    if (p[k] > 0) s += p[k] * std::log(p[k] / q[k]);
-  return s;
-}
-
 void report(const char* algo, const tabular_policy& pi, const tabular_policy& ref, const problem& pb) {
-  double kopt = 0, rew = 0, kref = 0;
-  for (index_t x = 0; x < K; ++x) {
-    const auto p = pi.probs(x);
-    kopt += kl(p, pb.optimum(x)) / K;
-    kref += kl(p, ref.probs(x)) / K;
-    for (index_t k = 0; k < M; ++k) rew += p[k] * pb.reward[x * M + k] / K;
-  }
-  std::printf("RESULT algo=%s kl_to_optimum=%.5f reward=%.5f kl_to_ref=%.5f\n", algo, kopt, rew, kref);
-}
-
-std::vector<std::vector<token_t>> prompts() {
-  std::vector<std::vector<token_t>> p;
-  for (index_t x = 0; x < K; ++x) p.push_back({static_cast<token_t>(x)});
-  return p;
+  const auto e = evaluate(pi, ref, pb);
+  std::printf("RESULT algo=%s kl_to_optimum=%.5f reward=%.5f kl_to_ref=%.5f\n", algo, e.kl_to_optimum, e.reward,
+              e.kl_to_ref);
 }
 
 }  // namespace
@@ -98,7 +59,7 @@ int main(int argc, char** argv) {
     o.seed = 1;
     using S = rlhf::train::rl_structure<rlhf::train::algorithm::ppo, rlhf::kl_estimator::k1,
                                         rlhf::train::kl_placement::reward, rlhf::train::advantage_estimator::rloo>;
-    rlhf::train::rl_trainer<S, tabular_policy, tabular_policy, table_reward> t(pi, ref, rm, prompts(), o);
+    rlhf::train::rl_trainer<S, tabular_policy, tabular_policy, table_reward> t(pi, ref, rm, pb.prompts(), o);
     t.run([&](long long s) {
       if (s == o.steps / 2) pi.lr = 0.01;  // anneal
     });
@@ -123,7 +84,7 @@ int main(int argc, char** argv) {
     o.seed = 2;
     using S = rlhf::train::rl_structure<rlhf::train::algorithm::a2c, rlhf::kl_estimator::k1,
                                         rlhf::train::kl_placement::reward, rlhf::train::advantage_estimator::gae>;
-    rlhf::train::rl_trainer<S, tabular_policy, tabular_policy, table_reward, tabular_value> t(pi, ref, rm, prompts(), o,
+    rlhf::train::rl_trainer<S, tabular_policy, tabular_policy, table_reward, tabular_value> t(pi, ref, rm, pb.prompts(), o,
                                                                                               &critic);
     t.run([&](long long s) {
       if (s == o.steps / 2) pi.lr = 0.01;  // anneal
@@ -133,17 +94,7 @@ int main(int argc, char** argv) {
   // DPO on pairs labelled by Bradley-Terry on r: P(a > b) = sigmoid(r_a - r_b).
   {
     tabular_policy pi(pb.ref_logits), ref(pb.ref_logits);
-    std::mt19937_64 g(3);
-    std::uniform_int_distribution<int> ux(0, K - 1), uy(0, M - 1);
-    std::uniform_real_distribution<double> u(0, 1);
-    std::vector<rlhf::train::preference> data;
-    while (data.size() < 100000) {
-      const int x = ux(g), a = uy(g), b = uy(g);
-      if (a == b) continue;
-      const double pa = 1 / (1 + std::exp(-(pb.reward[x * M + a] - pb.reward[x * M + b])));
-      const bool a_wins = u(g) < pa;
-      data.push_back({{static_cast<token_t>(x)}, {static_cast<token_t>(a_wins ? a : b)}, {static_cast<token_t>(a_wins ? b : a)}});
-    }
+    auto data = pb.preferences(100000, 3);
     rlhf::train::dpo_options o;
     o.steps = steps(1500);
     o.batch_size = 256;

@@ -1,6 +1,9 @@
 // Tabular models of the bandit example (also used by the tests): a softmax
 // policy with Adam that exposes its logits, a tabular critic, a reward table.
 // Each is Checkpointable, and the policy is Blendable (reference updates).
+// Also the bandit problem itself (examples bandit and sweep): a random
+// reference policy, a reward table, the KL-regularized optimum, and the
+// distances of a trained policy to it.
 #pragma once
 
 #include <cmath>
@@ -151,5 +154,71 @@ struct table_reward {
     return s;
   }
 };
+
+/// K prompts, M one-token responses, a random reference pi_ref and a reward
+/// table r(x, y) in [0, 1]. The optimum of E[r] - beta KL(pi || pi_ref) is
+/// pi*(y|x) = pi_ref(y|x) exp(r(x,y) / beta) / Z(x).
+struct problem {
+  std::vector<double> ref_logits, reward;
+  double beta = 0.5;
+  explicit problem(unsigned seed) {
+    std::mt19937_64 g(seed);
+    std::normal_distribution<double> n(0, 1);
+    std::uniform_real_distribution<double> u(0, 1);
+    for (index_t i = 0; i < K * M; ++i) {
+      ref_logits.push_back(n(g));
+      reward.push_back(u(g));
+    }
+  }
+  std::vector<double> optimum(index_t x) const {
+    std::vector<double> p(M);
+    double z = 0;
+    for (index_t k = 0; k < M; ++k) z += p[k] = std::exp(ref_logits[x * M + k] + reward[x * M + k] / beta);
+    for (auto& v : p) v /= z;
+    return p;
+  }
+  std::vector<std::vector<token_t>> prompts() const {
+    std::vector<std::vector<token_t>> p;
+    for (index_t x = 0; x < K; ++x) p.push_back({static_cast<token_t>(x)});
+    return p;
+  }
+  /// n preference pairs labelled by Bradley-Terry on r: P(a > b) = sigmoid(r_a - r_b).
+  std::vector<rlhf::train::preference> preferences(std::size_t n, unsigned seed) const {
+    std::mt19937_64 g(seed);
+    std::uniform_int_distribution<int> ux(0, K - 1), uy(0, M - 1);
+    std::uniform_real_distribution<double> u(0, 1);
+    std::vector<rlhf::train::preference> data;
+    while (data.size() < n) {
+      const int x = ux(g), a = uy(g), b = uy(g);
+      if (a == b) continue;
+      const double pa = 1 / (1 + std::exp(-(reward[x * M + a] - reward[x * M + b])));
+      const bool a_wins = u(g) < pa;
+      data.push_back({{static_cast<token_t>(x)}, {static_cast<token_t>(a_wins ? a : b)}, {static_cast<token_t>(a_wins ? b : a)}});
+    }
+    return data;
+  }
+};
+
+inline double kl(const std::vector<double>& p, const std::vector<double>& q) {
+  double s = 0;
+  for (std::size_t k = 0; k < p.size(); ++k)
+    if (p[k] > 0) s += p[k] * std::log(p[k] / q[k]);
+  return s;
+}
+
+/// Exact distances of a trained policy, averaged over the prompts.
+struct evaluation {
+  double kl_to_optimum = 0, reward = 0, kl_to_ref = 0;
+};
+inline evaluation evaluate(const tabular_policy& pi, const tabular_policy& ref, const problem& pb) {
+  evaluation e;
+  for (index_t x = 0; x < K; ++x) {
+    const auto p = pi.probs(x);
+    e.kl_to_optimum += kl(p, pb.optimum(x)) / K;
+    e.kl_to_ref += kl(p, ref.probs(x)) / K;
+    for (index_t k = 0; k < M; ++k) e.reward += p[k] * pb.reward[x * M + k] / K;
+  }
+  return e;
+}
 
 }  // namespace bandit

@@ -5,7 +5,7 @@
 # writes the metrics (JSONL) and a plot (PNG).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/deps.sh g++ make cmake ccache libeigen3-dev gnuplot-nox
+scripts/deps.sh g++ make cmake ccache libeigen3-dev libboost-dev gnuplot-nox
 jobs=$(nproc 2>/dev/null || echo 2)
 out=${RLHF_OUT:-$PWD/tiny_lm_out}
 echo "== building the tiny_lm example (Release)"

@@ -5,7 +5,7 @@
 # UndefinedBehaviorSanitizer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/deps.sh g++ make cmake ccache nlohmann-json3-dev catch2 libeigen3-dev libxtensor-dev libxsimd-dev
+scripts/deps.sh g++ make cmake ccache nlohmann-json3-dev catch2 libeigen3-dev libxtensor-dev libxsimd-dev libboost-dev
 for preset in default asan; do
   echo "== rlhf++ tests: preset '$preset'"
   cmake --preset "$preset" >/dev/null

@@ -6,7 +6,9 @@
 #include <map>
 #include <vector>
 
+#include "../config/choices.hpp"
 #include "../ops/masked.hpp"
+
 
 namespace rlhf::adv {
 

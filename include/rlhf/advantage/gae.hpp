@@ -18,6 +18,7 @@ struct gae_params {
   whiten_params whitening = whiten_params::verl();
 };
 
+namespace impl {
 template <class T, class M>
 void gae(cpu_t tag, tensor_view<T, 2> token_level_rewards, in_view<T, 2> values, tensor_view<M, 2> response_mask,
          const gae_params& p, outputs<value_t<T>> out) {
@@ -61,5 +62,22 @@ result<value_t<T>> gae(cpu_t tag, tensor_view<T, 2> token_level_rewards, in_view
   gae(tag, token_level_rewards, values, response_mask, p, outputs<V>{r.advantages.view(), r.returns.view()});
   return r;
 }
+
+}  // namespace impl
+
+/// The function and the structural choice `rlhf::adv::gae` (config/choices.hpp).
+struct gae_fn : estimator_tag<advantage_estimator::gae> {
+  template <class T, class M>
+  void operator()(cpu_t tag, tensor_view<T, 2> token_level_rewards, in_view<T, 2> values,
+                  tensor_view<M, 2> response_mask, const gae_params& p, outputs<value_t<T>> out) const {
+    impl::gae(tag, token_level_rewards, values, response_mask, p, out);
+  }
+  template <class T, class M>
+  result<value_t<T>> operator()(cpu_t tag, tensor_view<T, 2> token_level_rewards, in_view<T, 2> values,
+                                tensor_view<M, 2> response_mask, const gae_params& p) const {
+    return impl::gae(tag, token_level_rewards, values, response_mask, p);
+  }
+};
+inline constexpr gae_fn gae{};
 
 }  // namespace rlhf::adv

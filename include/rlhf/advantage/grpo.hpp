@@ -28,6 +28,7 @@ struct grpo_params {
   static constexpr grpo_params openrlhf(bool norm_by_std = true) { return {1e-9, norm_by_std}; }
 };
 
+namespace impl {
 template <class T, class M, class I>
 void grpo(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> response_mask,
           tensor_view<I, 1> index, const grpo_params& p, outputs<value_t<T>> out) {
@@ -53,6 +54,18 @@ void grpo(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> re
   }
   detail::broadcast(a, response_mask, out);
 }
+
+}  // namespace impl
+
+/// The function and the structural choice `rlhf::adv::grpo` (config/choices.hpp).
+struct grpo_fn : estimator_tag<advantage_estimator::grpo> {
+  template <class T, class M, class I>
+  void operator()(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> response_mask,
+                  tensor_view<I, 1> index, const grpo_params& p, outputs<value_t<T>> out) const {
+    impl::grpo(tag, token_level_rewards, response_mask, index, p, out);
+  }
+};
+inline constexpr grpo_fn grpo{};
 
 /// pass@k: only the best response of each group is credited.
 template <class T, class M, class I>

@@ -19,6 +19,7 @@ struct reinforce_pp_params {
   whiten_params whitening = whiten_params::verl();
 };
 
+namespace impl {
 template <class T, class M>
 void reinforce_pp(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> response_mask,
                   const reinforce_pp_params& p, outputs<value_t<T>> out) {
@@ -46,6 +47,18 @@ void reinforce_pp(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<
     out.advantages(b, t) = static_cast<V>(static_cast<double>(out.advantages(b, t)) * static_cast<double>(response_mask(b, t)));
   });
 }
+
+}  // namespace impl
+
+/// The function and the structural choice `rlhf::adv::reinforce_pp` (config/choices.hpp).
+struct reinforce_pp_fn : estimator_tag<advantage_estimator::reinforce_pp> {
+  template <class T, class M>
+  void operator()(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> response_mask,
+                  const reinforce_pp_params& p, outputs<value_t<T>> out) const {
+    impl::reinforce_pp(tag, token_level_rewards, response_mask, p, out);
+  }
+};
+inline constexpr reinforce_pp_fn reinforce_pp{};
 
 template <class T, class M, class I>
 void reinforce_pp_baseline(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> response_mask,

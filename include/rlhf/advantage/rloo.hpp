@@ -14,6 +14,7 @@ struct rloo_params {
   bool singleton_keeps_score = true;  ///< verl "rloo": true; "rloo_vectorized": false
 };
 
+namespace impl {
 template <class T, class M, class I>
 void rloo(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> response_mask,
           tensor_view<I, 1> index, const rloo_params& p, outputs<value_t<T>> out) {
@@ -30,5 +31,17 @@ void rloo(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> re
   }
   detail::broadcast(a, response_mask, out);
 }
+
+}  // namespace impl
+
+/// The function and the structural choice `rlhf::adv::rloo` (config/choices.hpp).
+struct rloo_fn : estimator_tag<advantage_estimator::rloo> {
+  template <class T, class M, class I>
+  void operator()(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> response_mask,
+                  tensor_view<I, 1> index, const rloo_params& p, outputs<value_t<T>> out) const {
+    impl::rloo(tag, token_level_rewards, response_mask, index, p, out);
+  }
+};
+inline constexpr rloo_fn rloo{};
 
 }  // namespace rlhf::adv

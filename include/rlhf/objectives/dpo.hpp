@@ -82,6 +82,16 @@ enum class score_fn {
   power,        ///< exp((alpha - 1) x) / (alpha - 1) (TRL >= 1.0 alpha divergence, alpha != 1)
 };
 
+inline const char* to_string(score_fn f) noexcept {
+  switch (f) {
+    case score_fn::identity: return "identity";
+    case score_fn::log_sigmoid: return "log_sigmoid";
+    case score_fn::neg_exp: return "neg_exp";
+    case score_fn::power: return "power";
+  }
+  return "?";
+}
+
 struct params {
   loss_type type = loss_type::sigmoid;
   double beta = 0.1;

@@ -27,6 +27,22 @@ namespace rlhf::ppo {
 enum class clipfrac_rule { objective_clipped, ratio_outside };
 enum class approx_kl_rule { neg_log_ratio, half_squared, k3 };
 
+inline const char* to_string(clipfrac_rule r) noexcept {
+  switch (r) {
+    case clipfrac_rule::objective_clipped: return "objective_clipped";
+    case clipfrac_rule::ratio_outside: return "ratio_outside";
+  }
+  return "?";
+}
+inline const char* to_string(approx_kl_rule r) noexcept {
+  switch (r) {
+    case approx_kl_rule::neg_log_ratio: return "neg_log_ratio";
+    case approx_kl_rule::half_squared: return "half_squared";
+    case approx_kl_rule::k3: return "k3";
+  }
+  return "?";
+}
+
 struct policy_params {
   double clip_low = 0.2;           ///< epsilon below 1 (verl clip_ratio_low)
   double clip_high = 0.2;          ///< epsilon above 1 (verl clip_ratio_high, DAPO clip-higher)
@@ -186,6 +202,14 @@ policy_result policy_loss(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 2> old_l
 // Value loss
 
 enum class value_clip_style { max_of_both, clipped_only };
+
+inline const char* to_string(value_clip_style v) noexcept {
+  switch (v) {
+    case value_clip_style::max_of_both: return "max_of_both";
+    case value_clip_style::clipped_only: return "clipped_only";
+  }
+  return "?";
+}
 
 struct value_params {
   double clip = 0.2;     ///< clip range around the old values; INFINITY = no clip

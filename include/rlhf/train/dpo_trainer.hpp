@@ -23,21 +23,18 @@ struct preference {
   std::vector<token_t> prompt, chosen, rejected;
 };
 
-struct dpo_options {
-  long long steps = 100;
-  long long batch_size = 16;  ///< pairs per step
-  dpo::params loss = dpo::params::trl(dpo::loss_type::sigmoid, 0.1);
-  reference_policy ref{};
-  std::string metrics_path;
-  bool progress = true;
-  long long progress_every = 10;
-  std::string checkpoint_path;
-  long long checkpoint_every = 0;
-  unsigned long long seed = 0;
+/// The structure of a DPO run: the KL estimator of the logged `kl_ref`
+/// (DPO's KL toward the reference is inside its loss, through beta; no
+/// sampled KL term, no advantages, no token aggregation).
+template <kl_estimator KL = kl_estimator::k1>
+struct dpo_structure {
+  static constexpr algorithm algo = algorithm::dpo;
+  static constexpr kl_estimator kl = KL;
 };
 
-template <class P, class R>
-class dpo_trainer : public runnable<dpo_trainer<P, R>> {
+template <class P, class R, class S = dpo_structure<>>
+class dpo_trainer : public runnable<dpo_trainer<P, R, S>> {
+  static_assert(S::algo == algorithm::dpo, "rlhf: train::dpo_trainer runs DPO experiments only (rlhf::algo::dpo)");
   static_assert(check_policy<P>());
   static_assert(check_reference_model<R>());
 
@@ -59,13 +56,12 @@ class dpo_trainer : public runnable<dpo_trainer<P, R>> {
   [[nodiscard]] const record& last() const noexcept { return last_; }
   [[nodiscard]] const dpo_options& options() const noexcept { return o_; }
 
+  /// The resolved configuration (the metrics file's first record).
   [[nodiscard]] record config() const {
     record r;
-    r.set("record", "config").set("algorithm", "dpo").set("loss_type", dpo::to_string(o_.loss.type));
-    r.set("beta", o_.loss.beta).set("label_smoothing", o_.loss.label_smoothing).set("steps", o_.steps);
-    r.set("batch_size", o_.batch_size).set("pairs", static_cast<long long>(data_.size()));
-    r.set("ref_update", to_string(o_.ref.kind)).set("ref_every", o_.ref.every).set("ref_alpha", o_.ref.alpha);
-    r.set("seed", static_cast<long long>(o_.seed));
+    r.set("record", "config");
+    config::structure_to_record<S>(r);
+    config::to_record(o_, r);
     return r;
   }
 
@@ -127,6 +123,13 @@ class dpo_trainer : public runnable<dpo_trainer<P, R>> {
     double kl = 0;  // mean over the batch of sum_t (logp - ref_logp) on the chosen completions
     for (index_t i = 0; i < n; ++i) kl += (c[static_cast<std::size_t>(i)] - rc[static_cast<std::size_t>(i)]) / static_cast<double>(n);
     rec.set("kl_ref_chosen", kl);
+    // the structure's estimator of KL(pi || pi_ref) from each chosen
+    // completion's sequence log-ratio (k1: the same as kl_ref_chosen)
+    double est = 0;
+    const kl_params kp{S::kl, false, INFINITY, INFINITY};
+    for (index_t i = 0; i < n; ++i)
+      est += math::kl_token(c[static_cast<std::size_t>(i)], rc[static_cast<std::size_t>(i)], kp).value / static_cast<double>(n);
+    rec.set("kl_ref", est);
     const bool updated = update_reference(ref_, policy_, o_.ref, step_);
     if (updated) cache_valid_ = false;
     rec.set("ref_updated", updated);

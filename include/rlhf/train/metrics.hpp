@@ -10,8 +10,10 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <type_traits>
@@ -23,7 +25,8 @@
 
 namespace rlhf::train {
 
-using metric_value = std::variant<double, long long, bool, std::string>;
+/// A value of a record; std::monostate is JSON null (an unset optional).
+using metric_value = std::variant<double, long long, bool, std::string, std::monostate>;
 
 /// An ordered set of named values (insertion order is kept in the output).
 class record {
@@ -32,6 +35,7 @@ class record {
   record& set(const std::string& key, bool v) { return put(key, v); }
   record& set(const std::string& key, const char* v) { return put(key, std::string(v)); }
   record& set(const std::string& key, std::string v) { return put(key, std::move(v)); }
+  record& set(const std::string& key, std::nullopt_t) { return put(key, std::monostate{}); }
   template <class I>
     requires(std::is_integral_v<I> && !std::is_same_v<I, bool>)
   record& set(const std::string& key, I v) {
@@ -53,7 +57,7 @@ class record {
     return false;
   }
 
-  /// One line of JSON. Doubles keep 17 significant digits (exact round trip);
+  /// One line of JSON. Doubles are written in the shortest form that reads back exactly;
   /// non-finite doubles are written as the strings "NaN", "Infinity", "-Infinity".
   [[nodiscard]] std::string json() const {
     std::string s = "{";
@@ -65,20 +69,28 @@ class record {
       if (auto* d = std::get_if<double>(&v)) {
         if (std::isnan(*d)) s += "\"NaN\"";
         else if (std::isinf(*d)) s += *d > 0 ? "\"Infinity\"" : "\"-Infinity\"";
-        else {
-          char buf[40];
-          std::snprintf(buf, sizeof buf, "%.17g", *d);
-          s += buf;
-        }
+        else s += shortest(*d);
       } else if (auto* i = std::get_if<long long>(&v)) {
         s += std::to_string(*i);
       } else if (auto* b = std::get_if<bool>(&v)) {
         s += *b ? "true" : "false";
+      } else if (auto* t = std::get_if<std::string>(&v)) {
+        s += quote(*t);
       } else {
-        s += quote(std::get<std::string>(v));
+        s += "null";
       }
     }
     return s + "}";
+  }
+
+  /// The shortest decimal form that reads back to exactly `v` (at most 17 digits).
+  static std::string shortest(double v) {
+    char buf[40];
+    for (int prec = 1; prec <= 17; ++prec) {
+      std::snprintf(buf, sizeof buf, "%.*g", prec, v);
+      if (std::strtod(buf, nullptr) == v) break;
+    }
+    return buf;
   }
 
   static std::string quote(const std::string& x) {

@@ -30,73 +30,31 @@
 #include "../objectives/a2c.hpp"
 #include "../objectives/ppo.hpp"
 #include "../ops/logits.hpp"
+#include "../config/reflect.hpp"
 #include "checkpoint.hpp"
 #include "diagnostics.hpp"
 #include "metrics.hpp"
+#include "options.hpp"
 #include "reference.hpp"
 
 namespace rlhf::train {
 
-enum class algorithm { ppo, a2c };
-enum class kl_placement { reward, loss };
-enum class advantage_estimator { gae, grpo, rloo, reinforce_pp };
-
-inline const char* to_string(algorithm a) noexcept { return a == algorithm::ppo ? "ppo" : "a2c"; }
-inline const char* to_string(kl_placement k) noexcept { return k == kl_placement::reward ? "reward" : "loss"; }
-inline const char* to_string(advantage_estimator a) noexcept {
-  switch (a) {
-    case advantage_estimator::gae: return "gae";
-    case advantage_estimator::grpo: return "grpo";
-    case advantage_estimator::rloo: return "rloo";
-    case advantage_estimator::reinforce_pp: return "reinforce_pp";
-  }
-  return "?";
-}
+using rlhf::advantage_estimator;
+using rlhf::algorithm;
+using rlhf::kl_placement;
 
 /// The structural (compile-time) choices of a run.
+/// (rlhf::experiment, config/experiment.hpp, is the same with tag objects,
+/// reflection and checks; the trainers accept either.)
 template <algorithm Algo = algorithm::ppo, kl_estimator KL = kl_estimator::k1, kl_placement Where = kl_placement::reward,
-          advantage_estimator Adv = advantage_estimator::gae>
+          advantage_estimator Adv = advantage_estimator::gae, agg_mode Agg = agg_mode::token_mean>
 struct rl_structure {
   static constexpr algorithm algo = Algo;
   static constexpr kl_estimator kl = KL;
   static constexpr kl_placement kl_where = Where;
   static constexpr advantage_estimator adv = Adv;
+  static constexpr agg_mode agg = Agg;
   static constexpr bool needs_value = Adv == advantage_estimator::gae || Algo == algorithm::a2c;
-};
-
-/// The numbers of a run (defaults: verl's where it has one).
-struct rl_options {
-  long long steps = 100;
-  long long prompts_per_step = 8;
-  long long group_size = 1;          ///< responses per prompt (GRPO/RLOO need >= 2)
-  sampling sample{};
-  // PPO
-  long long ppo_epochs = 4;
-  long long minibatch_size = 0;      ///< responses per minibatch; 0 = the whole batch
-  ppo::policy_params policy = ppo::policy_params::verl();
-  ppo::value_params value = ppo::value_params::verl(0.2);
-  double entropy_coef = 0.0;
-  double early_stop_kl = INFINITY;   ///< stop the epochs when approx KL > 1.5 x this (SB3 target_kl)
-  // A2C
-  a2c::params a2c = a2c::params::sb3();
-  // KL toward the reference
-  double kl_coef = 0.05;
-  bool adaptive_kl = false;
-  double kl_target = 6.0;            ///< adaptive controller target (verl target_kl)
-  double kl_horizon = 10000;
-  // advantages
-  double gamma = 1.0, lam = 0.95;
-  bool whiten_advantages = true;
-  adv::grpo_params grpo{};
-  // reference updates, diagnostics, logging
-  reference_policy ref{};
-  diagnostic_params diag{};
-  std::string metrics_path;          ///< JSONL; empty = none
-  bool progress = true;
-  long long progress_every = 10;
-  std::string checkpoint_path;       ///< empty = none
-  long long checkpoint_every = 0;
-  unsigned long long seed = 0;
 };
 
 namespace detail {
@@ -155,6 +113,13 @@ void backward(P& p, const batch& b, const forward_result& f, const tensor<double
   }
 }
 
+/// The structure's backend tag (rlhf::experiment carries one; rlhf::cpu otherwise).
+template <class S>
+constexpr cpu_t backend_of() {
+  if constexpr (requires { S::backend; }) return S::backend;
+  else return cpu;
+}
+
 inline std::vector<index_t> permutation(index_t n, rng_t& g) {
   std::vector<index_t> v(static_cast<std::size_t>(n));
   for (index_t i = 0; i < n; ++i) v[static_cast<std::size_t>(i)] = i;
@@ -177,18 +142,33 @@ class rl_trainer : public runnable<rl_trainer<S, P, R, RM, V>> {
   static_assert(check_policy<P>());
   static_assert(check_reference_model<R>());
   static_assert(check_reward_model<RM>());
+  static_assert(S::algo != algorithm::dpo,
+                "rlhf: a DPO experiment learns from preference pairs, not from a reward model: use "
+                "train::dpo_trainer (or make_trainer with the pairs, std::vector<train::preference>) (docs/configuration.md)");
+  static_assert(S::algo != algorithm::a2c || S::agg == agg_mode::token_mean,
+                "rlhf: A2C (Stable-Baselines3) averages its losses over tokens: the only aggregation it supports is "
+                "rlhf::agg::token_mean (docs/a2c.md)");
   static_assert(!S::needs_value || ValueFunction<V>,
                 "rlhf: GAE advantages and A2C need a ValueFunction (values, backward, step); pass one, or choose a "
                 "critic-free estimator (grpo, rloo, reinforce_pp) for PPO (docs/training.md)");
 
  public:
   static constexpr bool has_value = ValueFunction<V>;
+  static constexpr cpu_t be_ = detail::backend_of<S>();
 
   rl_trainer(P& policy, R& reference, RM& reward, std::vector<std::vector<token_t>> prompts, rl_options o,
              V* value = nullptr)
       : policy_(policy), ref_(reference), reward_(reward), value_(value), prompts_(std::move(prompts)),
         o_(std::move(o)), rng_(o_.seed), kl_ctl_(o_.kl_coef, o_.kl_target, o_.kl_horizon), diag_(o_.diag) {
     constexpr const char* fn = "train::rl_trainer";
+    // The aggregation is the structure's (a compile-time choice).
+    for (auto* a : {&o_.ppo.agg, &o_.value.agg}) {
+      if (a->mode != S::agg && a->mode != agg_mode::token_mean)
+        rlhf::detail::fail(error_kind::param, fn, a == &o_.ppo.agg ? "ppo.agg.mode" : "value.agg.mode",
+                           std::string("is ") + to_string(a->mode) + " but the structure's aggregation is " +
+                               to_string(S::agg) + ": declare it in the type (rlhf::agg::..., docs/configuration.md)");
+      a->mode = S::agg;
+    }
     if (prompts_.empty()) rlhf::detail::fail(error_kind::empty, fn, "prompts", "is empty: nothing to train on");
     for (std::size_t i = 0; i < prompts_.size(); ++i)
       if (prompts_[i].empty())
@@ -205,7 +185,7 @@ class rl_trainer : public runnable<rl_trainer<S, P, R, RM, V>> {
     rlhf::detail::require_nonneg_param(o_.kl_coef, fn, "kl_coef");
     rlhf::detail::require_finite_param(o_.entropy_coef, fn, "entropy_coef");
     rlhf::detail::require_param(!(o_.early_stop_kl <= 0), fn, "early_stop_kl", "must be > 0 (INFINITY = off)");
-    ppo::check_policy_params(o_.policy, fn);
+    ppo::check_policy_params(o_.ppo, fn);
     check_reference_policy(o_.ref, fn);
     if (o_.entropy_coef != 0 && !LogitsPolicy<P> && !EntropyPolicy<P>)
       rlhf::detail::fail(error_kind::param, fn, "entropy_coef",
@@ -220,25 +200,13 @@ class rl_trainer : public runnable<rl_trainer<S, P, R, RM, V>> {
   [[nodiscard]] const record& last() const noexcept { return last_; }
   [[nodiscard]] const rl_options& options() const noexcept { return o_; }
 
-  /// The resolved configuration (the metrics file's first record).
+  /// The resolved configuration (the metrics file's first record): the
+  /// structure, then every option (reflected: config/reflect.hpp).
   [[nodiscard]] record config() const {
     record r;
-    r.set("record", "config").set("algorithm", to_string(S::algo)).set("kl_estimator", rlhf::to_string(S::kl));
-    r.set("kl_placement", to_string(S::kl_where)).set("advantage", to_string(S::adv));
-    r.set("steps", o_.steps).set("prompts_per_step", o_.prompts_per_step).set("group_size", o_.group_size);
-    r.set("temperature", o_.sample.temperature).set("max_new_tokens", static_cast<long long>(o_.sample.max_new_tokens));
-    r.set("ppo_epochs", o_.ppo_epochs).set("minibatch_size", o_.minibatch_size);
-    r.set("clip_low", o_.policy.clip_low).set("clip_high", o_.policy.clip_high).set("dual_clip", o_.policy.dual_clip);
-    r.set("loss_agg_mode", rlhf::to_string(o_.policy.agg.mode)).set("value_clip", o_.value.clip);
-    r.set("entropy_coef", o_.entropy_coef).set("early_stop_kl", o_.early_stop_kl);
-    r.set("a2c_ent_coef", o_.a2c.ent_coef).set("a2c_vf_coef", o_.a2c.vf_coef);
-    r.set("a2c_normalize_advantage", o_.a2c.normalize_advantage);
-    r.set("kl_coef", o_.kl_coef).set("adaptive_kl", o_.adaptive_kl).set("kl_target", o_.kl_target);
-    r.set("kl_horizon", o_.kl_horizon).set("gamma", o_.gamma).set("lam", o_.lam);
-    r.set("whiten_advantages", o_.whiten_advantages).set("grpo_epsilon", o_.grpo.epsilon);
-    r.set("grpo_norm_by_std", o_.grpo.norm_by_std).set("ref_update", to_string(o_.ref.kind));
-    r.set("ref_every", o_.ref.every).set("ref_alpha", o_.ref.alpha);
-    r.set("seed", static_cast<long long>(o_.seed));
+    r.set("record", "config");
+    config::structure_to_record<S>(r);
+    config::to_record(o_, r);
     return r;
   }
 
@@ -291,12 +259,12 @@ class rl_trainer : public runnable<rl_trainer<S, P, R, RM, V>> {
     kl::in_reward_stats kst{};
     const double beta = kl_ctl_.value();
     if constexpr (S::kl_where == kl_placement::reward)
-      kst = kl::apply_in_reward(cpu, token_scores.view(), old_logp.view(), ref_logp.view(), m.view(), beta, klp,
+      kst = kl::apply_in_reward(be_, token_scores.view(), old_logp.view(), ref_logp.view(), m.view(), beta, klp,
                                 rewards.view());
     else {
       rewards = token_scores;
       tensor<double, 2> tmp({B, T});
-      kst = kl::apply_in_reward(cpu, token_scores.view(), old_logp.view(), ref_logp.view(), m.view(), 0.0, klp,
+      kst = kl::apply_in_reward(be_, token_scores.view(), old_logp.view(), ref_logp.view(), m.view(), 0.0, klp,
                                 tmp.view());
     }
 
@@ -308,19 +276,19 @@ class rl_trainer : public runnable<rl_trainer<S, P, R, RM, V>> {
       old_values = value_->values(b);
       rlhf::detail::require_same_shape(fn, "values", old_values.view(), "responses", b.responses.view());
       adv::gae_params gp{o_.gamma, o_.lam, o_.whiten_advantages};
-      adv::gae(cpu, rewards.view(), old_values.view(), m.view(), gp, out);
+      adv::gae(be_, rewards.view(), old_values.view(), m.view(), gp, out);
     } else {
       if constexpr (has_value) old_values = value_->values(b);
       std::vector<long long> index(static_cast<std::size_t>(B));
       for (index_t i = 0; i < B; ++i) index[static_cast<std::size_t>(i)] = i / o_.group_size;
       auto idx = tensor_view<const long long, 1>(index.data(), {B});
-      if constexpr (S::adv == advantage_estimator::grpo) adv::grpo(cpu, rewards.view(), m.view(), idx, o_.grpo, out);
+      if constexpr (S::adv == advantage_estimator::grpo) adv::grpo(be_, rewards.view(), m.view(), idx, o_.grpo, out);
       else if constexpr (S::adv == advantage_estimator::rloo)
-        adv::rloo(cpu, rewards.view(), m.view(), idx, adv::rloo_params{true}, out);
+        adv::rloo(be_, rewards.view(), m.view(), idx, adv::rloo_params{true}, out);
       else {
         adv::reinforce_pp_params rp;
         rp.gamma = o_.gamma;
-        adv::reinforce_pp(cpu, rewards.view(), m.view(), rp, out);
+        adv::reinforce_pp(be_, rewards.view(), m.view(), rp, out);
       }
       if (o_.group_size >= 2) {
         for (index_t g = 0; g < B / o_.group_size; ++g) {
@@ -453,7 +421,7 @@ class rl_trainer : public runnable<rl_trainer<S, P, R, RM, V>> {
     const index_t B = b.size();
     const index_t mbs = o_.minibatch_size > 0 ? std::min<index_t>(o_.minibatch_size, B) : B;
     ppo::actor_params ap;
-    ap.policy = o_.policy;
+    ap.policy = o_.ppo;
     ap.entropy_coef = o_.entropy_coef;
     ap.kl = kl_params::verl(S::kl);
     ap.kl_coef = S::kl_where == kl_placement::loss ? kl_ctl_.value() : 0.0;
@@ -494,7 +462,7 @@ class rl_trainer : public runnable<rl_trainer<S, P, R, RM, V>> {
           tensor<double, 2> vpred = value_->values(mb);
           tensor<double, 2> dv(vpred.shape());
           const auto mret = select_rows(returns, rows), mval = select_rows(old_values, rows);
-          const auto vr = ppo::value_loss(cpu, vpred.view(), mret.view(), mval.view(), mm.view(), o_.value, dv.view());
+          const auto vr = ppo::value_loss(be_, vpred.view(), mret.view(), mval.view(), mm.view(), o_.value, dv.view());
           value_->backward(mb, tensor_view<const double, 2>(dv.view()));
           value_->step();
           vf += vr.loss;
@@ -518,13 +486,13 @@ class rl_trainer : public runnable<rl_trainer<S, P, R, RM, V>> {
     tensor<double, 2> vpred = value_->values(b);
     tensor<double, 2> dlogp(m.shape()), dv(m.shape()), dent(m.shape());
     const bool use_h = f.has_entropy;
-    const auto res = a2c::loss(cpu, f.logp.view(), vpred.view(), advantages.view(), returns.view(),
+    const auto res = a2c::loss(be_, f.logp.view(), vpred.view(), advantages.view(), returns.view(),
                                use_h ? tensor_view<const double, 2>(f.entropy.view()) : tensor_view<const double, 2>{},
                                m.view(), o_.a2c, dlogp.view(), dv.view(), use_h ? dent.view() : tensor_view<double, 2>{});
     double kl_loss = 0;
     if constexpr (S::kl_where == kl_placement::loss) {
       rlhf::agg_params agg;
-      kl_loss = kl::loss(cpu, f.logp.view(), ref_logp.view(), m.view(), kl_ctl_.value(), kl_params::verl(S::kl), agg,
+      kl_loss = kl::loss(be_, f.logp.view(), ref_logp.view(), m.view(), kl_ctl_.value(), kl_params::verl(S::kl), agg,
                          dlogp.view(), true)
                     .loss;
     }
