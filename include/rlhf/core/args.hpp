@@ -24,4 +24,10 @@ using in_view = std::type_identity_t<tensor_view<const value_t<T>, R>>;
 template <class T, std::size_t R>
 using out_view = std::type_identity_t<tensor_view<value_t<T>, R>>;
 
+/// The same on device memory (the CUDA backend's overloads).
+template <class T, std::size_t R>
+using in_dview = std::type_identity_t<tensor_view<const value_t<T>, R, device_space>>;
+template <class T, std::size_t R>
+using out_dview = std::type_identity_t<tensor_view<value_t<T>, R, device_space>>;
+
 }  // namespace rlhf

@@ -51,6 +51,26 @@ RLHF_HD inline ppo_clip_term ppo_clip(double logp, double old_logp, double adv, 
   return ppo_clip_log_ratio(clamp(dual{logp - old_logp, 1.0}, -p.log_ratio_clamp, p.log_ratio_clamp), adv, p);
 }
 
+/// The statistics verl/OpenRLHF/TRL/SB3 log per token, by their rules.
+struct ppo_stat_rules {
+  bool ratio_outside;    ///< clipfrac = |r - 1| > max(eps_low, eps_high) (SB3), else "the clip is active" (verl)
+  int approx_kl;         ///< 0: -d (verl), 1: d^2 / 2 (TRL), 2: (e^d - 1) - d (SB3)
+  bool kl_stat_clamped;  ///< d from the clamped log ratio (verl) or the raw one
+  double clip_max;       ///< max(eps_low, eps_high)
+};
+struct ppo_token_stats {
+  double clipped, clipped_lower, kl;
+};
+RLHF_HD inline ppo_token_stats ppo_stats(const ppo_clip_term& term, double raw_log_ratio, const ppo_stat_rules& r) {
+  const double d = r.kl_stat_clamped ? term.log_ratio : raw_log_ratio;
+  ppo_token_stats s{};
+  s.clipped = r.ratio_outside ? (std::fabs(std::exp(term.log_ratio) - 1.0) > r.clip_max ? 1.0 : 0.0)
+                              : (term.clipped ? 1.0 : 0.0);
+  s.clipped_lower = term.clipped_lower ? 1.0 : 0.0;
+  s.kl = r.approx_kl == 0 ? -d : r.approx_kl == 1 ? 0.5 * d * d : (std::exp(d) - 1.0) - d;
+  return s;
+}
+
 struct value_clip_term {
   double loss, dv;
   bool clipped;  ///< the clipped branch was taken (strictly larger)

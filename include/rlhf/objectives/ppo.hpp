@@ -110,6 +110,12 @@ inline void check_policy_params(const policy_params& p, const char* fn) {
   detail::require_nonneg_param(p.stat_eps, fn, "stat_eps");
 }
 
+/// The statistics rules of the params, for math::ppo_stats (every backend).
+inline math::ppo_stat_rules stat_rules(const policy_params& p) {
+  return {p.clipfrac == clipfrac_rule::ratio_outside, static_cast<int>(p.approx_kl), p.kl_stat_clamped,
+          std::fmax(p.clip_low, p.clip_high)};
+}
+
 namespace detail {
 template <class T, class M>
 void check_policy_inputs(cpu_t tag, const char* fn, const tensor_view<T, 2>& logp,
@@ -159,6 +165,7 @@ policy_result policy_loss(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 2> old_l
   check_policy_params(p, fn);
   const index_t B = logp.extent(0), T_ = logp.extent(1);
   const math::ppo_clip_params cp{p.clip_low, p.clip_high, p.dual_clip, p.log_ratio_clamp};
+  const math::ppo_stat_rules sr = stat_rules(p);
   tensor<double, 2> loss_mat({B, T_}), dmat({B, T_}), w({B, T_});
   policy_result r{};
   double n = 0, sc = 0, scl = 0, skl = 0;
@@ -172,17 +179,10 @@ policy_result policy_loss(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 2> old_l
     const double m = static_cast<double>(mask(b, t));
     n += m;
     if (m == 0) return;
-    const double raw = lp - old;
-    const double d = p.kl_stat_clamped ? term.log_ratio : raw;
-    sc += m * (p.clipfrac == clipfrac_rule::objective_clipped
-                   ? (term.clipped ? 1.0 : 0.0)
-                   : (std::fabs(std::exp(term.log_ratio) - 1.0) > std::fmax(p.clip_low, p.clip_high) ? 1.0 : 0.0));
-    scl += m * (term.clipped_lower ? 1.0 : 0.0);
-    switch (p.approx_kl) {
-      case approx_kl_rule::neg_log_ratio: skl += m * -d; break;
-      case approx_kl_rule::half_squared: skl += m * 0.5 * d * d; break;
-      case approx_kl_rule::k3: skl += m * ((std::exp(d) - 1.0) - d); break;
-    }
+    const auto st = math::ppo_stats(term, lp - old, sr);
+    sc += m * st.clipped;
+    scl += m * st.clipped_lower;
+    skl += m * st.kl;
   });
   if (!(n > 0)) rlhf::detail::fail(error_kind::empty, fn, "response_mask", "has no valid token");
   r.loss = ops::aggregate(tag.unchecked(), loss_mat.view(), mask, p.agg, w.view());

@@ -1,0 +1,207 @@
+// rlhf++ — masked statistics on the device (ops/masked.hpp): sum, count,
+// mean, variance (two passes, as the CPU: centred on the masked mean), and
+// whitening. Reductions are CUB block sums added atomically in double.
+#pragma once
+
+#include "../../ops/masked.hpp"
+#include "common.cuh"
+
+namespace rlhf::cuda_kernels {
+
+/// acc[0] += sum m, acc[1] += sum m v (masked-out v never read into the sum).
+template <class T, class M>
+__global__ void masked_moments(in2<T> v, in2<M> mask, index_t T_, double* acc) {
+  const index_t b = blockIdx.x, t0 = static_cast<index_t>(blockIdx.y) * row_chunk;
+  const index_t t1 = t0 + row_chunk < T_ ? t0 + row_chunk : T_;
+  sums<2> s{{0.0, 0.0}};
+  for (index_t t = t0 + threadIdx.x; t < t1; t += blockDim.x) {
+    const double m = mask(b, t);
+    s.v[0] += m;
+    if (m != 0) s.v[1] += m * v(b, t);
+  }
+  block_accumulate<2>(s, acc);
+}
+
+/// With mu = acc[1] / (acc[0] + eps): acc[2] += sum m (v - mu)^2, acc[3] += sum m (v - mu).
+template <class T, class M>
+__global__ void masked_centred(in2<T> v, in2<M> mask, index_t T_, double eps, double* acc) {
+  const index_t b = blockIdx.x, t0 = static_cast<index_t>(blockIdx.y) * row_chunk;
+  const index_t t1 = t0 + row_chunk < T_ ? t0 + row_chunk : T_;
+  const double mu = acc[1] / (acc[0] + eps);
+  sums<2> s{{0.0, 0.0}};
+  for (index_t t = t0 + threadIdx.x; t < t1; t += blockDim.x) {
+    const double m = mask(b, t);
+    if (m == 0) continue;
+    const double c = v(b, t) - mu;
+    s.v[0] += m * c * c;
+    s.v[1] += m * c;
+  }
+  block_accumulate<2>(s, acc + 2);
+}
+
+/// The variance from the accumulators (the CPU's formula).
+__device__ inline double acc_variance(const double* acc, double eps, bool unbiased) {
+  const double n = acc[0], D = n + eps;
+  return acc[2] / D * (unbiased ? n / (n - 1) : 1.0);
+}
+
+/// out = (v - mu) / sqrt(var + var_eps) (+ mu unless shift_mean); out may alias v.
+template <class T, class M, class O>
+__global__ void whiten_apply(in2<T> v, in2<M> mask, out2<O> out, index_t B, index_t T_, whiten_params p,
+                             const double* acc) {
+  const double mu = acc[1] / (acc[0] + p.mean_eps);
+  const double s = 1.0 / sqrt(acc_variance(acc, p.mean_eps, p.unbiased) + p.var_eps);
+  const index_t n = B * T_;
+  for (index_t i = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<index_t>(gridDim.x) * blockDim.x) {
+    const index_t b = i / T_, t = i % T_;
+    const double w = (v(b, t) - mu) * s;
+    out.set(b, t, p.shift_mean ? w : w + mu);
+  }
+}
+
+/// d var / d v (the CPU's formula), from the accumulators.
+template <class M, class O>
+__global__ void var_grad(in2<M> mask, out2<O> out, index_t B, index_t T_, in2<O> v, double eps, bool unbiased,
+                         const double* acc) {
+  const double n = acc[0], D = n + eps, mu = acc[1] / D, sd = acc[3];
+  const double bessel = unbiased ? n / (n - 1) : 1.0;
+  const index_t N = B * T_;
+  for (index_t i = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; i < N;
+       i += static_cast<index_t>(gridDim.x) * blockDim.x) {
+    const index_t b = i / T_, t = i % T_;
+    const double m = mask(b, t);
+    const double c = m != 0 ? v(b, t) - mu : 0.0;
+    out.set(b, t, bessel / D * (2 * m * c - 2 * sd * m / D));
+  }
+}
+
+/// out = m / denom (d mean / d v), denom = acc[0] + eps.
+template <class M, class O>
+__global__ void mean_grad(in2<M> mask, out2<O> out, index_t B, index_t T_, double eps, const double* acc) {
+  const double denom = acc[0] + eps;
+  const index_t N = B * T_;
+  for (index_t i = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; i < N;
+       i += static_cast<index_t>(gridDim.x) * blockDim.x) {
+    const index_t b = i / T_, t = i % T_;
+    out.set(b, t, mask(b, t) / denom);
+  }
+}
+
+/// Launches the moments (and centred sums when `centred`) into acc[0..4) (zeroed by the caller).
+template <class T, class M>
+void launch_moments(cuda_t tag, const char* fn, in2<T> v, in2<M> mask, index_t B, index_t T_, double eps, bool centred,
+                    double* acc) {
+  masked_moments<T, M><<<grid_bt(B, T_), block_threads, 0, tag.stream>>>(v, mask, T_, acc);
+  check_launch(fn, "masked_moments");
+  if (centred) {
+    masked_centred<T, M><<<grid_bt(B, T_), block_threads, 0, tag.stream>>>(v, mask, T_, eps, acc);
+    check_launch(fn, "masked_centred");
+  }
+}
+
+/// Whitening of a device [B, T] array without a read-back (used inside the
+/// advantage estimators): acc must hold 4 zeroed doubles; returns nothing,
+/// the caller validates acc[0] >= 2 after its own read-back.
+template <class T, class M, class O>
+void whiten_async(cuda_t tag, const char* fn, in2<T> v, in2<M> mask, out2<O> out, index_t B, index_t T_,
+                  const whiten_params& p, double* acc) {
+  launch_moments(tag, fn, v, mask, B, T_, p.mean_eps, true, acc);
+  whiten_apply<T, M, O><<<grid_1d(B * T_), block_threads, 0, tag.stream>>>(v, mask, out, B, T_, p, acc);
+  check_launch(fn, "whiten_apply");
+}
+
+}  // namespace rlhf::cuda_kernels
+
+namespace rlhf::ops {
+
+template <class T, class M>
+double masked_sum(cuda_t tag, tensor_view<T, 2, device_space> v, tensor_view<M, 2, device_space> m) {
+  constexpr const char* fn = "ops::masked_sum (cuda)";
+  rlhf::detail::require_same_shape(fn, "mask", m, "values", v);
+  namespace ck = cuda_kernels;
+  ck::scratch acc(2, tag.stream, fn);
+  ck::launch_moments(tag, fn, ck::in(v), ck::in(m), v.extent(0), v.extent(1), 0.0, false, acc.data());
+  return acc.read()[1];
+}
+
+template <class M>
+double mask_count(cuda_t tag, tensor_view<M, 2, device_space> m) {
+  constexpr const char* fn = "ops::mask_count (cuda)";
+  namespace ck = cuda_kernels;
+  ck::scratch acc(2, tag.stream, fn);
+  ck::launch_moments(tag, fn, ck::in(m), ck::in(m), m.extent(0), m.extent(1), 0.0, false, acc.data());
+  return acc.read()[0];
+}
+
+template <class T, class M>
+double masked_mean(cuda_t tag, tensor_view<T, 2, device_space> values, tensor_view<M, 2, device_space> mask,
+                   double eps = 1e-8, out_dview<T, 2> dvalues = {}) {
+  constexpr const char* fn = "ops::masked_mean (cuda)";
+  rlhf::detail::require_same_shape(fn, "mask", mask, "values", values);
+  rlhf::detail::require_nonempty(fn, "values", values);
+  rlhf::detail::require_nonneg_param(eps, fn, "eps");
+  rlhf::detail::require_output(fn, "dvalues", dvalues, "values", values);
+  namespace ck = cuda_kernels;
+  const index_t B = values.extent(0), T_ = values.extent(1);
+  ck::scratch acc(2, tag.stream, fn);
+  ck::launch_moments(tag, fn, ck::in(values), ck::in(mask), B, T_, eps, false, acc.data());
+  if (!dvalues.null()) {
+    ck::mean_grad<value_t<M>, value_t<T>><<<ck::grid_1d(B * T_), ck::block_threads, 0, tag.stream>>>(
+        ck::in(mask), ck::out(dvalues), B, T_, eps, acc.data());
+    ck::check_launch(fn, "mean_grad");
+  }
+  const auto h = acc.read();
+  if (!(h[0] > 0)) rlhf::detail::fail(error_kind::empty, fn, "mask", "has no valid element");
+  return h[1] / (h[0] + eps);
+}
+
+template <class T, class M>
+masked_var_result masked_var(cuda_t tag, tensor_view<T, 2, device_space> values, tensor_view<M, 2, device_space> mask,
+                             bool unbiased = true, double eps = 1e-8, out_dview<T, 2> dvalues = {}) {
+  constexpr const char* fn = "ops::masked_var (cuda)";
+  rlhf::detail::require_same_shape(fn, "mask", mask, "values", values);
+  rlhf::detail::require_nonempty(fn, "values", values);
+  rlhf::detail::require_nonneg_param(eps, fn, "eps");
+  rlhf::detail::require_output(fn, "dvalues", dvalues, "values", values);
+  namespace ck = cuda_kernels;
+  const index_t B = values.extent(0), T_ = values.extent(1);
+  ck::scratch acc(4, tag.stream, fn);
+  ck::launch_moments(tag, fn, ck::in(values), ck::in(mask), B, T_, eps, true, acc.data());
+  if (!dvalues.null()) {
+    ck::var_grad<value_t<M>, value_t<T>><<<ck::grid_1d(B * T_), ck::block_threads, 0, tag.stream>>>(
+        ck::in(mask), ck::out(dvalues), B, T_, ck::in(values), eps, unbiased, acc.data());
+    ck::check_launch(fn, "var_grad");
+  }
+  const auto h = acc.read();
+  const double n = h[0];
+  if (!(n > 0)) rlhf::detail::fail(error_kind::empty, fn, "mask", "has no valid element");
+  if (unbiased && !(n > 1))
+    rlhf::detail::fail(error_kind::empty, fn, "mask", "has fewer than 2 valid elements: the unbiased variance is undefined");
+  const double D = n + eps;
+  return {h[2] / D * (unbiased ? n / (n - 1) : 1.0), h[1] / D};
+}
+
+template <class T, class M>
+whiten_stats masked_whiten(cuda_t tag, tensor_view<T, 2, device_space> values, tensor_view<M, 2, device_space> mask,
+                           const whiten_params& p, out_dview<T, 2> out) {
+  constexpr const char* fn = "ops::masked_whiten (cuda)";
+  rlhf::detail::require_same_shape(fn, "mask", mask, "values", values);
+  rlhf::detail::require_same_shape(fn, "out", out, "values", values);
+  rlhf::detail::require_nonempty(fn, "values", values);
+  rlhf::detail::require_nonneg_param(p.var_eps, fn, "var_eps");
+  namespace ck = cuda_kernels;
+  const index_t B = values.extent(0), T_ = values.extent(1);
+  ck::scratch acc(4, tag.stream, fn);
+  ck::whiten_async(tag, fn, ck::in(values), ck::in(mask), ck::out(out), B, T_, p, acc.data());
+  const auto h = acc.read();
+  const double n = h[0];
+  if (!(n >= 2)) rlhf::detail::fail(error_kind::empty, fn, "mask", "has fewer than 2 valid elements: cannot whiten");
+  const double D = n + p.mean_eps;
+  const double var = h[2] / D * (p.unbiased ? n / (n - 1) : 1.0);
+  if (!std::isfinite(1.0 / std::sqrt(var + p.var_eps)))
+    rlhf::detail::fail(error_kind::empty, fn, "values", "has zero variance and var_eps = 0: the whitening is undefined");
+  return {h[1] / D, var};
+}
+
+}  // namespace rlhf::ops

@@ -1,0 +1,263 @@
+// rlhf++ — the [B, T] objectives on the device: PPO policy loss, value
+// loss, entropy bonus, KL in the loss, A2C.
+//
+// Every objective is a per-token functor built from the same math/
+// functions the CPU uses (RLHF_HD), run by one engine:
+//   1. row_counts + count_totals: the mask's per-row and total counts;
+//   2. objective_pass, one fused pass over (rows x chunks of 2048 tokens):
+//      each token's loss, gradient(s) and statistics from the functor; the
+//      aggregation weight of its row (agg_row_weight, the rule the CPU uses)
+//      scales the gradient, written once; block sums (CUB) of the weighted
+//      loss and the masked statistics are added atomically;
+//   3. one read-back of a few doubles (the value and the statistics).
+// Every mode is linear in the token losses, so value = sum_b w_b sum_t m l:
+// the same number the CPU computes, up to summation order.
+// Inputs are not scanned for NaN/Inf (cuda_t); the parameter checks are
+// the CPU's; an empty mask is reported after the pass (the outputs then hold
+// zeros).
+#pragma once
+
+#include "../../objectives/a2c.hpp"
+#include "../../objectives/ppo.hpp"
+#include "common.cuh"
+#include "masked.cuh"
+
+namespace rlhf::cuda_kernels {
+
+template <int G, int K>
+struct token_out {
+  double loss = 0;
+  double grad[G > 0 ? G : 1] = {};
+  double stat[K > 0 ? K : 1] = {};
+};
+
+template <class O, int G>
+struct out_list {
+  out2<O> o[G > 0 ? G : 1];
+};
+
+template <int G, int K, class F, class M, class O>
+__global__ void objective_pass(F f, in2<M> mask, index_t T, agg_rule rule, const double* counts, const double* totals,
+                               out_list<O, G> outs, double grad_scale, bool accumulate, double* acc) {
+  const index_t b = blockIdx.x, t0 = static_cast<index_t>(blockIdx.y) * row_chunk;
+  const index_t t1 = t0 + row_chunk < T ? t0 + row_chunk : T;
+  const double w = agg_row_weight(rule, counts[b], totals[0], totals[1]);
+  sums<1 + K> s;
+#pragma unroll
+  for (int k = 0; k < 1 + K; ++k) s.v[k] = 0.0;
+  for (index_t t = t0 + threadIdx.x; t < t1; t += blockDim.x) {
+    const double m = mask(b, t);
+    const token_out<G, K> o = f(b, t);
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+      if (outs.o[g].null()) continue;
+      const double d = m != 0 ? grad_scale * w * m * o.grad[g] : 0.0;
+      outs.o[g].set(b, t, accumulate ? outs.o[g].get(b, t) + d : d);
+    }
+    if (m != 0) {
+      s.v[0] += w * m * o.loss;
+#pragma unroll
+      for (int k = 0; k < K; ++k) s.v[1 + k] += m * o.stat[k];
+    }
+  }
+  block_accumulate<1 + K>(s, acc);
+}
+
+template <int K>
+struct objective_sums {
+  double value = 0;  ///< the aggregated loss (before any outer scale)
+  double stat[K > 0 ? K : 1] = {};
+  double n = 0;      ///< valid tokens
+  double rows = 0;   ///< rows with a valid token
+};
+
+/// Runs the engine; `outs` are the gradient outputs (null ones are skipped).
+template <int G, int K, class F, class M, class O>
+objective_sums<K> run_objective(cuda_t tag, const char* fn, const F& f, in2<M> mask, index_t B, index_t T,
+                                const agg_params& p, const std::array<out2<O>, G>& outs, double grad_scale = 1.0,
+                                bool accumulate = false, const char* mask_name = "response_mask") {
+  ops::detail::check_agg_params(p, fn);
+  scratch counts(static_cast<std::size_t>(B), tag.stream, fn), acc(3 + K, tag.stream, fn);
+  row_counts<M><<<grid_bt(B, T), block_threads, 0, tag.stream>>>(mask, T, counts.data());
+  check_launch(fn, "row_counts");
+  count_totals<><<<1, block_threads, 0, tag.stream>>>(counts.data(), B, acc.data());
+  check_launch(fn, "count_totals");
+  out_list<O, G> ol{};
+  for (int g = 0; g < G; ++g) ol.o[g] = outs[static_cast<std::size_t>(g)];
+  objective_pass<G, K, F, M, O><<<grid_bt(B, T), block_threads, 0, tag.stream>>>(
+      f, mask, T, make_agg_rule(p, T), counts.data(), acc.data(), ol, grad_scale, accumulate, acc.data() + 2);
+  check_launch(fn, "objective_pass");
+  const auto h = acc.read();
+  objective_sums<K> r;
+  r.n = h[0];
+  r.rows = h[1];
+  r.value = h[2];
+  for (int k = 0; k < K; ++k) r.stat[k] = h[static_cast<std::size_t>(3 + k)];
+  if (!(agg_denominator(make_agg_rule(p, T), r.n, r.rows) > 0) || !(r.n > 0))
+    rlhf::detail::fail(error_kind::empty, fn, mask_name, "has no valid token");
+  return r;
+}
+
+// ---- per-token functors ----------------------------------------------------
+
+template <class T>
+struct ppo_policy_token {
+  in2<T> logp, old, adv, weights;
+  math::ppo_clip_params cp;
+  math::ppo_stat_rules sr;
+  __device__ token_out<1, 3> operator()(index_t b, index_t t) const {
+    const double lp = logp(b, t), o = old(b, t);
+    const auto term = math::ppo_clip(lp, o, adv(b, t), cp);
+    const double iw = weights.null() ? 1.0 : weights(b, t);
+    const auto st = math::ppo_stats(term, lp - o, sr);
+    token_out<1, 3> r;
+    r.loss = term.loss * iw;
+    r.grad[0] = term.dlogp * iw;
+    r.stat[0] = st.clipped;
+    r.stat[1] = st.clipped_lower;
+    r.stat[2] = st.kl;
+    return r;
+  }
+};
+
+template <class T>
+struct value_token {
+  in2<T> vpred, ret, old;
+  double clip;
+  bool clipped_only;
+  __device__ token_out<1, 1> operator()(index_t b, index_t t) const {
+    const auto term = math::value_clip(vpred(b, t), old(b, t), ret(b, t), clip, clipped_only);
+    token_out<1, 1> r;
+    r.loss = term.loss;
+    r.grad[0] = term.dv;
+    r.stat[0] = term.clipped ? 1.0 : 0.0;
+    return r;
+  }
+};
+
+/// loss = x (the aggregated quantity itself: entropy, a KL estimate); grad 1.
+template <class T>
+struct identity_token {
+  in2<T> x;
+  __device__ token_out<1, 0> operator()(index_t b, index_t t) const {
+    token_out<1, 0> r;
+    r.loss = x(b, t);
+    r.grad[0] = 1.0;
+    return r;
+  }
+};
+
+template <class T>
+struct kl_token_fn {
+  in2<T> logp, ref;
+  kl_params p;
+  __device__ token_out<1, 0> operator()(index_t b, index_t t) const {
+    const auto k = math::kl_token(logp(b, t), ref(b, t), p);
+    token_out<1, 0> r;
+    r.loss = k.value;
+    r.grad[0] = k.dlogp;
+    return r;
+  }
+};
+
+}  // namespace rlhf::cuda_kernels
+
+namespace rlhf::ppo {
+
+/// ppo::policy_loss on device views (same arguments and result as the CPU's).
+template <class T, class M>
+policy_result policy_loss(cuda_t tag, tensor_view<T, 2, device_space> logp, in_dview<T, 2> old_logp,
+                          in_dview<T, 2> adv, tensor_view<M, 2, device_space> mask,
+                          const policy_params& p, out_dview<T, 2> dlogp = {},
+                          in_dview<T, 2> weights = {}) {
+  constexpr const char* fn = "ppo::policy_loss (cuda)";
+  rlhf::detail::require_same_shape(fn, "old_log_prob", old_logp, "log_prob", logp);
+  rlhf::detail::require_same_shape(fn, "advantages", adv, "log_prob", logp);
+  rlhf::detail::require_same_shape(fn, "response_mask", mask, "log_prob", logp);
+  rlhf::detail::require_nonempty(fn, "log_prob", logp);
+  rlhf::detail::require_output(fn, "dlogp", dlogp, "log_prob", logp);
+  if (!weights.null()) rlhf::detail::require_same_shape(fn, "weights", weights, "log_prob", logp);
+  check_policy_params(p, fn);
+  namespace ck = cuda_kernels;
+  const ck::ppo_policy_token<value_t<T>> f{ck::in(logp), ck::in(old_logp), ck::in(adv), ck::in(weights),
+                                           {p.clip_low, p.clip_high, p.dual_clip, p.log_ratio_clamp}, stat_rules(p)};
+  const auto s = ck::run_objective<1, 3>(tag, fn, f, ck::in(mask), logp.extent(0), logp.extent(1), p.agg,
+                                         std::array<ck::out2<value_t<T>>, 1>{ck::out(dlogp)});
+  rlhf::detail::require_finite_result(s.value, fn, "log_prob",
+                                      "the ratio exp(log_prob - old_log_prob) overflows; set log_ratio_clamp");
+  policy_result r;
+  r.loss = s.value;
+  r.clipfrac = s.stat[0] / (s.n + p.stat_eps);
+  r.clipfrac_lower = s.stat[1] / (s.n + p.stat_eps);
+  r.ppo_kl = s.stat[2] / (s.n + p.stat_eps);
+  return r;
+}
+
+/// ppo::value_loss on device views.
+template <class T, class M>
+value_result value_loss(cuda_t tag, tensor_view<T, 2, device_space> vpreds, in_dview<T, 2> returns,
+                        in_dview<T, 2> old_values, tensor_view<M, 2, device_space> mask,
+                        const value_params& p, out_dview<T, 2> dvpreds = {}) {
+  constexpr const char* fn = "ppo::value_loss (cuda)";
+  rlhf::detail::require_same_shape(fn, "returns", returns, "vpreds", vpreds);
+  rlhf::detail::require_same_shape(fn, "values", old_values, "vpreds", vpreds);
+  rlhf::detail::require_same_shape(fn, "response_mask", mask, "vpreds", vpreds);
+  rlhf::detail::require_output(fn, "dvpreds", dvpreds, "vpreds", vpreds);
+  rlhf::detail::require_nonempty(fn, "vpreds", vpreds);
+  rlhf::detail::require_param(!std::isnan(p.clip) && p.clip >= 0, fn, "clip", "must be >= 0 (INFINITY = off)");
+  rlhf::detail::require_nonneg_param(p.scale, fn, "scale");
+  rlhf::detail::require_nonneg_param(p.stat_eps, fn, "stat_eps");
+  namespace ck = cuda_kernels;
+  const ck::value_token<value_t<T>> f{ck::in(vpreds), ck::in(returns), ck::in(old_values), p.clip,
+                                      p.style == value_clip_style::clipped_only};
+  const auto s = ck::run_objective<1, 1>(tag, fn, f, ck::in(mask), vpreds.extent(0), vpreds.extent(1), p.agg,
+                                         std::array<ck::out2<value_t<T>>, 1>{ck::out(dvpreds)}, p.scale);
+  value_result r;
+  r.loss = p.scale * s.value;
+  rlhf::detail::require_finite_result(r.loss, fn, "vpreds", "the squared error overflows");
+  r.clipfrac = s.stat[0] / (s.n + p.stat_eps);
+  return r;
+}
+
+/// ppo::entropy_bonus on device views.
+template <class T, class M>
+entropy_result entropy_bonus(cuda_t tag, tensor_view<T, 2, device_space> entropy, tensor_view<M, 2, device_space> mask,
+                             double coef, const agg_params& agg, out_dview<T, 2> dentropy = {},
+                             bool accumulate = false) {
+  constexpr const char* fn = "ppo::entropy_bonus (cuda)";
+  rlhf::detail::require_same_shape(fn, "response_mask", mask, "entropy", entropy);
+  rlhf::detail::require_output(fn, "dentropy", dentropy, "entropy", entropy);
+  rlhf::detail::require_finite_param(coef, fn, "entropy_coef");
+  namespace ck = cuda_kernels;
+  const auto s = ck::run_objective<1, 0>(tag, fn, ck::identity_token<value_t<T>>{ck::in(entropy)}, ck::in(mask),
+                                         entropy.extent(0), entropy.extent(1), agg,
+                                         std::array<ck::out2<value_t<T>>, 1>{ck::out(dentropy)}, -coef, accumulate,
+                                         "loss_mask");
+  return {-coef * s.value, s.value};
+}
+
+}  // namespace rlhf::ppo
+
+namespace rlhf::kl {
+
+/// kl::loss on device views: kl_coef * agg(KL); d loss / d logp into `dlogp`.
+template <class T, class M>
+in_loss_result loss(cuda_t tag, tensor_view<T, 2, device_space> logp, in_dview<T, 2> ref_logp,
+                    tensor_view<M, 2, device_space> mask, double kl_coef, const kl_params& p, const agg_params& agg,
+                    out_dview<T, 2> dlogp = {}, bool accumulate = false) {
+  constexpr const char* fn = "kl::loss (cuda)";
+  rlhf::detail::require_same_shape(fn, "ref_logp", ref_logp, "logp", logp);
+  rlhf::detail::require_same_shape(fn, "response_mask", mask, "logp", logp);
+  rlhf::detail::require_output(fn, "dlogp", dlogp, "logp", logp);
+  rlhf::detail::require_nonempty(fn, "logp", logp);
+  rlhf::detail::require_nonneg_param(kl_coef, fn, "kl_coef");
+  check_params(p, fn);
+  namespace ck = cuda_kernels;
+  const auto s = ck::run_objective<1, 0>(tag, fn, ck::kl_token_fn<value_t<T>>{ck::in(logp), ck::in(ref_logp), p},
+                                         ck::in(mask), logp.extent(0), logp.extent(1), agg,
+                                         std::array<ck::out2<value_t<T>>, 1>{ck::out(dlogp)}, kl_coef, accumulate,
+                                         "loss_mask");
+  return {kl_coef * s.value, s.value};
+}
+
+}  // namespace rlhf::kl

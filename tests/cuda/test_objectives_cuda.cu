@@ -1,0 +1,142 @@
+// The device objectives and masked statistics against the CPU backend on
+// random inputs: PPO policy loss (verl, OpenRLHF, TRL, SB3 rules; every
+// aggregation mode; IS weights), value loss, entropy bonus, KL in the loss,
+// masked mean / variance / whitening with gradients; float and double; odd
+// shapes, ragged and empty rows. Exits 77 (ctest: skipped) without a GPU.
+#include <rlhf/backend/cuda/objectives.cuh>
+
+#include "cuda_test.hpp"
+
+using namespace cuda_test;
+namespace ppo = rlhf::ppo;
+
+namespace {
+
+template <class T>
+void policy_case(const std::string& name, const ppo::policy_params& p, index_t B, index_t T_, unsigned seed,
+                 bool with_weights) {
+  const double rt = sizeof(T) == 8 ? 1e-10 : 2e-4, at = sizeof(T) == 8 ? 1e-12 : 1e-6;
+  auto lp = normal<T>(B, T_, seed, -1.0, 0.5), old = normal<T>(B, T_, seed + 1, -1.0, 0.5);
+  auto adv = normal<T>(B, T_, seed + 2), w = normal<T>(B, T_, seed + 3, 1.0, 0.1);
+  auto m = ragged_mask<T>(B, T_);
+  pair2<T> g(B, T_);
+  const auto cpu = ppo::policy_loss(rlhf::cpu, lp.hc(), old.hc(), adv.hc(), m.hc(), p, g.hv(),
+                                    with_weights ? w.hc() : rlhf::tensor_view<const T, 2>{});
+  const auto dev = ppo::policy_loss(rlhf::cuda, lp.dc(), old.dc(), adv.dc(), m.dc(), p, g.dv(),
+                                    with_weights ? w.dc() : rlhf::device_view<const T, 2>{});
+  check(name + " loss", dev.loss, cpu.loss, rt, at);
+  check(name + " clipfrac", dev.clipfrac, cpu.clipfrac, rt, at);
+  check(name + " clipfrac_lower", dev.clipfrac_lower, cpu.clipfrac_lower, rt, at);
+  check(name + " ppo_kl", dev.ppo_kl, cpu.ppo_kl, rt, at);
+  check_all(name + " dlogp", g.download(), g.h, rt, at);
+}
+
+template <class T>
+void objectives(index_t B, index_t T_, unsigned seed) {
+  const std::string tag = std::string(sizeof(T) == 8 ? "double" : "float") + " " + std::to_string(B) + "x" +
+                          std::to_string(T_) + " ";
+  using rlhf::agg_mode;
+  for (auto mode : {agg_mode::token_mean, agg_mode::token_sum, agg_mode::seq_mean_token_sum,
+                    agg_mode::seq_mean_token_mean, agg_mode::seq_mean_token_sum_norm}) {
+    policy_case<T>(tag + "verl " + rlhf::to_string(mode), ppo::policy_params::verl(mode), B, T_, seed, false);
+  }
+  policy_case<T>(tag + "openrlhf", ppo::policy_params::openrlhf(false), B, T_, seed + 10, false);
+  policy_case<T>(tag + "trl", ppo::policy_params::trl(), B, T_, seed + 20, false);
+  policy_case<T>(tag + "sb3", ppo::policy_params::sb3(), B, T_, seed + 30, false);
+  policy_case<T>(tag + "verl + IS weights", ppo::policy_params::verl(), B, T_, seed + 40, true);
+
+  const double rt = sizeof(T) == 8 ? 1e-10 : 2e-4, at = sizeof(T) == 8 ? 1e-12 : 1e-6;
+  auto m = ragged_mask<T>(B, T_);
+  {  // value loss, both clip styles
+    auto v = normal<T>(B, T_, seed + 50), r = normal<T>(B, T_, seed + 51), o = normal<T>(B, T_, seed + 52);
+    for (auto style : {ppo::value_clip_style::max_of_both, ppo::value_clip_style::clipped_only}) {
+      auto vp = ppo::value_params::verl(0.2, rlhf::agg_mode::seq_mean_token_mean);
+      vp.style = style;
+      pair2<T> g(B, T_);
+      const auto cpu = ppo::value_loss(rlhf::cpu, v.hc(), r.hc(), o.hc(), m.hc(), vp, g.hv());
+      const auto dev = ppo::value_loss(rlhf::cuda, v.dc(), r.dc(), o.dc(), m.dc(), vp, g.dv());
+      check(tag + "value loss", dev.loss, cpu.loss, rt, at);
+      check(tag + "value clipfrac", dev.clipfrac, cpu.clipfrac, rt, at);
+      check_all(tag + "value dvpreds", g.download(), g.h, rt, at);
+    }
+  }
+  {  // entropy bonus, accumulating into a gradient
+    auto h = normal<T>(B, T_, seed + 60, 2.0, 0.5);
+    pair2<T> g = normal<T>(B, T_, seed + 61);
+    std::vector<T> before = g.h;
+    rlhf::agg_params agg;
+    agg.mode = rlhf::agg_mode::token_sum;
+    const auto cpu = ppo::entropy_bonus(rlhf::cpu, h.hc(), m.hc(), 0.01, agg, g.hv(), true);
+    const auto dev = ppo::entropy_bonus(rlhf::cuda, h.dc(), m.dc(), 0.01, agg, g.dv(), true);
+    check(tag + "entropy loss", dev.loss, cpu.loss, rt, at);
+    check(tag + "entropy", dev.entropy, cpu.entropy, rt, at);
+    check_all(tag + "dentropy (accumulated)", g.download(), g.h, rt, at);
+  }
+  {  // KL in the loss, every estimator
+    auto lp = normal<T>(B, T_, seed + 70, -1.0, 0.5), ref = normal<T>(B, T_, seed + 71, -1.0, 0.5);
+    for (int e = 0; e < 4; ++e) {
+      const auto kp = rlhf::kl_params::verl(static_cast<rlhf::kl_estimator>(e));
+      pair2<T> g(B, T_);
+      rlhf::agg_params agg;
+      const auto cpu = rlhf::kl::loss(rlhf::cpu, lp.hc(), ref.hc(), m.hc(), 0.05, kp, agg, g.hv());
+      const auto dev = rlhf::kl::loss(rlhf::cuda, lp.dc(), ref.dc(), m.dc(), 0.05, kp, agg, g.dv());
+      check(tag + "kl loss " + rlhf::to_string(kp.estimator), dev.loss, cpu.loss, rt, at);
+      check_all(tag + "kl dlogp " + rlhf::to_string(kp.estimator), g.download(), g.h, rt, at);
+    }
+  }
+  {  // masked statistics
+    auto x = normal<T>(B, T_, seed + 80, 3.0, 2.0);
+    pair2<T> g(B, T_), out(B, T_);
+    check(tag + "masked_mean", rlhf::ops::masked_mean(rlhf::cuda, x.dc(), m.dc(), 1e-8, g.dv()),
+          rlhf::ops::masked_mean(rlhf::cpu, x.hc(), m.hc(), 1e-8, g.hv()), rt, at);
+    check_all(tag + "masked_mean grad", g.download(), g.h, rt, at);
+    const auto vd = rlhf::ops::masked_var(rlhf::cuda, x.dc(), m.dc(), true, 1e-8, g.dv());
+    const auto vc = rlhf::ops::masked_var(rlhf::cpu, x.hc(), m.hc(), true, 1e-8, g.hv());
+    check(tag + "masked_var", vd.var, vc.var, rt, at);
+    check(tag + "masked_var mean", vd.mean, vc.mean, rt, at);
+    check_all(tag + "masked_var grad", g.download(), g.h, rt, at);
+    for (bool shift : {true, false}) {
+      const auto wd = rlhf::ops::masked_whiten(rlhf::cuda, x.dc(), m.dc(), rlhf::whiten_params::verl(shift), out.dv());
+      const auto wc = rlhf::ops::masked_whiten(rlhf::cpu, x.hc(), m.hc(), rlhf::whiten_params::verl(shift), out.hv());
+      check(tag + "whiten var", wd.var, wc.var, rt, at);
+      check_all(tag + "whitened", out.download(), out.h, rt, at);
+    }
+  }
+  {  // the errors of the CPU: an empty mask, a bad parameter
+    pair2<T> zero(B, T_);
+    zero.upload();
+    auto lp = normal<T>(B, T_, seed + 90);
+    bool thrown = false;
+    try {
+      ppo::policy_loss(rlhf::cuda, lp.dc(), lp.dc(), lp.dc(), zero.dc(), ppo::policy_params::verl());
+    } catch (const rlhf::error& e) {
+      thrown = e.kind() == rlhf::error_kind::empty;
+    }
+    if (!thrown) {
+      std::printf("FAIL %san all-zero mask is not rlhf::error(empty)\n", tag.c_str());
+      ++failures;
+    }
+    thrown = false;
+    auto p = ppo::policy_params::verl();
+    p.clip_low = 1.5;
+    try {
+      ppo::policy_loss(rlhf::cuda, lp.dc(), lp.dc(), lp.dc(), m.dc(), p);
+    } catch (const rlhf::error& e) {
+      thrown = e.kind() == rlhf::error_kind::param;
+    }
+    if (!thrown) {
+      std::printf("FAIL %sclip_low = 1.5 is not rlhf::error(param)\n", tag.c_str());
+      ++failures;
+    }
+  }
+}
+
+}  // namespace
+
+int main() {
+  return run([] {
+    objectives<double>(5, 13, 1);
+    objectives<float>(7, 2500, 2);  // two chunks per row
+    objectives<double>(64, 4099, 3);
+  });
+}
