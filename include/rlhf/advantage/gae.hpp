@@ -77,6 +77,13 @@ struct gae_fn : estimator_tag<advantage_estimator::gae> {
                                 tensor_view<M, 2> response_mask, const gae_params& p) const {
     return impl::gae(tag, token_level_rewards, values, response_mask, p);
   }
+  /// Other backends (rlhf::cuda): found by ADL, advantage_on(tag, gae, ...)
+  /// (backend/cuda/advantage.cuh).
+  template <class Tag, class... A>
+    requires(!std::is_same_v<Tag, cpu_t>)
+  auto operator()(Tag tag, A&&... a) const -> decltype(advantage_on(tag, *this, static_cast<A&&>(a)...)) {
+    return advantage_on(tag, *this, static_cast<A&&>(a)...);
+  }
 };
 inline constexpr gae_fn gae{};
 

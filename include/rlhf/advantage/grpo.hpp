@@ -28,6 +28,20 @@ struct grpo_params {
   static constexpr grpo_params openrlhf(bool norm_by_std = true) { return {1e-9, norm_by_std}; }
 };
 
+/// The advantage of one response from its group's mean and unbiased std
+/// (every backend). A group of one has mean 0 and std 1; an all-equal group
+/// has s - mean = 0 and std = 0: its advantage is 0 (the limit), also when
+/// epsilon = 0.
+RLHF_HD inline double grpo_value(double s, double mean, double std, double n, const grpo_params& p) {
+  if (n < 2) {
+    mean = 0.0;
+    std = 1.0;
+  }
+  const double num = s - mean;
+  if (!p.norm_by_std) return num;
+  return num == 0 ? 0.0 : num / (std + p.epsilon);
+}
+
 namespace impl {
 template <class T, class M, class I>
 void grpo(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> response_mask,
@@ -39,18 +53,8 @@ void grpo(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> re
   auto s = detail::scores(token_level_rewards);
   std::vector<double> a(s.size());
   for (const auto& rows : detail::groups(index)) {
-    auto st = detail::stats(s, rows);
-    if (rows.size() == 1) st = {0.0, 1.0};
-    for (auto b : rows) {
-      if (p.norm_by_std) {
-        // An all-equal group has s - mean = 0 and std = 0: its advantage is 0
-        // (the limit), also when epsilon = 0.
-        const double num = s[b] - st.mean;
-        a[b] = num == 0 ? 0.0 : num / (st.std + p.epsilon);
-      } else {
-        a[b] = s[b] - st.mean;
-      }
-    }
+    const auto st = detail::stats(s, rows);
+    for (auto b : rows) a[b] = grpo_value(s[b], st.mean, st.std, static_cast<double>(rows.size()), p);
   }
   detail::broadcast(a, response_mask, out);
 }
@@ -63,6 +67,13 @@ struct grpo_fn : estimator_tag<advantage_estimator::grpo> {
   void operator()(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> response_mask,
                   tensor_view<I, 1> index, const grpo_params& p, outputs<value_t<T>> out) const {
     impl::grpo(tag, token_level_rewards, response_mask, index, p, out);
+  }
+  /// Other backends (rlhf::cuda): found by ADL, advantage_on(tag, grpo, ...)
+  /// (backend/cuda/advantage.cuh).
+  template <class Tag, class... A>
+    requires(!std::is_same_v<Tag, cpu_t>)
+  auto operator()(Tag tag, A&&... a) const -> decltype(advantage_on(tag, *this, static_cast<A&&>(a)...)) {
+    return advantage_on(tag, *this, static_cast<A&&>(a)...);
   }
 };
 inline constexpr grpo_fn grpo{};

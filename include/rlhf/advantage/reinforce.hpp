@@ -57,6 +57,13 @@ struct reinforce_pp_fn : estimator_tag<advantage_estimator::reinforce_pp> {
                   const reinforce_pp_params& p, outputs<value_t<T>> out) const {
     impl::reinforce_pp(tag, token_level_rewards, response_mask, p, out);
   }
+  /// Other backends (rlhf::cuda): found by ADL, advantage_on(tag, reinforce_pp, ...)
+  /// (backend/cuda/advantage.cuh).
+  template <class Tag, class... A>
+    requires(!std::is_same_v<Tag, cpu_t>)
+  auto operator()(Tag tag, A&&... a) const -> decltype(advantage_on(tag, *this, static_cast<A&&>(a)...)) {
+    return advantage_on(tag, *this, static_cast<A&&>(a)...);
+  }
 };
 inline constexpr reinforce_pp_fn reinforce_pp{};
 

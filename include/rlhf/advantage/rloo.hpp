@@ -14,6 +14,12 @@ struct rloo_params {
   bool singleton_keeps_score = true;  ///< verl "rloo": true; "rloo_vectorized": false
 };
 
+/// The leave-one-out advantage of one response (every backend).
+RLHF_HD inline double rloo_value(double s, double mean, double n, const rloo_params& p) {
+  if (n < 2) return p.singleton_keeps_score ? s : 0.0;
+  return s * n / (n - 1) - mean * n / (n - 1);
+}
+
 namespace impl {
 template <class T, class M, class I>
 void rloo(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> response_mask,
@@ -26,8 +32,7 @@ void rloo(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> re
   for (const auto& rows : detail::groups(index)) {
     const double n = static_cast<double>(rows.size());
     const auto st = detail::stats(s, rows);
-    for (auto b : rows)
-      a[b] = rows.size() == 1 ? (p.singleton_keeps_score ? s[b] : 0.0) : s[b] * n / (n - 1) - st.mean * n / (n - 1);
+    for (auto b : rows) a[b] = rloo_value(s[b], st.mean, n, p);
   }
   detail::broadcast(a, response_mask, out);
 }
@@ -40,6 +45,13 @@ struct rloo_fn : estimator_tag<advantage_estimator::rloo> {
   void operator()(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> response_mask,
                   tensor_view<I, 1> index, const rloo_params& p, outputs<value_t<T>> out) const {
     impl::rloo(tag, token_level_rewards, response_mask, index, p, out);
+  }
+  /// Other backends (rlhf::cuda): found by ADL, advantage_on(tag, rloo, ...)
+  /// (backend/cuda/advantage.cuh).
+  template <class Tag, class... A>
+    requires(!std::is_same_v<Tag, cpu_t>)
+  auto operator()(Tag tag, A&&... a) const -> decltype(advantage_on(tag, *this, static_cast<A&&>(a)...)) {
+    return advantage_on(tag, *this, static_cast<A&&>(a)...);
   }
 };
 inline constexpr rloo_fn rloo{};
