@@ -98,13 +98,14 @@ double fused_token_objective(cpu_t tag, tensor_view<T, 2> logits, tensor_view<L,
 }
 
 /// -w_i (A_i logp_i + c H_i): policy gradient with an entropy bonus, w the
-/// aggregation weight of token i (e.g. mask / number of valid tokens).
+/// aggregation weight of token i (e.g. mask / number of valid tokens). The
+/// pointers are host pointers with rlhf::cpu and device pointers with rlhf::cuda.
 template <class T>
 struct pg_entropy_objective {
   const T* advantages;
   const T* weights;
   double entropy_coef;
-  token_terms operator()(index_t i, double logp, double h) const {
+  RLHF_HD token_terms operator()(index_t i, double logp, double h) const {
     const double w = static_cast<double>(weights[i]), a = static_cast<double>(advantages[i]);
     return {-w * (a * logp + entropy_coef * h), -w * a, -w * entropy_coef};
   }
@@ -119,7 +120,7 @@ struct ppo_token_objective {
   const T* weights;
   math::ppo_clip_params clip;
   double entropy_coef = 0;
-  token_terms operator()(index_t i, double logp, double h) const {
+  RLHF_HD token_terms operator()(index_t i, double logp, double h) const {
     const double w = static_cast<double>(weights[i]);
     const auto t = math::ppo_clip(logp, static_cast<double>(old_logp[i]), static_cast<double>(advantages[i]), clip);
     return {w * (t.loss - entropy_coef * h), w * t.dlogp, -w * entropy_coef};

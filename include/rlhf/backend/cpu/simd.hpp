@@ -199,7 +199,9 @@ RLHF_ALWAYS_INLINE vec<T, W> vexp(const vec<T, W>& x_in) {
 /// Scalar exp through the same formula.
 template <class T, bool NonPositive = false>
 RLHF_ALWAYS_INLINE T sexp(T x) {
-  return vexp<T, 1, NonPositive>(vec<T, 1>{x})[0];
+  vec<T, 1> v{};  // (not vec<T, 1>{x}: nvcc's front end rejects that form)
+  v[0] = x;
+  return vexp<T, 1, NonPositive>(v)[0];
 }
 
 }  // namespace rlhf::simd

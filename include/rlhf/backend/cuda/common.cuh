@@ -107,6 +107,14 @@ __global__ void count_totals(const double* counts, index_t B, double* totals) {
   block_accumulate<2>(x, totals);
 }
 
+/// out[0] += sum of x[0..n) (one block).
+template <class = void>
+__global__ void sum_vector(const double* x, index_t n, double* out) {
+  sums<1> s{{0.0}};
+  for (index_t i = threadIdx.x; i < n; i += blockDim.x) s.v[0] += x[i];
+  block_accumulate<1>(s, out);
+}
+
 /// Device doubles zeroed on the tag's stream, read back after a synchronize.
 class scratch {
  public:
