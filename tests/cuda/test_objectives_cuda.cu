@@ -1,7 +1,7 @@
 // The device objectives and masked statistics against the CPU backend on
 // random inputs: PPO policy loss (verl, OpenRLHF, TRL, SB3 rules; every
 // aggregation mode; IS weights), value loss, entropy bonus, KL in the loss,
-// masked mean / variance / whitening with gradients; float and double; odd
+// A2C, masked mean / variance / whitening with gradients; float and double; odd
 // shapes, ragged and empty rows. Exits 77 (ctest: skipped) without a GPU.
 #include <rlhf/backend/cuda/objectives.cuh>
 
@@ -83,6 +83,31 @@ void objectives(index_t B, index_t T_, unsigned seed) {
       check(tag + "kl loss " + rlhf::to_string(kp.estimator), dev.loss, cpu.loss, rt, at);
       check_all(tag + "kl dlogp " + rlhf::to_string(kp.estimator), g.download(), g.h, rt, at);
     }
+  }
+  {  // A2C (SB3), with and without advantage normalization and an entropy input
+    auto lp = normal<T>(B, T_, seed + 100, -1.0, 0.5), v = normal<T>(B, T_, seed + 101);
+    auto a = normal<T>(B, T_, seed + 102), ret = normal<T>(B, T_, seed + 103), h = normal<T>(B, T_, seed + 104, 2.0);
+    for (bool norm : {false, true})
+      for (bool with_h : {false, true}) {
+        auto ap = rlhf::a2c::params::sb3();
+        ap.normalize_advantage = norm;
+        ap.ent_coef = 0.01;
+        pair2<T> gl(B, T_), gv(B, T_), gh(B, T_);
+        const auto cpu = rlhf::a2c::loss(rlhf::cpu, lp.hc(), v.hc(), a.hc(), ret.hc(),
+                                         with_h ? h.hc() : rlhf::tensor_view<const T, 2>{}, m.hc(), ap, gl.hv(), gv.hv(),
+                                         gh.hv());
+        const auto dev = rlhf::a2c::loss(rlhf::cuda, lp.dc(), v.dc(), a.dc(), ret.dc(),
+                                         with_h ? h.dc() : rlhf::device_view<const T, 2>{}, m.dc(), ap, gl.dv(), gv.dv(),
+                                         gh.dv());
+        const std::string n = tag + "a2c" + (norm ? " normalized" : "") + (with_h ? " entropy" : "") + " ";
+        check(n + "loss", dev.loss, cpu.loss, rt, at);
+        check(n + "policy", dev.policy_loss, cpu.policy_loss, rt, at);
+        check(n + "value", dev.value_loss, cpu.value_loss, rt, at);
+        check(n + "entropy", dev.entropy_loss, cpu.entropy_loss, rt, at);
+        check_all(n + "dlogp", gl.download(), gl.h, rt, at);
+        check_all(n + "dvalues", gv.download(), gv.h, rt, at);
+        check_all(n + "dentropy", gh.download(), gh.h, rt, at);
+      }
   }
   {  // masked statistics
     auto x = normal<T>(B, T_, seed + 80, 3.0, 2.0);

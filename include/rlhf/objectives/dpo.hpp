@@ -168,7 +168,7 @@ struct weighted {
 
 namespace detail {
 
-inline math::dual score(double x, const params& p) {
+RLHF_HD inline math::dual score(double x, const params& p) {
   switch (p.score) {
     case score_fn::identity: return {x, 1.0};
     case score_fn::log_sigmoid: return {num::log_sigmoid(x), num::sigmoid(-x)};
@@ -204,6 +204,98 @@ inline void check_params(const params& p, const char* fn) {
   rlhf::detail::require_positive_param(p.discopop_tau, fn, "discopop_tau");
 }
 
+/// The loss of one pair and its partials by the chosen and rejected
+/// log-probs, for every type but aot / aot_unpaired (every backend).
+struct pair_term {
+  double loss, dc, dr;
+};
+RLHF_HD inline pair_term pair_loss(const params& p, double c, double r, double rc, double rr, double len_c,
+                                   double len_r) {
+  const double beta = p.beta;
+  const double eps = p.label_smoothing;
+  const double rf = p.reference_free ? 0.0 : 1.0;
+  const double xc = c - rf * rc, xr = r - rf * rr;
+  const math::dual gc = score(xc, p), gr = score(xr, p);
+  // delta and its partials; the identity case keeps TRL's order of operations.
+  double delta = p.score == score_fn::identity ? (c - r) - rf * (rc - rr) : gc.v - gr.v;
+  double ddc = gc.d, ddr = -gr.d;
+  const bool norm = p.length_normalize && (p.type == loss_type::ipo || p.type == loss_type::sigmoid_norm);
+  if (norm) {
+    const double lc = (len_c > 1.0 ? len_c : 1.0), lr = (len_r > 1.0 ? len_r : 1.0);
+    delta = gc.v / lc - gr.v / lr;
+    ddc = gc.d / lc;
+    ddr = -gr.d / lr;
+  }
+  // S: the scores of the pair losses (raw log ratios, or g(x)).
+  const math::dual Sc = p.scores_in_pair_losses ? gc : math::dual{c - rc, 1.0};
+  const math::dual Sr = p.scores_in_pair_losses ? gr : math::dual{r - rr, 1.0};
+  switch (p.type) {
+    case loss_type::sigmoid:
+    case loss_type::sigmoid_norm: {
+      const auto l = math::dpo_sigmoid(beta * delta, p.smooth_sigmoid ? eps : 0.0);
+      return pair_term{l.v, l.d * beta * ddc, l.d * beta * ddr};
+    }
+    case loss_type::robust: {
+      const auto l = math::dpo_robust(beta * delta, eps);
+      return pair_term{l.v, l.d * beta * ddc, l.d * beta * ddr};
+    }
+    case loss_type::exo_pair: {
+      const auto l = math::dpo_exo(beta * delta, eps == 0 ? p.exo_zero_smoothing : eps);
+      return pair_term{l.v, l.d * beta * ddc, l.d * beta * ddr};
+    }
+    case loss_type::hinge: {
+      const auto l = math::dpo_hinge(beta * delta);
+      return pair_term{l.v, l.d * beta * ddc, l.d * beta * ddr};
+    }
+    case loss_type::ipo: {
+      const auto l = math::dpo_ipo(delta, beta);
+      return pair_term{l.v, l.d * ddc, l.d * ddr};
+    }
+    case loss_type::discopop: {
+      // TRL <= 0.28: the plain logits (c - r) - (ref_c - ref_r); TRL >= 1.0: delta.
+      const bool plain = !p.scores_in_pair_losses;
+      const double d = plain ? (c - r) - (rc - rr) : delta;
+      const auto l = math::dpo_discopop(beta * d, p.discopop_tau);
+      return pair_term{l.v, l.d * beta * (plain ? 1.0 : ddc), l.d * beta * (plain ? -1.0 : ddr)};
+    }
+    case loss_type::sppo_hard: {
+      const double ec = Sc.v - 0.5 / beta, er = Sr.v + 0.5 / beta;
+      return pair_term{ec * ec + er * er, 2 * ec * Sc.d, 2 * er * Sr.d};
+    }
+    case loss_type::nca_pair: {
+      const double zc = beta * Sc.v, zr = beta * Sr.v;
+      const double v = -num::log_sigmoid(zc) - 0.5 * num::log_sigmoid(-zc) - 0.5 * num::log_sigmoid(-zr);
+      const double dzc = -num::sigmoid(-zc) + 0.5 * num::sigmoid(zc);
+      const double dzr = 0.5 * num::sigmoid(zr);
+      return pair_term{v, dzc * beta * Sc.d, dzr * beta * Sr.d};
+    }
+    case loss_type::bco_pair: {
+      const double zc = beta * Sc.v, zr = beta * Sr.v;
+      return pair_term{-num::log_sigmoid(zc) - num::log_sigmoid(-zr), -num::sigmoid(-zc) * beta * Sc.d,
+          num::sigmoid(zr) * beta * Sr.d};
+    }
+    case loss_type::apo_zero: {
+      // TRL <= 0.28 honours reference_free here; TRL >= 1.0 uses the raw log ratios.
+      const double a = p.scores_in_pair_losses ? c - rc : xc;
+      const double b = p.scores_in_pair_losses ? r - rr : xr;
+      const double sa = num::sigmoid(beta * a), sb = num::sigmoid(beta * b);
+      return pair_term{1.0 - sa + sb, -beta * sa * (1 - sa), beta * sb * (1 - sb)};
+    }
+    case loss_type::apo_down: {
+      const double a = p.scores_in_pair_losses ? c - rc : xc;
+      const double sa = num::sigmoid(beta * a);
+      // second term: s(beta (a - b)) raw (TRL <= 0.28) or s(beta delta) (TRL >= 1.0)
+      const double d2 = p.scores_in_pair_losses ? delta : xc - xr;
+      const double d2c = p.scores_in_pair_losses ? ddc : 1.0, d2r = p.scores_in_pair_losses ? ddr : -1.0;
+      const double s2 = num::sigmoid(beta * d2);
+      return pair_term{sa + 1.0 - s2, beta * sa * (1 - sa) - beta * s2 * (1 - s2) * d2c, -beta * s2 * (1 - s2) * d2r};
+    }
+    case loss_type::aot:
+    case loss_type::aot_unpaired: break;  // sorted across pairs: accumulate() handles them
+  }
+  return pair_term{0.0, 0.0, 0.0};
+}
+
 /// Adds weight * mean(loss) of one type into losses/dc/dr (double buffers).
 inline double accumulate(const params& p, double weight, const std::vector<double>& c, const std::vector<double>& r,
                          const std::vector<double>& rc, const std::vector<double>& rr, const double* len_c,
@@ -213,7 +305,6 @@ inline double accumulate(const params& p, double weight, const std::vector<doubl
   const double inv = weight / static_cast<double>(B);
   const double beta = p.beta;
   const double eps = p.label_smoothing;
-  const double rf = p.reference_free ? 0.0 : 1.0;
   double total = 0;
   auto add = [&](std::size_t i, double v, double gc, double gr) {
     losses[i] += weight * v;
@@ -253,96 +344,8 @@ inline double accumulate(const params& p, double weight, const std::vector<doubl
   }
 
   for (std::size_t i = 0; i < B; ++i) {
-    const double xc = c[i] - rf * rc[i], xr = r[i] - rf * rr[i];
-    const math::dual gc = score(xc, p), gr = score(xr, p);
-    // delta and its partials; the identity case keeps TRL's order of operations.
-    double delta = p.score == score_fn::identity ? (c[i] - r[i]) - rf * (rc[i] - rr[i]) : gc.v - gr.v;
-    double ddc = gc.d, ddr = -gr.d;
-    const bool norm = p.length_normalize && (p.type == loss_type::ipo || p.type == loss_type::sigmoid_norm);
-    if (norm) {
-      const double lc = std::max(len_c[i], 1.0), lr = std::max(len_r[i], 1.0);
-      delta = gc.v / lc - gr.v / lr;
-      ddc = gc.d / lc;
-      ddr = -gr.d / lr;
-    }
-    // S: the scores of the pair losses (raw log ratios, or g(x)).
-    const math::dual Sc = p.scores_in_pair_losses ? gc : math::dual{c[i] - rc[i], 1.0};
-    const math::dual Sr = p.scores_in_pair_losses ? gr : math::dual{r[i] - rr[i], 1.0};
-    switch (p.type) {
-      case loss_type::sigmoid:
-      case loss_type::sigmoid_norm: {
-        const auto l = math::dpo_sigmoid(beta * delta, p.smooth_sigmoid ? eps : 0.0);
-        add(i, l.v, l.d * beta * ddc, l.d * beta * ddr);
-        break;
-      }
-      case loss_type::robust: {
-        const auto l = math::dpo_robust(beta * delta, eps);
-        add(i, l.v, l.d * beta * ddc, l.d * beta * ddr);
-        break;
-      }
-      case loss_type::exo_pair: {
-        const auto l = math::dpo_exo(beta * delta, eps == 0 ? p.exo_zero_smoothing : eps);
-        add(i, l.v, l.d * beta * ddc, l.d * beta * ddr);
-        break;
-      }
-      case loss_type::hinge: {
-        const auto l = math::dpo_hinge(beta * delta);
-        add(i, l.v, l.d * beta * ddc, l.d * beta * ddr);
-        break;
-      }
-      case loss_type::ipo: {
-        const auto l = math::dpo_ipo(delta, beta);
-        add(i, l.v, l.d * ddc, l.d * ddr);
-        break;
-      }
-      case loss_type::discopop: {
-        // TRL <= 0.28: the plain logits (c - r) - (ref_c - ref_r); TRL >= 1.0: delta.
-        const bool plain = !p.scores_in_pair_losses;
-        const double d = plain ? (c[i] - r[i]) - (rc[i] - rr[i]) : delta;
-        const auto l = math::dpo_discopop(beta * d, p.discopop_tau);
-        add(i, l.v, l.d * beta * (plain ? 1.0 : ddc), l.d * beta * (plain ? -1.0 : ddr));
-        break;
-      }
-      case loss_type::sppo_hard: {
-        const double ec = Sc.v - 0.5 / beta, er = Sr.v + 0.5 / beta;
-        add(i, ec * ec + er * er, 2 * ec * Sc.d, 2 * er * Sr.d);
-        break;
-      }
-      case loss_type::nca_pair: {
-        const double zc = beta * Sc.v, zr = beta * Sr.v;
-        const double v = -num::log_sigmoid(zc) - 0.5 * num::log_sigmoid(-zc) - 0.5 * num::log_sigmoid(-zr);
-        const double dzc = -num::sigmoid(-zc) + 0.5 * num::sigmoid(zc);
-        const double dzr = 0.5 * num::sigmoid(zr);
-        add(i, v, dzc * beta * Sc.d, dzr * beta * Sr.d);
-        break;
-      }
-      case loss_type::bco_pair: {
-        const double zc = beta * Sc.v, zr = beta * Sr.v;
-        add(i, -num::log_sigmoid(zc) - num::log_sigmoid(-zr), -num::sigmoid(-zc) * beta * Sc.d,
-            num::sigmoid(zr) * beta * Sr.d);
-        break;
-      }
-      case loss_type::apo_zero: {
-        // TRL <= 0.28 honours reference_free here; TRL >= 1.0 uses the raw log ratios.
-        const double a = p.scores_in_pair_losses ? c[i] - rc[i] : xc;
-        const double b = p.scores_in_pair_losses ? r[i] - rr[i] : xr;
-        const double sa = num::sigmoid(beta * a), sb = num::sigmoid(beta * b);
-        add(i, 1.0 - sa + sb, -beta * sa * (1 - sa), beta * sb * (1 - sb));
-        break;
-      }
-      case loss_type::apo_down: {
-        const double a = p.scores_in_pair_losses ? c[i] - rc[i] : xc;
-        const double sa = num::sigmoid(beta * a);
-        // second term: s(beta (a - b)) raw (TRL <= 0.28) or s(beta delta) (TRL >= 1.0)
-        const double d2 = p.scores_in_pair_losses ? delta : xc - xr;
-        const double d2c = p.scores_in_pair_losses ? ddc : 1.0, d2r = p.scores_in_pair_losses ? ddr : -1.0;
-        const double s2 = num::sigmoid(beta * d2);
-        add(i, sa + 1.0 - s2, beta * sa * (1 - sa) - beta * s2 * (1 - s2) * d2c, -beta * s2 * (1 - s2) * d2r);
-        break;
-      }
-      case loss_type::aot:
-      case loss_type::aot_unpaired: break;  // handled above
-    }
+    const pair_term t = pair_loss(p, c[i], r[i], rc[i], rr[i], len_c[i], len_r[i]);
+    add(i, t.loss, t.dc, t.dr);
   }
   return weight * total / static_cast<double>(B);
 }

@@ -160,7 +160,83 @@ struct kl_token_fn {
   }
 };
 
+/// A2C (SB3): stats = [A' logp, (R - V)^2, H or -logp]; grads d/dlogp,
+/// d/dvalues, d/dentropy of L = -mean(A' logp) + c_ent L_ent + c_vf s mean((R - V)^2)
+/// (the engine's token-mean weight m / n supplies the mean). `norm` (device,
+/// nullable): the moments of the advantages for normalize_advantage.
+template <class T>
+struct a2c_token {
+  in2<T> logp, values, adv, ret, entropy;
+  a2c::params p;
+  const double* norm;
+  __device__ token_out<3, 3> operator()(index_t b, index_t t) const {
+    double a = adv(b, t);
+    if (norm) {
+      const double n = norm[0], mu = norm[1] / n;
+      const double sd = sqrt(norm[2] / n * (n / (n - 1))) + p.adv_eps;
+      a = (a - mu) / sd;
+    }
+    const double lp = logp(b, t), e = ret(b, t) - values(b, t);
+    token_out<3, 3> r;
+    r.loss = 0;
+    r.stat[0] = a * lp;
+    r.stat[1] = e * e;
+    r.stat[2] = entropy.null() ? -lp : entropy(b, t);
+    r.grad[0] = -a + (entropy.null() ? p.ent_coef : 0.0);
+    r.grad[1] = p.vf_coef * p.value_scale * -2.0 * e;
+    r.grad[2] = entropy.null() ? 0.0 : -p.ent_coef;
+    return r;
+  }
+};
+
 }  // namespace rlhf::cuda_kernels
+
+namespace rlhf::a2c {
+
+/// a2c::loss on device views (the same contract as the CPU's).
+template <class T, class M>
+result loss(cuda_t tag, tensor_view<T, 2, device_space> logp, in_dview<T, 2> values, in_dview<T, 2> advantages,
+            in_dview<T, 2> returns, in_dview<T, 2> entropy, tensor_view<M, 2, device_space> mask, const params& p,
+            out_dview<T, 2> dlogp = {}, out_dview<T, 2> dvalues = {}, out_dview<T, 2> dentropy = {}) {
+  constexpr const char* fn = "a2c::loss (cuda)";
+  using rlhf::detail::require_same_shape;
+  require_same_shape(fn, "values", values, "log_prob", logp);
+  require_same_shape(fn, "advantages", advantages, "log_prob", logp);
+  require_same_shape(fn, "returns", returns, "log_prob", logp);
+  require_same_shape(fn, "mask", mask, "log_prob", logp);
+  if (!entropy.null()) require_same_shape(fn, "entropy", entropy, "log_prob", logp);
+  rlhf::detail::require_output(fn, "dlogp", dlogp, "log_prob", logp);
+  rlhf::detail::require_output(fn, "dvalues", dvalues, "log_prob", logp);
+  rlhf::detail::require_output(fn, "dentropy", dentropy, "log_prob", logp);
+  rlhf::detail::require_nonempty(fn, "log_prob", logp);
+  rlhf::detail::require_finite_param(p.ent_coef, fn, "ent_coef");
+  rlhf::detail::require_nonneg_param(p.vf_coef, fn, "vf_coef");
+  rlhf::detail::require_nonneg_param(p.adv_eps, fn, "adv_eps");
+  rlhf::detail::require_nonneg_param(p.value_scale, fn, "value_scale");
+  namespace ck = cuda_kernels;
+  const index_t B = logp.extent(0), T_ = logp.extent(1);
+  ck::scratch norm(4, tag.stream, fn);
+  if (p.normalize_advantage)
+    ck::launch_moments(tag, fn, ck::in(advantages), ck::in(mask), B, T_, 0.0, true, norm.data());
+  const ck::a2c_token<value_t<T>> f{ck::in(logp),    ck::in(values),  ck::in(advantages), ck::in(returns),
+                                    ck::in(entropy), p,               p.normalize_advantage ? norm.data() : nullptr};
+  const auto s = ck::run_objective<3, 3>(tag, fn, f, ck::in(mask), B, T_, agg_params{},
+                                         std::array<ck::out2<value_t<T>>, 3>{ck::out(dlogp), ck::out(dvalues),
+                                                                             ck::out(dentropy)},
+                                         1.0, false, "mask");
+  if (p.normalize_advantage && !(s.n > 1))
+    rlhf::detail::fail(error_kind::empty, fn, "advantages",
+                       "has a single sample: normalize_advantage needs at least 2 (std undefined)");
+  result r{};
+  r.policy_loss = -s.stat[0] / s.n;
+  r.value_loss = p.value_scale * s.stat[1] / s.n;
+  r.entropy_loss = -s.stat[2] / s.n;
+  r.loss = r.policy_loss + p.ent_coef * r.entropy_loss + p.vf_coef * r.value_loss;
+  rlhf::detail::require_finite_result(r.loss, fn, "values", "the loss overflows (extreme inputs)");
+  return r;
+}
+
+}  // namespace rlhf::a2c
 
 namespace rlhf::ppo {
 
