@@ -1,7 +1,7 @@
 // rlhf-conformance — one handler per op of shared/conformance/OPS.md.
 #pragma once
 
-#include "runner.hpp"
+#include "backend.hpp"
 
 namespace rlhf_conformance {
 
@@ -79,7 +79,7 @@ std::map<std::string, handler<T>> handlers() {
       auto lp = c.in.mat(lp_name);
       auto ref = c.in.mat(ref_name);
       auto k = c.in.out2(lp), d = c.in.out2(lp);
-      kl::estimate(cpu, lp, ref, p, k, d);
+      on_backend(c, [&](auto tag, auto& m_) { kl::estimate(tag, m_(lp), m_(ref), p, m_.out(k), m_.out(d)); });
       r.outputs["kl"] = to_nd(k);
       r.grads[lp_name] = scaled(d, c.cot_array("kl", lp.size()));
       r.grads[ref_name] = scaled(d, 0.0);
@@ -90,6 +90,7 @@ std::map<std::string, handler<T>> handlers() {
 
   auto controller = [](bool adaptive) {
     return [=](ctx<T>& c, result& r) {
+      cpu_only(c);  // a scalar recurrence on the host
       auto kl_v = c.in.vec("current_kl");
       auto n = c.in.vec("n_steps");
       rlhf::detail::require_same_shape("kl_controller", "n_steps", n, "current_kl", kl_v);
@@ -120,7 +121,7 @@ std::map<std::string, handler<T>> handlers() {
     auto mk = c.in.mat("mask");
     if (!c.has_param("axis")) {
       auto g = c.in.out2(v);
-      r.outputs["mean"] = scalar(ops::masked_mean(cpu, v, mk, 1e-8, g));
+      r.outputs["mean"] = scalar(on_backend(c, [&](auto tag, auto& m_) { return ops::masked_mean(tag, m_(v), m_(mk), 1e-8, m_.out(g)); }));
       r.grads["values"] = scaled(g, c.cot_scalar("mean"));
       return;
     }
@@ -132,6 +133,7 @@ std::map<std::string, handler<T>> handlers() {
     auto mm = last ? mk : mk.transposed();
     rlhf::detail::require_same_shape("masked_mean", "mask", mm, "values", vv);
     auto out = c.in.out1(vv.extent(0));
+    cpu_only(c);
     ops::masked_mean_rows(cpu, vv, mm, 1e-8, out);
     r.outputs["mean"] = to_nd(out);
     auto cv = c.cot_array("mean", vv.extent(0));
@@ -144,7 +146,9 @@ std::map<std::string, handler<T>> handlers() {
   m["masked_var"] = [](ctx<T>& c, result& r) {
     auto v = c.in.mat("values");
     auto g = c.in.out2(v);
-    const auto st = ops::masked_var(cpu, v, c.in.mat("mask"), c.flag_or("unbiased", true), 1e-8, g);
+    auto mk = c.in.mat("mask");
+    const bool unbiased = c.flag_or("unbiased", true);
+    const auto st = on_backend(c, [&](auto tag, auto& m_) { return ops::masked_var(tag, m_(v), m_(mk), unbiased, 1e-8, m_.out(g)); });
     r.outputs["var"] = scalar(st.var);
     r.grads["values"] = scaled(g, c.cot_scalar("var"));
   };
@@ -153,12 +157,13 @@ std::map<std::string, handler<T>> handlers() {
     auto mk = c.in.mat("mask");
     const auto p = whiten_params::verl(c.flag_or("shift_mean", true));
     auto w = c.in.out2(v);
-    ops::masked_whiten(cpu, v, mk, p, w);
+    on_backend(c, [&](auto tag, auto& m_) { ops::masked_whiten(tag, m_(v), m_(mk), p, m_.out(w)); });
     r.outputs["whitened"] = to_nd(w);
     auto cv = c.cot_array("whitened", v.size());
     auto cot = c.in.out2(v);
     for (index_t i = 0; i < cot.size(); ++i) cot.data()[i] = static_cast<T>(cv[i]);
     auto g = c.in.out2(v);
+    cpu_only(c);
     ops::masked_whiten_backward(cpu, v, mk, p, tensor_view<const T, 2>(cot), g);
     r.grads["values"] = to_nd(g);
   };
@@ -166,7 +171,8 @@ std::map<std::string, handler<T>> handlers() {
     auto lm = c.in.mat("loss_mat");
     auto g = c.in.out2(lm);
     const auto a = h::agg_from(c, parse_agg_mode(c.str("loss_agg_mode")));
-    r.outputs["loss"] = scalar(ops::aggregate(cpu, lm, c.in.mat("loss_mask"), a, g));
+    auto lmask = c.in.mat("loss_mask");
+    r.outputs["loss"] = scalar(on_backend(c, [&](auto tag, auto& m_) { return ops::aggregate(tag, m_(lm), m_(lmask), a, m_.out(g)); }));
     r.grads["loss_mat"] = scaled(g, c.cot_scalar("loss"));
   };
 
@@ -175,26 +181,31 @@ std::map<std::string, handler<T>> handlers() {
     auto z = c.in.mat("logits");
     auto labels = c.in.ints("labels");
     auto lp = c.in.out1(z.extent(0));
-    ops::logprobs_entropy(cpu, z, labels, lp);
+    ops::detail::check_logits(cpu.unchecked(), "logprobs_from_logits", z, labels, true);  // labels in range (not checked on the device)
+    on_backend(c, [&](auto tag, auto& m_) { ops::logprobs_entropy(tag, m_(z), m_(labels), m_.out(lp)); });
     r.outputs["logprobs"] = to_nd(lp);
     auto cv = c.cot_array("logprobs", z.extent(0));
     auto cot = c.in.out1(z.extent(0));
     for (index_t i = 0; i < cot.extent(0); ++i) cot(i) = static_cast<T>(cv[i]);
     auto g = c.in.out2(z);
-    ops::logprobs_entropy_backward(cpu, z, labels, tensor_view<const T, 1>(cot), {}, g);
+    on_backend(c, [&](auto tag, auto& m_) {
+      ops::logprobs_entropy_backward(tag, m_(z), m_(labels), m_(tensor_view<const T, 1>(cot)), m_(tensor_view<const T, 1>{}), m_.out(g));
+    });
     r.grads["logits"] = to_nd(g);
   };
   m["entropy_from_logits"] = [](ctx<T>& c, result& r) {
     auto z = c.in.mat("logits");
     auto h_ = c.in.out1(z.extent(0));
     tensor_view<const long long, 1> none{};
-    ops::logprobs_entropy(cpu, z, none, {}, h_);
+    on_backend(c, [&](auto tag, auto& m_) { ops::logprobs_entropy(tag, m_(z), m_(none), m_.out(tensor_view<T, 1>{}), m_.out(h_)); });
     r.outputs["entropy"] = to_nd(h_);
     auto cv = c.cot_array("entropy", z.extent(0));
     auto cot = c.in.out1(z.extent(0));
     for (index_t i = 0; i < cot.extent(0); ++i) cot(i) = static_cast<T>(cv[i]);
     auto g = c.in.out2(z);
-    ops::logprobs_entropy_backward(cpu, z, none, {}, tensor_view<const T, 1>(cot), g);
+    on_backend(c, [&](auto tag, auto& m_) {
+      ops::logprobs_entropy_backward(tag, m_(z), m_(none), m_(tensor_view<const T, 1>{}), m_(tensor_view<const T, 1>(cot)), m_.out(g));
+    });
     r.grads["logits"] = to_nd(g);
   };
 
@@ -206,8 +217,10 @@ std::map<std::string, handler<T>> handlers() {
     p.agg = h::agg_from(c, p.agg.mode);
     auto lp = c.in.mat("log_prob");
     auto g = c.in.out2(lp);
-    const auto res = ppo::policy_loss(cpu, lp, c.in.mat("old_log_prob"), c.in.mat("advantages"),
-                                      c.in.mat("response_mask"), p, g);
+    auto old = c.in.mat("old_log_prob"), adv_ = c.in.mat("advantages"), mask = c.in.mat("response_mask");
+    const auto res = on_backend(c, [&](auto tag, auto& m_) {
+      return ppo::policy_loss(tag, m_(lp), m_(old), m_(adv_), m_(mask), p, m_.out(g));
+    });
     r.outputs["pg_loss"] = scalar(res.loss);
     r.outputs["pg_clipfrac"] = scalar(res.clipfrac);
     r.outputs["ppo_kl"] = scalar(res.ppo_kl);
@@ -228,8 +241,16 @@ std::map<std::string, handler<T>> handlers() {
     v.dppo_ratio_cap = c.num_or("clip_ratio_c", 20.0);
     auto lp = c.in.mat("log_prob");
     auto g = c.in.out2(lp);
-    const auto res = ppo::policy_loss_variant(cpu, lp, c.in.mat("old_log_prob"), c.in.mat("advantages"),
-                                              c.in.mat("response_mask"), v, g);
+    auto old = c.in.mat("old_log_prob"), adv_ = c.in.mat("advantages"), mask = c.in.mat("response_mask");
+    ppo::policy_result res;
+    if (kind == ppo::policy_loss_kind::vanilla) {
+      res = on_backend(c, [&](auto tag, auto& m_) {
+        return ppo::policy_loss(tag, m_(lp), m_(old), m_(adv_), m_(mask), v.base, m_.out(g));
+      });
+    } else {
+      cpu_only(c);
+      res = ppo::policy_loss_variant(cpu, lp, old, adv_, mask, v, g);
+    }
     r.outputs["pg_loss"] = scalar(res.loss);
     r.outputs["pg_clipfrac"] = scalar(res.clipfrac);
     r.outputs["ppo_kl"] = scalar(res.ppo_kl);
@@ -265,11 +286,21 @@ std::map<std::string, handler<T>> handlers() {
         ip.low = number(th.at(0));
         ip.high = number(th.at(1));
         auto w = c.in.out2(lp);
+        cpu_only(c);
         vllm_kl = ppo::rollout_is_weights(cpu, old, rollout, mask, ip, w);
         weights = w;
       }
     }
-    const auto res = ppo::policy_loss_variant(cpu, lp, old, c.in.mat("advantages"), mask, v, g, weights);
+    auto adv_ = c.in.mat("advantages");
+    ppo::policy_result res;
+    if (v.kind == ppo::policy_loss_kind::vanilla) {
+      res = on_backend(c, [&](auto tag, auto& m_) {
+        return ppo::policy_loss(tag, m_(lp), m_(old), m_(adv_), m_(mask), v.base, m_.out(g), m_(weights));
+      });
+    } else {
+      cpu_only(c);
+      res = ppo::policy_loss_variant(cpu, lp, old, adv_, mask, v, g, weights);
+    }
     r.outputs["loss"] = scalar(res.loss);
     r.outputs["clip_ratio"] = scalar(res.clipfrac);
     r.outputs["ppo_kl"] = scalar(res.ppo_kl);
@@ -281,7 +312,10 @@ std::map<std::string, handler<T>> handlers() {
     p.agg = h::agg_from(c, p.agg.mode);
     auto v = c.in.mat("vpreds");
     auto g = c.in.out2(v);
-    const auto res = ppo::value_loss(cpu, v, c.in.mat("returns"), c.in.mat("values"), c.in.mat("response_mask"), p, g);
+    auto ret = c.in.mat("returns"), old = c.in.mat("values"), mask = c.in.mat("response_mask");
+    const auto res = on_backend(c, [&](auto tag, auto& m_) {
+      return ppo::value_loss(tag, m_(v), m_(ret), m_(old), m_(mask), p, m_.out(g));
+    });
     r.outputs["vf_loss"] = scalar(res.loss);
     r.outputs["vf_clipfrac"] = scalar(res.clipfrac);
     r.grads["vpreds"] = scaled(g, c.cot_scalar("vf_loss"));
@@ -291,8 +325,10 @@ std::map<std::string, handler<T>> handlers() {
                                                c.flag_or("token_level_loss", true));
     auto v = c.in.mat("values");
     auto g = c.in.out2(v);
-    const auto res =
-        ppo::value_loss(cpu, v, c.in.mat("returns"), c.in.mat("old_values"), c.in.mat("action_mask"), p, g);
+    auto ret = c.in.mat("returns"), old = c.in.mat("old_values"), mask = c.in.mat("action_mask");
+    const auto res = on_backend(c, [&](auto tag, auto& m_) {
+      return ppo::value_loss(tag, m_(v), m_(ret), m_(old), m_(mask), p, m_.out(g));
+    });
     r.outputs["loss"] = scalar(res.loss);
     r.grads["values"] = scaled(g, c.cot_scalar("loss"));
   };
@@ -310,8 +346,11 @@ std::map<std::string, handler<T>> handlers() {
     auto ones = c.in.out2(adv_);
     for (index_t i = 0; i < ones.size(); ++i) ones.data()[i] = T(1);
     auto glp = c.in.out2(lp), gv = c.in.out2(lp), gh = c.in.out2(lp);
-    const auto res = a2c::loss(cpu, lp, c.in.mat("values"), adv_, c.in.mat("returns"), ent,
-                               tensor_view<const T, 2>(ones), p, glp, gv, has_h ? gh : tensor_view<T, 2>{});
+    auto vals = c.in.mat("values"), ret = c.in.mat("returns");
+    const auto res = on_backend(c, [&](auto tag, auto& m_) {
+      return a2c::loss(tag, m_(lp), m_(vals), m_(adv_), m_(ret), m_(ent), m_(tensor_view<const T, 2>(ones)), p,
+                       m_.out(glp), m_.out(gv), m_.out(has_h ? gh : tensor_view<T, 2>{}));
+    });
     r.outputs["loss"] = scalar(res.loss);
     r.outputs["policy_loss"] = scalar(res.policy_loss);
     r.outputs["value_loss"] = scalar(res.value_loss);
@@ -332,7 +371,8 @@ std::map<std::string, handler<T>> handlers() {
     auto ch = c.in.vec("chosen_logps");
     const index_t B = ch.extent(0);
     dpo::outputs<T> o{c.in.out1(B), c.in.out1(B), c.in.out1(B), c.in.out1(B), c.in.out1(B)};
-    dpo::loss(cpu, ch, c.in.vec("rejected_logps"), c.in.vec("ref_chosen_logps"), c.in.vec("ref_rejected_logps"), p, o);
+    auto rj = c.in.vec("rejected_logps"), rc = c.in.vec("ref_chosen_logps"), rr = c.in.vec("ref_rejected_logps");
+    on_backend(c, [&](auto tag, auto& m_) { dpo::loss(tag, m_(ch), m_(rj), m_(rc), m_(rr), p, m_.outputs(o)); });
     r.outputs["losses"] = to_nd(o.losses);
     r.outputs["chosen_rewards"] = to_nd(o.chosen_rewards);
     r.outputs["rejected_rewards"] = to_nd(o.rejected_rewards);
@@ -343,8 +383,9 @@ std::map<std::string, handler<T>> handlers() {
     auto ch = c.in.vec("policy_chosen_logps");
     const index_t B = ch.extent(0);
     dpo::outputs<T> o{c.in.out1(B), c.in.out1(B), c.in.out1(B), c.in.out1(B), c.in.out1(B)};
-    const auto s = dpo::loss(cpu, ch, c.in.vec("policy_rejected_logps"), c.in.vec("reference_chosen_logps"),
-                             c.in.vec("reference_rejected_logps"), p, o);
+    auto rj = c.in.vec("policy_rejected_logps"), rc = c.in.vec("reference_chosen_logps"),
+         rr = c.in.vec("reference_rejected_logps");
+    const auto s = on_backend(c, [&](auto tag, auto& m_) { return dpo::loss(tag, m_(ch), m_(rj), m_(rc), m_(rr), p, m_.outputs(o)); });
     r.outputs["loss"] = scalar(s.loss);
     r.outputs["chosen_rewards"] = to_nd(o.chosen_rewards);
     r.outputs["rejected_rewards"] = to_nd(o.rejected_rewards);
@@ -384,9 +425,11 @@ std::map<std::string, handler<T>> handlers() {
         }
     }
     dpo::outputs<T> o{c.in.out1(B), c.in.out1(B), c.in.out1(B), c.in.out1(B), c.in.out1(B)};
-    const auto s = dpo::weighted_loss(cpu, ch, c.in.vec("rejected_logps"), c.in.vec("ref_chosen_logps"),
-                                      c.in.vec("ref_rejected_logps"), std::span<const dpo::weighted>(terms), o,
-                                      tensor_view<const T, 1>(lc), tensor_view<const T, 1>(lr));
+    auto rj = c.in.vec("rejected_logps"), rc = c.in.vec("ref_chosen_logps"), rr = c.in.vec("ref_rejected_logps");
+    const auto s = on_backend(c, [&](auto tag, auto& m_) {
+      return dpo::weighted_loss(tag, m_(ch), m_(rj), m_(rc), m_(rr), std::span<const dpo::weighted>(terms),
+                                m_.outputs(o), m_(tensor_view<const T, 1>(lc)), m_(tensor_view<const T, 1>(lr)));
+    });
     r.outputs["loss"] = scalar(s.loss);
     if (names.size() == 1) r.outputs["per_sequence_loss"] = to_nd(o.losses);
     r.outputs["chosen_rewards"] = to_nd(o.chosen_rewards);
@@ -400,36 +443,46 @@ std::map<std::string, handler<T>> handlers() {
       adv::gae_params p;
       p.gamma = c.num("gamma");
       p.lam = c.num("lam");
-      adv::gae(cpu, rw, c.in.mat("values"), c.in.mat("response_mask"), p, out);
+      auto vals = c.in.mat("values"), mask = c.in.mat("response_mask");
+      on_backend(c, [&](auto tag, auto& m_) { adv::gae(tag, m_(rw), m_(vals), m_(mask), p, m_.outputs(out)); });
     });
   };
   m["grpo_advantage"] = [](ctx<T>& c, result& r) {
     h::advantages(c, r, [&](auto rw, auto out) {
-      adv::grpo(cpu, rw, c.in.mat("response_mask"), c.in.ints("index"),
-                adv::grpo_params{c.num_or("epsilon", 1e-6), c.flag_or("norm_adv_by_std_in_grpo", true)}, out);
+      auto mask = c.in.mat("response_mask");
+      auto idx = c.in.ints("index");
+      const adv::grpo_params gp{c.num_or("epsilon", 1e-6), c.flag_or("norm_adv_by_std_in_grpo", true)};
+      on_backend(c, [&](auto tag, auto& m_) { adv::grpo(tag, m_(rw), m_(mask), m_(idx), gp, m_.outputs(out)); });
     });
   };
   m["grpo_passk_advantage"] = [](ctx<T>& c, result& r) {
     h::advantages(c, r, [&](auto rw, auto out) {
+      cpu_only(c);
       adv::grpo_passk(cpu, rw, c.in.mat("response_mask"), c.in.ints("index"),
                       adv::grpo_params{c.num_or("epsilon", 1e-6), c.flag_or("norm_adv_by_std_in_grpo", true)}, out);
     });
   };
   m["rloo_advantage"] = [](ctx<T>& c, result& r) {
     h::advantages(c, r, [&](auto rw, auto out) {
-      adv::rloo(cpu, rw, c.in.mat("response_mask"), c.in.ints("index"), adv::rloo_params{true}, out);
+      auto mask = c.in.mat("response_mask");
+      auto idx = c.in.ints("index");
+      on_backend(c, [&](auto tag, auto& m_) { adv::rloo(tag, m_(rw), m_(mask), m_(idx), adv::rloo_params{true}, m_.outputs(out)); });
     });
   };
   m["rloo_vectorized_advantage"] = [](ctx<T>& c, result& r) {
     h::advantages(c, r, [&](auto rw, auto out) {
-      adv::rloo(cpu, rw, c.in.mat("response_mask"), c.in.ints("index"), adv::rloo_params{false}, out);
+      auto mask = c.in.mat("response_mask");
+      auto idx = c.in.ints("index");
+      on_backend(c, [&](auto tag, auto& m_) { adv::rloo(tag, m_(rw), m_(mask), m_(idx), adv::rloo_params{false}, m_.outputs(out)); });
     });
   };
   m["opo_advantage"] = [](ctx<T>& c, result& r) {
+    cpu_only(c);
     h::advantages(c, r, [&](auto rw, auto out) { adv::opo(cpu, rw, c.in.mat("response_mask"), c.in.ints("index"), out); });
   };
   m["gpg_advantage"] = [](ctx<T>& c, result& r) {
     h::advantages(c, r, [&](auto rw, auto out) {
+      cpu_only(c);
       adv::gpg(cpu, rw, c.in.mat("response_mask"), c.in.ints("index"), adv::gpg_params{c.num_or("f_norm", 1.0)}, out);
     });
   };
@@ -437,16 +490,19 @@ std::map<std::string, handler<T>> handlers() {
     h::advantages(c, r, [&](auto rw, auto out) {
       adv::reinforce_pp_params p;
       p.gamma = c.num("gamma");
-      adv::reinforce_pp(cpu, rw, c.in.mat("response_mask"), p, out);
+      auto mask = c.in.mat("response_mask");
+      on_backend(c, [&](auto tag, auto& m_) { adv::reinforce_pp(tag, m_(rw), m_(mask), p, m_.outputs(out)); });
     });
   };
   m["reinforce_pp_baseline_advantage"] = [](ctx<T>& c, result& r) {
     h::advantages(c, r, [&](auto rw, auto out) {
+      cpu_only(c);
       adv::reinforce_pp_baseline(cpu, rw, c.in.mat("response_mask"), c.in.ints("index"), whiten_params::verl(), out);
     });
   };
   m["remax_advantage"] = [](ctx<T>& c, result& r) {
     h::advantages(c, r, [&](auto rw, auto out) {
+      cpu_only(c);
       adv::remax(cpu, rw, c.in.vec("reward_baselines"), c.in.mat("response_mask"), out);
     });
   };
