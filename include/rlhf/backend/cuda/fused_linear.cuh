@@ -84,19 +84,20 @@ namespace rlhf::ops {
 /// The fused linear objective on the device. hidden [N, H], weight [V, H]
 /// (float, double, half or bfloat16, contiguous rows), labels [N];
 /// `objective` a device functor as for fused_token_objective (global row
-/// index). dhidden [N, H] and dweight [V, H] (overwritten) are of the
-/// weights' type or float. logp / entropy [N] optional (float or double).
-template <class T, class L, class Objective, class D, class O = float>
+/// index). dhidden [N, H] and dweight [V, H] (overwritten) are each of the
+/// weights' type or, for half / bfloat16 weights, float. logp / entropy [N] optional (float or double).
+template <class T, class L, class Objective, class DX, class DW, class O = float>
 fused_linear_result fused_linear_objective(cuda_t tag, const cublas_handle& blas, tensor_view<T, 2, device_space> hidden,
                                            in_dview<T, 2> weight, tensor_view<L, 1, device_space> labels,
-                                           const Objective& objective, tensor_view<D, 2, device_space> dhidden,
-                                           tensor_view<D, 2, device_space> dweight,
+                                           const Objective& objective, tensor_view<DX, 2, device_space> dhidden,
+                                           tensor_view<DW, 2, device_space> dweight,
                                            tensor_view<O, 1, device_space> logp = {},
                                            tensor_view<O, 1, device_space> entropy = {},
                                            const fused_linear_params& p = {}) {
   constexpr const char* fn = "ops::fused_linear_objective (cuda)";
   using V_ = value_t<T>;
-  static_assert(std::is_same_v<D, V_> || (std::is_same_v<D, float> && sizeof(V_) == 2),
+  static_assert((std::is_same_v<DX, V_> || (std::is_same_v<DX, float> && sizeof(V_) == 2)) &&
+                    (std::is_same_v<DW, V_> || (std::is_same_v<DW, float> && sizeof(V_) == 2)),
                 "rlhf: dhidden / dweight are of the weights' type (or float for half / bfloat16 weights)");
   rlhf::detail::require_nonempty(fn, "hidden", hidden);
   rlhf::detail::require_nonempty(fn, "weight", weight);
@@ -130,10 +131,10 @@ fused_linear_result fused_linear_objective(cuda_t tag, const cublas_handle& blas
                        : tensor_view<O, 1, device_space>(entropy.data() + r0 * entropy.stride(0), {n}, {entropy.stride(0)}),
         p.logits);
     // dX [n, H] = dZ W  (column-major: dX^T [H, n] = W^T [H, V] dZ^T [V, n])
-    ck::gemm<V_, D>(h, fn, CUBLAS_OP_N, CUBLAS_OP_N, H, n, V, weight.data(), weight.stride(0), z.data(), V,
+    ck::gemm<V_, DX>(h, fn, CUBLAS_OP_N, CUBLAS_OP_N, H, n, V, weight.data(), weight.stride(0), z.data(), V,
                     dhidden.data() + r0 * dhidden.stride(0), dhidden.stride(0), 0.0);
     // dW [V, H] += dZ^T X  (column-major: dW^T [H, V] += X^T [H, n] op_T(dZ^T [V, n]))
-    ck::gemm<V_, D>(h, fn, CUBLAS_OP_N, CUBLAS_OP_T, H, V, n, X, hidden.stride(0), z.data(), V, dweight.data(),
+    ck::gemm<V_, DW>(h, fn, CUBLAS_OP_N, CUBLAS_OP_T, H, V, n, X, hidden.stride(0), z.data(), V, dweight.data(),
                     dweight.stride(0), r0 == 0 ? 0.0 : 1.0);
   }
   return r;
