@@ -1,9 +1,11 @@
 // The device objectives and masked statistics against the CPU backend on
 // random inputs: PPO policy loss (verl, OpenRLHF, TRL, SB3 rules; every
-// aggregation mode; IS weights), value loss, entropy bonus, KL in the loss,
+// aggregation mode; IS weights), every policy-loss variant, rollout IS
+// weights, value loss, entropy bonus, KL in the loss and in the reward,
 // A2C, masked mean / variance / whitening with gradients; float and double; odd
 // shapes, ragged and empty rows. Exits 77 (ctest: skipped) without a GPU.
 #include <rlhf/backend/cuda/objectives.cuh>
+#include <rlhf/backend/cuda/variants.cuh>
 
 #include "cuda_test.hpp"
 
@@ -109,6 +111,53 @@ void objectives(index_t B, index_t T_, unsigned seed) {
         check_all(n + "dentropy", gh.download(), gh.h, rt, at);
       }
   }
+  {  // every policy-loss variant, GSPO's full gradient (OpenRLHF), with IS weights
+    auto lp = normal<T>(B, T_, seed + 110, -1.0, 0.3), old = normal<T>(B, T_, seed + 111, -1.0, 0.3);
+    auto a = normal<T>(B, T_, seed + 112), w = normal<T>(B, T_, seed + 113, 1.0, 0.1);
+    using K = ppo::policy_loss_kind;
+    for (K k : {K::gspo, K::sapo, K::cispo, K::gpg, K::geo_mean, K::dro, K::dppo_tv, K::dppo_kl}) {
+      auto v = ppo::variant_params::verl(k, rlhf::agg_mode::token_mean);
+      if (k == K::dro) v.dro_beta = 0.1;
+      for (bool iw : {false, true}) {
+        pair2<T> g(B, T_);
+        const auto cpu = ppo::policy_loss_variant(rlhf::cpu, lp.hc(), old.hc(), a.hc(), m.hc(), v, g.hv(),
+                                                  iw ? w.hc() : rlhf::tensor_view<const T, 2>{});
+        const auto dev = ppo::policy_loss_variant(rlhf::cuda, lp.dc(), old.dc(), a.dc(), m.dc(), v, g.dv(),
+                                                  iw ? w.dc() : rlhf::device_view<const T, 2>{});
+        const std::string n = tag + "variant " + ppo::to_string(k) + (iw ? " weighted " : " ");
+        check(n + "loss", dev.loss, cpu.loss, rt, at);
+        check(n + "clipfrac", dev.clipfrac, cpu.clipfrac, rt, at);
+        check(n + "clipfrac_lower", dev.clipfrac_lower, cpu.clipfrac_lower, rt, at);
+        check(n + "ppo_kl", dev.ppo_kl, cpu.ppo_kl, rt, at);
+        check_all(n + "dlogp", g.download(), g.h, rt, at);
+      }
+    }
+    const auto gs = ppo::variant_params::openrlhf_gspo();
+    pair2<T> g(B, T_);
+    const auto cpu = ppo::policy_loss_variant(rlhf::cpu, lp.hc(), old.hc(), a.hc(), m.hc(), gs, g.hv());
+    const auto dev = ppo::policy_loss_variant(rlhf::cuda, lp.dc(), old.dc(), a.dc(), m.dc(), gs, g.dv());
+    check(tag + "gspo full loss", dev.loss, cpu.loss, rt, at);
+    check_all(tag + "gspo full dlogp", g.download(), g.h, rt, at);
+    for (auto kind : {ppo::is_correction::tis, ppo::is_correction::icepop, ppo::is_correction::seq_mask_tis}) {
+      ppo::is_params ip;
+      ip.kind = kind;
+      ip.low = 0.8;
+      ip.high = 1.25;
+      pair2<T> wt(B, T_);
+      const double kc = ppo::rollout_is_weights(rlhf::cpu, lp.hc(), old.hc(), m.hc(), ip, wt.hv());
+      const double kd = ppo::rollout_is_weights(rlhf::cuda, lp.dc(), old.dc(), m.dc(), ip, wt.dv());
+      check(tag + "is vllm_kl", kd, kc, rt, at);
+      check_all(tag + "is weights", wt.download(), wt.h, rt, at);
+    }
+    for (int e = 0; e < 4; ++e) {  // the KL penalty in the reward
+      const auto kp = rlhf::kl_params::verl(static_cast<rlhf::kl_estimator>(e));
+      pair2<T> rw(B, T_);
+      const auto sc = rlhf::kl::apply_in_reward(rlhf::cpu, a.hc(), lp.hc(), old.hc(), m.hc(), 0.1, kp, rw.hv());
+      const auto sd = rlhf::kl::apply_in_reward(rlhf::cuda, a.dc(), lp.dc(), old.dc(), m.dc(), 0.1, kp, rw.dv());
+      check(tag + "kl in reward mean_seq_kl", sd.mean_seq_kl, sc.mean_seq_kl, rt, at);
+      check_all(tag + "kl in reward rewards", rw.download(), rw.h, rt, at);
+    }
+  }
   {  // masked statistics
     auto x = normal<T>(B, T_, seed + 80, 3.0, 2.0);
     pair2<T> g(B, T_), out(B, T_);
@@ -120,11 +169,30 @@ void objectives(index_t B, index_t T_, unsigned seed) {
     check(tag + "masked_var", vd.var, vc.var, rt, at);
     check(tag + "masked_var mean", vd.mean, vc.mean, rt, at);
     check_all(tag + "masked_var grad", g.download(), g.h, rt, at);
+    auto cot = normal<T>(B, T_, seed + 81);
     for (bool shift : {true, false}) {
       const auto wd = rlhf::ops::masked_whiten(rlhf::cuda, x.dc(), m.dc(), rlhf::whiten_params::verl(shift), out.dv());
       const auto wc = rlhf::ops::masked_whiten(rlhf::cpu, x.hc(), m.hc(), rlhf::whiten_params::verl(shift), out.hv());
       check(tag + "whiten var", wd.var, wc.var, rt, at);
       check_all(tag + "whitened", out.download(), out.h, rt, at);
+      rlhf::ops::masked_whiten_backward(rlhf::cpu, x.hc(), m.hc(), rlhf::whiten_params::verl(shift), cot.hc(), g.hv());
+      rlhf::ops::masked_whiten_backward(rlhf::cuda, x.dc(), m.dc(), rlhf::whiten_params::verl(shift), cot.dc(), g.dv());
+      check_all(tag + "whiten backward", g.download(), g.h, rt, at);
+    }
+    {  // per-row means and their backward
+      std::vector<T> mh(static_cast<std::size_t>(B)), ch(static_cast<std::size_t>(B));
+      for (index_t b = 0; b < B; ++b) ch[static_cast<std::size_t>(b)] = static_cast<T>(0.5 + b);
+      rlhf::device_buffer<T> md(mh.size()), cd(ch.size());
+      cd.copy_from_host(ch.data(), ch.size());
+      rlhf::ops::masked_mean_rows(rlhf::cpu, x.hc(), m.hc(), 1e-8, rlhf::tensor_view<T, 1>(mh.data(), {B}));
+      rlhf::ops::masked_mean_rows(rlhf::cuda, x.dc(), m.dc(), 1e-8, rlhf::device_view<T, 1>(md.data(), {B}));
+      std::vector<T> got(mh.size());
+      rlhf::detail::check_cuda(cudaDeviceSynchronize(), "test", "sync");
+      md.copy_to_host(got.data(), got.size());
+      check_all(tag + "masked_mean_rows", got, mh, rt, at);
+      rlhf::ops::masked_mean_rows_backward(rlhf::cpu, m.hc(), 1e-8, rlhf::tensor_view<const T, 1>(ch.data(), {B}), g.hv());
+      rlhf::ops::masked_mean_rows_backward(rlhf::cuda, m.dc(), 1e-8, rlhf::device_view<const T, 1>(cd.data(), {B}), g.dv());
+      check_all(tag + "masked_mean_rows backward", g.download(), g.h, rt, at);
     }
   }
   {  // the errors of the CPU: an empty mask, a bad parameter

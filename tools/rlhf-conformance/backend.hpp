@@ -24,6 +24,7 @@
 #  include <rlhf/backend/cuda/kl.cuh>
 #  include <rlhf/backend/cuda/logits.cuh>
 #  include <rlhf/backend/cuda/objectives.cuh>
+#  include <rlhf/backend/cuda/variants.cuh>
 #endif
 
 namespace rlhf_conformance {

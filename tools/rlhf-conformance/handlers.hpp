@@ -133,14 +133,16 @@ std::map<std::string, handler<T>> handlers() {
     auto mm = last ? mk : mk.transposed();
     rlhf::detail::require_same_shape("masked_mean", "mask", mm, "values", vv);
     auto out = c.in.out1(vv.extent(0));
-    cpu_only(c);
-    ops::masked_mean_rows(cpu, vv, mm, 1e-8, out);
+    on_backend(c, [&](auto tag, auto& m_) { ops::masked_mean_rows(tag, m_(vv), m_(mm), 1e-8, m_.out(out)); });
     r.outputs["mean"] = to_nd(out);
     auto cv = c.cot_array("mean", vv.extent(0));
     auto cot = c.in.out1(vv.extent(0));
     for (index_t i = 0; i < cot.extent(0); ++i) cot(i) = static_cast<T>(cv[i]);
     auto g = c.in.out2(v);
-    ops::masked_mean_rows_backward(cpu, mm, 1e-8, tensor_view<const T, 1>(cot), last ? g : g.transposed());
+    auto gg = last ? g : g.transposed();
+    on_backend(c, [&](auto tag, auto& m_) {
+      ops::masked_mean_rows_backward(tag, m_(mm), 1e-8, m_(tensor_view<const T, 1>(cot)), m_.out(gg));
+    });
     r.grads["values"] = to_nd(g);
   };
   m["masked_var"] = [](ctx<T>& c, result& r) {
@@ -163,8 +165,9 @@ std::map<std::string, handler<T>> handlers() {
     auto cot = c.in.out2(v);
     for (index_t i = 0; i < cot.size(); ++i) cot.data()[i] = static_cast<T>(cv[i]);
     auto g = c.in.out2(v);
-    cpu_only(c);
-    ops::masked_whiten_backward(cpu, v, mk, p, tensor_view<const T, 2>(cot), g);
+    on_backend(c, [&](auto tag, auto& m_) {
+      ops::masked_whiten_backward(tag, m_(v), m_(mk), p, m_(tensor_view<const T, 2>(cot)), m_.out(g));
+    });
     r.grads["values"] = to_nd(g);
   };
   m["agg_loss"] = [](ctx<T>& c, result& r) {
@@ -248,8 +251,9 @@ std::map<std::string, handler<T>> handlers() {
         return ppo::policy_loss(tag, m_(lp), m_(old), m_(adv_), m_(mask), v.base, m_.out(g));
       });
     } else {
-      cpu_only(c);
-      res = ppo::policy_loss_variant(cpu, lp, old, adv_, mask, v, g);
+      res = on_backend(c, [&](auto tag, auto& m_) {
+        return ppo::policy_loss_variant(tag, m_(lp), m_(old), m_(adv_), m_(mask), v, m_.out(g));
+      });
     }
     r.outputs["pg_loss"] = scalar(res.loss);
     r.outputs["pg_clipfrac"] = scalar(res.clipfrac);
@@ -286,8 +290,9 @@ std::map<std::string, handler<T>> handlers() {
         ip.low = number(th.at(0));
         ip.high = number(th.at(1));
         auto w = c.in.out2(lp);
-        cpu_only(c);
-        vllm_kl = ppo::rollout_is_weights(cpu, old, rollout, mask, ip, w);
+        vllm_kl = on_backend(c, [&](auto tag, auto& m_) {
+          return ppo::rollout_is_weights(tag, m_(old), m_(rollout), m_(mask), ip, m_.out(w));
+        });
         weights = w;
       }
     }
@@ -298,8 +303,9 @@ std::map<std::string, handler<T>> handlers() {
         return ppo::policy_loss(tag, m_(lp), m_(old), m_(adv_), m_(mask), v.base, m_.out(g), m_(weights));
       });
     } else {
-      cpu_only(c);
-      res = ppo::policy_loss_variant(cpu, lp, old, adv_, mask, v, g, weights);
+      res = on_backend(c, [&](auto tag, auto& m_) {
+        return ppo::policy_loss_variant(tag, m_(lp), m_(old), m_(adv_), m_(mask), v, m_.out(g), m_(weights));
+      });
     }
     r.outputs["loss"] = scalar(res.loss);
     r.outputs["clip_ratio"] = scalar(res.clipfrac);
@@ -457,9 +463,10 @@ std::map<std::string, handler<T>> handlers() {
   };
   m["grpo_passk_advantage"] = [](ctx<T>& c, result& r) {
     h::advantages(c, r, [&](auto rw, auto out) {
-      cpu_only(c);
-      adv::grpo_passk(cpu, rw, c.in.mat("response_mask"), c.in.ints("index"),
-                      adv::grpo_params{c.num_or("epsilon", 1e-6), c.flag_or("norm_adv_by_std_in_grpo", true)}, out);
+      auto mask = c.in.mat("response_mask");
+      auto idx = c.in.ints("index");
+      const adv::grpo_params gp{c.num_or("epsilon", 1e-6), c.flag_or("norm_adv_by_std_in_grpo", true)};
+      on_backend(c, [&](auto tag, auto& m_) { adv::grpo_passk(tag, m_(rw), m_(mask), m_(idx), gp, m_.outputs(out)); });
     });
   };
   m["rloo_advantage"] = [](ctx<T>& c, result& r) {
@@ -477,13 +484,18 @@ std::map<std::string, handler<T>> handlers() {
     });
   };
   m["opo_advantage"] = [](ctx<T>& c, result& r) {
-    cpu_only(c);
-    h::advantages(c, r, [&](auto rw, auto out) { adv::opo(cpu, rw, c.in.mat("response_mask"), c.in.ints("index"), out); });
+    h::advantages(c, r, [&](auto rw, auto out) {
+      auto mask = c.in.mat("response_mask");
+      auto idx = c.in.ints("index");
+      on_backend(c, [&](auto tag, auto& m_) { adv::opo(tag, m_(rw), m_(mask), m_(idx), m_.outputs(out)); });
+    });
   };
   m["gpg_advantage"] = [](ctx<T>& c, result& r) {
     h::advantages(c, r, [&](auto rw, auto out) {
-      cpu_only(c);
-      adv::gpg(cpu, rw, c.in.mat("response_mask"), c.in.ints("index"), adv::gpg_params{c.num_or("f_norm", 1.0)}, out);
+      auto mask = c.in.mat("response_mask");
+      auto idx = c.in.ints("index");
+      const adv::gpg_params gp{c.num_or("f_norm", 1.0)};
+      on_backend(c, [&](auto tag, auto& m_) { adv::gpg(tag, m_(rw), m_(mask), m_(idx), gp, m_.outputs(out)); });
     });
   };
   m["reinforce_pp_advantage"] = [](ctx<T>& c, result& r) {
@@ -496,14 +508,18 @@ std::map<std::string, handler<T>> handlers() {
   };
   m["reinforce_pp_baseline_advantage"] = [](ctx<T>& c, result& r) {
     h::advantages(c, r, [&](auto rw, auto out) {
-      cpu_only(c);
-      adv::reinforce_pp_baseline(cpu, rw, c.in.mat("response_mask"), c.in.ints("index"), whiten_params::verl(), out);
+      auto mask = c.in.mat("response_mask");
+      auto idx = c.in.ints("index");
+      on_backend(c, [&](auto tag, auto& m_) {
+        adv::reinforce_pp_baseline(tag, m_(rw), m_(mask), m_(idx), whiten_params::verl(), m_.outputs(out));
+      });
     });
   };
   m["remax_advantage"] = [](ctx<T>& c, result& r) {
     h::advantages(c, r, [&](auto rw, auto out) {
-      cpu_only(c);
-      adv::remax(cpu, rw, c.in.vec("reward_baselines"), c.in.mat("response_mask"), out);
+      auto base = c.in.vec("reward_baselines");
+      auto mask = c.in.mat("response_mask");
+      on_backend(c, [&](auto tag, auto& m_) { adv::remax(tag, m_(rw), m_(base), m_(mask), m_.outputs(out)); });
     });
   };
   return m;

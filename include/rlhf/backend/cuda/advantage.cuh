@@ -9,6 +9,8 @@
 #include <map>
 
 #include "../../advantage/gae.hpp"
+#include "../../advantage/gpg.hpp"
+#include "../../advantage/opo.hpp"
 #include "../../advantage/grpo.hpp"
 #include "../../advantage/reinforce.hpp"
 #include "../../advantage/rloo.hpp"
@@ -66,6 +68,17 @@ __global__ void mask_scale(in2<M> mask, out2<O> x, index_t B, index_t T_) {
   }
 }
 
+/// out[b, t] = x[b, t].
+template <class O>
+__global__ void copy_2d(in2<O> x, out2<O> out, index_t B, index_t T_) {
+  const index_t n = B * T_;
+  for (index_t i = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<index_t>(gridDim.x) * blockDim.x) {
+    const index_t b = i / T_, t = i % T_;
+    out.set(b, t, x(b, t));
+  }
+}
+
 /// s[b] += sum_t r[b, t] (all positions, as verl), over grid_bt.
 template <class T>
 __global__ void row_scores(in2<T> r, index_t T_, double* s) {
@@ -76,35 +89,120 @@ __global__ void row_scores(in2<T> r, index_t T_, double* s) {
   block_accumulate<1>(x, s + b);
 }
 
-/// One thread per group (rows[offsets[g] .. offsets[g + 1])): mean, unbiased
-/// std, then each member's advantage by the estimator's formula.
+/// Mean and unbiased standard deviation (0 for one member) of s over a group's rows.
+__device__ inline void group_stats(const double* s, const index_t* rows, index_t n, double& mean, double& std) {
+  mean = 0;
+  for (index_t k = 0; k < n; ++k) mean += s[rows[k]];
+  mean /= static_cast<double>(n);
+  double var = 0;
+  for (index_t k = 0; k < n; ++k) var += (s[rows[k]] - mean) * (s[rows[k]] - mean);
+  std = n >= 2 ? sqrt(var / static_cast<double>(n - 1)) : 0.0;
+}
+
+/// One thread per group (rows[offsets[g] .. offsets[g + 1])): the estimator's
+/// rule writes a[b] for each member (aux: per-row extras; err: a flag the
+/// host reads back).
 template <class Rule>
-__global__ void group_advantages(const double* s, const index_t* offsets, const index_t* rows, index_t groups, Rule rule,
-                                 double* a) {
+__global__ void group_advantages(const double* s, const double* aux, const index_t* offsets, const index_t* rows,
+                                 index_t groups, Rule rule, double* a, int* err) {
   for (index_t g = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; g < groups;
-       g += static_cast<index_t>(gridDim.x) * blockDim.x) {
-    const index_t lo = offsets[g], hi = offsets[g + 1];
-    const double n = static_cast<double>(hi - lo);
-    double mean = 0;
-    for (index_t k = lo; k < hi; ++k) mean += s[rows[k]];
-    mean /= n;
-    double var = 0;
-    for (index_t k = lo; k < hi; ++k) var += (s[rows[k]] - mean) * (s[rows[k]] - mean);
-    const double std = n >= 2 ? sqrt(var / (n - 1)) : 0.0;
-    for (index_t k = lo; k < hi; ++k) a[rows[k]] = rule(s[rows[k]], mean, std, n);
-  }
+       g += static_cast<index_t>(gridDim.x) * blockDim.x)
+    rule(s, aux, rows + offsets[g], offsets[g + 1] - offsets[g], a, err);
 }
 
 struct grpo_rule {
   adv::grpo_params p;
-  __device__ double operator()(double s, double mean, double std, double n) const {
-    return adv::grpo_value(s, mean, std, n, p);
+  __device__ void operator()(const double* s, const double*, const index_t* rows, index_t n, double* a, int*) const {
+    double mean, std;
+    group_stats(s, rows, n, mean, std);
+    for (index_t k = 0; k < n; ++k) a[rows[k]] = adv::grpo_value(s[rows[k]], mean, std, static_cast<double>(n), p);
   }
 };
 struct rloo_rule {
   adv::rloo_params p;
-  __device__ double operator()(double s, double mean, double, double n) const { return adv::rloo_value(s, mean, n, p); }
+  __device__ void operator()(const double* s, const double*, const index_t* rows, index_t n, double* a, int*) const {
+    double mean, std;
+    group_stats(s, rows, n, mean, std);
+    for (index_t k = 0; k < n; ++k) a[rows[k]] = adv::rloo_value(s[rows[k]], mean, static_cast<double>(n), p);
+  }
 };
+/// OPO: the length-weighted group baseline (aux = valid tokens per row).
+struct opo_rule {
+  __device__ void operator()(const double* s, const double* len, const index_t* rows, index_t n, double* a, int* err) const {
+    double num = 0, den = 0;
+    for (index_t k = 0; k < n; ++k) {
+      num += len[rows[k]] * s[rows[k]];
+      den += len[rows[k]];
+    }
+    double base = 0;
+    if (n > 1) {
+      if (!(den > 0)) *err = 1;
+      else base = num / den;
+    }
+    for (index_t k = 0; k < n; ++k) a[rows[k]] = s[rows[k]] - base;
+  }
+};
+/// GPG: alpha (s - group mean) / f_norm; alpha = B / max(#nonzero scores, 1) from aux[0].
+struct gpg_rule {
+  double f_norm;
+  __device__ void operator()(const double* s, const double* alpha, const index_t* rows, index_t n, double* a, int*) const {
+    double mean = 0, std;
+    if (n > 1) group_stats(s, rows, n, mean, std);
+    for (index_t k = 0; k < n; ++k) a[rows[k]] = alpha[0] * (s[rows[k]] - mean) / f_norm;
+  }
+};
+/// REINFORCE++ with a group baseline: s - group mean (0 for a group of one).
+struct rpp_baseline_rule {
+  __device__ void operator()(const double* s, const double*, const index_t* rows, index_t n, double* a, int*) const {
+    double mean = 0, std;
+    if (n > 1) group_stats(s, rows, n, mean, std);
+    for (index_t k = 0; k < n; ++k) a[rows[k]] = s[rows[k]] - mean;
+  }
+};
+/// pass@k: only the best response (the first of the highest scores) gets the gap to the second best.
+struct passk_rule {
+  adv::grpo_params p;
+  __device__ void operator()(const double* s, const double*, const index_t* rows, index_t n, double* a, int*) const {
+    index_t best = 0;
+    for (index_t k = 1; k < n; ++k)
+      if (s[rows[k]] > s[rows[best]]) best = k;
+    index_t second = best == 0 ? 1 : 0;
+    for (index_t k = 0; k < n; ++k)
+      if (k != best && s[rows[k]] > s[rows[second]]) second = k;
+    double mean, std;
+    group_stats(s, rows, n, mean, std);
+    const double gap = s[rows[best]] - s[rows[second]];
+    for (index_t k = 0; k < n; ++k) a[rows[k]] = 0.0;
+    a[rows[best]] = p.norm_by_std && gap != 0 ? gap / (std + p.epsilon) : gap;
+  }
+};
+
+/// alpha = B / max(#nonzero, 1) into out[0] (one block).
+template <class = void>
+__global__ void gpg_alpha(const double* s, index_t B, double* out) {
+  sums<1> x{{0.0}};
+  for (index_t b = threadIdx.x; b < B; b += blockDim.x) x.v[0] += s[b] != 0 ? 1.0 : 0.0;
+  using reduce = cub::BlockReduce<sums<1>, block_threads>;
+  __shared__ typename reduce::TempStorage tmp;
+  const sums<1> tot = reduce(tmp).Reduce(x, sum_op<1>{});
+  if (threadIdx.x == 0) out[0] = static_cast<double>(B) / (tot.v[0] > 1.0 ? tot.v[0] : 1.0);
+}
+
+/// ReMax: returns = reverse cumulative sum of m r; advantages = returns - baseline m, one thread per row.
+template <class T, class M, class O>
+__global__ void remax_scan(in2<T> r, const T* base, index_t bs, in2<M> mask, out2<O> adv, out2<O> ret, index_t B, index_t T_) {
+  for (index_t b = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; b < B;
+       b += static_cast<index_t>(gridDim.x) * blockDim.x) {
+    double g = 0;
+    const double bl = static_cast<double>(base[b * bs]);
+    for (index_t t = T_; t-- > 0;) {
+      const double m = mask(b, t);
+      g += m != 0 ? r(b, t) * m : 0.0;
+      ret.set(b, t, g);
+      adv.set(b, t, g - bl * m);
+    }
+  }
+}
 
 /// advantages[b, t] = returns[b, t] = a[b] * mask[b, t].
 template <class M, class O>
@@ -165,27 +263,50 @@ void build_groups(const char* fn, const tensor_view<I, 1, device_space>& index, 
   rows.copy_from_host(flat.data(), flat.size());
 }
 
-/// The outcome estimators: scores, groups, per-group formula, broadcast.
-template <class T, class M, class I, class Rule>
+/// The outcome estimators: scores, groups, the per-group rule, broadcast.
+/// `prepare(s, aux)` may fill aux (B doubles) from the scores on the device
+/// before the rule runs; `min_group` is checked on the host.
+template <class T, class M, class I, class Rule, class Prepare>
 void group_estimator(cuda_t tag, const char* fn, tensor_view<T, 2, device_space> r, tensor_view<M, 2, device_space> mask,
-                     tensor_view<I, 1, device_space> index, Rule rule, const dev_outputs<value_t<T>>& out) {
+                     tensor_view<I, 1, device_space> index, Rule rule, const dev_outputs<value_t<T>>& out,
+                     Prepare&& prepare, index_t min_group = 1, const char* empty_group_message = nullptr) {
   check_rewards_dev(fn, r, mask, out);
   const index_t B = r.extent(0), T_ = r.extent(1);
   device_buffer<index_t> offsets, rows;
   index_t groups = 0;
   build_groups(fn, index, B, offsets, rows, groups);
-  scratch s(static_cast<std::size_t>(B), tag.stream, fn);
+  if (min_group > 1) {
+    std::vector<index_t> off(static_cast<std::size_t>(groups + 1));
+    offsets.copy_to_host(off.data(), off.size());
+    for (index_t g = 0; g < groups; ++g)
+      if (off[static_cast<std::size_t>(g + 1)] - off[static_cast<std::size_t>(g)] < min_group)
+        rlhf::detail::fail(error_kind::empty, fn, "index", "has a group of one response: pass@k needs at least 2 per group");
+  }
+  scratch s(static_cast<std::size_t>(B), tag.stream, fn), aux(static_cast<std::size_t>(B), tag.stream, fn);
   device_buffer<double> a(static_cast<std::size_t>(B));
+  device_buffer<int> err(1);
+  rlhf::detail::check_cuda(cudaMemsetAsync(err.data(), 0, sizeof(int), tag.stream), fn, "cudaMemsetAsync");
   row_scores<value_t<T>><<<grid_bt(B, T_), block_threads, 0, tag.stream>>>(in(r), T_, s.data());
   check_launch(fn, "row_scores");
-  group_advantages<Rule><<<grid_1d(groups), block_threads, 0, tag.stream>>>(s.data(), offsets.data(), rows.data(),
-                                                                            groups, rule, a.data());
+  prepare(s.data(), aux.data());
+  group_advantages<Rule><<<grid_1d(groups), block_threads, 0, tag.stream>>>(s.data(), aux.data(), offsets.data(),
+                                                                            rows.data(), groups, rule, a.data(), err.data());
   check_launch(fn, "group_advantages");
   broadcast_rows<value_t<M>, value_t<T>><<<grid_1d(B * T_), block_threads, 0, tag.stream>>>(
       a.data(), in(mask), out2<value_t<T>>{out.advantages.data(), out.advantages.stride(0), out.advantages.stride(1)},
       out2<value_t<T>>{out.returns.data(), out.returns.stride(0), out.returns.stride(1)}, B, T_);
   check_launch(fn, "broadcast_rows");
-  rlhf::detail::check_cuda(cudaStreamSynchronize(tag.stream), fn, "cudaStreamSynchronize");  // a, offsets, rows freed next
+  int e = 0;
+  rlhf::detail::check_cuda(cudaMemcpyAsync(&e, err.data(), sizeof(int), cudaMemcpyDeviceToHost, tag.stream), fn,
+                           "cudaMemcpyAsync (flag)");
+  rlhf::detail::check_cuda(cudaStreamSynchronize(tag.stream), fn, "cudaStreamSynchronize");
+  if (e != 0 && empty_group_message) rlhf::detail::fail(error_kind::empty, fn, "response_mask", empty_group_message);
+}
+
+template <class T, class M, class I, class Rule>
+void group_estimator(cuda_t tag, const char* fn, tensor_view<T, 2, device_space> r, tensor_view<M, 2, device_space> mask,
+                     tensor_view<I, 1, device_space> index, Rule rule, const dev_outputs<value_t<T>>& out) {
+  group_estimator(tag, fn, r, mask, index, rule, out, [](double*, double*) {});
 }
 
 }  // namespace rlhf::cuda_kernels
@@ -265,6 +386,90 @@ void advantage_on(cuda_t tag, rloo_fn, tensor_view<T, 2, device_space> token_lev
           tensor_view<I, 1, device_space> index, const rloo_params& p, const dev_outputs<value_t<T>>& out) {
   cuda_kernels::group_estimator(tag, "adv::rloo (cuda)", token_level_rewards, response_mask, index,
                                 cuda_kernels::rloo_rule{p}, out);
+}
+
+/// adv::opo on device views: the length-weighted group baseline.
+template <class T, class M, class I>
+void opo(cuda_t tag, tensor_view<T, 2, device_space> token_level_rewards, tensor_view<M, 2, device_space> response_mask,
+         tensor_view<I, 1, device_space> index, const dev_outputs<value_t<T>>& out) {
+  constexpr const char* fn = "adv::opo (cuda)";
+  namespace ck = cuda_kernels;
+  const index_t T_ = token_level_rewards.extent(1);
+  ck::group_estimator(
+      tag, fn, token_level_rewards, response_mask, index, ck::opo_rule{}, out,
+      [&](double*, double* len) {
+        ck::row_counts<value_t<M>><<<ck::grid_bt(response_mask.extent(0), T_), ck::block_threads, 0, tag.stream>>>(
+            ck::in(response_mask), T_, len);
+        ck::check_launch(fn, "row_counts");
+      },
+      1, "has a group whose responses have no valid token: the length-weighted baseline is undefined");
+}
+
+/// adv::gpg on device views.
+template <class T, class M, class I>
+void gpg(cuda_t tag, tensor_view<T, 2, device_space> token_level_rewards, tensor_view<M, 2, device_space> response_mask,
+         tensor_view<I, 1, device_space> index, const gpg_params& p, const dev_outputs<value_t<T>>& out) {
+  constexpr const char* fn = "adv::gpg (cuda)";
+  rlhf::detail::require_positive_param(p.f_norm, fn, "f_norm");
+  namespace ck = cuda_kernels;
+  const index_t B = token_level_rewards.extent(0);
+  ck::group_estimator(tag, fn, token_level_rewards, response_mask, index, ck::gpg_rule{p.f_norm}, out,
+                      [&](double* s, double* alpha) {
+                        ck::gpg_alpha<><<<1, ck::block_threads, 0, tag.stream>>>(s, B, alpha);
+                        ck::check_launch(fn, "gpg_alpha");
+                      });
+}
+
+/// adv::grpo_passk on device views.
+template <class T, class M, class I>
+void grpo_passk(cuda_t tag, tensor_view<T, 2, device_space> token_level_rewards,
+                tensor_view<M, 2, device_space> response_mask, tensor_view<I, 1, device_space> index,
+                const grpo_params& p, const dev_outputs<value_t<T>>& out) {
+  constexpr const char* fn = "adv::grpo_passk (cuda)";
+  rlhf::detail::require_nonneg_param(p.epsilon, fn, "epsilon");
+  namespace ck = cuda_kernels;
+  ck::group_estimator(tag, fn, token_level_rewards, response_mask, index, ck::passk_rule{p}, out,
+                      [](double*, double*) {}, 2);
+}
+
+/// adv::reinforce_pp_baseline on device views: group baseline, then whitening.
+template <class T, class M, class I>
+void reinforce_pp_baseline(cuda_t tag, tensor_view<T, 2, device_space> token_level_rewards,
+                           tensor_view<M, 2, device_space> response_mask, tensor_view<I, 1, device_space> index,
+                           const whiten_params& w, const dev_outputs<value_t<T>>& out) {
+  constexpr const char* fn = "adv::reinforce_pp_baseline (cuda)";
+  namespace ck = cuda_kernels;
+  using V = value_t<T>;
+  const index_t B = token_level_rewards.extent(0), T_ = token_level_rewards.extent(1);
+  // advantages = a[b] m (the tiled baseline-subtracted scores), then whitened in place, masked, copied to returns
+  ck::group_estimator(tag, fn, token_level_rewards, response_mask, index, ck::rpp_baseline_rule{}, out);
+  const auto adv = ck::out(out.advantages), ret = ck::out(out.returns);
+  ck::scratch acc(4, tag.stream, fn);
+  ck::whiten_async(tag, fn, ck::in2<V>{adv.p, adv.s0, adv.s1}, ck::in(response_mask), adv, B, T_, w, acc.data());
+  ck::mask_scale<value_t<M>, V><<<ck::grid_1d(B * T_), ck::block_threads, 0, tag.stream>>>(ck::in(response_mask), adv, B, T_);
+  ck::check_launch(fn, "mask_scale");
+  ck::copy_2d<V><<<ck::grid_1d(B * T_), ck::block_threads, 0, tag.stream>>>(ck::in2<V>{adv.p, adv.s0, adv.s1}, ret, B, T_);
+  ck::check_launch(fn, "copy_2d");
+  if (!(acc.read()[0] >= 2))
+    rlhf::detail::fail(error_kind::empty, fn, "response_mask", "has fewer than 2 valid tokens: cannot whiten");
+}
+
+/// adv::remax on device views (reward_baselines: one per response, device).
+template <class T, class M>
+void remax(cuda_t tag, tensor_view<T, 2, device_space> token_level_rewards, in_dview<T, 1> reward_baselines,
+           tensor_view<M, 2, device_space> response_mask, const dev_outputs<value_t<T>>& out) {
+  constexpr const char* fn = "adv::remax (cuda)";
+  namespace ck = cuda_kernels;
+  ck::check_rewards_dev(fn, token_level_rewards, response_mask, out);
+  rlhf::detail::require_extent(fn, "reward_baselines", reward_baselines, 0, token_level_rewards.extent(0),
+                               "one baseline per response");
+  using V = value_t<T>;
+  const index_t B = token_level_rewards.extent(0), T_ = token_level_rewards.extent(1);
+  ck::remax_scan<V, value_t<M>, V><<<ck::grid_1d(B), ck::block_threads, 0, tag.stream>>>(
+      ck::in(token_level_rewards), reward_baselines.data(), reward_baselines.stride(0), ck::in(response_mask),
+      ck::out(out.advantages), ck::out(out.returns), B, T_);
+  ck::check_launch(fn, "remax_scan");
+  rlhf::detail::check_cuda(cudaStreamSynchronize(tag.stream), fn, "cudaStreamSynchronize");
 }
 
 }  // namespace rlhf::adv

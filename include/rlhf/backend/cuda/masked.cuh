@@ -88,6 +88,70 @@ __global__ void mean_grad(in2<M> mask, out2<O> out, index_t B, index_t T_, doubl
   }
 }
 
+/// With mu from acc: acc[4] += sum cot, acc[5] += sum cot (v - mu) (every element, as the CPU).
+template <class T, class C>
+__global__ void cot_sums(in2<T> v, in2<C> cot, index_t T_, double eps, double* acc) {
+  const index_t b = blockIdx.x, t0 = static_cast<index_t>(blockIdx.y) * row_chunk;
+  const index_t t1 = t0 + row_chunk < T_ ? t0 + row_chunk : T_;
+  const double mu = acc[1] / (acc[0] + eps);
+  sums<2> s{{0.0, 0.0}};
+  for (index_t t = t0 + threadIdx.x; t < t1; t += blockDim.x) {
+    s.v[0] += cot(b, t);
+    s.v[1] += cot(b, t) * (v(b, t) - mu);
+  }
+  block_accumulate<2>(s, acc + 4);
+}
+
+/// dvalues of masked_whiten (the CPU's masked_whiten_backward formula).
+template <class T, class M, class O>
+__global__ void whiten_backward_apply(in2<T> v, in2<M> mask, in2<O> cot, out2<O> out, index_t B, index_t T_,
+                                      whiten_params p, const double* acc) {
+  const double n = acc[0], D = n + p.mean_eps, mu = acc[1] / D, sd = acc[3];
+  const double bessel = p.unbiased ? n / (n - 1) : 1.0;
+  const double var = acc[2] / D * bessel;
+  const double s = 1.0 / sqrt(var + p.var_eps), ds = -0.5 * s * s * s;
+  const double G = acc[4], Gc = acc[5];
+  const index_t N = B * T_;
+  for (index_t i = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; i < N;
+       i += static_cast<index_t>(gridDim.x) * blockDim.x) {
+    const index_t b = i / T_, t = i % T_;
+    const double m = mask(b, t);
+    const double c = m != 0 ? v(b, t) - mu : 0.0;
+    const double dvar = bessel / D * (2 * m * c - 2 * sd * m / D);
+    const double dmu = m / D;
+    double g = cot(b, t) * s - s * dmu * G + Gc * ds * dvar;
+    if (!p.shift_mean) g += G * dmu;
+    out.set(b, t, g);
+  }
+}
+
+/// rows[b] = (sum m v, sum m) of row b, over grid_bt.
+template <class T, class M>
+__global__ void row_moments(in2<T> v, in2<M> mask, index_t T_, double* rows) {
+  const index_t b = blockIdx.x, t0 = static_cast<index_t>(blockIdx.y) * row_chunk;
+  const index_t t1 = t0 + row_chunk < T_ ? t0 + row_chunk : T_;
+  sums<2> s{{0.0, 0.0}};
+  for (index_t t = t0 + threadIdx.x; t < t1; t += blockDim.x) {
+    const double m = mask(b, t);
+    s.v[1] += m;
+    if (m != 0) s.v[0] += m * v(b, t);
+  }
+  block_accumulate<2>(s, rows + 2 * b);
+}
+
+/// dvalues[b, t] = cot[b] m[b, t] / (count_b + eps).
+template <class M, class O>
+__global__ void mean_rows_grad(in2<M> mask, const O* cot, index_t cs, out2<O> out, index_t B, index_t T_, double eps,
+                               const double* counts) {
+  const index_t N = B * T_;
+  for (index_t i = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; i < N;
+       i += static_cast<index_t>(gridDim.x) * blockDim.x) {
+    const index_t b = i / T_, t = i % T_;
+    const double c = counts[b];
+    out.set(b, t, c + eps > 0 ? static_cast<double>(cot[b * cs]) * mask(b, t) / (c + eps) : 0.0);
+  }
+}
+
 /// Launches the moments (and centred sums when `centred`) into acc[0..4) (zeroed by the caller).
 template <class T, class M>
 void launch_moments(cuda_t tag, const char* fn, in2<T> v, in2<M> mask, index_t B, index_t T_, double eps, bool centred,
@@ -202,6 +266,81 @@ whiten_stats masked_whiten(cuda_t tag, tensor_view<T, 2, device_space> values, t
   if (!std::isfinite(1.0 / std::sqrt(var + p.var_eps)))
     rlhf::detail::fail(error_kind::empty, fn, "values", "has zero variance and var_eps = 0: the whitening is undefined");
   return {h[1] / D, var};
+}
+
+/// VJP of masked_mean_rows on the device.
+template <class T, class M>
+void masked_mean_rows_backward(cuda_t tag, tensor_view<M, 2, device_space> mask, double eps,
+                               tensor_view<T, 1, device_space> cot, out_dview<T, 2> dvalues) {
+  constexpr const char* fn = "ops::masked_mean_rows_backward (cuda)";
+  rlhf::detail::require_same_shape(fn, "dvalues", dvalues, "mask", mask);
+  rlhf::detail::require_extent(fn, "cot", cot, 0, mask.extent(0), "one cotangent per row");
+  namespace ck = cuda_kernels;
+  const index_t B = mask.extent(0), T_ = mask.extent(1);
+  ck::scratch counts(static_cast<std::size_t>(B), tag.stream, fn);
+  ck::row_counts<value_t<M>><<<ck::grid_bt(B, T_), ck::block_threads, 0, tag.stream>>>(ck::in(mask), T_, counts.data());
+  ck::check_launch(fn, "row_counts");
+  ck::mean_rows_grad<value_t<M>, value_t<T>><<<ck::grid_1d(B * T_), ck::block_threads, 0, tag.stream>>>(
+      ck::in(mask), cot.data(), cot.stride(0), ck::out(dvalues), B, T_, eps, counts.data());
+  ck::check_launch(fn, "mean_rows_grad");
+  rlhf::detail::check_cuda(cudaStreamSynchronize(tag.stream), fn, "cudaStreamSynchronize");
+}
+
+/// VJP of masked_whiten on the device (the CPU's formula).
+template <class T, class M>
+void masked_whiten_backward(cuda_t tag, tensor_view<T, 2, device_space> values, tensor_view<M, 2, device_space> mask,
+                            const whiten_params& p, in_dview<T, 2> cot, out_dview<T, 2> dvalues) {
+  constexpr const char* fn = "ops::masked_whiten_backward (cuda)";
+  rlhf::detail::require_same_shape(fn, "mask", mask, "values", values);
+  rlhf::detail::require_same_shape(fn, "cot", cot, "values", values);
+  rlhf::detail::require_same_shape(fn, "dvalues", dvalues, "values", values);
+  rlhf::detail::require_nonempty(fn, "values", values);
+  namespace ck = cuda_kernels;
+  using V = value_t<T>;
+  const index_t B = values.extent(0), T_ = values.extent(1);
+  ck::scratch acc(6, tag.stream, fn);
+  ck::launch_moments(tag, fn, ck::in(values), ck::in(mask), B, T_, p.mean_eps, true, acc.data());
+  ck::cot_sums<V, V><<<ck::grid_bt(B, T_), ck::block_threads, 0, tag.stream>>>(ck::in(values), ck::in(cot), T_, p.mean_eps,
+                                                                                acc.data());
+  ck::check_launch(fn, "cot_sums");
+  ck::whiten_backward_apply<V, value_t<M>, V><<<ck::grid_1d(B * T_), ck::block_threads, 0, tag.stream>>>(
+      ck::in(values), ck::in(mask), ck::in(cot), ck::out(dvalues), B, T_, p, acc.data());
+  ck::check_launch(fn, "whiten_backward_apply");
+  const auto h = acc.read();
+  if (!(h[0] > 0)) rlhf::detail::fail(error_kind::empty, fn, "mask", "has no valid element");
+  if (p.unbiased && !(h[0] > 1))
+    rlhf::detail::fail(error_kind::empty, fn, "mask", "has fewer than 2 valid elements: the unbiased variance is undefined");
+}
+
+/// Per-row masked means (out [B]) on the device; a row without a valid
+/// element gives 0 (its denominator is eps); an all-empty mask is an error.
+template <class T, class M>
+void masked_mean_rows(cuda_t tag, tensor_view<T, 2, device_space> values, tensor_view<M, 2, device_space> mask,
+                      double eps, out_dview<T, 1> out) {
+  constexpr const char* fn = "ops::masked_mean_rows (cuda)";
+  rlhf::detail::require_same_shape(fn, "mask", mask, "values", values);
+  rlhf::detail::require_nonempty(fn, "values", values);
+  rlhf::detail::require_nonneg_param(eps, fn, "eps");
+  rlhf::detail::require_extent(fn, "out", out, 0, values.extent(0), "one mean per row");
+  namespace ck = cuda_kernels;
+  const index_t B = values.extent(0), T_ = values.extent(1);
+  ck::scratch rows(static_cast<std::size_t>(2 * B), tag.stream, fn);
+  ck::row_moments<value_t<T>, value_t<M>><<<ck::grid_bt(B, T_), ck::block_threads, 0, tag.stream>>>(
+      ck::in(values), ck::in(mask), T_, rows.data());
+  ck::check_launch(fn, "row_moments");
+  const auto h = rows.read();
+  std::vector<value_t<T>> res(static_cast<std::size_t>(B));
+  double n = 0;
+  for (index_t b = 0; b < B; ++b) {
+    const double s = h[static_cast<std::size_t>(2 * b)], c = h[static_cast<std::size_t>(2 * b + 1)];
+    n += c;
+    res[static_cast<std::size_t>(b)] = static_cast<value_t<T>>(c + eps > 0 ? s / (c + eps) : 0.0);
+  }
+  if (!(n > 0)) rlhf::detail::fail(error_kind::empty, fn, "mask", "has no valid element in any row");
+  rlhf::detail::check_cuda(cudaMemcpy2D(out.data(), static_cast<std::size_t>(out.stride(0)) * sizeof(value_t<T>), res.data(),
+                                        sizeof(value_t<T>), sizeof(value_t<T>), static_cast<std::size_t>(B),
+                                        cudaMemcpyHostToDevice),
+                           fn, "cudaMemcpy2D (row means)");
 }
 
 }  // namespace rlhf::ops
