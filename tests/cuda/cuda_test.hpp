@@ -2,10 +2,14 @@
 // random inputs, tolerant comparisons, and the skip code when no GPU exists.
 #pragma once
 
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
 #include <cmath>
 #include <cstdio>
 #include <random>
 #include <rlhf/cuda.hpp>
+#include <type_traits>
 #include <string>
 #include <vector>
 
@@ -14,6 +18,41 @@ namespace cuda_test {
 using rlhf::index_t;
 
 inline int failures = 0;
+
+/// float <-> the device element types (half and bfloat16 included), on the host.
+template <class T>
+float as_float(T x) {
+  if constexpr (std::is_same_v<T, __half>) return __half2float(x);
+  else if constexpr (std::is_same_v<T, __nv_bfloat16>) return __bfloat162float(x);
+  else return static_cast<float>(x);
+}
+template <class T>
+T from_float(float x) {
+  if constexpr (std::is_same_v<T, __half>) return __float2half_rn(x);
+  else if constexpr (std::is_same_v<T, __nv_bfloat16>) return __float2bfloat16_rn(x);
+  else return static_cast<T>(x);
+}
+
+/// A 1-D array on the host and on the device.
+template <class T>
+struct pair1 {
+  std::vector<T> h;
+  rlhf::device_buffer<T> d;
+  explicit pair1(std::vector<T> x) : h(std::move(x)), d(h.size()) {
+    if (!h.empty()) d.copy_from_host(h.data(), h.size());
+  }
+  std::vector<T> read() const {
+    rlhf::detail::check_cuda(cudaDeviceSynchronize(), "test", "synchronize");
+    std::vector<T> o(h.size());
+    if (!o.empty()) d.copy_to_host(o.data(), o.size());
+    return o;
+  }
+  [[nodiscard]] index_t n() const { return static_cast<index_t>(h.size()); }
+  rlhf::tensor_view<T, 1> hv() { return {h.data(), {n()}}; }
+  rlhf::tensor_view<const T, 1> hc() const { return {h.data(), {n()}}; }
+  rlhf::device_view<T, 1> dv() const { return {d.data(), {n()}}; }
+  rlhf::device_view<const T, 1> dc() const { return {d.data(), {n()}}; }
+};
 
 /// A [B, T] array on the host and on the device.
 template <class T>

@@ -12,35 +12,23 @@ namespace dpo = rlhf::dpo;
 namespace {
 
 template <class T>
-struct vec1 {
-  std::vector<T> h;
-  rlhf::device_buffer<T> d;
-  vec1(index_t n, unsigned seed, double mu, double sd) : h(static_cast<std::size_t>(n)), d(static_cast<std::size_t>(n)) {
-    std::mt19937 g(seed);
-    std::normal_distribution<double> nd(mu, sd);
-    for (auto& x : h) x = static_cast<T>(nd(g));
-    d.copy_from_host(h.data(), h.size());
-  }
-  std::vector<T> read() const {
-    rlhf::detail::check_cuda(cudaDeviceSynchronize(), "test", "synchronize");
-    std::vector<T> o(h.size());
-    d.copy_to_host(o.data(), o.size());
-    return o;
-  }
-  rlhf::tensor_view<T, 1> hv() { return {h.data(), {static_cast<index_t>(h.size())}}; }
-  rlhf::tensor_view<const T, 1> hc() const { return {h.data(), {static_cast<index_t>(h.size())}}; }
-  rlhf::device_view<T, 1> dv() const { return {d.data(), {static_cast<index_t>(h.size())}}; }
-  rlhf::device_view<const T, 1> dc() const { return {d.data(), {static_cast<index_t>(h.size())}}; }
-};
+pair1<T> vec1(index_t n, unsigned seed, double mu, double sd) {
+  std::mt19937 g(seed);
+  std::normal_distribution<double> nd(mu, sd);
+  std::vector<T> h(static_cast<std::size_t>(n));
+  for (auto& x : h) x = static_cast<T>(nd(g));
+  return pair1<T>(std::move(h));
+}
 
 template <class T>
 void family(index_t B, unsigned seed) {
   const std::string tag = std::string(sizeof(T) == 8 ? "double " : "float ") + std::to_string(B) + " ";
   const double rt = sizeof(T) == 8 ? 1e-10 : 1e-4, at = sizeof(T) == 8 ? 1e-12 : 1e-6;
-  vec1<T> c(B, seed, -40, 5), r(B, seed + 1, -42, 5), rc(B, seed + 2, -41, 5), rr(B, seed + 3, -41, 5);
-  vec1<T> lc(B, seed + 4, 30, 5), lr(B, seed + 5, 30, 5);
+  auto c = vec1<T>(B, seed, -40, 5), r = vec1<T>(B, seed + 1, -42, 5), rc = vec1<T>(B, seed + 2, -41, 5),
+       rr = vec1<T>(B, seed + 3, -41, 5), lc = vec1<T>(B, seed + 4, 30, 5), lr = vec1<T>(B, seed + 5, 30, 5);
   auto run = [&](const std::string& name, std::span<const dpo::weighted> terms) {
-    vec1<T> l(B, 0, 0, 1), cw(B, 0, 0, 1), rw(B, 0, 0, 1), dc(B, 0, 0, 1), dr(B, 0, 0, 1);
+    auto l = vec1<T>(B, 0, 0, 1), cw = vec1<T>(B, 0, 0, 1), rw = vec1<T>(B, 0, 0, 1), dc = vec1<T>(B, 0, 0, 1),
+         dr = vec1<T>(B, 0, 0, 1);
     const auto cpu = dpo::weighted_loss(rlhf::cpu, c.hc(), r.hc(), rc.hc(), rr.hc(), terms,
                                         dpo::outputs<T>{l.hv(), cw.hv(), rw.hv(), dc.hv(), dr.hv()}, lc.hc(), lr.hc());
     const auto dev = dpo::weighted_loss(rlhf::cuda, c.dc(), r.dc(), rc.dc(), rr.dc(), terms,

@@ -14,12 +14,6 @@ namespace ops = rlhf::ops;
 
 namespace {
 
-template <class T>
-float f32(T x) {
-  if constexpr (std::is_same_v<T, __nv_bfloat16>) return __bfloat162float(x);
-  else return static_cast<float>(x);
-}
-
 /// T: device inputs; D: device gradients.
 template <class T, class D>
 void fused_linear_case(index_t N, index_t H, index_t V, index_t chunk, unsigned seed) {
@@ -32,11 +26,11 @@ void fused_linear_case(index_t N, index_t H, index_t V, index_t chunk, unsigned 
   std::vector<double> xd(x.size()), wd(w.size());
   for (std::size_t i = 0; i < x.size(); ++i) {
     x[i] = static_cast<T>(static_cast<float>(nd(g)));
-    xd[i] = f32(x[i]);
+    xd[i] = as_float(x[i]);
   }
   for (std::size_t i = 0; i < w.size(); ++i) {
     w[i] = static_cast<T>(static_cast<float>(nd(g) * 0.3));
-    wd[i] = f32(w[i]);
+    wd[i] = as_float(w[i]);
   }
   std::vector<long long> labels(static_cast<std::size_t>(N));
   for (auto& l : labels) l = static_cast<long long>(g() % static_cast<unsigned>(V));
@@ -96,9 +90,9 @@ void fused_linear_case(index_t N, index_t H, index_t V, index_t chunk, unsigned 
     double scale = 0;
     for (double v : want) scale = std::fmax(scale, std::fabs(v));
     for (std::size_t i = 0; i < want.size(); ++i)
-      if (!near(f32(got[i]), want[i], 0, rt * scale + 1e-12)) {
+      if (!near(as_float(got[i]), want[i], 0, rt * scale + 1e-12)) {
         std::printf("FAIL %s%s[%zu]: device %.9g reference %.9g (scale %.3g)\n", tag.c_str(), name, i,
-                    static_cast<double>(f32(got[i])), want[i], scale);
+                    static_cast<double>(as_float(got[i])), want[i], scale);
         ++failures;
         return;
       }

@@ -15,31 +15,6 @@ namespace ops = rlhf::ops;
 
 namespace {
 
-template <class T>
-float as_float(T x) {
-  if constexpr (std::is_same_v<T, __half>) return __half2float(x);
-  else if constexpr (std::is_same_v<T, __nv_bfloat16>) return __bfloat162float(x);
-  else return static_cast<float>(x);
-}
-template <class T>
-T from_float(float x) {
-  if constexpr (std::is_same_v<T, __half>) return __float2half_rn(x);
-  else if constexpr (std::is_same_v<T, __nv_bfloat16>) return __float2bfloat16_rn(x);
-  else return static_cast<T>(x);
-}
-
-template <class D>
-struct dev_vec {
-  std::vector<D> h;
-  rlhf::device_buffer<D> d;
-  explicit dev_vec(std::vector<D> x) : h(std::move(x)), d(h.size()) { d.copy_from_host(h.data(), h.size()); }
-  std::vector<D> read() const {
-    rlhf::detail::check_cuda(cudaDeviceSynchronize(), "test", "synchronize");
-    std::vector<D> o(h.size());
-    d.copy_to_host(o.data(), o.size());
-    return o;
-  }
-};
 
 /// T: the device logits type; R: the CPU reference type (double for double, float otherwise).
 template <class T>
@@ -68,8 +43,8 @@ void logits_case(index_t N, index_t V, index_t pad, unsigned seed, double tau) {
   }
   std::vector<long long> labels(static_cast<std::size_t>(N));
   for (auto& l : labels) l = static_cast<long long>(g() % static_cast<unsigned>(V));
-  dev_vec<T> dx(x);
-  dev_vec<long long> dl(labels);
+  pair1<T> dx(x);
+  pair1<long long> dl(labels);
   const rlhf::tensor_view<const R, 2> hx(xr.data(), {N, V}, {S, 1});
   const rlhf::tensor_view<const long long, 1> hl(labels.data(), {N});
   const rlhf::device_view<const T, 2> vx(dx.d.data(), {N, V}, {S, 1});
@@ -81,7 +56,7 @@ void logits_case(index_t N, index_t V, index_t pad, unsigned seed, double tau) {
   std::vector<R> lp(static_cast<std::size_t>(N)), h(lp.size()), lse(lp.size());
   ops::logprobs_entropy(rlhf::cpu, hx, hl, rlhf::tensor_view<R, 1>(lp.data(), {N}), rlhf::tensor_view<R, 1>(h.data(), {N}),
                         rlhf::tensor_view<R, 1>(lse.data(), {N}), p);
-  dev_vec<O> dlp(std::vector<O>(lp.size())), dh(std::vector<O>(lp.size())), dlse(std::vector<O>(lp.size()));
+  pair1<O> dlp(std::vector<O>(lp.size())), dh(std::vector<O>(lp.size())), dlse(std::vector<O>(lp.size()));
   ops::logprobs_entropy(rlhf::cuda, vx, vl, rlhf::device_view<O, 1>(dlp.d.data(), {N}),
                         rlhf::device_view<O, 1>(dh.d.data(), {N}), rlhf::device_view<O, 1>(dlse.d.data(), {N}), p);
   const auto a = dlp.read(), b = dh.read(), c = dlse.read();
@@ -101,8 +76,8 @@ void logits_case(index_t N, index_t V, index_t pad, unsigned seed, double tau) {
   ops::logprobs_entropy_backward(rlhf::cpu, hx, hl, rlhf::tensor_view<const R, 1>(glp.data(), {N}),
                                  rlhf::tensor_view<const R, 1>(gh.data(), {N}), rlhf::tensor_view<R, 2>(dref.data(), {N, V}), p);
   std::vector<O> glpo(glp.begin(), glp.end()), gho(gh.begin(), gh.end());
-  dev_vec<O> dglp(glpo), dgh(gho);
-  dev_vec<T> dd(std::vector<T>(x.size()));
+  pair1<O> dglp(glpo), dgh(gho);
+  pair1<T> dd(std::vector<T>(x.size()));
   const rlhf::device_view<T, 2> vd(dd.d.data(), {N, V}, {S, 1});
   ops::logprobs_entropy_backward(rlhf::cuda, vx, vl, rlhf::device_view<const O, 1>(dglp.d.data(), {N}),
                                  rlhf::device_view<const O, 1>(dgh.d.data(), {N}), vd, p);
@@ -124,7 +99,7 @@ void logits_case(index_t N, index_t V, index_t pad, unsigned seed, double tau) {
   }
 
   // in place: the gradient overwrites the logits
-  dev_vec<T> dx2(x);
+  pair1<T> dx2(x);
   const rlhf::device_view<T, 2> vx2(dx2.d.data(), {N, V}, {S, 1});
   ops::logprobs_entropy_backward(rlhf::cuda, vx2, vl, rlhf::device_view<const O, 1>(dglp.d.data(), {N}),
                                  rlhf::device_view<const O, 1>(dgh.d.data(), {N}), vx2, p);
@@ -145,8 +120,8 @@ void logits_case(index_t N, index_t V, index_t pad, unsigned seed, double tau) {
   std::vector<R> fref(static_cast<std::size_t>(N * V));
   const double cpu_loss = ops::fused_token_objective(
       rlhf::cpu, hx, hl, ops::pg_entropy_objective<R>{adv.data(), w.data(), 0.01}, rlhf::tensor_view<R, 2>(fref.data(), {N, V}));
-  dev_vec<R> dadv(adv), dw(w);
-  dev_vec<T> df(std::vector<T>(x.size()));
+  pair1<R> dadv(adv), dw(w);
+  pair1<T> df(std::vector<T>(x.size()));
   const double dev_loss = ops::fused_token_objective(rlhf::cuda, vx, vl, ops::pg_entropy_objective<R>{dadv.d.data(), dw.d.data(), 0.01},
                                                      rlhf::device_view<T, 2>(df.d.data(), {N, V}, {S, 1}));
   check(tag + "fused loss", dev_loss, cpu_loss, rt, at * 10);

@@ -19,6 +19,23 @@ struct in_reward_stats {
   double beta;         ///< the coefficient that was applied
 };
 
+/// The argument checks of apply_in_reward on every backend (the scans of
+/// the values only where they are on the host).
+template <class Tag, class S, class V, class M, class O>
+void check_in_reward(Tag tag, const char* fn, const S& scores, const V& logp, const V& ref_logp, const M& mask,
+                     double beta, const O& rewards) {
+  detail::require_same_shape(fn, "logp", logp, "token_level_scores", scores);
+  detail::require_same_shape(fn, "ref_logp", ref_logp, "token_level_scores", scores);
+  detail::require_same_shape(fn, "response_mask", mask, "token_level_scores", scores);
+  detail::require_same_shape(fn, "rewards", rewards, "token_level_scores", scores);
+  detail::require_nonempty(fn, "token_level_scores", scores);
+  if constexpr (is_host_backend_v<Tag>) {
+    detail::require_finite(tag, fn, "token_level_scores", scores);
+    detail::require_mask(fn, "response_mask", mask);
+  }
+  detail::require_nonneg_param(beta, fn, "beta");
+}
+
 /// token_level_rewards = token_level_scores - beta * mask * KL(logp, ref_logp).
 /// `rewards` may alias `scores`.
 template <class T, class M>
@@ -26,14 +43,7 @@ in_reward_stats apply_in_reward(cpu_t tag, tensor_view<T, 2> scores, in_view<T, 
                                 in_view<T, 2> ref_logp, tensor_view<M, 2> mask, double beta,
                                 const kl_params& p, out_view<T, 2> rewards) {
   constexpr const char* fn = "kl::apply_in_reward";
-  detail::require_same_shape(fn, "logp", logp, "token_level_scores", scores);
-  detail::require_same_shape(fn, "ref_logp", ref_logp, "token_level_scores", scores);
-  detail::require_same_shape(fn, "response_mask", mask, "token_level_scores", scores);
-  detail::require_same_shape(fn, "rewards", rewards, "token_level_scores", scores);
-  detail::require_nonempty(fn, "token_level_scores", scores);
-  detail::require_finite(tag, fn, "token_level_scores", scores);
-  detail::require_mask(fn, "response_mask", mask);
-  detail::require_nonneg_param(beta, fn, "beta");
+  check_in_reward(tag, fn, scores, logp, ref_logp, mask, beta, rewards);
   const index_t B = scores.extent(0), T_ = scores.extent(1);
   tensor<value_t<T>, 2> kld({B, T_});
   estimate(tag, logp, ref_logp, p, kld.view());

@@ -30,13 +30,11 @@ struct result {
   double loss = 0, policy_loss = 0, value_loss = 0, entropy_loss = 0;
 };
 
-/// `entropy` may be a null view (then -mean(-logp) is the entropy term and
-/// logp receives its gradient). Gradients go to the optional outputs.
-template <class T, class M>
-result loss(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 2> values, in_view<T, 2> advantages,
-            in_view<T, 2> returns, in_view<T, 2> entropy, tensor_view<M, 2> mask, const params& p,
-            out_view<T, 2> dlogp = {}, out_view<T, 2> dvalues = {}, out_view<T, 2> dentropy = {}) {
-  constexpr const char* fn = "a2c::loss";
+namespace detail {
+/// The shape and parameter checks of a2c::loss (every backend).
+template <class L, class V, class M, class O>
+void check_shapes(const char* fn, const L& logp, const V& values, const V& advantages, const V& returns,
+                  const V& entropy, const M& mask, const O& dlogp, const O& dvalues, const O& dentropy) {
   using rlhf::detail::require_same_shape;
   require_same_shape(fn, "values", values, "log_prob", logp);
   require_same_shape(fn, "advantages", advantages, "log_prob", logp);
@@ -47,16 +45,30 @@ result loss(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 2> values, in_view<T, 
   rlhf::detail::require_output(fn, "dvalues", dvalues, "log_prob", logp);
   rlhf::detail::require_output(fn, "dentropy", dentropy, "log_prob", logp);
   rlhf::detail::require_nonempty(fn, "log_prob", logp);
+}
+inline void check_params(const params& p, const char* fn) {
+  rlhf::detail::require_finite_param(p.ent_coef, fn, "ent_coef");
+  rlhf::detail::require_nonneg_param(p.vf_coef, fn, "vf_coef");
+  rlhf::detail::require_nonneg_param(p.adv_eps, fn, "adv_eps");
+  rlhf::detail::require_nonneg_param(p.value_scale, fn, "value_scale");
+}
+}  // namespace detail
+
+/// `entropy` may be a null view (then -mean(-logp) is the entropy term and
+/// logp receives its gradient). Gradients go to the optional outputs.
+template <class T, class M>
+result loss(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 2> values, in_view<T, 2> advantages,
+            in_view<T, 2> returns, in_view<T, 2> entropy, tensor_view<M, 2> mask, const params& p,
+            out_view<T, 2> dlogp = {}, out_view<T, 2> dvalues = {}, out_view<T, 2> dentropy = {}) {
+  constexpr const char* fn = "a2c::loss";
+  detail::check_shapes(fn, logp, values, advantages, returns, entropy, mask, dlogp, dvalues, dentropy);
   rlhf::detail::require_finite(tag, fn, "advantages", advantages);
   rlhf::detail::require_finite(tag, fn, "returns", returns);
   rlhf::detail::require_finite(tag, fn, "log_prob", logp);
   rlhf::detail::require_finite(tag, fn, "values", values);
   if (!entropy.null()) rlhf::detail::require_finite(tag, fn, "entropy", entropy);
   rlhf::detail::require_mask(fn, "mask", mask);
-  rlhf::detail::require_finite_param(p.ent_coef, fn, "ent_coef");
-  rlhf::detail::require_nonneg_param(p.vf_coef, fn, "vf_coef");
-  rlhf::detail::require_nonneg_param(p.adv_eps, fn, "adv_eps");
-  rlhf::detail::require_nonneg_param(p.value_scale, fn, "value_scale");
+  detail::check_params(p, fn);
 
   const index_t B = logp.extent(0), T_ = logp.extent(1);
   const double n = ops::mask_count(tag, mask);

@@ -352,6 +352,54 @@ inline double accumulate(const params& p, double weight, const std::vector<doubl
 
 }  // namespace detail
 
+namespace detail {
+struct term_needs {
+  bool need_lengths = false;  ///< a length-normalized ipo / sigmoid_norm term
+  bool sorted = false;        ///< an aot / aot_unpaired term (sorts across the batch)
+};
+
+/// The argument checks of weighted_loss on every backend (the NaN/Inf scans
+/// only where the data is on the host).
+template <class Tag, class C, class V, class O>
+term_needs check_args(Tag tag, const char* fn, const C& chosen, const V& rejected, const V& ref_chosen,
+                      const V& ref_rejected, std::span<const weighted> terms, const O& out) {
+  using rlhf::detail::require_same_shape;
+  require_same_shape(fn, "rejected_logps", rejected, "chosen_logps", chosen);
+  require_same_shape(fn, "ref_chosen_logps", ref_chosen, "chosen_logps", chosen);
+  require_same_shape(fn, "ref_rejected_logps", ref_rejected, "chosen_logps", chosen);
+  rlhf::detail::require_nonempty(fn, "chosen_logps", chosen);
+  if constexpr (is_host_backend_v<Tag>) {
+    rlhf::detail::require_finite(tag, fn, "chosen_logps", chosen);
+    rlhf::detail::require_finite(tag, fn, "rejected_logps", rejected);
+    rlhf::detail::require_finite(tag, fn, "ref_chosen_logps", ref_chosen);
+    rlhf::detail::require_finite(tag, fn, "ref_rejected_logps", ref_rejected);
+  }
+  rlhf::detail::require_output(fn, "losses", out.losses, "chosen_logps", chosen);
+  rlhf::detail::require_output(fn, "chosen_rewards", out.chosen_rewards, "chosen_logps", chosen);
+  rlhf::detail::require_output(fn, "rejected_rewards", out.rejected_rewards, "chosen_logps", chosen);
+  rlhf::detail::require_output(fn, "dchosen", out.dchosen, "chosen_logps", chosen);
+  rlhf::detail::require_output(fn, "drejected", out.drejected, "chosen_logps", chosen);
+  if (terms.empty()) rlhf::detail::fail(error_kind::param, fn, "loss_type", "no loss type given");
+  term_needs n;
+  for (const auto& w : terms) {
+    check_params(w.p, fn);
+    rlhf::detail::require_finite_param(w.weight, fn, "loss_weights");
+    n.need_lengths = n.need_lengths || (w.p.length_normalize && (w.p.type == loss_type::ipo || w.p.type == loss_type::sigmoid_norm));
+    n.sorted = n.sorted || w.p.type == loss_type::aot || w.p.type == loss_type::aot_unpaired;
+  }
+  return n;
+}
+
+template <class C, class V>
+void check_lengths(const char* fn, const C& chosen, const V& chosen_lengths, const V& rejected_lengths) {
+  if (chosen_lengths.null() || rejected_lengths.null())
+    rlhf::detail::fail(error_kind::shape, fn, "chosen_lengths",
+                       "are required by length-normalized ipo/sigmoid_norm (completion token counts)");
+  rlhf::detail::require_same_shape(fn, "chosen_lengths", chosen_lengths, "chosen_logps", chosen);
+  rlhf::detail::require_same_shape(fn, "rejected_lengths", rejected_lengths, "chosen_logps", chosen);
+}
+}  // namespace detail
+
 /// Several weighted loss types summed (TRL loss_type list). Every term must
 /// agree on beta for the implicit rewards (the first term's beta is used).
 template <class T>
@@ -360,26 +408,7 @@ summary weighted_loss(cpu_t tag, tensor_view<T, 1> chosen, in_view<T, 1> rejecte
                       in_view<T, 1> chosen_lengths = {}, in_view<T, 1> rejected_lengths = {}) {
   constexpr const char* fn = "dpo::loss";
   using rlhf::detail::require_same_shape;
-  require_same_shape(fn, "rejected_logps", rejected, "chosen_logps", chosen);
-  require_same_shape(fn, "ref_chosen_logps", ref_chosen, "chosen_logps", chosen);
-  require_same_shape(fn, "ref_rejected_logps", ref_rejected, "chosen_logps", chosen);
-  rlhf::detail::require_nonempty(fn, "chosen_logps", chosen);
-  rlhf::detail::require_finite(tag, fn, "chosen_logps", chosen);
-  rlhf::detail::require_finite(tag, fn, "rejected_logps", rejected);
-  rlhf::detail::require_finite(tag, fn, "ref_chosen_logps", ref_chosen);
-  rlhf::detail::require_finite(tag, fn, "ref_rejected_logps", ref_rejected);
-  rlhf::detail::require_output(fn, "losses", out.losses, "chosen_logps", chosen);
-  rlhf::detail::require_output(fn, "chosen_rewards", out.chosen_rewards, "chosen_logps", chosen);
-  rlhf::detail::require_output(fn, "rejected_rewards", out.rejected_rewards, "chosen_logps", chosen);
-  rlhf::detail::require_output(fn, "dchosen", out.dchosen, "chosen_logps", chosen);
-  rlhf::detail::require_output(fn, "drejected", out.drejected, "chosen_logps", chosen);
-  if (terms.empty()) rlhf::detail::fail(error_kind::param, fn, "loss_type", "no loss type given");
-  bool need_len = false;
-  for (const auto& w : terms) {
-    detail::check_params(w.p, fn);
-    rlhf::detail::require_finite_param(w.weight, fn, "loss_weights");
-    need_len = need_len || (w.p.length_normalize && (w.p.type == loss_type::ipo || w.p.type == loss_type::sigmoid_norm));
-  }
+  const bool need_len = detail::check_args(tag, fn, chosen, rejected, ref_chosen, ref_rejected, terms, out).need_lengths;
   const index_t B = chosen.extent(0);
   std::vector<double> c(B), r(B), rc(B), rr(B), lc(B, 1.0), lr(B, 1.0), losses(B, 0.0), dc(B, 0.0), dr(B, 0.0);
   for (index_t i = 0; i < B; ++i) {
@@ -389,11 +418,7 @@ summary weighted_loss(cpu_t tag, tensor_view<T, 1> chosen, in_view<T, 1> rejecte
     rr[i] = static_cast<double>(ref_rejected(i));
   }
   if (need_len) {
-    if (chosen_lengths.null() || rejected_lengths.null())
-      rlhf::detail::fail(error_kind::shape, fn, "chosen_lengths",
-                         "are required by length-normalized ipo/sigmoid_norm (completion token counts)");
-    require_same_shape(fn, "chosen_lengths", chosen_lengths, "chosen_logps", chosen);
-    require_same_shape(fn, "rejected_lengths", rejected_lengths, "chosen_logps", chosen);
+    detail::check_lengths(fn, chosen, chosen_lengths, rejected_lengths);
     for (index_t i = 0; i < B; ++i) {
       lc[i] = static_cast<double>(chosen_lengths(i));
       lr[i] = static_cast<double>(rejected_lengths(i));

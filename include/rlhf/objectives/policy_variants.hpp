@@ -84,6 +84,18 @@ struct variant_params {
   }
 };
 
+inline void check_variant_params(const variant_params& v, const char* fn) {
+  check_policy_params(v.base, fn);
+  if (v.kind == policy_loss_kind::sapo) {
+    rlhf::detail::require_positive_param(v.tau_pos, fn, "tau_pos");
+    rlhf::detail::require_positive_param(v.tau_neg, fn, "tau_neg");
+  }
+  if (v.kind == policy_loss_kind::dro) rlhf::detail::require_positive_param(v.dro_beta, fn, "dro_beta");
+  rlhf::detail::require_param(!std::isnan(v.gspo_log_ratio_max), fn, "gspo_log_ratio_max", "must not be NaN (INFINITY = off)");
+  if (v.kind == policy_loss_kind::dppo_tv || v.kind == policy_loss_kind::dppo_kl)
+    rlhf::detail::require_positive_param(v.dppo_ratio_cap, fn, "dppo_ratio_cap");
+}
+
 /// Any registered policy loss. `dlogp` (optional) receives d loss / d logp;
 /// `weights` (optional, detached) multiplies the token losses.
 template <class T, class M>
@@ -96,15 +108,7 @@ policy_result policy_loss_variant(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 
   rlhf::detail::require_output(fn, "dlogp", dlogp, "log_prob", logp);
   detail::check_weights(tag, fn, logp, weights);
   const policy_params& p = v.base;
-  check_policy_params(p, fn);
-  if (v.kind == policy_loss_kind::sapo) {
-    rlhf::detail::require_positive_param(v.tau_pos, fn, "tau_pos");
-    rlhf::detail::require_positive_param(v.tau_neg, fn, "tau_neg");
-  }
-  if (v.kind == policy_loss_kind::dro) rlhf::detail::require_positive_param(v.dro_beta, fn, "dro_beta");
-  rlhf::detail::require_param(!std::isnan(v.gspo_log_ratio_max), fn, "gspo_log_ratio_max", "must not be NaN (INFINITY = off)");
-  if (v.kind == policy_loss_kind::dppo_tv || v.kind == policy_loss_kind::dppo_kl)
-    rlhf::detail::require_positive_param(v.dppo_ratio_cap, fn, "dppo_ratio_cap");
+  check_variant_params(v, fn);
 
   const index_t B = logp.extent(0), T_ = logp.extent(1);
   auto lp = [&](index_t b, index_t t) { return static_cast<double>(logp(b, t)); };

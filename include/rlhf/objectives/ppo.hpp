@@ -117,25 +117,28 @@ inline math::ppo_stat_rules stat_rules(const policy_params& p) {
 }
 
 namespace detail {
-template <class T, class M>
-void check_policy_inputs(cpu_t tag, const char* fn, const tensor_view<T, 2>& logp,
-                         const in_view<T, 2>& old_logp, const in_view<T, 2>& adv, const tensor_view<M, 2>& mask) {
+/// The argument checks of the policy losses, on every backend (the value
+/// scans, NaN/Inf and the 0/1 mask, only where the data is on the host).
+template <class Tag, class L, class V, class M>
+void check_policy_inputs(Tag tag, const char* fn, const L& logp, const V& old_logp, const V& adv, const M& mask) {
   rlhf::detail::require_same_shape(fn, "old_log_prob", old_logp, "log_prob", logp);
   rlhf::detail::require_same_shape(fn, "advantages", adv, "log_prob", logp);
   rlhf::detail::require_same_shape(fn, "response_mask", mask, "log_prob", logp);
   rlhf::detail::require_nonempty(fn, "log_prob", logp);
-  rlhf::detail::require_finite(tag, fn, "log_prob", logp);
-  rlhf::detail::require_finite(tag, fn, "old_log_prob", old_logp);
-  rlhf::detail::require_finite(tag, fn, "advantages", adv);
-  rlhf::detail::require_mask(fn, "response_mask", mask);
+  if constexpr (is_host_backend_v<Tag>) {
+    rlhf::detail::require_finite(tag, fn, "log_prob", logp);
+    rlhf::detail::require_finite(tag, fn, "old_log_prob", old_logp);
+    rlhf::detail::require_finite(tag, fn, "advantages", adv);
+    rlhf::detail::require_mask(fn, "response_mask", mask);
+  }
 }
 
 /// Optional detached per-token weights (IS corrections).
-template <class T, class W>
-void check_weights(cpu_t tag, const char* fn, const tensor_view<T, 2>& logp, const W& weights) {
+template <class Tag, class L, class W>
+void check_weights(Tag tag, const char* fn, const L& logp, const W& weights) {
   if (weights.null()) return;
   rlhf::detail::require_same_shape(fn, "weights", weights, "log_prob", logp);
-  rlhf::detail::require_finite(tag, fn, "weights", weights);
+  if constexpr (is_host_backend_v<Tag>) rlhf::detail::require_finite(tag, fn, "weights", weights);
 }
 
 /// masked mean of a per-token statistic, with the statistics' epsilon.
@@ -243,6 +246,25 @@ struct value_params {
   }
 };
 
+inline void check_value_params(const value_params& p, const char* fn) {
+  rlhf::detail::require_param(!std::isnan(p.clip) && p.clip >= 0, fn, "clip", "must be >= 0 (INFINITY = off)");
+  rlhf::detail::require_nonneg_param(p.scale, fn, "scale");
+  rlhf::detail::require_nonneg_param(p.stat_eps, fn, "stat_eps");
+}
+
+namespace detail {
+/// The shape checks of value_loss (every backend).
+template <class P, class V, class M, class O>
+void check_value_shapes(const char* fn, const P& vpreds, const V& returns, const V& old_values, const M& mask,
+                        const O& dvpreds) {
+  rlhf::detail::require_same_shape(fn, "returns", returns, "vpreds", vpreds);
+  rlhf::detail::require_same_shape(fn, "values", old_values, "vpreds", vpreds);
+  rlhf::detail::require_same_shape(fn, "response_mask", mask, "vpreds", vpreds);
+  rlhf::detail::require_output(fn, "dvpreds", dvpreds, "vpreds", vpreds);
+  rlhf::detail::require_nonempty(fn, "vpreds", vpreds);
+}
+}  // namespace detail
+
 struct value_result {
   double loss = 0;      ///< vf_loss
   double clipfrac = 0;  ///< vf_clipfrac
@@ -253,18 +275,12 @@ template <class T, class M>
 value_result value_loss(cpu_t tag, tensor_view<T, 2> vpreds, in_view<T, 2> returns, in_view<T, 2> old_values,
                         tensor_view<M, 2> mask, const value_params& p, out_view<T, 2> dvpreds = {}) {
   constexpr const char* fn = "ppo::value_loss";
-  rlhf::detail::require_same_shape(fn, "returns", returns, "vpreds", vpreds);
-  rlhf::detail::require_same_shape(fn, "values", old_values, "vpreds", vpreds);
-  rlhf::detail::require_same_shape(fn, "response_mask", mask, "vpreds", vpreds);
-  rlhf::detail::require_output(fn, "dvpreds", dvpreds, "vpreds", vpreds);
-  rlhf::detail::require_nonempty(fn, "vpreds", vpreds);
+  detail::check_value_shapes(fn, vpreds, returns, old_values, mask, dvpreds);
   rlhf::detail::require_finite(tag, fn, "vpreds", vpreds);
   rlhf::detail::require_finite(tag, fn, "returns", returns);
   rlhf::detail::require_finite(tag, fn, "values", old_values);
   rlhf::detail::require_mask(fn, "response_mask", mask);
-  rlhf::detail::require_param(!std::isnan(p.clip) && p.clip >= 0, fn, "clip", "must be >= 0 (INFINITY = off)");
-  rlhf::detail::require_nonneg_param(p.scale, fn, "scale");
-  rlhf::detail::require_nonneg_param(p.stat_eps, fn, "stat_eps");
+  check_value_params(p, fn);
   const index_t B = vpreds.extent(0), T_ = vpreds.extent(1);
   tensor<double, 2> loss_mat({B, T_}), dmat({B, T_}), w({B, T_});
   double sc = 0, n = 0;

@@ -86,31 +86,9 @@ summary weighted_loss(cuda_t tag, tensor_view<T, 1, device_space> chosen, in_dvi
                       dev_outputs<value_t<T>> out = {}, in_dview<T, 1> chosen_lengths = {},
                       in_dview<T, 1> rejected_lengths = {}) {
   constexpr const char* fn = "dpo::loss (cuda)";
-  using rlhf::detail::require_same_shape;
-  require_same_shape(fn, "rejected_logps", rejected, "chosen_logps", chosen);
-  require_same_shape(fn, "ref_chosen_logps", ref_chosen, "chosen_logps", chosen);
-  require_same_shape(fn, "ref_rejected_logps", ref_rejected, "chosen_logps", chosen);
-  rlhf::detail::require_nonempty(fn, "chosen_logps", chosen);
-  rlhf::detail::require_output(fn, "losses", out.losses, "chosen_logps", chosen);
-  rlhf::detail::require_output(fn, "chosen_rewards", out.chosen_rewards, "chosen_logps", chosen);
-  rlhf::detail::require_output(fn, "rejected_rewards", out.rejected_rewards, "chosen_logps", chosen);
-  rlhf::detail::require_output(fn, "dchosen", out.dchosen, "chosen_logps", chosen);
-  rlhf::detail::require_output(fn, "drejected", out.drejected, "chosen_logps", chosen);
-  if (terms.empty()) rlhf::detail::fail(error_kind::param, fn, "loss_type", "no loss type given");
-  bool need_len = false, sorted = false;
-  for (const auto& w : terms) {
-    detail::check_params(w.p, fn);
-    rlhf::detail::require_finite_param(w.weight, fn, "loss_weights");
-    need_len = need_len || (w.p.length_normalize && (w.p.type == loss_type::ipo || w.p.type == loss_type::sigmoid_norm));
-    sorted = sorted || w.p.type == loss_type::aot || w.p.type == loss_type::aot_unpaired;
-  }
-  if (need_len) {
-    if (chosen_lengths.null() || rejected_lengths.null())
-      rlhf::detail::fail(error_kind::shape, fn, "chosen_lengths",
-                         "are required by length-normalized ipo/sigmoid_norm (completion token counts)");
-    require_same_shape(fn, "chosen_lengths", chosen_lengths, "chosen_logps", chosen);
-    require_same_shape(fn, "rejected_lengths", rejected_lengths, "chosen_logps", chosen);
-  }
+  const auto needs = detail::check_args(tag, fn, chosen, rejected, ref_chosen, ref_rejected, terms, out);
+  if (needs.need_lengths) detail::check_lengths(fn, chosen, chosen_lengths, rejected_lengths);
+  const bool sorted = needs.sorted;
   using V = value_t<T>;
   const index_t B = chosen.extent(0);
   namespace ck = cuda_kernels;

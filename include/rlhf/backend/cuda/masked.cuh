@@ -152,6 +152,15 @@ __global__ void mean_rows_grad(in2<M> mask, const O* cot, index_t cs, out2<O> ou
   }
 }
 
+/// The argument checks of the masked statistics.
+template <class V, class M, class O>
+void check_stat_args(const char* fn, const V& values, const M& mask, double eps, const O& dvalues) {
+  rlhf::detail::require_same_shape(fn, "mask", mask, "values", values);
+  rlhf::detail::require_nonempty(fn, "values", values);
+  rlhf::detail::require_nonneg_param(eps, fn, "eps");
+  rlhf::detail::require_output(fn, "dvalues", dvalues, "values", values);
+}
+
 /// Launches the moments (and centred sums when `centred`) into acc[0..4) (zeroed by the caller).
 template <class T, class M>
 void launch_moments(cuda_t tag, const char* fn, in2<T> v, in2<M> mask, index_t B, index_t T_, double eps, bool centred,
@@ -202,10 +211,7 @@ template <class T, class M>
 double masked_mean(cuda_t tag, tensor_view<T, 2, device_space> values, tensor_view<M, 2, device_space> mask,
                    double eps = 1e-8, out_dview<T, 2> dvalues = {}) {
   constexpr const char* fn = "ops::masked_mean (cuda)";
-  rlhf::detail::require_same_shape(fn, "mask", mask, "values", values);
-  rlhf::detail::require_nonempty(fn, "values", values);
-  rlhf::detail::require_nonneg_param(eps, fn, "eps");
-  rlhf::detail::require_output(fn, "dvalues", dvalues, "values", values);
+  cuda_kernels::check_stat_args(fn, values, mask, eps, dvalues);
   namespace ck = cuda_kernels;
   const index_t B = values.extent(0), T_ = values.extent(1);
   ck::scratch acc(2, tag.stream, fn);
@@ -224,10 +230,7 @@ template <class T, class M>
 masked_var_result masked_var(cuda_t tag, tensor_view<T, 2, device_space> values, tensor_view<M, 2, device_space> mask,
                              bool unbiased = true, double eps = 1e-8, out_dview<T, 2> dvalues = {}) {
   constexpr const char* fn = "ops::masked_var (cuda)";
-  rlhf::detail::require_same_shape(fn, "mask", mask, "values", values);
-  rlhf::detail::require_nonempty(fn, "values", values);
-  rlhf::detail::require_nonneg_param(eps, fn, "eps");
-  rlhf::detail::require_output(fn, "dvalues", dvalues, "values", values);
+  cuda_kernels::check_stat_args(fn, values, mask, eps, dvalues);
   namespace ck = cuda_kernels;
   const index_t B = values.extent(0), T_ = values.extent(1);
   ck::scratch acc(4, tag.stream, fn);

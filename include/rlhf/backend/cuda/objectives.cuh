@@ -199,20 +199,8 @@ result loss(cuda_t tag, tensor_view<T, 2, device_space> logp, in_dview<T, 2> val
             in_dview<T, 2> returns, in_dview<T, 2> entropy, tensor_view<M, 2, device_space> mask, const params& p,
             out_dview<T, 2> dlogp = {}, out_dview<T, 2> dvalues = {}, out_dview<T, 2> dentropy = {}) {
   constexpr const char* fn = "a2c::loss (cuda)";
-  using rlhf::detail::require_same_shape;
-  require_same_shape(fn, "values", values, "log_prob", logp);
-  require_same_shape(fn, "advantages", advantages, "log_prob", logp);
-  require_same_shape(fn, "returns", returns, "log_prob", logp);
-  require_same_shape(fn, "mask", mask, "log_prob", logp);
-  if (!entropy.null()) require_same_shape(fn, "entropy", entropy, "log_prob", logp);
-  rlhf::detail::require_output(fn, "dlogp", dlogp, "log_prob", logp);
-  rlhf::detail::require_output(fn, "dvalues", dvalues, "log_prob", logp);
-  rlhf::detail::require_output(fn, "dentropy", dentropy, "log_prob", logp);
-  rlhf::detail::require_nonempty(fn, "log_prob", logp);
-  rlhf::detail::require_finite_param(p.ent_coef, fn, "ent_coef");
-  rlhf::detail::require_nonneg_param(p.vf_coef, fn, "vf_coef");
-  rlhf::detail::require_nonneg_param(p.adv_eps, fn, "adv_eps");
-  rlhf::detail::require_nonneg_param(p.value_scale, fn, "value_scale");
+  detail::check_shapes(fn, logp, values, advantages, returns, entropy, mask, dlogp, dvalues, dentropy);
+  detail::check_params(p, fn);
   namespace ck = cuda_kernels;
   const index_t B = logp.extent(0), T_ = logp.extent(1);
   ck::scratch norm(4, tag.stream, fn);
@@ -247,12 +235,9 @@ policy_result policy_loss(cuda_t tag, tensor_view<T, 2, device_space> logp, in_d
                           const policy_params& p, out_dview<T, 2> dlogp = {},
                           in_dview<T, 2> weights = {}) {
   constexpr const char* fn = "ppo::policy_loss (cuda)";
-  rlhf::detail::require_same_shape(fn, "old_log_prob", old_logp, "log_prob", logp);
-  rlhf::detail::require_same_shape(fn, "advantages", adv, "log_prob", logp);
-  rlhf::detail::require_same_shape(fn, "response_mask", mask, "log_prob", logp);
-  rlhf::detail::require_nonempty(fn, "log_prob", logp);
+  detail::check_policy_inputs(tag, fn, logp, old_logp, adv, mask);
   rlhf::detail::require_output(fn, "dlogp", dlogp, "log_prob", logp);
-  if (!weights.null()) rlhf::detail::require_same_shape(fn, "weights", weights, "log_prob", logp);
+  detail::check_weights(tag, fn, logp, weights);
   check_policy_params(p, fn);
   namespace ck = cuda_kernels;
   const ck::ppo_policy_token<value_t<T>> f{ck::in(logp), ck::in(old_logp), ck::in(adv), ck::in(weights),
@@ -275,14 +260,8 @@ value_result value_loss(cuda_t tag, tensor_view<T, 2, device_space> vpreds, in_d
                         in_dview<T, 2> old_values, tensor_view<M, 2, device_space> mask,
                         const value_params& p, out_dview<T, 2> dvpreds = {}) {
   constexpr const char* fn = "ppo::value_loss (cuda)";
-  rlhf::detail::require_same_shape(fn, "returns", returns, "vpreds", vpreds);
-  rlhf::detail::require_same_shape(fn, "values", old_values, "vpreds", vpreds);
-  rlhf::detail::require_same_shape(fn, "response_mask", mask, "vpreds", vpreds);
-  rlhf::detail::require_output(fn, "dvpreds", dvpreds, "vpreds", vpreds);
-  rlhf::detail::require_nonempty(fn, "vpreds", vpreds);
-  rlhf::detail::require_param(!std::isnan(p.clip) && p.clip >= 0, fn, "clip", "must be >= 0 (INFINITY = off)");
-  rlhf::detail::require_nonneg_param(p.scale, fn, "scale");
-  rlhf::detail::require_nonneg_param(p.stat_eps, fn, "stat_eps");
+  detail::check_value_shapes(fn, vpreds, returns, old_values, mask, dvpreds);
+  check_value_params(p, fn);
   namespace ck = cuda_kernels;
   const ck::value_token<value_t<T>> f{ck::in(vpreds), ck::in(returns), ck::in(old_values), p.clip,
                                       p.style == value_clip_style::clipped_only};

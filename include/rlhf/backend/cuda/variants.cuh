@@ -200,22 +200,11 @@ policy_result policy_loss_variant(cuda_t tag, tensor_view<T, 2, device_space> lo
                                   out_dview<T, 2> dlogp = {}, in_dview<T, 2> weights = {}) {
   if (v.kind == policy_loss_kind::vanilla) return policy_loss(tag, logp, old_logp, adv, mask, v.base, dlogp, weights);
   constexpr const char* fn = "ppo::policy_loss_variant (cuda)";
-  rlhf::detail::require_same_shape(fn, "old_log_prob", old_logp, "log_prob", logp);
-  rlhf::detail::require_same_shape(fn, "advantages", adv, "log_prob", logp);
-  rlhf::detail::require_same_shape(fn, "response_mask", mask, "log_prob", logp);
-  rlhf::detail::require_nonempty(fn, "log_prob", logp);
+  detail::check_policy_inputs(tag, fn, logp, old_logp, adv, mask);
   rlhf::detail::require_output(fn, "dlogp", dlogp, "log_prob", logp);
-  if (!weights.null()) rlhf::detail::require_same_shape(fn, "weights", weights, "log_prob", logp);
+  detail::check_weights(tag, fn, logp, weights);
   const policy_params& p = v.base;
-  check_policy_params(p, fn);
-  if (v.kind == policy_loss_kind::sapo) {
-    rlhf::detail::require_positive_param(v.tau_pos, fn, "tau_pos");
-    rlhf::detail::require_positive_param(v.tau_neg, fn, "tau_neg");
-  }
-  if (v.kind == policy_loss_kind::dro) rlhf::detail::require_positive_param(v.dro_beta, fn, "dro_beta");
-  rlhf::detail::require_param(!std::isnan(v.gspo_log_ratio_max), fn, "gspo_log_ratio_max", "must not be NaN (INFINITY = off)");
-  if (v.kind == policy_loss_kind::dppo_tv || v.kind == policy_loss_kind::dppo_kl)
-    rlhf::detail::require_positive_param(v.dppo_ratio_cap, fn, "dppo_ratio_cap");
+  check_variant_params(v, fn);
   namespace ck = cuda_kernels;
   using V = value_t<T>;
   const index_t B = logp.extent(0), T_ = logp.extent(1);
@@ -311,12 +300,7 @@ in_reward_stats apply_in_reward(cuda_t tag, tensor_view<T, 2, device_space> scor
                                 in_dview<T, 2> ref_logp, tensor_view<M, 2, device_space> mask, double beta,
                                 const kl_params& p, out_dview<T, 2> rewards) {
   constexpr const char* fn = "kl::apply_in_reward (cuda)";
-  detail::require_same_shape(fn, "logp", logp, "token_level_scores", scores);
-  detail::require_same_shape(fn, "ref_logp", ref_logp, "token_level_scores", scores);
-  detail::require_same_shape(fn, "response_mask", mask, "token_level_scores", scores);
-  detail::require_same_shape(fn, "rewards", rewards, "token_level_scores", scores);
-  detail::require_nonempty(fn, "token_level_scores", scores);
-  detail::require_nonneg_param(beta, fn, "beta");
+  check_in_reward(tag, fn, scores, logp, ref_logp, mask, beta, rewards);
   check_params(p, fn);
   namespace ck = cuda_kernels;
   using V = value_t<T>;
