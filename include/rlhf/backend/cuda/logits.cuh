@@ -176,12 +176,15 @@ __device__ row_result<acc_t<T>> row_forward(const T* row, index_t V, const L* la
   using A = acc_t<T>;
   row_stats<A> st{-INFINITY, 0, 0};
   for_row(row, V, inv_tau, aligned, [&](index_t, A z) { st.add(z); });
+  // the label's logit is read before the block's last barrier: in place, a
+  // thread may start overwriting the row as soon as it leaves block_stats
+  const A z_label = labels ? to_acc(row[static_cast<index_t>(labels[i * ls])]) * inv_tau : A(0);
   st = block_stats(st);
   row_result<A> r;
   r.lse = st.m + log(st.s);
   r.mean_z = st.t / st.s;
   r.entropy = r.lse - r.mean_z;
-  r.logp = labels ? to_acc(row[static_cast<index_t>(labels[i * ls])]) * inv_tau - r.lse : A(0);
+  r.logp = labels ? z_label - r.lse : A(0);
   return r;
 }
 
@@ -210,8 +213,10 @@ __device__ void row_backward(const T* row, T* drow, index_t V, const L* labels, 
   using A = acc_t<T>;
   const index_t label = labels ? static_cast<index_t>(labels[i * ls]) : -1;
   map_row(row, drow, V, inv_tau, aligned, [&](index_t j, A z) -> A {
+    const A onehot = j == label ? A(1) : A(0);
     const A p = fast_exp(z - r.lse);
-    const A dz = g_lp * ((j == label ? A(1) : A(0)) - p) - g_h * p * (z - r.mean_z);
+    // p = 0 (z = -inf, a masked-out entry): no entropy term, and no 0 * inf
+    const A dz = p == A(0) ? g_lp * onehot : g_lp * (onehot - p) - g_h * p * (z - r.mean_z);
     return dz * inv_tau;
   });
 }
