@@ -9,7 +9,8 @@
 #      Liger-Kernel / Cut Cross-Entropy (bench_torch.py; wheels from .whl/)
 #      and prints the ratio table (report.py).
 # Without a GPU it builds and stops (exit 0). Logs and JSON go to $OUT
-# (default build/gpu/out).
+# (default build/gpu/out). The sanitizer runs the tests without their
+# largest cases (RLHF_CUDA_TEST_SMALL=1), 60 s each at most.
 #   bench/gpu/run.sh [--quick] [--no-sanitizer] [--no-bench]
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -73,7 +74,7 @@ if [ "$SAN" = 1 ] && command -v compute-sanitizer > /dev/null; then
   stamp "compute-sanitizer memcheck"
   for t in "$BIN"/test_*_cuda; do
     [ -x "$t" ] || continue
-    timeout 150 compute-sanitizer --tool memcheck --error-exitcode 9 "$t" > "$OUT/memcheck_$(basename "$t").log" 2>&1
+    RLHF_CUDA_TEST_SMALL=1 timeout 60 compute-sanitizer --tool memcheck --error-exitcode 9 "$t" > "$OUT/memcheck_$(basename "$t").log" 2>&1
     rc=$?
     echo "-- $(basename "$t"): memcheck exit $rc ($(grep -c "Invalid\|ERROR SUMMARY: [1-9]" "$OUT/memcheck_$(basename "$t").log") error lines)" | tee -a "$OUT/memcheck.log"
     [ "$rc" -ne 0 ] && status=1

@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <random>
 #include <rlhf/cuda.hpp>
 #include <type_traits>
@@ -118,6 +119,10 @@ void check_all(const std::string& what, const std::vector<T>& device, const std:
       return;
     }
 }
+
+/// False when RLHF_CUDA_TEST_SMALL is set (the sanitizer runs of
+/// bench/gpu/run.sh): the largest cases are skipped.
+inline bool full_size() { return std::getenv("RLHF_CUDA_TEST_SMALL") == nullptr; }
 
 /// 77 (ctest: skipped) without a GPU, else the number of failures (0 = pass).
 template <class F>

@@ -95,6 +95,6 @@ int main() {
   return run([] {
     estimators<double>(9, 17, 1);
     estimators<float>(33, 2100, 2);
-    estimators<double>(256, 1024, 3);
+    if (full_size()) estimators<double>(256, 1024, 3);
   });
 }

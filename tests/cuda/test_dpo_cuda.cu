@@ -66,6 +66,6 @@ void family(index_t B, unsigned seed) {
 int main() {
   return run([] {
     family<double>(37, 1);
-    family<float>(1000, 2);
+    family<float>(full_size() ? 1000 : 100, 2);
   });
 }
