@@ -234,9 +234,11 @@ void check_rewards_dev(const char* fn, const tensor_view<T, 2, device_space>& r,
 
 /// Group ids (device) -> groups in order of first appearance (CSR, on the device).
 template <class I>
-void build_groups(const char* fn, const tensor_view<I, 1, device_space>& index, index_t B, device_buffer<index_t>& offsets,
-                  device_buffer<index_t>& rows, index_t& n_groups) {
+void build_groups(cudaStream_t stream, const char* fn, const tensor_view<I, 1, device_space>& index, index_t B,
+                  device_buffer<index_t>& offsets, device_buffer<index_t>& rows, index_t& n_groups) {
   rlhf::detail::require_extent(fn, "index", index, 0, B, "one group id per response");
+  // the ids may come from work queued on the caller's stream
+  rlhf::detail::check_cuda(cudaStreamSynchronize(stream), fn, "cudaStreamSynchronize");
   std::vector<std::remove_const_t<I>> ids(static_cast<std::size_t>(B));
   rlhf::detail::check_cuda(cudaMemcpy2D(ids.data(), sizeof(I), index.data(), static_cast<std::size_t>(index.stride(0)) * sizeof(I),
                                         sizeof(I), static_cast<std::size_t>(B), cudaMemcpyDeviceToHost),
@@ -274,7 +276,7 @@ void group_estimator(cuda_t tag, const char* fn, tensor_view<T, 2, device_space>
   const index_t B = r.extent(0), T_ = r.extent(1);
   device_buffer<index_t> offsets, rows;
   index_t groups = 0;
-  build_groups(fn, index, B, offsets, rows, groups);
+  build_groups(tag.stream, fn, index, B, offsets, rows, groups);
   if (min_group > 1) {
     std::vector<index_t> off(static_cast<std::size_t>(groups + 1));
     offsets.copy_to_host(off.data(), off.size());

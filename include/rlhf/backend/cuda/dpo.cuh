@@ -94,6 +94,7 @@ summary weighted_loss(cuda_t tag, tensor_view<T, 1, device_space> chosen, in_dvi
   namespace ck = cuda_kernels;
   if (sorted) {
     // aot: a sort across the batch; the B pairs go through the host
+    rlhf::detail::check_cuda(cudaStreamSynchronize(tag.stream), fn, "cudaStreamSynchronize");
     auto down = [&](const tensor_view<const V, 1, device_space>& v) {
       std::vector<V> h(static_cast<std::size_t>(v.null() ? 0 : B));
       if (!v.null())

@@ -72,10 +72,14 @@ struct objective_sums {
 };
 
 /// Runs the engine; `outs` are the gradient outputs (null ones are skipped).
+/// An empty mask is an error where the CPU's op makes it one: always when the
+/// mode needs a denominator (as ops::aggregate), and for `require_tokens`
+/// ops (the losses that check for a valid token first).
 template <int G, int K, class F, class M, class O>
 objective_sums<K> run_objective(cuda_t tag, const char* fn, const F& f, in2<M> mask, index_t B, index_t T,
                                 const agg_params& p, const std::array<out2<O>, G>& outs, double grad_scale = 1.0,
-                                bool accumulate = false, const char* mask_name = "response_mask") {
+                                bool accumulate = false, const char* mask_name = "response_mask",
+                                bool require_tokens = true) {
   ops::detail::check_agg_params(p, fn);
   scratch counts(static_cast<std::size_t>(B), tag.stream, fn), acc(3 + K, tag.stream, fn);
   row_counts<M><<<grid_bt(B, T), block_threads, 0, tag.stream>>>(mask, T, counts.data());
@@ -93,8 +97,10 @@ objective_sums<K> run_objective(cuda_t tag, const char* fn, const F& f, in2<M> m
   r.rows = h[1];
   r.value = h[2];
   for (int k = 0; k < K; ++k) r.stat[k] = h[static_cast<std::size_t>(3 + k)];
-  if (!(agg_denominator(make_agg_rule(p, T), r.n, r.rows) > 0) || !(r.n > 0))
-    rlhf::detail::fail(error_kind::empty, fn, mask_name, "has no valid token");
+  if (require_tokens && !(r.n > 0)) rlhf::detail::fail(error_kind::empty, fn, mask_name, "has no valid token");
+  if (!(agg_denominator(make_agg_rule(p, T), r.n, r.rows) > 0))
+    rlhf::detail::fail(error_kind::empty, fn, mask_name,
+                       p.mode == agg_mode::token_mean ? "has no valid token (token-mean)" : "has no row with a valid token");
   return r;
 }
 
@@ -287,7 +293,7 @@ entropy_result entropy_bonus(cuda_t tag, tensor_view<T, 2, device_space> entropy
   const auto s = ck::run_objective<1, 0>(tag, fn, ck::identity_token<value_t<T>>{ck::in(entropy)}, ck::in(mask),
                                          entropy.extent(0), entropy.extent(1), agg,
                                          std::array<ck::out2<value_t<T>>, 1>{ck::out(dentropy)}, -coef, accumulate,
-                                         "loss_mask");
+                                         "loss_mask", false);
   return {-coef * s.value, s.value};
 }
 
@@ -311,7 +317,7 @@ in_loss_result loss(cuda_t tag, tensor_view<T, 2, device_space> logp, in_dview<T
   const auto s = ck::run_objective<1, 0>(tag, fn, ck::kl_token_fn<value_t<T>>{ck::in(logp), ck::in(ref_logp), p},
                                          ck::in(mask), logp.extent(0), logp.extent(1), agg,
                                          std::array<ck::out2<value_t<T>>, 1>{ck::out(dlogp)}, kl_coef, accumulate,
-                                         "loss_mask");
+                                         "loss_mask", false);
   return {kl_coef * s.value, s.value};
 }
 
