@@ -17,6 +17,9 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <algorithm>
+#include <cstdlib>
+
 #include "../../ops/fused_logits.hpp"
 #include "common.cuh"
 
@@ -125,9 +128,13 @@ struct alignas(16) pack16 {
   T v[pack_of<T>];
 };
 
-/// Calls f(j, z_j) for every element of a row, 16-byte loads when the row is aligned.
+/// Calls f(j, z_j) for every element of a row, 16-byte loads when the row is
+/// aligned. The first `ncache` vectors are also kept in `cache` (shared
+/// memory) for the row's second pass: each thread caches and re-reads the
+/// same vectors, so no barrier is needed.
 template <class T, class A, class F>
-__device__ void for_row(const T* row, index_t V, A inv_tau, bool aligned, F&& f) {
+__device__ void for_row(const T* row, index_t V, A inv_tau, bool aligned, F&& f, pack16<T>* cache = nullptr,
+                        index_t ncache = 0) {
   constexpr int P = pack_of<T>;
   index_t head = 0;
   if (aligned) {
@@ -135,6 +142,7 @@ __device__ void for_row(const T* row, index_t V, A inv_tau, bool aligned, F&& f)
     const auto* vrow = reinterpret_cast<const pack16<T>*>(row);
     for (index_t k = threadIdx.x; k < nv; k += blockDim.x) {
       const pack16<T> x = vrow[k];
+      if (k < ncache) cache[k] = x;
 #pragma unroll
       for (int q = 0; q < P; ++q) f(k * P + q, to_acc(x.v[q]) * inv_tau);
     }
@@ -143,9 +151,11 @@ __device__ void for_row(const T* row, index_t V, A inv_tau, bool aligned, F&& f)
   for (index_t j = head + threadIdx.x; j < V; j += blockDim.x) f(j, to_acc(row[j]) * inv_tau);
 }
 
-/// The same with a write: out[j] = g(j, z_j), 16-byte loads and stores when both rows are aligned.
+/// The same with a write: out[j] = g(j, z_j), 16-byte loads and stores when
+/// both rows are aligned; the first `ncache` vectors come from the cache.
 template <class T, class A, class G>
-__device__ void map_row(const T* row, T* out, index_t V, A inv_tau, bool aligned, G&& g) {
+__device__ void map_row(const T* row, T* out, index_t V, A inv_tau, bool aligned, G&& g,
+                        const pack16<T>* cache = nullptr, index_t ncache = 0) {
   constexpr int P = pack_of<T>;
   index_t head = 0;
   if (aligned) {
@@ -153,7 +163,7 @@ __device__ void map_row(const T* row, T* out, index_t V, A inv_tau, bool aligned
     const auto* vrow = reinterpret_cast<const pack16<T>*>(row);
     auto* vout = reinterpret_cast<pack16<T>*>(out);
     for (index_t k = threadIdx.x; k < nv; k += blockDim.x) {
-      const pack16<T> x = vrow[k];
+      const pack16<T> x = k < ncache ? cache[k] : vrow[k];
       pack16<T> y;
 #pragma unroll
       for (int q = 0; q < P; ++q) y.v[q] = from_acc<T>(g(k * P + q, to_acc(x.v[q]) * inv_tau));
@@ -172,10 +182,11 @@ struct row_result {
 
 template <class T, class L>
 __device__ row_result<acc_t<T>> row_forward(const T* row, index_t V, const L* labels, index_t ls, index_t i,
-                                            acc_t<T> inv_tau, bool aligned) {
+                                            acc_t<T> inv_tau, bool aligned, pack16<T>* cache = nullptr,
+                                            index_t ncache = 0) {
   using A = acc_t<T>;
   row_stats<A> st{-INFINITY, 0, 0};
-  for_row(row, V, inv_tau, aligned, [&](index_t, A z) { st.add(z); });
+  for_row(row, V, inv_tau, aligned, [&](index_t, A z) { st.add(z); }, cache, ncache);
   // the label's logit is read before the block's last barrier: in place, a
   // thread may start overwriting the row as soon as it leaves block_stats
   const A z_label = labels ? to_acc(row[static_cast<index_t>(labels[i * ls])]) * inv_tau : A(0);
@@ -191,7 +202,10 @@ __device__ row_result<acc_t<T>> row_forward(const T* row, index_t V, const L* la
 struct logits_launch {
   index_t N, V, row_stride, drow_stride, label_stride, out_stride, gin_stride;
   bool aligned, daligned;
+  index_t cache_vecs = 0;  ///< 16-byte vectors of each row kept in shared memory between the passes
 };
+
+
 
 template <class T, class L, class O>
 __global__ void __launch_bounds__(logits_threads)
@@ -209,7 +223,8 @@ __global__ void __launch_bounds__(logits_threads)
 /// Pass 2 of row i: dlogits from the row's statistics and upstream gradients.
 template <class T, class L>
 __device__ void row_backward(const T* row, T* drow, index_t V, const L* labels, index_t ls, index_t i,
-                             const row_result<acc_t<T>>& r, acc_t<T> g_lp, acc_t<T> g_h, acc_t<T> inv_tau, bool aligned) {
+                             const row_result<acc_t<T>>& r, acc_t<T> g_lp, acc_t<T> g_h, acc_t<T> inv_tau, bool aligned,
+                             const pack16<T>* cache = nullptr, index_t ncache = 0) {
   using A = acc_t<T>;
   const index_t label = labels ? static_cast<index_t>(labels[i * ls]) : -1;
   map_row(row, drow, V, inv_tau, aligned, [&](index_t j, A z) -> A {
@@ -218,33 +233,39 @@ __device__ void row_backward(const T* row, T* drow, index_t V, const L* labels, 
     // p = 0 (z = -inf, a masked-out entry): no entropy term, and no 0 * inf
     const A dz = p == A(0) ? g_lp * onehot : g_lp * (onehot - p) - g_h * p * (z - r.mean_z);
     return dz * inv_tau;
-  });
+  }, cache, ncache);
 }
 
+extern __shared__ uint4 logits_cache_smem[];
+
 template <class T, class L, class O>
-__global__ void __launch_bounds__(logits_threads)
+__global__ void __launch_bounds__(1024)
     logits_backward(const T* logits, const L* labels, const O* dlogp, const O* dentropy, T* dlogits, logits_launch k,
                     acc_t<T> inv_tau) {
   using A = acc_t<T>;
+  auto* cache = reinterpret_cast<pack16<T>*>(logits_cache_smem);
   for (index_t i = blockIdx.x; i < k.N; i += gridDim.x) {
     const T* row = logits + i * k.row_stride;
-    const auto r = row_forward(row, k.V, labels, k.label_stride, i, inv_tau, k.aligned);
+    const auto r = row_forward(row, k.V, labels, k.label_stride, i, inv_tau, k.aligned, cache, k.cache_vecs);
     const A g_lp = dlogp ? static_cast<A>(dlogp[i * k.gin_stride]) : A(0);
     const A g_h = dentropy ? static_cast<A>(dentropy[i * k.gin_stride]) : A(0);
     row_backward(row, dlogits + i * k.drow_stride, k.V, labels, k.label_stride, i, r, g_lp, g_h, inv_tau,
-                 k.aligned && k.daligned);
+                 k.aligned && k.daligned, cache, k.cache_vecs);
+    __syncthreads();  // the next row's pass 1 refills the cache
   }
 }
 
 /// Pass 1, the row objective, pass 2; row_loss[i] receives l_i.
 template <class T, class L, class O, class Objective>
-__global__ void __launch_bounds__(logits_threads)
+__global__ void __launch_bounds__(1024)
     logits_fused(const T* logits, const L* labels, Objective obj, T* dlogits, O* logp, O* entropy, double* row_loss,
                  logits_launch k, acc_t<T> inv_tau) {
   using A = acc_t<T>;
+  auto* cache = reinterpret_cast<pack16<T>*>(logits_cache_smem);
+  const index_t ncache = dlogits ? k.cache_vecs : 0;
   for (index_t i = blockIdx.x; i < k.N; i += gridDim.x) {
     const T* row = logits + i * k.row_stride;
-    const auto r = row_forward(row, k.V, labels, k.label_stride, i, inv_tau, k.aligned);
+    const auto r = row_forward(row, k.V, labels, k.label_stride, i, inv_tau, k.aligned, cache, ncache);
     const ops::token_terms t = obj(i, static_cast<double>(r.logp), static_cast<double>(r.entropy));
     if (threadIdx.x == 0) {
       row_loss[i] = t.loss;
@@ -253,13 +274,45 @@ __global__ void __launch_bounds__(logits_threads)
     }
     if (dlogits)
       row_backward(row, dlogits + i * k.drow_stride, k.V, labels, k.label_stride, i, r, static_cast<A>(t.dlogp),
-                   static_cast<A>(t.dentropy), inv_tau, k.aligned && k.daligned);
+                   static_cast<A>(t.dentropy), inv_tau, k.aligned && k.daligned, cache, ncache);
     __syncthreads();  // in place: the row is rewritten before the next row's reads of shared slots
   }
 }
 
 inline bool aligned16(const void* p, index_t row_stride, std::size_t elem) {
   return reinterpret_cast<std::uintptr_t>(p) % 16 == 0 && (static_cast<std::size_t>(row_stride) * elem) % 16 == 0;
+}
+
+/// How a two-pass kernel runs: threads per block and the row cache in shared
+/// memory. Rows of 64 KiB or more are cached (as much as one block may hold,
+/// at most 200 KiB): the second pass then reads them from shared memory
+/// instead of L2 / HBM, one 1024-thread block per SM. RLHF_CUDA_LOGITS_CACHE=0
+/// turns the cache off (512 threads, the second read from L2 / HBM).
+struct two_pass_plan {
+  int threads = logits_threads;
+  std::size_t smem = 0;
+  index_t cache_vecs = 0;
+};
+inline two_pass_plan plan_two_pass(const void* kernel, index_t V, std::size_t elem, bool aligned, const char* fn) {
+  two_pass_plan p;
+  const char* env = std::getenv("RLHF_CUDA_LOGITS_CACHE");
+  if (!aligned || (env && env[0] == '0')) return p;
+  const index_t nv = V / static_cast<index_t>(16 / elem);
+  const std::size_t row = static_cast<std::size_t>(nv) * 16;
+  if (row < (std::size_t{64} << 10)) return p;
+  int dev = 0, optin = 0;
+  rlhf::detail::check_cuda(cudaGetDevice(&dev), fn, "cudaGetDevice");
+  rlhf::detail::check_cuda(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), fn,
+                           "cudaDeviceGetAttribute");
+  const std::size_t limit = std::min<std::size_t>(std::size_t{200} << 10, optin > 8192 ? static_cast<std::size_t>(optin) - 8192 : 0);
+  const std::size_t bytes = std::min(row, limit) / 16 * 16;
+  if (bytes < (std::size_t{48} << 10)) return p;
+  rlhf::detail::check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)),
+                           fn, "cudaFuncSetAttribute");
+  p.threads = 1024;
+  p.smem = bytes;
+  p.cache_vecs = static_cast<index_t>(bytes / 16);
+  return p;
 }
 
 inline unsigned logits_grid(index_t N) {
@@ -332,8 +385,12 @@ void logprobs_entropy_backward(cuda_t tag, tensor_view<T, 2, device_space> logit
                             gs,
                             ck::aligned16(logits.data(), logits.stride(0), sizeof(V)),
                             ck::aligned16(dlogits.data(), dlogits.stride(0), sizeof(V))};
-  ck::logits_backward<V, value_t<L>, value_t<O>><<<ck::logits_grid(N), ck::logits_threads, 0, tag.stream>>>(
-      logits.data(), dlogp.null() ? nullptr : labels.data(), dlogp.data(), dentropy.data(), dlogits.data(), k,
+  auto kernel = ck::logits_backward<V, value_t<L>, value_t<O>>;
+  const auto plan = ck::plan_two_pass(reinterpret_cast<const void*>(kernel), k.V, sizeof(V), k.aligned && k.daligned, fn);
+  ck::logits_launch kc = k;
+  kc.cache_vecs = plan.cache_vecs;
+  kernel<<<ck::logits_grid(N), static_cast<unsigned>(plan.threads), plan.smem, tag.stream>>>(
+      logits.data(), dlogp.null() ? nullptr : labels.data(), dlogp.data(), dentropy.data(), dlogits.data(), kc,
       static_cast<ck::acc_t<V>>(1.0 / p.temperature));
   ck::check_launch(fn, "logits_backward");
 }
@@ -370,8 +427,13 @@ double fused_token_objective(cuda_t tag, tensor_view<T, 2, device_space> logits,
                             ck::aligned16(logits.data(), logits.stride(0), sizeof(V)),
                             dlogits.null() ? false : ck::aligned16(dlogits.data(), dlogits.stride(0), sizeof(V))};
   device_buffer<double> row_loss(static_cast<std::size_t>(N));
-  ck::logits_fused<V, value_t<L>, O, Objective><<<ck::logits_grid(N), ck::logits_threads, 0, tag.stream>>>(
-      logits.data(), labels.data(), objective, dlogits.data(), logp.data(), entropy.data(), row_loss.data(), k,
+  auto kernel = ck::logits_fused<V, value_t<L>, O, Objective>;
+  const auto plan = ck::plan_two_pass(reinterpret_cast<const void*>(kernel), k.V, sizeof(V),
+                                      !dlogits.null() && k.aligned && k.daligned, fn);
+  ck::logits_launch kc = k;
+  kc.cache_vecs = plan.cache_vecs;
+  kernel<<<ck::logits_grid(N), static_cast<unsigned>(plan.threads), plan.smem, tag.stream>>>(
+      logits.data(), labels.data(), objective, dlogits.data(), logp.data(), entropy.data(), row_loss.data(), kc,
       static_cast<ck::acc_t<V>>(1.0 / p.temperature));
   ck::check_launch(fn, "logits_fused");
   ck::scratch total(1, tag.stream, fn);
