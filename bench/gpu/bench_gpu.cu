@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <rlhf/backend/cuda/advantage.cuh>
 #include <rlhf/backend/cuda/fused_linear.cuh>
@@ -190,10 +191,17 @@ int main(int argc, char** argv) {
            ", \"dtype\": \"bf16\", \"ms\": " + num(ms) + ", \"bytes\": " + num(moved) + ", \"gbs\": " +
            num(moved / (ms * 1e6)) + ", \"of_copy\": " + num(moved / (ms * 1e6) / copy_gbs) + "}");
     };
+    setenv("RLHF_CUDA_LOGITS_CACHE", "0", 1);  // the same without the shared-memory row cache
+    const double fused_nocache = time_ms([&] {
+      rlhf::ops::fused_token_objective(rlhf::cuda, zv, lv, rlhf::ops::pg_entropy_objective<double>{adv.data(), w.data(), 0.01},
+                                       rlhf::device_view<bf16, 2>(dz.data(), {N, V}));
+    });
+    unsetenv("RLHF_CUDA_LOGITS_CACHE");
     line("logits_fwd", fwd, bytes);                  // read the logits once
     line("logits_bwd", bwd, 3 * bytes);              // read twice, write the gradient
     line("logits_fwd_bwd_separate", fwd + bwd, 4 * bytes);
     line("logits_fused_fwd_bwd", fused, 2 * bytes);  // the bytes it must move: read once, write once
+    line("logits_fused_fwd_bwd_nocache", fused_nocache, 2 * bytes);
   }
 
   // 4. [B, T] objectives at B = 256, T = 4096 (float)

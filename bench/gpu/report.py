@@ -39,7 +39,8 @@ print(f"device: {dev.get('name', '?')}; copy {copy.get('gbs', float('nan')):.0f}
 
 print("| case | ours ms | GB/s | of copy | PyTorch eager ms | torch.compile ms | eager / ours | compile / ours |")
 print("|---|---|---|---|---|---|---|---|")
-for case in ("logits_fwd", "logits_bwd", "logits_fwd_bwd_separate", "logits_fused_fwd_bwd", "ppo_policy_loss",
+for case in ("logits_fwd", "logits_bwd", "logits_fwd_bwd_separate", "logits_fused_fwd_bwd",
+             "logits_fused_fwd_bwd_nocache", "ppo_policy_loss",
              "ppo_value_loss", "gae_whitened"):
     o = find(ours, case)
     if not o:
