@@ -174,7 +174,6 @@ struct experiment {
                                  name() + "): the structure is compile-time; declare the matching type");
         continue;
       }
-      if (it.type == config::json_item::kind::null && it.key.empty()) continue;
       config::set_field_or_fail(o, it.key, it.text);
     }
     options = std::move(o);
