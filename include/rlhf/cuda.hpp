@@ -97,4 +97,59 @@ class device_buffer {
   std::size_t n_ = 0;
 };
 
+/// Temporary device memory ordered on a stream (cudaMallocAsync /
+/// cudaFreeAsync: from the device's memory pool, no device-wide
+/// synchronization). The ops use it for their scratch; it is freed in the
+/// stream's order, after the work queued before its destruction.
+template <class T>
+class stream_buffer {
+ public:
+  stream_buffer() = default;
+  stream_buffer(std::size_t n, cudaStream_t s, const char* fn = "stream_buffer") : n_(n), s_(s) {
+    if (n > 0)
+      detail::check_cuda(cudaMallocAsync(reinterpret_cast<void**>(&p_), n * sizeof(T), s), fn, "cudaMallocAsync");
+  }
+  stream_buffer(const stream_buffer&) = delete;
+  stream_buffer& operator=(const stream_buffer&) = delete;
+  stream_buffer(stream_buffer&& o) noexcept : p_(o.p_), n_(o.n_), s_(o.s_) {
+    o.p_ = nullptr;
+    o.n_ = 0;
+  }
+  stream_buffer& operator=(stream_buffer&& o) noexcept {
+    if (this != &o) {
+      release();
+      p_ = o.p_;
+      n_ = o.n_;
+      s_ = o.s_;
+      o.p_ = nullptr;
+      o.n_ = 0;
+    }
+    return *this;
+  }
+  ~stream_buffer() { release(); }
+
+  [[nodiscard]] T* data() const noexcept { return p_; }
+  [[nodiscard]] std::size_t size() const noexcept { return n_; }
+  /// Host to device on the buffer's stream (the host memory may be reused on return: pageable copies are staged).
+  void upload(const T* host, std::size_t n, const char* fn = "stream_buffer") {
+    if (n > 0)
+      detail::check_cuda(cudaMemcpyAsync(p_, host, n * sizeof(T), cudaMemcpyHostToDevice, s_), fn, "cudaMemcpyAsync (to device)");
+  }
+  /// Device to host after the stream's queued work (synchronizes the stream).
+  void download(T* host, std::size_t n, const char* fn = "stream_buffer") const {
+    if (n > 0)
+      detail::check_cuda(cudaMemcpyAsync(host, p_, n * sizeof(T), cudaMemcpyDeviceToHost, s_), fn, "cudaMemcpyAsync (to host)");
+    detail::check_cuda(cudaStreamSynchronize(s_), fn, "cudaStreamSynchronize");
+  }
+
+ private:
+  void release() noexcept {
+    if (p_) cudaFreeAsync(p_, s_);
+    p_ = nullptr;
+  }
+  T* p_ = nullptr;
+  std::size_t n_ = 0;
+  cudaStream_t s_ = nullptr;
+};
+
 }  // namespace rlhf

@@ -235,7 +235,7 @@ void check_rewards_dev(const char* fn, const tensor_view<T, 2, device_space>& r,
 /// Group ids (device) -> groups in order of first appearance (CSR, on the device).
 template <class I>
 void build_groups(cudaStream_t stream, const char* fn, const tensor_view<I, 1, device_space>& index, index_t B,
-                  device_buffer<index_t>& offsets, device_buffer<index_t>& rows, index_t& n_groups) {
+                  stream_buffer<index_t>& offsets, stream_buffer<index_t>& rows, index_t& n_groups) {
   rlhf::detail::require_extent(fn, "index", index, 0, B, "one group id per response");
   // the ids may come from work queued on the caller's stream
   rlhf::detail::check_cuda(cudaStreamSynchronize(stream), fn, "cudaStreamSynchronize");
@@ -259,10 +259,10 @@ void build_groups(cudaStream_t stream, const char* fn, const tensor_view<I, 1, d
     off.push_back(static_cast<index_t>(flat.size()));
   }
   n_groups = static_cast<index_t>(g.size());
-  offsets = device_buffer<index_t>(off.size());
-  offsets.copy_from_host(off.data(), off.size());
-  rows = device_buffer<index_t>(flat.size());
-  rows.copy_from_host(flat.data(), flat.size());
+  offsets = stream_buffer<index_t>(off.size(), stream, fn);
+  offsets.upload(off.data(), off.size(), fn);
+  rows = stream_buffer<index_t>(flat.size(), stream, fn);
+  rows.upload(flat.data(), flat.size(), fn);
 }
 
 /// The outcome estimators: scores, groups, the per-group rule, broadcast.
@@ -274,19 +274,19 @@ void group_estimator(cuda_t tag, const char* fn, tensor_view<T, 2, device_space>
                      Prepare&& prepare, index_t min_group = 1, const char* empty_group_message = nullptr) {
   check_rewards_dev(fn, r, mask, out);
   const index_t B = r.extent(0), T_ = r.extent(1);
-  device_buffer<index_t> offsets, rows;
+  stream_buffer<index_t> offsets, rows;
   index_t groups = 0;
   build_groups(tag.stream, fn, index, B, offsets, rows, groups);
   if (min_group > 1) {
     std::vector<index_t> off(static_cast<std::size_t>(groups + 1));
-    offsets.copy_to_host(off.data(), off.size());
+    offsets.download(off.data(), off.size(), fn);
     for (index_t g = 0; g < groups; ++g)
       if (off[static_cast<std::size_t>(g + 1)] - off[static_cast<std::size_t>(g)] < min_group)
         rlhf::detail::fail(error_kind::empty, fn, "index", "has a group of one response: pass@k needs at least 2 per group");
   }
   scratch s(static_cast<std::size_t>(B), tag.stream, fn), aux(static_cast<std::size_t>(B), tag.stream, fn);
-  device_buffer<double> a(static_cast<std::size_t>(B));
-  device_buffer<int> err(1);
+  stream_buffer<double> a(static_cast<std::size_t>(B), tag.stream, fn);
+  stream_buffer<int> err(1, tag.stream, fn);
   rlhf::detail::check_cuda(cudaMemsetAsync(err.data(), 0, sizeof(int), tag.stream), fn, "cudaMemsetAsync");
   row_scores<value_t<T>><<<grid_bt(B, T_), block_threads, 0, tag.stream>>>(in(r), T_, s.data());
   check_launch(fn, "row_scores");

@@ -115,24 +115,22 @@ __global__ void sum_vector(const double* x, index_t n, double* out) {
   block_accumulate<1>(s, out);
 }
 
-/// Device doubles zeroed on the tag's stream, read back after a synchronize.
+/// Device doubles zeroed on the tag's stream (stream-ordered memory), read
+/// back after a synchronize.
 class scratch {
  public:
-  scratch(std::size_t n, cudaStream_t s, const char* fn) : buf_(n), s_(s), fn_(fn) {
+  scratch(std::size_t n, cudaStream_t s, const char* fn) : buf_(n, s, fn), fn_(fn) {
     rlhf::detail::check_cuda(cudaMemsetAsync(buf_.data(), 0, n * sizeof(double), s), fn, "cudaMemsetAsync");
   }
   [[nodiscard]] double* data() const noexcept { return buf_.data(); }
   std::vector<double> read() const {
     std::vector<double> h(buf_.size());
-    rlhf::detail::check_cuda(cudaMemcpyAsync(h.data(), buf_.data(), h.size() * sizeof(double), cudaMemcpyDeviceToHost, s_),
-                             fn_, "cudaMemcpyAsync (to host)");
-    rlhf::detail::check_cuda(cudaStreamSynchronize(s_), fn_, "cudaStreamSynchronize");
+    buf_.download(h.data(), h.size(), fn_);
     return h;
   }
 
  private:
-  device_buffer<double> buf_;
-  cudaStream_t s_;
+  stream_buffer<double> buf_;
   const char* fn_;
 };
 

@@ -127,8 +127,8 @@ summary weighted_loss(cuda_t tag, tensor_view<T, 1, device_space> chosen, in_dvi
                                  fn, "cudaMemcpy2D (to device)");
     return s;
   }
-  device_buffer<weighted> d_terms(terms.size());
-  d_terms.copy_from_host(terms.data(), terms.size());
+  stream_buffer<weighted> d_terms(terms.size(), tag.stream, fn);
+  d_terms.upload(terms.data(), terms.size(), fn);
   ck::scratch acc(4, tag.stream, fn);
   ck::dpo_pairs<V><<<ck::grid_1d(B), ck::block_threads, 0, tag.stream>>>(
       ck::in_1d(chosen), ck::in_1d(rejected), ck::in_1d(ref_chosen), ck::in_1d(ref_rejected),

@@ -109,7 +109,7 @@ fused_linear_result fused_linear_objective(cuda_t tag, const cublas_handle& blas
     rlhf::detail::fail(error_kind::shape, fn, "hidden", "and weight (and their gradients) need contiguous rows");
   const index_t N = hidden.extent(0), H = hidden.extent(1), V = weight.extent(0);
   const index_t chunk = fused_linear_chunk(N, V, sizeof(V_), p);
-  device_buffer<V_> z(static_cast<std::size_t>(chunk * V));
+  stream_buffer<V_> z(static_cast<std::size_t>(chunk * V), tag.stream, fn);
   namespace ck = cuda_kernels;
   const cublasHandle_t h = blas.get();
   rlhf::detail::check_cublas(cublasSetStream(h, tag.stream), fn, "cublasSetStream");

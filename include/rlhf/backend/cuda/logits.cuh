@@ -426,7 +426,7 @@ double fused_token_objective(cuda_t tag, tensor_view<T, 2, device_space> logits,
                             0,
                             ck::aligned16(logits.data(), logits.stride(0), sizeof(V)),
                             dlogits.null() ? false : ck::aligned16(dlogits.data(), dlogits.stride(0), sizeof(V))};
-  device_buffer<double> row_loss(static_cast<std::size_t>(N));
+  stream_buffer<double> row_loss(static_cast<std::size_t>(N), tag.stream, fn);
   auto kernel = ck::logits_fused<V, value_t<L>, O, Objective>;
   const auto plan = ck::plan_two_pass(reinterpret_cast<const void*>(kernel), k.V, sizeof(V),
                                       !dlogits.null() && k.aligned && k.daligned, fn);
