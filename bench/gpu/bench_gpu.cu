@@ -222,6 +222,14 @@ int main(int argc, char** argv) {
       rlhf::ppo::policy_loss(rlhf::cuda, v(lp), v(old), v(adv), v(mask), pp, rlhf::device_view<float, 2>(dlp.data(), {B, T}));
     });
     const double bytes_pol = 5.0 * static_cast<double>(n) * sizeof(float);  // 4 inputs + the gradient
+    // the asynchronous form: queued work only (the scalars stay on the device)
+    const double pol_async = time_ms([&] {
+      (void)rlhf::ppo::policy_loss_async(rlhf::cuda, v(lp), v(old), v(adv), v(mask), pp,
+                                         rlhf::device_view<float, 2>(dlp.data(), {B, T}));
+    });
+    emit("{\"case\": \"ppo_policy_loss_async\", \"B\": " + std::to_string(B) + ", \"T\": " + std::to_string(T) +
+         ", \"dtype\": \"float\", \"ms\": " + num(pol_async) + ", \"bytes\": " + num(bytes_pol) + ", \"gbs\": " +
+         num(bytes_pol / (pol_async * 1e6)) + ", \"of_copy\": " + num(bytes_pol / (pol_async * 1e6) / copy_gbs) + "}");
     emit("{\"case\": \"ppo_policy_loss\", \"B\": " + std::to_string(B) + ", \"T\": " + std::to_string(T) +
          ", \"dtype\": \"float\", \"ms\": " + num(pol) + ", \"bytes\": " + num(bytes_pol) + ", \"gbs\": " +
          num(bytes_pol / (pol * 1e6)) + ", \"of_copy\": " + num(bytes_pol / (pol * 1e6) / copy_gbs) + "}");

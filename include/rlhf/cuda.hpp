@@ -11,6 +11,7 @@
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
+#include <functional>
 #include <string>
 
 #include "core/error.hpp"
@@ -95,6 +96,20 @@ class device_buffer {
   }
   T* p_ = nullptr;
   std::size_t n_ = 0;
+};
+
+/// The scalar results of an op queued on a stream (`*_async` overloads):
+/// get() waits for the stream and returns them (or raises the op's
+/// data-dependent errors). The outputs written by the op are valid in the
+/// stream's order even before get().
+template <class R>
+class deferred {
+ public:
+  explicit deferred(std::function<R()> finish) : finish_(std::move(finish)) {}
+  R get() const { return finish_(); }
+
+ private:
+  std::function<R()> finish_;
 };
 
 /// Temporary device memory ordered on a stream (cudaMallocAsync /

@@ -31,6 +31,14 @@ void policy_case(const std::string& name, const ppo::policy_params& p, index_t B
   check(name + " clipfrac_lower", dev.clipfrac_lower, cpu.clipfrac_lower, rt, at);
   check(name + " ppo_kl", dev.ppo_kl, cpu.ppo_kl, rt, at);
   check_all(name + " dlogp", g.download(), g.h, rt, at);
+  // the asynchronous form: the same results once get() has waited
+  pair2<T> ga(B, T_);
+  const auto pending = ppo::policy_loss_async(rlhf::cuda, lp.dc(), old.dc(), adv.dc(), m.dc(), p, ga.dv(),
+                                              with_weights ? w.dc() : rlhf::device_view<const T, 2>{});
+  const auto later = pending.get();
+  check(name + " async loss", later.loss, cpu.loss, rt, at);
+  check(name + " async clipfrac", later.clipfrac, cpu.clipfrac, rt, at);
+  check_all(name + " async dlogp", ga.download(), g.h, rt, at);
 }
 
 template <class T>

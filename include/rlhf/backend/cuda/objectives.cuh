@@ -22,6 +22,9 @@
 #include "common.cuh"
 #include "masked.cuh"
 
+#include <functional>
+#include <memory>
+
 namespace rlhf::cuda_kernels {
 
 template <int G, int K>
@@ -71,37 +74,66 @@ struct objective_sums {
   double rows = 0;   ///< rows with a valid token
 };
 
-/// Runs the engine; `outs` are the gradient outputs (null ones are skipped).
-/// An empty mask is an error where the CPU's op makes it one: always when the
-/// mode needs a denominator (as ops::aggregate), and for `require_tokens`
-/// ops (the losses that check for a valid token first).
+/// The engine's work in flight: its device scalars and how to check them.
+template <int K>
+struct objective_launch {
+  scratch counts, acc;
+  agg_rule rule;
+  agg_mode mode;
+  const char* fn;
+  const char* mask_name;
+  bool require_tokens;
+
+  /// Waits for the stream, reads the scalars back, raises the CPU's errors.
+  objective_sums<K> finish() const {
+    const auto h = acc.read();
+    objective_sums<K> r;
+    r.n = h[0];
+    r.rows = h[1];
+    r.value = h[2];
+    for (int k = 0; k < K; ++k) r.stat[k] = h[static_cast<std::size_t>(3 + k)];
+    if (require_tokens && !(r.n > 0)) rlhf::detail::fail(error_kind::empty, fn, mask_name, "has no valid token");
+    if (!(agg_denominator(rule, r.n, r.rows) > 0))
+      rlhf::detail::fail(error_kind::empty, fn, mask_name,
+                         mode == agg_mode::token_mean ? "has no valid token (token-mean)" : "has no row with a valid token");
+    return r;
+  }
+};
+
+/// Queues the engine on the tag's stream; `outs` are the gradient outputs
+/// (null ones are skipped). An empty mask is an error where the CPU's op makes
+/// it one: always when the mode needs a denominator (as ops::aggregate), and
+/// for `require_tokens` ops (the losses that check for a valid token first);
+/// it is raised by finish().
+template <int G, int K, class F, class M, class O>
+objective_launch<K> launch_objective(cuda_t tag, const char* fn, const F& f, in2<M> mask, index_t B, index_t T,
+                                     const agg_params& p, const std::array<out2<O>, G>& outs, double grad_scale = 1.0,
+                                     bool accumulate = false, const char* mask_name = "response_mask",
+                                     bool require_tokens = true) {
+  ops::detail::check_agg_params(p, fn);
+  const agg_rule rule = make_agg_rule(p, T);
+  objective_launch<K> l{scratch(static_cast<std::size_t>(B), tag.stream, fn), scratch(3 + K, tag.stream, fn), rule,
+                        p.mode, fn, mask_name, require_tokens};
+  row_counts<M><<<grid_bt(B, T), block_threads, 0, tag.stream>>>(mask, T, l.counts.data());
+  check_launch(fn, "row_counts");
+  count_totals<><<<1, block_threads, 0, tag.stream>>>(l.counts.data(), B, l.acc.data());
+  check_launch(fn, "count_totals");
+  out_list<O, G> ol{};
+  for (int g = 0; g < G; ++g) ol.o[g] = outs[static_cast<std::size_t>(g)];
+  objective_pass<G, K, F, M, O><<<grid_bt(B, T), block_threads, 0, tag.stream>>>(
+      f, mask, T, rule, l.counts.data(), l.acc.data(), ol, grad_scale, accumulate, l.acc.data() + 2);
+  check_launch(fn, "objective_pass");
+  return l;
+}
+
+/// Queues the engine and waits for its scalars.
 template <int G, int K, class F, class M, class O>
 objective_sums<K> run_objective(cuda_t tag, const char* fn, const F& f, in2<M> mask, index_t B, index_t T,
                                 const agg_params& p, const std::array<out2<O>, G>& outs, double grad_scale = 1.0,
                                 bool accumulate = false, const char* mask_name = "response_mask",
                                 bool require_tokens = true) {
-  ops::detail::check_agg_params(p, fn);
-  scratch counts(static_cast<std::size_t>(B), tag.stream, fn), acc(3 + K, tag.stream, fn);
-  row_counts<M><<<grid_bt(B, T), block_threads, 0, tag.stream>>>(mask, T, counts.data());
-  check_launch(fn, "row_counts");
-  count_totals<><<<1, block_threads, 0, tag.stream>>>(counts.data(), B, acc.data());
-  check_launch(fn, "count_totals");
-  out_list<O, G> ol{};
-  for (int g = 0; g < G; ++g) ol.o[g] = outs[static_cast<std::size_t>(g)];
-  objective_pass<G, K, F, M, O><<<grid_bt(B, T), block_threads, 0, tag.stream>>>(
-      f, mask, T, make_agg_rule(p, T), counts.data(), acc.data(), ol, grad_scale, accumulate, acc.data() + 2);
-  check_launch(fn, "objective_pass");
-  const auto h = acc.read();
-  objective_sums<K> r;
-  r.n = h[0];
-  r.rows = h[1];
-  r.value = h[2];
-  for (int k = 0; k < K; ++k) r.stat[k] = h[static_cast<std::size_t>(3 + k)];
-  if (require_tokens && !(r.n > 0)) rlhf::detail::fail(error_kind::empty, fn, mask_name, "has no valid token");
-  if (!(agg_denominator(make_agg_rule(p, T), r.n, r.rows) > 0))
-    rlhf::detail::fail(error_kind::empty, fn, mask_name,
-                       p.mode == agg_mode::token_mean ? "has no valid token (token-mean)" : "has no row with a valid token");
-  return r;
+  return launch_objective<G, K>(tag, fn, f, mask, B, T, p, outs, grad_scale, accumulate, mask_name, require_tokens)
+      .finish();
 }
 
 // ---- per-token functors ----------------------------------------------------
@@ -234,12 +266,14 @@ result loss(cuda_t tag, tensor_view<T, 2, device_space> logp, in_dview<T, 2> val
 
 namespace rlhf::ppo {
 
-/// ppo::policy_loss on device views (same arguments and result as the CPU's).
+/// ppo::policy_loss queued on the tag's stream: the gradient is written in
+/// stream order and the scalars stay on the device until get() (which waits
+/// for the stream and raises the errors that depend on the data).
 template <class T, class M>
-policy_result policy_loss(cuda_t tag, tensor_view<T, 2, device_space> logp, in_dview<T, 2> old_logp,
-                          in_dview<T, 2> adv, tensor_view<M, 2, device_space> mask,
-                          const policy_params& p, out_dview<T, 2> dlogp = {},
-                          in_dview<T, 2> weights = {}) {
+deferred<policy_result> policy_loss_async(cuda_t tag, tensor_view<T, 2, device_space> logp, in_dview<T, 2> old_logp,
+                                          in_dview<T, 2> adv, tensor_view<M, 2, device_space> mask,
+                                          const policy_params& p, out_dview<T, 2> dlogp = {},
+                                          in_dview<T, 2> weights = {}) {
   constexpr const char* fn = "ppo::policy_loss (cuda)";
   detail::check_policy_inputs(tag, fn, logp, old_logp, adv, mask);
   rlhf::detail::require_output(fn, "dlogp", dlogp, "log_prob", logp);
@@ -248,16 +282,29 @@ policy_result policy_loss(cuda_t tag, tensor_view<T, 2, device_space> logp, in_d
   namespace ck = cuda_kernels;
   const ck::ppo_policy_token<value_t<T>> f{ck::in(logp), ck::in(old_logp), ck::in(adv), ck::in(weights),
                                            {p.clip_low, p.clip_high, p.dual_clip, p.log_ratio_clamp}, stat_rules(p)};
-  const auto s = ck::run_objective<1, 3>(tag, fn, f, ck::in(mask), logp.extent(0), logp.extent(1), p.agg,
-                                         std::array<ck::out2<value_t<T>>, 1>{ck::out(dlogp)});
-  rlhf::detail::require_finite_result(s.value, fn, "log_prob",
-                                      "the ratio exp(log_prob - old_log_prob) overflows; set log_ratio_clamp");
-  policy_result r;
-  r.loss = s.value;
-  r.clipfrac = s.stat[0] / (s.n + p.stat_eps);
-  r.clipfrac_lower = s.stat[1] / (s.n + p.stat_eps);
-  r.ppo_kl = s.stat[2] / (s.n + p.stat_eps);
-  return r;
+  auto launch = std::make_shared<ck::objective_launch<3>>(ck::launch_objective<1, 3>(
+      tag, fn, f, ck::in(mask), logp.extent(0), logp.extent(1), p.agg,
+      std::array<ck::out2<value_t<T>>, 1>{ck::out(dlogp)}));
+  const double eps = p.stat_eps;
+  return deferred<policy_result>([launch, eps] {
+    const auto s = launch->finish();
+    rlhf::detail::require_finite_result(s.value, "ppo::policy_loss (cuda)", "log_prob",
+                                        "the ratio exp(log_prob - old_log_prob) overflows; set log_ratio_clamp");
+    policy_result r;
+    r.loss = s.value;
+    r.clipfrac = s.stat[0] / (s.n + eps);
+    r.clipfrac_lower = s.stat[1] / (s.n + eps);
+    r.ppo_kl = s.stat[2] / (s.n + eps);
+    return r;
+  });
+}
+
+/// ppo::policy_loss on device views (same arguments and result as the CPU's).
+template <class T, class M>
+policy_result policy_loss(cuda_t tag, tensor_view<T, 2, device_space> logp, in_dview<T, 2> old_logp,
+                          in_dview<T, 2> adv, tensor_view<M, 2, device_space> mask, const policy_params& p,
+                          out_dview<T, 2> dlogp = {}, in_dview<T, 2> weights = {}) {
+  return policy_loss_async(tag, logp, old_logp, adv, mask, p, dlogp, weights).get();
 }
 
 /// ppo::value_loss on device views.
