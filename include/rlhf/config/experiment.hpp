@@ -135,13 +135,7 @@ struct experiment {
   }
 
   /// The structure and every option, as one record (the metrics file's first line).
-  [[nodiscard]] train::record record() const {
-    train::record r;
-    r.set("record", "config");
-    config::structure_to_record<experiment>(r);
-    config::to_record(options, r);
-    return r;
-  }
+  [[nodiscard]] train::record record() const { return config::config_record<experiment>(options); }
   /// One line of JSON; read_json gives the same experiment back.
   [[nodiscard]] std::string json() const { return record().json(); }
 

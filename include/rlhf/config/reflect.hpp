@@ -286,6 +286,17 @@ void structure_to_record(train::record& r) {
   r.set("backend", "cpu");
 }
 
+/// The configuration record of a run (the metrics file's first line): the
+/// structure S, then every option.
+template <class S, class O>
+train::record config_record(const O& options) {
+  train::record r;
+  r.set("record", "config");
+  structure_to_record<S>(r);
+  to_record(options, r);
+  return r;
+}
+
 /// The keys structure_to_record writes (compile-time: not overridable).
 inline bool is_structure_key(std::string_view k) {
   return k == "algorithm" || k == "kl_estimator" || k == "kl_placement" || k == "advantage" || k == "aggregation" ||

@@ -57,13 +57,7 @@ class dpo_trainer : public runnable<dpo_trainer<P, R, S>> {
   [[nodiscard]] const dpo_options& options() const noexcept { return o_; }
 
   /// The resolved configuration (the metrics file's first record).
-  [[nodiscard]] record config() const {
-    record r;
-    r.set("record", "config");
-    config::structure_to_record<S>(r);
-    config::to_record(o_, r);
-    return r;
-  }
+  [[nodiscard]] record config() const { return config::config_record<S>(o_); }
 
   /// Sequence log-probabilities (sum over completion tokens) of pairs `rows`.
   template <class M>

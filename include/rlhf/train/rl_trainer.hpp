@@ -202,13 +202,7 @@ class rl_trainer : public runnable<rl_trainer<S, P, R, RM, V>> {
 
   /// The resolved configuration (the metrics file's first record): the
   /// structure, then every option (reflected: config/reflect.hpp).
-  [[nodiscard]] record config() const {
-    record r;
-    r.set("record", "config");
-    config::structure_to_record<S>(r);
-    config::to_record(o_, r);
-    return r;
-  }
+  [[nodiscard]] record config() const { return config::config_record<S>(o_); }
 
   /// One training step; returns its metrics.
   record step() {
