@@ -79,15 +79,6 @@ __global__ void copy_2d(in2<O> x, out2<O> out, index_t B, index_t T_) {
   }
 }
 
-/// s[b] += sum_t r[b, t] (all positions, as verl), over grid_bt.
-template <class T>
-__global__ void row_scores(in2<T> r, index_t T_, double* s) {
-  const index_t b = blockIdx.x, t0 = static_cast<index_t>(blockIdx.y) * row_chunk;
-  const index_t t1 = t0 + row_chunk < T_ ? t0 + row_chunk : T_;
-  sums<1> x{{0.0}};
-  for (index_t t = t0 + threadIdx.x; t < t1; t += blockDim.x) x.v[0] += r(b, t);
-  block_accumulate<1>(x, s + b);
-}
 
 /// Mean and unbiased standard deviation (0 for one member) of s over a group's rows.
 __device__ inline void group_stats(const double* s, const index_t* rows, index_t n, double& mean, double& std) {
@@ -288,8 +279,9 @@ void group_estimator(cuda_t tag, const char* fn, tensor_view<T, 2, device_space>
   stream_buffer<double> a(static_cast<std::size_t>(B), tag.stream, fn);
   stream_buffer<int> err(1, tag.stream, fn);
   rlhf::detail::check_cuda(cudaMemsetAsync(err.data(), 0, sizeof(int), tag.stream), fn, "cudaMemsetAsync");
-  row_scores<value_t<T>><<<grid_bt(B, T_), block_threads, 0, tag.stream>>>(in(r), T_, s.data());
-  check_launch(fn, "row_scores");
+  // the outcome score: the sum of every position (verl sums without the mask)
+  row_sums<value_t<T>><<<grid_bt(B, T_), block_threads, 0, tag.stream>>>(in(r), T_, s.data());
+  check_launch(fn, "row_sums (scores)");
   prepare(s.data(), aux.data());
   group_advantages<Rule><<<grid_1d(groups), block_threads, 0, tag.stream>>>(s.data(), aux.data(), offsets.data(),
                                                                             rows.data(), groups, rule, a.data(), err.data());
@@ -400,9 +392,9 @@ void opo(cuda_t tag, tensor_view<T, 2, device_space> token_level_rewards, tensor
   ck::group_estimator(
       tag, fn, token_level_rewards, response_mask, index, ck::opo_rule{}, out,
       [&](double*, double* len) {
-        ck::row_counts<value_t<M>><<<ck::grid_bt(response_mask.extent(0), T_), ck::block_threads, 0, tag.stream>>>(
+        ck::row_sums<value_t<M>><<<ck::grid_bt(response_mask.extent(0), T_), ck::block_threads, 0, tag.stream>>>(
             ck::in(response_mask), T_, len);
-        ck::check_launch(fn, "row_counts");
+        ck::check_launch(fn, "row_sums (lengths)");
       },
       1, "has a group whose responses have no valid token: the length-weighted baseline is undefined");
 }

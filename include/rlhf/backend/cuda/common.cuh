@@ -86,14 +86,15 @@ __device__ void block_accumulate(const sums<K>& x, double* out) {
     for (int k = 0; k < K; ++k) atomicAdd(out + k, total.v[k]);
 }
 
-/// Per-row masked count (counts[b] += sum_t m), over grid_bt.
-template <class M>
-__global__ void row_counts(in2<M> mask, index_t T, double* counts) {
+/// Per-row sums, over grid_bt: out[b] += sum_t x[b, t] (a mask's valid-token
+/// counts, a reward row's outcome score).
+template <class X>
+__global__ void row_sums(in2<X> x, index_t T, double* out) {
   const index_t b = blockIdx.x, t0 = static_cast<index_t>(blockIdx.y) * row_chunk;
   const index_t t1 = t0 + row_chunk < T ? t0 + row_chunk : T;
   sums<1> c{{0.0}};
-  for (index_t t = t0 + threadIdx.x; t < t1; t += blockDim.x) c.v[0] += mask(b, t);
-  block_accumulate<1>(c, counts + b);
+  for (index_t t = t0 + threadIdx.x; t < t1; t += blockDim.x) c.v[0] += x(b, t);
+  block_accumulate<1>(c, out + b);
 }
 
 /// totals[0] = sum_b counts[b], totals[1] = #rows with a valid token (one block).

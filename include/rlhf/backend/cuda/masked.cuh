@@ -8,9 +8,10 @@
 
 namespace rlhf::cuda_kernels {
 
-/// acc[0] += sum m, acc[1] += sum m v (masked-out v never read into the sum).
+/// acc[0] += sum m, acc[1] += sum m v (masked-out v never read into the
+/// sum); over the whole batch, or per row into acc[2 b], acc[2 b + 1].
 template <class T, class M>
-__global__ void masked_moments(in2<T> v, in2<M> mask, index_t T_, double* acc) {
+__global__ void masked_moments(in2<T> v, in2<M> mask, index_t T_, double* acc, bool per_row = false) {
   const index_t b = blockIdx.x, t0 = static_cast<index_t>(blockIdx.y) * row_chunk;
   const index_t t1 = t0 + row_chunk < T_ ? t0 + row_chunk : T_;
   sums<2> s{{0.0, 0.0}};
@@ -19,7 +20,7 @@ __global__ void masked_moments(in2<T> v, in2<M> mask, index_t T_, double* acc) {
     s.v[0] += m;
     if (m != 0) s.v[1] += m * v(b, t);
   }
-  block_accumulate<2>(s, acc);
+  block_accumulate<2>(s, per_row ? acc + 2 * b : acc);
 }
 
 /// With mu = acc[1] / (acc[0] + eps): acc[2] += sum m (v - mu)^2, acc[3] += sum m (v - mu).
@@ -125,19 +126,6 @@ __global__ void whiten_backward_apply(in2<T> v, in2<M> mask, in2<O> cot, out2<O>
   }
 }
 
-/// rows[b] = (sum m v, sum m) of row b, over grid_bt.
-template <class T, class M>
-__global__ void row_moments(in2<T> v, in2<M> mask, index_t T_, double* rows) {
-  const index_t b = blockIdx.x, t0 = static_cast<index_t>(blockIdx.y) * row_chunk;
-  const index_t t1 = t0 + row_chunk < T_ ? t0 + row_chunk : T_;
-  sums<2> s{{0.0, 0.0}};
-  for (index_t t = t0 + threadIdx.x; t < t1; t += blockDim.x) {
-    const double m = mask(b, t);
-    s.v[1] += m;
-    if (m != 0) s.v[0] += m * v(b, t);
-  }
-  block_accumulate<2>(s, rows + 2 * b);
-}
 
 /// dvalues[b, t] = cot[b] m[b, t] / (count_b + eps).
 template <class M, class O>
@@ -281,8 +269,8 @@ void masked_mean_rows_backward(cuda_t tag, tensor_view<M, 2, device_space> mask,
   namespace ck = cuda_kernels;
   const index_t B = mask.extent(0), T_ = mask.extent(1);
   ck::scratch counts(static_cast<std::size_t>(B), tag.stream, fn);
-  ck::row_counts<value_t<M>><<<ck::grid_bt(B, T_), ck::block_threads, 0, tag.stream>>>(ck::in(mask), T_, counts.data());
-  ck::check_launch(fn, "row_counts");
+  ck::row_sums<value_t<M>><<<ck::grid_bt(B, T_), ck::block_threads, 0, tag.stream>>>(ck::in(mask), T_, counts.data());
+  ck::check_launch(fn, "row_sums");
   ck::mean_rows_grad<value_t<M>, value_t<T>><<<ck::grid_1d(B * T_), ck::block_threads, 0, tag.stream>>>(
       ck::in(mask), cot.data(), cot.stride(0), ck::out(dvalues), B, T_, eps, counts.data());
   ck::check_launch(fn, "mean_rows_grad");
@@ -328,14 +316,14 @@ void masked_mean_rows(cuda_t tag, tensor_view<T, 2, device_space> values, tensor
   namespace ck = cuda_kernels;
   const index_t B = values.extent(0), T_ = values.extent(1);
   ck::scratch rows(static_cast<std::size_t>(2 * B), tag.stream, fn);
-  ck::row_moments<value_t<T>, value_t<M>><<<ck::grid_bt(B, T_), ck::block_threads, 0, tag.stream>>>(
-      ck::in(values), ck::in(mask), T_, rows.data());
-  ck::check_launch(fn, "row_moments");
+  ck::masked_moments<value_t<T>, value_t<M>><<<ck::grid_bt(B, T_), ck::block_threads, 0, tag.stream>>>(
+      ck::in(values), ck::in(mask), T_, rows.data(), true);
+  ck::check_launch(fn, "masked_moments (rows)");
   const auto h = rows.read();
   std::vector<value_t<T>> res(static_cast<std::size_t>(B));
   double n = 0;
   for (index_t b = 0; b < B; ++b) {
-    const double s = h[static_cast<std::size_t>(2 * b)], c = h[static_cast<std::size_t>(2 * b + 1)];
+    const double c = h[static_cast<std::size_t>(2 * b)], s = h[static_cast<std::size_t>(2 * b + 1)];
     n += c;
     res[static_cast<std::size_t>(b)] = static_cast<value_t<T>>(c + eps > 0 ? s / (c + eps) : 0.0);
   }

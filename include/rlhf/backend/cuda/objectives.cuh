@@ -3,7 +3,7 @@
 //
 // Every objective is a per-token functor built from the same math/
 // functions the CPU uses (RLHF_HD), run by one engine:
-//   1. row_counts + count_totals: the mask's per-row and total counts;
+//   1. row_sums + count_totals: the mask's per-row and total counts;
 //   2. objective_pass, one fused pass over (rows x chunks of 2048 tokens):
 //      each token's loss, gradient(s) and statistics from the functor; the
 //      aggregation weight of its row (agg_row_weight, the rule the CPU uses)
@@ -114,8 +114,8 @@ objective_launch<K> launch_objective(cuda_t tag, const char* fn, const F& f, in2
   const agg_rule rule = make_agg_rule(p, T);
   objective_launch<K> l{scratch(static_cast<std::size_t>(B), tag.stream, fn), scratch(3 + K, tag.stream, fn), rule,
                         p.mode, fn, mask_name, require_tokens};
-  row_counts<M><<<grid_bt(B, T), block_threads, 0, tag.stream>>>(mask, T, l.counts.data());
-  check_launch(fn, "row_counts");
+  row_sums<M><<<grid_bt(B, T), block_threads, 0, tag.stream>>>(mask, T, l.counts.data());
+  check_launch(fn, "row_sums");
   count_totals<><<<1, block_threads, 0, tag.stream>>>(l.counts.data(), B, l.acc.data());
   check_launch(fn, "count_totals");
   out_list<O, G> ol{};
