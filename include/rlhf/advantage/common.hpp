@@ -72,15 +72,19 @@ struct group_stats {
   double mean, std;  // std: unbiased (torch.std); 0 for a group of one
 };
 
-inline group_stats stats(const std::vector<double>& s, const std::vector<index_t>& rows) {
-  const double n = static_cast<double>(rows.size());
+/// Mean and unbiased std of the scores s[rows[0..n)] (every backend).
+RLHF_HD inline group_stats group_mean_std(const double* s, const index_t* rows, index_t n) {
   double m = 0;
-  for (auto b : rows) m += s[b];
-  m /= n;
-  if (rows.size() < 2) return {m, 0.0};
+  for (index_t k = 0; k < n; ++k) m += s[rows[k]];
+  m /= static_cast<double>(n);
+  if (n < 2) return {m, 0.0};
   double v = 0;
-  for (auto b : rows) v += (s[b] - m) * (s[b] - m);
-  return {m, std::sqrt(v / (n - 1))};
+  for (index_t k = 0; k < n; ++k) v += (s[rows[k]] - m) * (s[rows[k]] - m);
+  return {m, sqrt(v / static_cast<double>(n - 1))};
+}
+
+inline group_stats stats(const std::vector<double>& s, const std::vector<index_t>& rows) {
+  return group_mean_std(s.data(), rows.data(), static_cast<index_t>(rows.size()));
 }
 
 /// advantages[b, t] = returns[b, t] = a[b] * mask[b, t].

@@ -80,15 +80,6 @@ __global__ void copy_2d(in2<O> x, out2<O> out, index_t B, index_t T_) {
 }
 
 
-/// Mean and unbiased standard deviation (0 for one member) of s over a group's rows.
-__device__ inline void group_stats(const double* s, const index_t* rows, index_t n, double& mean, double& std) {
-  mean = 0;
-  for (index_t k = 0; k < n; ++k) mean += s[rows[k]];
-  mean /= static_cast<double>(n);
-  double var = 0;
-  for (index_t k = 0; k < n; ++k) var += (s[rows[k]] - mean) * (s[rows[k]] - mean);
-  std = n >= 2 ? sqrt(var / static_cast<double>(n - 1)) : 0.0;
-}
 
 /// One thread per group (rows[offsets[g] .. offsets[g + 1])): the estimator's
 /// rule writes a[b] for each member (aux: per-row extras; err: a flag the
@@ -104,16 +95,14 @@ __global__ void group_advantages(const double* s, const double* aux, const index
 struct grpo_rule {
   adv::grpo_params p;
   __device__ void operator()(const double* s, const double*, const index_t* rows, index_t n, double* a, int*) const {
-    double mean, std;
-    group_stats(s, rows, n, mean, std);
-    for (index_t k = 0; k < n; ++k) a[rows[k]] = adv::grpo_value(s[rows[k]], mean, std, static_cast<double>(n), p);
+    const auto st = adv::detail::group_mean_std(s, rows, n);
+    for (index_t k = 0; k < n; ++k) a[rows[k]] = adv::grpo_value(s[rows[k]], st.mean, st.std, static_cast<double>(n), p);
   }
 };
 struct rloo_rule {
   adv::rloo_params p;
   __device__ void operator()(const double* s, const double*, const index_t* rows, index_t n, double* a, int*) const {
-    double mean, std;
-    group_stats(s, rows, n, mean, std);
+    const double mean = adv::detail::group_mean_std(s, rows, n).mean;
     for (index_t k = 0; k < n; ++k) a[rows[k]] = adv::rloo_value(s[rows[k]], mean, static_cast<double>(n), p);
   }
 };
@@ -137,16 +126,14 @@ struct opo_rule {
 struct gpg_rule {
   double f_norm;
   __device__ void operator()(const double* s, const double* alpha, const index_t* rows, index_t n, double* a, int*) const {
-    double mean = 0, std;
-    if (n > 1) group_stats(s, rows, n, mean, std);
+    const double mean = n > 1 ? adv::detail::group_mean_std(s, rows, n).mean : 0.0;
     for (index_t k = 0; k < n; ++k) a[rows[k]] = alpha[0] * (s[rows[k]] - mean) / f_norm;
   }
 };
 /// REINFORCE++ with a group baseline: s - group mean (0 for a group of one).
 struct rpp_baseline_rule {
   __device__ void operator()(const double* s, const double*, const index_t* rows, index_t n, double* a, int*) const {
-    double mean = 0, std;
-    if (n > 1) group_stats(s, rows, n, mean, std);
+    const double mean = n > 1 ? adv::detail::group_mean_std(s, rows, n).mean : 0.0;
     for (index_t k = 0; k < n; ++k) a[rows[k]] = s[rows[k]] - mean;
   }
 };
@@ -160,11 +147,9 @@ struct passk_rule {
     index_t second = best == 0 ? 1 : 0;
     for (index_t k = 0; k < n; ++k)
       if (k != best && s[rows[k]] > s[rows[second]]) second = k;
-    double mean, std;
-    group_stats(s, rows, n, mean, std);
     const double gap = s[rows[best]] - s[rows[second]];
     for (index_t k = 0; k < n; ++k) a[rows[k]] = 0.0;
-    a[rows[best]] = p.norm_by_std && gap != 0 ? gap / (std + p.epsilon) : gap;
+    a[rows[best]] = p.norm_by_std && gap != 0 ? gap / (adv::detail::group_mean_std(s, rows, n).std + p.epsilon) : gap;
   }
 };
 
