@@ -33,6 +33,17 @@ struct is_params {
   double low = 0.5, high = 2.0;
 };
 
+/// The weight of one token from its ratio is = exp(old - rollout); `keep_row`
+/// is seq-mask-tis's verdict on the whole sequence (every backend).
+RLHF_HD inline double is_weight(const is_params& p, double is, bool keep_row) {
+  switch (p.kind) {
+    case is_correction::tis: return fmin(fmax(is, p.low), p.high);
+    case is_correction::icepop: return (is >= p.low && is <= p.high) ? is : 0.0;
+    case is_correction::seq_mask_tis: return keep_row ? is : 0.0;
+  }
+  return 0.0;
+}
+
 /// Writes the per-token weights; returns vllm_kl.
 template <class T, class M>
 double rollout_is_weights(cpu_t tag, tensor_view<T, 2> old_logp, in_view<T, 2> rollout_logp, tensor_view<M, 2> mask,
@@ -64,13 +75,7 @@ double rollout_is_weights(cpu_t tag, tensor_view<T, 2> old_logp, in_view<T, 2> r
     }
     for (index_t t = 0; t < T_; ++t) {
       const double is = std::exp(static_cast<double>(old_logp(b, t)) - static_cast<double>(rollout_logp(b, t)));
-      double w = 0;
-      switch (p.kind) {
-        case is_correction::tis: w = std::fmin(std::fmax(is, p.low), p.high); break;
-        case is_correction::icepop: w = (is >= p.low && is <= p.high) ? is : 0.0; break;
-        case is_correction::seq_mask_tis: w = keep_row ? is : 0.0; break;
-      }
-      weights(b, t) = static_cast<V>(w);
+      weights(b, t) = static_cast<V>(is_weight(p, is, keep_row));
     }
   }
   const double n = ops::mask_count(tag, mask);

@@ -158,13 +158,7 @@ __global__ void is_weights(in2<T> old, in2<T> rollout, in2<M> mask, out2<T> w, i
   sums<2> s{{0.0, 0.0}};
   for (index_t t = t0 + threadIdx.x; t < t1; t += blockDim.x) {
     const double is = exp(old(b, t) - rollout(b, t));
-    double v = 0;
-    switch (p.kind) {
-      case ppo::is_correction::tis: v = fmin(fmax(is, p.low), p.high); break;
-      case ppo::is_correction::icepop: v = (is >= p.low && is <= p.high) ? is : 0.0; break;
-      case ppo::is_correction::seq_mask_tis: v = keep ? is : 0.0; break;
-    }
-    w.set(b, t, v);
+    w.set(b, t, ppo::is_weight(p, is, keep));
     const double m = mask(b, t);
     s.v[1] += m;
     if (m != 0) s.v[0] += m * (rollout(b, t) - old(b, t));
