@@ -59,4 +59,40 @@ RLHF_HD inline bool dppo_valid(double logp, double old_logp, double adv, double 
   return adv > 0 ? pos : neg;
 }
 
+/// DPPO's token: loss = coef logp with the detached coef = -A min(r, cap) valid.
+struct dppo_term {
+  double coef;       ///< d loss / d logp
+  double log_ratio;  ///< clamped log ratio (its negation is ppo_kl)
+  double ratio;      ///< exp(log_ratio)
+  bool valid;        ///< inside the trust region
+};
+RLHF_HD inline dppo_term dppo_token(double logp, double old_logp, double adv, double lo, double hi, bool kl_region,
+                                    double log_ratio_clamp, double cap) {
+  const double d = logp - old_logp;
+  const double lr = d < -log_ratio_clamp ? -log_ratio_clamp : (d > log_ratio_clamp ? log_ratio_clamp : d);
+  const double r = std::exp(lr);
+  const bool valid = dppo_valid(logp, old_logp, adv, lo, hi, kl_region);
+  return {-adv * (r < cap ? r : cap) * (valid ? 1.0 : 0.0), lr, r, valid};
+}
+
+/// Geometric-mean PPO's token: sgn(A) min(sgn(A) d, sgn(A) clamp(d, -lo, hi)),
+/// its derivative by logp, and whether the clamp moved d.
+struct geo_term {
+  double value, dlogp;
+  bool clipped;
+};
+RLHF_HD inline geo_term geo_mean_token(double logp, double old_logp, double adv, double lo, double hi) {
+  const double sa = sign(adv), d = logp - old_logp;
+  const dual dc = clamp(dual{d, 1.0}, -lo, hi);
+  const dual mn = minimum(dual{sa * d, sa}, dual{sa * dc.v, sa * dc.d});
+  return {sa * mn.v, sa * mn.d, d != dc.v};
+}
+
+/// GSPO's clip statistic: the sequence ratio exp(min(s, s_max)) is clipped for advantage A.
+RLHF_HD inline bool gspo_clipped(double s, double s_max, double adv, double lo, double hi) {
+  const double sr = std::exp(s < s_max ? s : s_max);
+  const double rc = sr < 1.0 - lo ? 1.0 - lo : (sr > 1.0 + hi ? 1.0 + hi : sr);
+  return -adv * rc > -adv * sr;
+}
+
 }  // namespace rlhf::math

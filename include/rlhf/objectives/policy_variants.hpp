@@ -158,10 +158,7 @@ policy_result policy_loss_variant(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 
         dmat(b, t) = term.dlogp * iw(b, t);
       });
       r.clipfrac = mean([&](index_t b, index_t t) {
-        const double sr = std::exp(std::min(s[b], v.gspo_log_ratio_max));
-        const double a = A(b, t);
-        const double rc = std::clamp(sr, 1.0 - p.clip_low, 1.0 + p.clip_high);
-        return (-a * rc > -a * sr) ? 1.0 : 0.0;
+        return math::gspo_clipped(s[b], v.gspo_log_ratio_max, A(b, t), p.clip_low, p.clip_high) ? 1.0 : 0.0;
       });
       r.ppo_kl = mean([&](index_t b, index_t t) { return old(b, t) - lp(b, t); });
       r.loss = ops::aggregate(tag.unchecked(), loss_mat.view(), mask, p.agg, w.view());
@@ -224,23 +221,20 @@ policy_result policy_loss_variant(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 
     case policy_loss_kind::dppo_tv:
     case policy_loss_kind::dppo_kl: {
       const bool klr = v.kind == policy_loss_kind::dppo_kl;
-      auto ratio = [&](index_t b, index_t t) {
-        return std::exp(std::clamp(lp(b, t) - old(b, t), -p.log_ratio_clamp, p.log_ratio_clamp));
-      };
-      auto valid = [&](index_t b, index_t t) {
-        return math::dppo_valid(lp(b, t), old(b, t), A(b, t), p.clip_low, p.clip_high, klr) ? 1.0 : 0.0;
+      auto term = [&](index_t b, index_t t) {
+        return math::dppo_token(lp(b, t), old(b, t), A(b, t), p.clip_low, p.clip_high, klr, p.log_ratio_clamp,
+                                v.dppo_ratio_cap);
       };
       cpu_loops::for_each_2d(B, T_, [&](index_t b, index_t t) {
-        const double coef = -A(b, t) * std::min(ratio(b, t), v.dppo_ratio_cap) * valid(b, t) * iw(b, t);
+        const double coef = term(b, t).coef * iw(b, t);
         loss_mat(b, t) = coef * lp(b, t);
         dmat(b, t) = coef;
       });
-      r.ppo_kl = mean([&](index_t b, index_t t) {
-        return -std::clamp(lp(b, t) - old(b, t), -p.log_ratio_clamp, p.log_ratio_clamp);
-      });
-      r.clipfrac = mean([&](index_t b, index_t t) { return 1.0 - valid(b, t); });
+      r.ppo_kl = mean([&](index_t b, index_t t) { return -term(b, t).log_ratio; });
+      r.clipfrac = mean([&](index_t b, index_t t) { return term(b, t).valid ? 0.0 : 1.0; });
       r.clipfrac_lower = mean([&](index_t b, index_t t) {
-        return (ratio(b, t) > v.dppo_ratio_cap ? 1.0 : 0.0) * valid(b, t);
+        const auto d = term(b, t);
+        return d.valid && d.ratio > v.dppo_ratio_cap ? 1.0 : 0.0;
       });
       break;
     }
@@ -251,13 +245,10 @@ policy_result policy_loss_variant(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 
         const double n = row_count(b);
         std::vector<double> dterm(static_cast<std::size_t>(T_));
         for (index_t t = 0; t < T_; ++t) {
-          const double a = A(b, t), sa = math::sign(a);
-          const double d = lp(b, t) - old(b, t);
-          const math::dual dc = math::clamp(math::dual{d, 1.0}, -p.clip_low, p.clip_high);
-          const math::dual mn = math::minimum(math::dual{sa * d, sa}, math::dual{sa * dc.v, sa * dc.d});
-          num += sa * mn.v * m(b, t);
-          dterm[t] = sa * mn.d;
-          an += a * m(b, t);
+          const auto g = math::geo_mean_token(lp(b, t), old(b, t), A(b, t), p.clip_low, p.clip_high);
+          num += g.value * m(b, t);
+          dterm[t] = g.dlogp;
+          an += A(b, t) * m(b, t);
         }
         const double ratio = std::exp(num / (n + 1e-8));
         const double advb = an / (n + 1e-8);
@@ -268,8 +259,7 @@ policy_result policy_loss_variant(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 
                                                   (n + 1e-8) / static_cast<double>(B));
       }
       auto clipped = [&](index_t b, index_t t) {
-        const double d = lp(b, t) - old(b, t);
-        return d != std::clamp(d, -p.clip_low, p.clip_high);
+        return math::geo_mean_token(lp(b, t), old(b, t), A(b, t), p.clip_low, p.clip_high).clipped;
       };
       r.clipfrac = mean([&](index_t b, index_t t) { return clipped(b, t) && A(b, t) > 0 ? 1.0 : 0.0; });
       r.clipfrac_lower = mean([&](index_t b, index_t t) { return clipped(b, t) && A(b, t) < 0 ? 1.0 : 0.0; });

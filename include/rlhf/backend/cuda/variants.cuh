@@ -25,10 +25,7 @@ __global__ void variant_rows(in2<T> logp, in2<T> old, in2<T> adv, in2<M> mask, i
     s.v[0] += d * m;
     s.v[1] += m;
     if (geo) {
-      const double sa = math::sign(a);
-      const math::dual dc = math::clamp(math::dual{d, 1.0}, -clip_low, clip_high);
-      const math::dual mn = math::minimum(math::dual{sa * d, sa}, math::dual{sa * dc.v, sa * dc.d});
-      s.v[2] += sa * mn.v * m;
+      s.v[2] += math::geo_mean_token(logp(b, t), old(b, t), a, clip_low, clip_high).value * m;
       s.v[3] += a * m;
     }
   }
@@ -65,9 +62,7 @@ struct variant_token {
         const auto term = math::ppo_clip_log_ratio(d, a, cp);
         r.loss = term.loss * iw;
         r.grad[0] = term.dlogp * iw;
-        const double sr = exp(s < gspo_max ? s : gspo_max);
-        const double rc = sr < 1.0 - clip_low ? 1.0 - clip_low : (sr > 1.0 + clip_high ? 1.0 + clip_high : sr);
-        r.stat[0] = (-a * rc > -a * sr) ? 1.0 : 0.0;
+        r.stat[0] = math::gspo_clipped(s, gspo_max, a, clip_low, clip_high) ? 1.0 : 0.0;
         break;
       }
       case ppo::policy_loss_kind::sapo: {
@@ -96,29 +91,23 @@ struct variant_token {
       }
       case ppo::policy_loss_kind::dppo_tv:
       case ppo::policy_loss_kind::dppo_kl: {
-        const double lr = lp - o < -lrc ? -lrc : (lp - o > lrc ? lrc : lp - o);
-        const double ratio = exp(lr);
-        const double valid = math::dppo_valid(lp, o, a, clip_low, clip_high, kind == ppo::policy_loss_kind::dppo_kl) ? 1.0 : 0.0;
-        const double coef = -a * (ratio < cap ? ratio : cap) * valid * iw;
-        r.loss = coef * lp;
-        r.grad[0] = coef;
-        r.stat[0] = 1.0 - valid;
-        r.stat[1] = (ratio > cap ? 1.0 : 0.0) * valid;
-        r.stat[2] = -lr;
+        const auto d = math::dppo_token(lp, o, a, clip_low, clip_high, kind == ppo::policy_loss_kind::dppo_kl, lrc, cap);
+        r.loss = d.coef * iw * lp;
+        r.grad[0] = d.coef * iw;
+        r.stat[0] = d.valid ? 0.0 : 1.0;
+        r.stat[1] = d.valid && d.ratio > cap ? 1.0 : 0.0;
+        r.stat[2] = -d.log_ratio;
         break;
       }
       case ppo::policy_loss_kind::geo_mean: {
         // the row's loss spread over its valid tokens (token-sum weight 1)
         const double n = rows[3 * b + 1], ratio = exp(rows[3 * b + 2] / (n + 1e-8)), advb = rows[3 * B + b] / (n + 1e-8);
         const double iw0 = weights.null() ? 1.0 : weights(b, 0);
-        const double sa = math::sign(a), d = lp - o;
-        const math::dual dc = math::clamp(math::dual{d, 1.0}, -clip_low, clip_high);
-        const math::dual mn = math::minimum(math::dual{sa * d, sa}, math::dual{sa * dc.v, sa * dc.d});
+        const auto g = math::geo_mean_token(lp, o, a, clip_low, clip_high);
         r.loss = n > 0 ? -advb * ratio * iw0 / static_cast<double>(B) / n : 0.0;
-        r.grad[0] = -advb * ratio * iw0 * sa * mn.d / (n + 1e-8) / static_cast<double>(B);
-        const bool clipped = d != dc.v;
-        r.stat[0] = clipped && a > 0 ? 1.0 : 0.0;
-        r.stat[1] = clipped && a < 0 ? 1.0 : 0.0;
+        r.grad[0] = -advb * ratio * iw0 * g.dlogp / (n + 1e-8) / static_cast<double>(B);
+        r.stat[0] = g.clipped && a > 0 ? 1.0 : 0.0;
+        r.stat[1] = g.clipped && a < 0 ? 1.0 : 0.0;
         break;
       }
       case ppo::policy_loss_kind::vanilla: break;
