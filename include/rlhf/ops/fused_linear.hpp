@@ -36,15 +36,7 @@ fused_linear_result fused_linear_objective(cpu_t tag, tensor_view<T, 2> hidden, 
   using Mat = Eigen::Matrix<V_, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   using CMap = Eigen::Map<const Mat, 0, Eigen::OuterStride<>>;
   using MMap = Eigen::Map<Mat, 0, Eigen::OuterStride<>>;
-  rlhf::detail::require_nonempty(fn, "hidden", hidden);
-  rlhf::detail::require_nonempty(fn, "weight", weight);
-  rlhf::detail::require_extent(fn, "weight", weight, 1, hidden.extent(1), "the hidden size H");
-  rlhf::detail::require_extent(fn, "labels", labels, 0, hidden.extent(0), "one label per hidden row");
-  rlhf::detail::require_same_shape(fn, "dhidden", dhidden, "hidden", hidden);
-  rlhf::detail::require_same_shape(fn, "dweight", dweight, "weight", weight);
-  for (const auto* s : {&hidden.strides(), &weight.strides(), &dhidden.strides(), &dweight.strides()})
-    if ((*s)[1] != 1)
-      rlhf::detail::fail(error_kind::shape, fn, "hidden", "and weight (and their gradients) need contiguous rows");
+  detail::check_fused_linear(fn, hidden, weight, labels, dhidden, dweight);
   rlhf::detail::require_finite(tag, fn, "hidden", hidden);
   rlhf::detail::require_finite(tag, fn, "weight", weight);
   const index_t N = hidden.extent(0), H = hidden.extent(1), V = weight.extent(0);

@@ -27,4 +27,20 @@ inline index_t fused_linear_chunk(index_t N, index_t V, std::size_t elem, const 
   return std::min(c, N);
 }
 
+namespace detail {
+/// The shape checks of the fused linear path (both backends).
+template <class H, class W, class L, class DH, class DW>
+void check_fused_linear(const char* fn, const H& hidden, const W& weight, const L& labels, const DH& dhidden,
+                        const DW& dweight) {
+  rlhf::detail::require_nonempty(fn, "hidden", hidden);
+  rlhf::detail::require_nonempty(fn, "weight", weight);
+  rlhf::detail::require_extent(fn, "weight", weight, 1, hidden.extent(1), "the hidden size H");
+  rlhf::detail::require_extent(fn, "labels", labels, 0, hidden.extent(0), "one label per hidden row");
+  rlhf::detail::require_same_shape(fn, "dhidden", dhidden, "hidden", hidden);
+  rlhf::detail::require_same_shape(fn, "dweight", dweight, "weight", weight);
+  if (hidden.stride(1) != 1 || weight.stride(1) != 1 || dhidden.stride(1) != 1 || dweight.stride(1) != 1)
+    rlhf::detail::fail(error_kind::shape, fn, "hidden", "and weight (and their gradients) need contiguous rows");
+}
+}  // namespace detail
+
 }  // namespace rlhf::ops

@@ -99,14 +99,7 @@ fused_linear_result fused_linear_objective(cuda_t tag, const cublas_handle& blas
   static_assert((std::is_same_v<DX, V_> || (std::is_same_v<DX, float> && sizeof(V_) == 2)) &&
                     (std::is_same_v<DW, V_> || (std::is_same_v<DW, float> && sizeof(V_) == 2)),
                 "rlhf: dhidden / dweight are of the weights' type (or float for half / bfloat16 weights)");
-  rlhf::detail::require_nonempty(fn, "hidden", hidden);
-  rlhf::detail::require_nonempty(fn, "weight", weight);
-  rlhf::detail::require_extent(fn, "weight", weight, 1, hidden.extent(1), "the hidden size H");
-  rlhf::detail::require_extent(fn, "labels", labels, 0, hidden.extent(0), "one label per hidden row");
-  rlhf::detail::require_same_shape(fn, "dhidden", dhidden, "hidden", hidden);
-  rlhf::detail::require_same_shape(fn, "dweight", dweight, "weight", weight);
-  if (hidden.stride(1) != 1 || weight.stride(1) != 1 || dhidden.stride(1) != 1 || dweight.stride(1) != 1)
-    rlhf::detail::fail(error_kind::shape, fn, "hidden", "and weight (and their gradients) need contiguous rows");
+  detail::check_fused_linear(fn, hidden, weight, labels, dhidden, dweight);
   const index_t N = hidden.extent(0), H = hidden.extent(1), V = weight.extent(0);
   const index_t chunk = fused_linear_chunk(N, V, sizeof(V_), p);
   stream_buffer<V_> z(static_cast<std::size_t>(chunk * V), tag.stream, fn);
