@@ -107,6 +107,9 @@ fused_linear_result fused_linear_objective(cuda_t tag, const cublas_handle& blas
   const cublasHandle_t h = blas.get();
   rlhf::detail::check_cublas(cublasSetStream(h, tag.stream), fn, "cublasSetStream");
   fused_linear_result r{0.0, chunk};
+  // every chunk's row losses stay on the device: one read-back at the end,
+  // so the GEMMs of consecutive chunks queue without waiting for the host
+  stream_buffer<double> row_loss(static_cast<std::size_t>(N), tag.stream, fn);
   for (index_t r0 = 0; r0 < N; r0 += chunk) {
     const index_t n = std::min(chunk, N - r0);
     const V_* X = hidden.data() + r0 * hidden.stride(0);
@@ -114,15 +117,15 @@ fused_linear_result fused_linear_objective(cuda_t tag, const cublas_handle& blas
     ck::gemm<V_, V_>(h, fn, CUBLAS_OP_T, CUBLAS_OP_N, V, n, H, weight.data(), weight.stride(0), X, hidden.stride(0),
                      z.data(), V, 0.0);
     const tensor_view<V_, 2, device_space> zv(z.data(), {n, V});
-    r.loss += fused_token_objective(
-        tag, tensor_view<const V_, 2, device_space>(zv),
+    detail::launch_fused_token_objective(
+        tag, fn, tensor_view<const V_, 2, device_space>(zv),
         tensor_view<L, 1, device_space>(labels.data() + r0 * labels.stride(0), {n}, {labels.stride(0)}),
         ck::offset_objective<Objective>{objective, r0}, zv,
         logp.null() ? tensor_view<O, 1, device_space>{}
                     : tensor_view<O, 1, device_space>(logp.data() + r0 * logp.stride(0), {n}, {logp.stride(0)}),
         entropy.null() ? tensor_view<O, 1, device_space>{}
                        : tensor_view<O, 1, device_space>(entropy.data() + r0 * entropy.stride(0), {n}, {entropy.stride(0)}),
-        p.logits);
+        p.logits, row_loss.data() + r0);
     // dX [n, H] = dZ W  (column-major: dX^T [H, n] = W^T [H, V] dZ^T [V, n])
     ck::gemm<V_, DX>(h, fn, CUBLAS_OP_N, CUBLAS_OP_N, H, n, V, weight.data(), weight.stride(0), z.data(), V,
                     dhidden.data() + r0 * dhidden.stride(0), dhidden.stride(0), 0.0);
@@ -130,6 +133,8 @@ fused_linear_result fused_linear_objective(cuda_t tag, const cublas_handle& blas
     ck::gemm<V_, DW>(h, fn, CUBLAS_OP_N, CUBLAS_OP_T, H, V, n, X, hidden.stride(0), z.data(), V, dweight.data(),
                     dweight.stride(0), r0 == 0 ? 0.0 : 1.0);
   }
+  r.loss = detail::sum_on_device(tag, fn, row_loss.data(), N);
+  rlhf::detail::require_finite_result(r.loss, fn, "hidden", "the objective is not finite");
   return r;
 }
 

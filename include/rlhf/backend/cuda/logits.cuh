@@ -395,16 +395,14 @@ void logprobs_entropy_backward(cuda_t tag, tensor_view<T, 2, device_space> logit
   ck::check_launch(fn, "logits_backward");
 }
 
-/// fused_token_objective on the device: `objective` is a device-callable
-/// functor (RLHF_HD operator()(index_t i, double logp, double H) ->
-/// token_terms) whose pointers are device pointers, e.g. pg_entropy_objective,
-/// ppo_token_objective. Returns the sum of the row losses.
-template <class T, class L, class Objective, class O = float>
-double fused_token_objective(cuda_t tag, tensor_view<T, 2, device_space> logits, tensor_view<L, 1, device_space> labels,
-                             const Objective& objective, tensor_view<value_t<T>, 2, device_space> dlogits,
-                             tensor_view<O, 1, device_space> logp = {}, tensor_view<O, 1, device_space> entropy = {},
-                             const logits_params& p = {}) {
-  constexpr const char* fn = "ops::fused_token_objective (cuda)";
+namespace detail {
+/// Queues fused_token_objective without reading anything back: row i's loss
+/// goes to row_loss[i] (device). The fused linear path calls it per chunk.
+template <class T, class L, class Objective, class O>
+void launch_fused_token_objective(cuda_t tag, const char* fn, tensor_view<T, 2, device_space> logits,
+                                  tensor_view<L, 1, device_space> labels, const Objective& objective,
+                                  tensor_view<value_t<T>, 2, device_space> dlogits, tensor_view<O, 1, device_space> logp,
+                                  tensor_view<O, 1, device_space> entropy, const logits_params& p, double* row_loss) {
   namespace ck = cuda_kernels;
   ck::check_logits_dev(fn, logits, labels, true, p.temperature);
   const index_t N = logits.extent(0);
@@ -417,29 +415,48 @@ double fused_token_objective(cuda_t tag, tensor_view<T, 2, device_space> logits,
   rlhf::detail::require_param(logp.null() || entropy.null() || logp.stride(0) == entropy.stride(0), fn, "entropy",
                               "must have the stride of logp");
   using V = value_t<T>;
-  const ck::logits_launch k{N,
-                            logits.extent(1),
-                            logits.stride(0),
-                            dlogits.null() ? 0 : dlogits.stride(0),
-                            labels.stride(0),
-                            !logp.null() ? logp.stride(0) : !entropy.null() ? entropy.stride(0) : 1,
-                            0,
-                            ck::aligned16(logits.data(), logits.stride(0), sizeof(V)),
-                            dlogits.null() ? false : ck::aligned16(dlogits.data(), dlogits.stride(0), sizeof(V))};
-  stream_buffer<double> row_loss(static_cast<std::size_t>(N), tag.stream, fn);
+  ck::logits_launch k{N,
+                      logits.extent(1),
+                      logits.stride(0),
+                      dlogits.null() ? 0 : dlogits.stride(0),
+                      labels.stride(0),
+                      !logp.null() ? logp.stride(0) : !entropy.null() ? entropy.stride(0) : 1,
+                      0,
+                      ck::aligned16(logits.data(), logits.stride(0), sizeof(V)),
+                      dlogits.null() ? false : ck::aligned16(dlogits.data(), dlogits.stride(0), sizeof(V))};
   auto kernel = ck::logits_fused<V, value_t<L>, O, Objective>;
   const auto plan = ck::plan_two_pass(reinterpret_cast<const void*>(kernel), k.V, sizeof(V),
                                       !dlogits.null() && k.aligned && k.daligned, fn);
-  ck::logits_launch kc = k;
-  kc.cache_vecs = plan.cache_vecs;
+  k.cache_vecs = plan.cache_vecs;
   kernel<<<ck::logits_grid(N), static_cast<unsigned>(plan.threads), plan.smem, tag.stream>>>(
-      logits.data(), labels.data(), objective, dlogits.data(), logp.data(), entropy.data(), row_loss.data(), kc,
+      logits.data(), labels.data(), objective, dlogits.data(), logp.data(), entropy.data(), row_loss, k,
       static_cast<ck::acc_t<V>>(1.0 / p.temperature));
   ck::check_launch(fn, "logits_fused");
+}
+
+/// The sum of n device doubles, read back (synchronizes the stream).
+inline double sum_on_device(cuda_t tag, const char* fn, const double* x, index_t n) {
+  namespace ck = cuda_kernels;
   ck::scratch total(1, tag.stream, fn);
-  ck::sum_vector<><<<1, ck::block_threads, 0, tag.stream>>>(row_loss.data(), N, total.data());
+  ck::sum_vector<><<<1, ck::block_threads, 0, tag.stream>>>(x, n, total.data());
   ck::check_launch(fn, "sum_vector");
-  const double v = total.read()[0];
+  return total.read()[0];
+}
+}  // namespace detail
+
+/// fused_token_objective on the device: `objective` is a device-callable
+/// functor (RLHF_HD operator()(index_t i, double logp, double H) ->
+/// token_terms) whose pointers are device pointers, e.g. pg_entropy_objective,
+/// ppo_token_objective. Returns the sum of the row losses.
+template <class T, class L, class Objective, class O = float>
+double fused_token_objective(cuda_t tag, tensor_view<T, 2, device_space> logits, tensor_view<L, 1, device_space> labels,
+                             const Objective& objective, tensor_view<value_t<T>, 2, device_space> dlogits,
+                             tensor_view<O, 1, device_space> logp = {}, tensor_view<O, 1, device_space> entropy = {},
+                             const logits_params& p = {}) {
+  constexpr const char* fn = "ops::fused_token_objective (cuda)";
+  stream_buffer<double> row_loss(static_cast<std::size_t>(logits.extent(0)), tag.stream, fn);
+  detail::launch_fused_token_objective(tag, fn, logits, labels, objective, dlogits, logp, entropy, p, row_loss.data());
+  const double v = detail::sum_on_device(tag, fn, row_loss.data(), logits.extent(0));
   rlhf::detail::require_finite_result(v, fn, "logits", "the objective is not finite");
   return v;
 }
