@@ -148,12 +148,12 @@ run_summary ppo_run(const char* name, double beta, const mlp_lm& ref, const bow_
                 r.set("true_score", reward.last_true).set("fluency", reward.last_fluency);
                 r.set("grammatical", reward.last_grammatical);
                 tsv << r.number("step") << '\t' << r.number("reward") << '\t' << reward.last_true << '\t'
-                    << r.number("kl_ref") << '\t' << reward.last_fluency << '\t' << reward.last_grammatical << '\n';
+                    << r.number("log_ratio_ref") << '\t' << reward.last_fluency << '\t' << reward.last_grammatical << '\n';
                 if (r.number("step") > static_cast<double>(steps - tail)) {
                   const double k = 1.0 / static_cast<double>(tail);
                   s.rm += k * r.number("reward");
                   s.truth += k * reward.last_true;
-                  s.kl += k * r.number("kl_ref");
+                  s.kl += k * r.number("log_ratio_ref");
                   s.fluency += k * reward.last_fluency;
                   s.grammatical += k * reward.last_grammatical;
                 }

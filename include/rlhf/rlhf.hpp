@@ -11,6 +11,7 @@
 #include "core/error.hpp"
 #include "core/numerics.hpp"
 #include "core/tensor_view.hpp"
+#include "core/viewable.hpp"
 
 #include "math/clamp.hpp"
 #include "math/dpo.hpp"

@@ -109,7 +109,8 @@ TEST_CASE("config: the JSON has the structure and dotted option names", "[config
   e.options.ppo.clip_low = 0.1;
   const std::string j = e.json();
   CHECK(j.rfind("{\"record\": \"config\", \"algorithm\": \"ppo\", \"kl_estimator\": \"k3\", \"kl_placement\": \"loss\", "
-                "\"advantage\": \"grpo\", \"aggregation\": \"seq-mean-token-mean\", \"backend\": \"cpu\", \"steps\": 100",
+                "\"advantage\": \"grpo\", \"aggregation\": \"seq-mean-token-mean\", \"backend\": \"cpu\", "
+                "\"precision\": \"double\", \"steps\": 100",
                 0) == 0);
   CHECK(j.find("\"ppo.clip_low\": 0.1,") != std::string::npos);
   CHECK(j.find("\"diag.window\": 10") != std::string::npos);
@@ -240,7 +241,8 @@ TEST_CASE("config: make_trainer runs an experiment; the metrics file starts with
                          pi, ref, rm, pb.prompts(), o); },
                error_kind::param, "argument 'ppo.agg.mode' is token-sum but the structure's aggregation is");
 
-  // DPO from its pairs; the structure's estimator gives the logged kl_ref
+  // DPO from its pairs: it logs the sequence log-ratios of the dataset's completions (named for
+  // what they are: not a KL, the completions are not the policy's samples)
   dpo_k3 d;
   d.options.steps = 2;
   d.options.batch_size = 8;
@@ -249,10 +251,13 @@ TEST_CASE("config: make_trainer runs an experiment; the metrics file starts with
   auto dt = rlhf::make_trainer(d, dpi, dref, pb.preferences(64, 1));
   dt.run();
   const auto& r = dt.last();
-  REQUIRE(r.has("kl_ref"));
-  // k3 of the sequence log-ratio x: exp(-x) - 1 + x >= 0, and it differs from k1 once the policy moved
-  CHECK(r.number("kl_ref") >= 0);
-  CHECK(r.number("kl_ref") != r.number("kl_ref_chosen"));
+  CHECK_FALSE(r.has("kl_ref"));
+  REQUIRE(r.has("chosen_log_ratio"));
+  REQUIRE(r.has("rejected_log_ratio"));
+  // TRL's implicit rewards are beta times the same log-ratios, from the same forward
+  CHECK(r.number("chosen_reward") == Approx(d.options.loss.beta * r.number("chosen_log_ratio")).epsilon(1e-12));
+  CHECK(r.number("rejected_reward") == Approx(d.options.loss.beta * r.number("rejected_log_ratio")).epsilon(1e-12));
+  CHECK(r.number("chosen_log_ratio") != 0.0);  // the policy moved after the first step
   CHECK(dt.config().json() == d.json());
 }
 

@@ -12,6 +12,7 @@
 #include <type_traits>
 
 #include "../core/tensor_view.hpp"
+#include "../core/viewable.hpp"
 
 namespace rlhf {
 
@@ -65,5 +66,21 @@ auto view_vector(const Eigen::DenseBase<Derived>& v) {
   const auto& d = v.derived();
   return tensor_view<S, 1>(d.data(), {static_cast<index_t>(d.size())}, {static_cast<index_t>(d.innerStride())});
 }
+
+/// Eigen matrices, arrays, Maps and Refs with direct access are viewable
+/// (rlhf::as_view, core/viewable.hpp): a model may return them to a trainer.
+namespace detail {
+template <class X>
+struct eigen_direct : std::bool_constant<eigen_direct_v<X>> {};
+}  // namespace detail
+
+template <class X>
+struct view_adapter<X, std::enable_if_t<std::conjunction_v<std::is_base_of<Eigen::DenseBase<X>, X>, detail::eigen_direct<X>>>> {
+  static auto get(X& m) { return detail::eigen_matrix_view(m.data(), m, X::IsRowMajor); }
+  static auto get(const X& m) {
+    using S = const typename X::Scalar;
+    return detail::eigen_matrix_view(static_cast<S*>(m.data()), m, X::IsRowMajor);
+  }
+};
 
 }  // namespace rlhf

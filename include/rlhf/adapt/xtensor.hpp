@@ -8,9 +8,11 @@
 #include <cstddef>
 #include <type_traits>
 #include <xtensor/xcontainer.hpp>
+#include <xtensor/xtensor.hpp>
 
 #include "../core/check.hpp"
 #include "../core/tensor_view.hpp"
+#include "../core/viewable.hpp"
 
 namespace rlhf {
 
@@ -40,5 +42,14 @@ auto view(const xt::xcontainer<D>& x) {
   using S = const typename xt::xcontainer<D>::value_type;
   return detail::xt_view<Rank, const xt::xcontainer<D>, S>(x, x.data());
 }
+
+/// Fixed-rank xtensor containers are viewable (rlhf::as_view,
+/// core/viewable.hpp): a model may return an xt::xtensor<T, 2> to a trainer.
+template <class EC, std::size_t N, xt::layout_type L, class Tag>
+struct view_adapter<xt::xtensor_container<EC, N, L, Tag>> {
+  using X = xt::xtensor_container<EC, N, L, Tag>;
+  static auto get(X& x) { return view<N>(x); }
+  static auto get(const X& x) { return view<N>(x); }
+};
 
 }  // namespace rlhf

@@ -98,4 +98,29 @@ void broadcast(const std::vector<double>& a, const tensor_view<M, 2>& mask, cons
 }
 
 }  // namespace detail
+
+/// Fraction of the groups (responses sharing an index) whose outcome scores
+/// (token rewards summed per row) are all equal: their group-relative
+/// advantages are zero, they carry no signal (DAPO's dynamic sampling).
+/// Groups of one response count as having no variance.
+template <class T, class I>
+double zero_variance_fraction(cpu_t tag, tensor_view<T, 2> rewards, tensor_view<I, 1> index) {
+  constexpr const char* fn = "adv::zero_variance_fraction";
+  rlhf::detail::require_nonempty(fn, "token_level_rewards", rewards);
+  rlhf::detail::require_finite(tag, fn, "token_level_rewards", rewards);
+  detail::check_index(fn, index, rewards);
+  const auto s = detail::scores(rewards);
+  const auto g = detail::groups(index);
+  double zero = 0;
+  for (const auto& rows : g) {
+    double lo = INFINITY, hi = -INFINITY;
+    for (auto r : rows) {
+      lo = std::fmin(lo, s[static_cast<std::size_t>(r)]);
+      hi = std::fmax(hi, s[static_cast<std::size_t>(r)]);
+    }
+    if (hi - lo == 0) zero += 1;
+  }
+  return zero / static_cast<double>(g.size());
+}
+
 }  // namespace rlhf::adv

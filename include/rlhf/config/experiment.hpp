@@ -191,9 +191,9 @@ concept an_experiment = requires { typename E::options_type; E::algo; E::kl; };
 /// PPO / A2C: policy, reference, reward model, prompts, and a value function
 /// when the structure needs one (GAE, A2C).
 template <an_experiment E, class P, class R, class RM, class V = no_value_function>
-  requires(!std::is_same_v<std::remove_cvref_t<RM>, std::vector<train::preference>>)
+  requires(!std::is_same_v<std::remove_cvref_t<RM>, std::vector<train::basic_preference<token_type_of_t<P>>>>)
 train::rl_trainer<E, P, R, RM, V> make_trainer(const E& e, P& policy, R& reference, RM& reward,
-                                               std::vector<std::vector<token_t>> prompts, V* value = nullptr) {
+                                               std::vector<std::vector<token_type_of_t<P>>> prompts, V* value = nullptr) {
   if constexpr (E::algo == algorithm::dpo) {
     // rl_trainer's static_assert states the sentence; keep one diagnostic
     return train::rl_trainer<E, P, R, RM, V>(policy, reference, reward, std::move(prompts), train::rl_options{}, value);
@@ -204,7 +204,7 @@ train::rl_trainer<E, P, R, RM, V> make_trainer(const E& e, P& policy, R& referen
 
 /// DPO: policy, reference and the preference pairs.
 template <an_experiment E, class P, class R>
-auto make_trainer(const E& e, P& policy, R& reference, std::vector<train::preference> pairs) {
+auto make_trainer(const E& e, P& policy, R& reference, std::vector<train::basic_preference<token_type_of_t<P>>> pairs) {
   static_assert(E::algo == algorithm::dpo,
                 "rlhf::make_trainer: preference pairs are DPO's data; a PPO or A2C experiment samples from the policy "
                 "and needs a reward model and prompts: make_trainer(e, policy, reference, reward, prompts[, &value])");

@@ -1,24 +1,17 @@
-// rlhf++ — reflection of the numeric options (Boost.Hana).
+// rlhf++ — reflection of the numeric options (plain C++: config/fields.hpp).
 //
 // The options structs stay plain aggregates (train/options.hpp and the
-// params of each objective); this header adapts them with
-// BOOST_HANA_ADAPT_STRUCT, and one generic walk gives every field a dotted
+// params of each objective); this header lists their fields with
+// RLHF_REFLECT, and one generic walk gives every field a dotted
 // name ("ppo.clip_low", "diag.window") and a value that prints, becomes JSON
 // and parses back. Leaves: floating point, integers, bool, std::string,
 // enums with a to_string, std::optional of a leaf. The aggregation mode
 // inside agg_params is not an option: it is the structure's (a type).
 //
-// Hana is used here and in config/experiment.hpp only; the ops, objectives
-// and CUDA headers never see it.
+// No Boost here: the trainers include this header, and <rlhf/rlhf.hpp> needs
+// no Boost. Hana is used in config/experiment.hpp only.
 #pragma once
 
-#include <boost/hana/accessors.hpp>
-#include <boost/hana/adapt_struct.hpp>
-#include <boost/hana/concept/struct.hpp>
-#include <boost/hana/first.hpp>
-#include <boost/hana/for_each.hpp>
-#include <boost/hana/second.hpp>
-#include <boost/hana/string.hpp>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -27,40 +20,38 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <type_traits>
 #include <vector>
 
 #include "../train/metrics.hpp"
 #include "../train/options.hpp"
+#include "../train/structure.hpp"
 #include "choices.hpp"
+#include "fields.hpp"
 #include "json.hpp"
 
-BOOST_HANA_ADAPT_STRUCT(rlhf::sampling, temperature, max_new_tokens);
-BOOST_HANA_ADAPT_STRUCT(rlhf::agg_params, dp_size, batch_num_tokens, global_batch_size, loss_scale_factor, row_eps);
-BOOST_HANA_ADAPT_STRUCT(rlhf::ppo::policy_params, clip_low, clip_high, dual_clip, log_ratio_clamp, kl_stat_clamped,
+RLHF_REFLECT(rlhf::sampling, temperature, max_new_tokens);
+RLHF_REFLECT(rlhf::agg_params, dp_size, batch_num_tokens, global_batch_size, loss_scale_factor, row_eps);
+RLHF_REFLECT(rlhf::ppo::policy_params, clip_low, clip_high, dual_clip, log_ratio_clamp, kl_stat_clamped,
                         stat_eps, clipfrac, approx_kl, agg);
-BOOST_HANA_ADAPT_STRUCT(rlhf::ppo::value_params, clip, style, scale, stat_eps, agg);
-BOOST_HANA_ADAPT_STRUCT(rlhf::a2c::params, ent_coef, vf_coef, normalize_advantage, adv_eps, value_scale);
-BOOST_HANA_ADAPT_STRUCT(rlhf::adv::grpo_params, epsilon, norm_by_std);
-BOOST_HANA_ADAPT_STRUCT(rlhf::dpo::params, type, beta, label_smoothing, score, alpha, exp_cap, reference_free,
+RLHF_REFLECT(rlhf::ppo::value_params, clip, style, scale, stat_eps, agg);
+RLHF_REFLECT(rlhf::a2c::params, ent_coef, vf_coef, normalize_advantage, adv_eps, value_scale);
+RLHF_REFLECT(rlhf::adv::grpo_params, epsilon, norm_by_std);
+RLHF_REFLECT(rlhf::dpo::params, type, beta, label_smoothing, score, alpha, exp_cap, reference_free,
                         smooth_sigmoid, length_normalize, scores_in_pair_losses, exo_zero_smoothing, discopop_tau);
-BOOST_HANA_ADAPT_STRUCT(rlhf::train::reference_policy, kind, every, alpha);
-BOOST_HANA_ADAPT_STRUCT(rlhf::train::diagnostic_params, window, kl_alarm, entropy_floor, entropy_fraction,
+RLHF_REFLECT(rlhf::train::reference_policy, kind, every, alpha);
+RLHF_REFLECT(rlhf::train::diagnostic_params, window, kl_alarm, entropy_floor, entropy_fraction,
                         clipfrac_alarm, approx_kl_alarm, stagnation_std, stagnation_zero_groups, value_growth,
                         value_warmup);
-BOOST_HANA_ADAPT_STRUCT(rlhf::train::rl_options, steps, prompts_per_step, group_size, sample, ppo_epochs,
+RLHF_REFLECT(rlhf::train::rl_options, steps, prompts_per_step, group_size, sample, ppo_epochs,
                         minibatch_size, ppo, value, entropy_coef, early_stop_kl, a2c, kl_coef, adaptive_kl, kl_target,
                         kl_horizon, gamma, lam, whiten_advantages, grpo, ref, diag, metrics_path, progress,
                         progress_every, checkpoint_path, checkpoint_every, seed);
-BOOST_HANA_ADAPT_STRUCT(rlhf::train::dpo_options, steps, batch_size, loss, ref, metrics_path, progress, progress_every,
+RLHF_REFLECT(rlhf::train::dpo_options, steps, batch_size, loss, ref, metrics_path, progress, progress_every,
                         checkpoint_path, checkpoint_every, seed);
 
 namespace rlhf::config {
-
-namespace hana = boost::hana;
-
-template <class T>
-concept reflected = hana::Struct<std::remove_cvref_t<T>>::value;
 
 template <class T>
 struct is_optional : std::false_type {};
@@ -71,13 +62,18 @@ struct is_optional<std::optional<T>> : std::true_type {};
 /// names joined with '.'.
 template <class S, class F>
 void for_each_field(S& s, F&& f, const std::string& prefix = "") {
-  static_assert(reflected<S>, "rlhf::config: this type is not reflected (BOOST_HANA_ADAPT_STRUCT / DEFINE_STRUCT)");
-  hana::for_each(hana::accessors<std::remove_const_t<S>>(), [&](auto pair) {
-    const std::string name = prefix + hana::to<const char*>(hana::first(pair));
-    auto& member = hana::second(pair)(s);
-    if constexpr (reflected<decltype(member)>) for_each_field(member, f, name + ".");
-    else f(name, member);
-  });
+  static_assert(reflected<S>, "rlhf::config: this type is not reflected (RLHF_REFLECT, config/fields.hpp)");
+  std::apply(
+      [&](auto... fl) {
+        auto one = [&](auto fd) {
+          const std::string name = prefix + fd.name;
+          auto& member = s.*(fd.ptr);
+          if constexpr (reflected<decltype(member)>) for_each_field(member, f, name + ".");
+          else f(name, member);
+        };
+        (one(fl), ...);
+      },
+      fields<std::remove_const_t<S>>::list());
 }
 
 /// Every leaf name of an options type, in declaration order.
@@ -284,6 +280,7 @@ void structure_to_record(train::record& r) {
     r.set("aggregation", to_string(S::agg));
   }
   r.set("backend", "cpu");
+  r.set("precision", train::precision_name<train::real_of_t<S>>());
 }
 
 /// The configuration record of a run (the metrics file's first line): the
@@ -300,7 +297,7 @@ train::record config_record(const O& options) {
 /// The keys structure_to_record writes (compile-time: not overridable).
 inline bool is_structure_key(std::string_view k) {
   return k == "algorithm" || k == "kl_estimator" || k == "kl_placement" || k == "advantage" || k == "aggregation" ||
-         k == "backend";
+         k == "backend" || k == "precision";
 }
 
 }  // namespace rlhf::config

@@ -128,6 +128,14 @@ class tensor {
     for (auto e : shape) n *= e;
     data_.assign(static_cast<std::size_t>(n), fill);
   }
+  /// New shape; keeps the storage (no allocation when it is large enough).
+  /// The values are unspecified afterwards.
+  void resize(const extents_type& shape) {
+    index_t n = 1;
+    for (auto e : shape) n *= e;
+    shape_ = shape;
+    data_.resize(static_cast<std::size_t>(n));
+  }
   [[nodiscard]] const extents_type& shape() const noexcept { return shape_; }
   [[nodiscard]] index_t extent(std::size_t d) const noexcept { return shape_[d]; }
   [[nodiscard]] index_t size() const noexcept { return static_cast<index_t>(data_.size()); }

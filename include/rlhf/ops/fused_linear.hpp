@@ -17,6 +17,7 @@
 
 #include <Eigen/Core>
 #include <algorithm>
+#include <utility>
 #include <vector>
 
 #include "fused_linear_params.hpp"
@@ -65,5 +66,54 @@ fused_linear_result fused_linear_objective(cpu_t tag, tensor_view<T, 2> hidden, 
   }
   return r;
 }
+
+/// Forward only (no gradient): logp and / or entropy [N] of logits =
+/// hidden weight^T, chunk by chunk (one chunk of logits in memory).
+template <class T, class L>
+void fused_linear_logprobs(cpu_t tag, tensor_view<T, 2> hidden, in_view<T, 2> weight, tensor_view<L, 1> labels,
+                           out_view<T, 1> logp, out_view<T, 1> entropy = {}, const fused_linear_params& p = {}) {
+  constexpr const char* fn = "ops::fused_linear_logprobs";
+  using V_ = value_t<T>;
+  using Mat = Eigen::Matrix<V_, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  using CMap = Eigen::Map<const Mat, 0, Eigen::OuterStride<>>;
+  rlhf::detail::require_nonempty(fn, "hidden", hidden);
+  rlhf::detail::require_nonempty(fn, "weight", weight);
+  rlhf::detail::require_extent(fn, "weight", weight, 1, hidden.extent(1), "the hidden size H");
+  if (!logp.null()) rlhf::detail::require_extent(fn, "labels", labels, 0, hidden.extent(0), "one label per hidden row");
+  if (hidden.stride(1) != 1 || weight.stride(1) != 1)
+    rlhf::detail::fail(error_kind::shape, fn, "hidden", "and weight need contiguous rows");
+  for (const auto* o : {&logp, &entropy})
+    if (!o->null()) rlhf::detail::require_extent(fn, "output", *o, 0, hidden.extent(0), "one value per hidden row");
+  rlhf::detail::require_finite(tag, fn, "hidden", hidden);
+  rlhf::detail::require_finite(tag, fn, "weight", weight);
+  const index_t N = hidden.extent(0), H = hidden.extent(1), V = weight.extent(0);
+  const CMap X(hidden.data(), N, H, Eigen::OuterStride<>(hidden.stride(0)));
+  const CMap W(weight.data(), V, H, Eigen::OuterStride<>(weight.stride(0)));
+  const index_t chunk = fused_linear_chunk(N, V, sizeof(V_), p);
+  Mat Z(chunk, V);
+  auto rows = [](auto v, index_t r0, index_t n) {
+    using E = typename decltype(v)::element_type;
+    return v.null() ? tensor_view<E, 1>{} : tensor_view<E, 1>(v.data() + r0 * v.stride(0), {n}, {v.stride(0)});
+  };
+  for (index_t r0 = 0; r0 < N; r0 += chunk) {
+    const index_t n = std::min(chunk, N - r0);
+    Z.topRows(n).noalias() = X.middleRows(r0, n) * W.transpose();
+    logprobs_entropy(tag.unchecked(), tensor_view<const V_, 2>(Z.data(), {n, V}), rows(labels, r0, n),
+                     rows(logp, r0, n), rows(entropy, r0, n), {}, p.logits);
+  }
+}
+
+template <>
+struct fused_linear_impl<cpu_t> {
+  static constexpr bool available = true;
+  template <class... A>
+  static void logprobs(A&&... a) {
+    fused_linear_logprobs(std::forward<A>(a)...);
+  }
+  template <class... A>
+  static fused_linear_result objective(A&&... a) {
+    return fused_linear_objective(std::forward<A>(a)...);
+  }
+};
 
 }  // namespace rlhf::ops

@@ -27,6 +27,15 @@ inline index_t fused_linear_chunk(index_t N, index_t V, std::size_t elem, const 
   return std::min(c, N);
 }
 
+/// The fused linear path of a backend, for generic callers (the trainers):
+/// defined for rlhf::cpu_t by ops/fused_linear.hpp (Eigen) and for the CUDA
+/// tag by backend/cuda/fused_linear.cuh, each with
+///   static constexpr bool available = true;
+///   logprobs(tag, hidden, weight, labels, logp, entropy, params)
+///   objective(tag, hidden, weight, labels, objective, dhidden, dweight, logp, entropy, params)
+template <class Tag>
+struct fused_linear_impl;
+
 namespace detail {
 /// The shape checks of the fused linear path (both backends).
 template <class H, class W, class L, class DH, class DW>

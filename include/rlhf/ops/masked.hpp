@@ -113,6 +113,88 @@ void masked_mean_rows_backward(cpu_t, tensor_view<M, 2> mask, double eps, tensor
   }
 }
 
+/// Per-row masked sums: out[b] = sum_t m[b, t] v[b, t] (a sequence's
+/// log-probability from its token log-probs).
+template <class T, class M>
+void masked_sum_rows(cpu_t tag, tensor_view<T, 2> values, tensor_view<M, 2> mask, out_view<T, 1> out) {
+  constexpr const char* fn = "ops::masked_sum_rows";
+  detail::check_values_mask(tag, fn, values, mask);
+  rlhf::detail::require_extent(fn, "out", out, 0, values.extent(0), "one sum per row");
+  for (index_t b = 0; b < values.extent(0); ++b) {
+    double s = 0;
+    for (index_t t = 0; t < values.extent(1); ++t)
+      if (detail::on(mask(b, t))) s += static_cast<double>(mask(b, t)) * static_cast<double>(values(b, t));
+    out(b) = static_cast<value_t<T>>(s);
+  }
+}
+
+/// VJP of masked_sum_rows: dvalues[b, t] = cot[b] * m[b, t].
+template <class T, class M>
+void masked_sum_rows_backward(cpu_t, tensor_view<M, 2> mask, tensor_view<T, 1> cot, out_view<T, 2> dvalues) {
+  constexpr const char* fn = "ops::masked_sum_rows_backward";
+  rlhf::detail::require_same_shape(fn, "dvalues", dvalues, "mask", mask);
+  rlhf::detail::require_extent(fn, "cot", cot, 0, mask.extent(0), "one cotangent per row");
+  cpu_loops::for_each_2d(mask.extent(0), mask.extent(1), [&](index_t b, index_t t) {
+    dvalues(b, t) = static_cast<value_t<T>>(static_cast<double>(cot(b)) * static_cast<double>(mask(b, t)));
+  });
+}
+
+/// sum of v^2 over every entry (the squared norm of a gradient).
+template <class T>
+double sum_squares(cpu_t, tensor_view<T, 2> v) {
+  return cpu_loops::sum_2d(v.extent(0), v.extent(1), [&](index_t b, index_t t) {
+    const double x = static_cast<double>(v(b, t));
+    return x * x;
+  });
+}
+
+/// Sequence scores placed on each row's last valid token (verl's
+/// token_level_scores of an outcome reward): out[b, last_b] = scores[b], 0
+/// elsewhere. A row without a valid token is an `empty` error.
+template <class T, class M>
+void place_at_last_token(cpu_t tag, tensor_view<T, 1> scores, tensor_view<M, 2> mask, out_view<T, 2> out) {
+  constexpr const char* fn = "ops::place_at_last_token";
+  rlhf::detail::require_extent(fn, "scores", scores, 0, mask.extent(0), "one score per row of the mask");
+  rlhf::detail::require_same_shape(fn, "out", out, "mask", mask);
+  rlhf::detail::require_finite(tag, fn, "scores", scores);
+  for (index_t b = 0; b < mask.extent(0); ++b) {
+    index_t last = -1;
+    for (index_t t = 0; t < mask.extent(1); ++t) {
+      out(b, t) = value_t<T>(0);
+      if (detail::on(mask(b, t))) last = t;
+    }
+    if (last < 0) rlhf::detail::fail(error_kind::empty, fn, "response_mask", "has an empty response at row " + std::to_string(b));
+    out(b, last) = scores(b);
+  }
+}
+
+struct prob_diff_stats {
+  double max = 0, mean = 0;  ///< over valid tokens, of |exp(logp_a) - exp(logp_b)|
+};
+
+/// How far two policies' token probabilities are apart on the valid tokens
+/// (verl's training/rollout_probs_diff_max and _mean: the trainer's
+/// recomputed old log-probs against the sampler's).
+template <class T, class U, class M>
+prob_diff_stats prob_diff(cpu_t tag, tensor_view<T, 2> logp_a, tensor_view<U, 2> logp_b, tensor_view<M, 2> mask) {
+  constexpr const char* fn = "ops::prob_diff";
+  detail::check_values_mask(tag, fn, logp_a, mask);
+  rlhf::detail::require_same_shape(fn, "logp_b", logp_b, "logp_a", logp_a);
+  rlhf::detail::require_finite(tag, fn, "logp_b", logp_b);
+  prob_diff_stats r;
+  double n = 0, s = 0;
+  cpu_loops::for_each_2d(mask.extent(0), mask.extent(1), [&](index_t b, index_t t) {
+    if (!detail::on(mask(b, t))) return;
+    const double d = std::fabs(std::exp(static_cast<double>(logp_a(b, t))) - std::exp(static_cast<double>(logp_b(b, t))));
+    r.max = std::fmax(r.max, d);
+    s += static_cast<double>(mask(b, t)) * d;
+    n += static_cast<double>(mask(b, t));
+  });
+  if (!(n > 0)) rlhf::detail::fail(error_kind::empty, fn, "mask", "has no valid element");
+  r.mean = s / n;
+  return r;
+}
+
 struct masked_var_result {
   double var;   ///< the (biased or unbiased) variance
   double mean;  ///< the masked mean it was centred on

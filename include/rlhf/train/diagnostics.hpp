@@ -8,7 +8,9 @@
 //                       grows past kl_alarm and doubles within `window` steps:
 //                       the policy is exploiting the reward model
 //   entropy_collapse    mean token entropy below max(entropy_floor,
-//                       entropy_fraction * initial entropy)
+//                       entropy_fraction * initial entropy); for a policy that
+//                       gives only log-probs, the entropy estimated from its
+//                       samples (`entropy_sampled`)
 //   ratio_blowup        clip fraction above clipfrac_alarm or approx KL(old ||
 //                       new) above approx_kl_alarm: updates are too large
 //   stagnation          advantages carry no signal (std ~ 0, e.g. GRPO groups
@@ -60,8 +62,11 @@ class diagnostics {
          "(raise the KL coefficient or use an adaptive controller)");
 
     bool collapse = false;
-    if (r.has("entropy")) {
-      const double h = r.number("entropy");
+    // the exact entropy where the policy gives it (logits, hidden states, entropy()), else the
+    // estimate from the sampled tokens' log-probs (-mean log pi(y_t))
+    const char* hkey = r.has("entropy") ? "entropy" : "entropy_sampled";
+    if (r.has(hkey)) {
+      const double h = r.number(hkey);
       if (std::isnan(entropy0_)) entropy0_ = h;
       collapse = h < std::fmax(p_.entropy_floor, p_.entropy_fraction * entropy0_);
     }

@@ -4,195 +4,231 @@
 // model's sequence log-probabilities are computed once and cached (and
 // recomputed only after a reference update: TR-DPO). Each step takes the next
 // minibatch of pairs (reshuffled every epoch), sums the policy's token
-// log-probs over each completion, evaluates any DPO loss type
-// (objectives/dpo.hpp), and back-propagates d loss / d logp = d loss / d sum
-// on every completion token.
+// log-probs over each completion (ops::masked_sum_rows), evaluates any DPO
+// loss type (objectives/dpo.hpp), and back-propagates d loss / d logp =
+// d loss / d sum on every completion token.
+//
+// Call order per step: f_c = policy.forward(chosen), f_r = policy.forward(rejected),
+// policy.backward(f_c, dlogp_c), policy.backward(f_r, dlogp_r), policy.step().
 #pragma once
 
+#include <chrono>
 #include <cmath>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "../config/reflect.hpp"
 #include "../objectives/dpo.hpp"
-#include "rl_trainer.hpp"
+#include "checkpoint.hpp"
+#include "metrics.hpp"
+#include "model_calls.hpp"
+#include "options.hpp"
+#include "reference.hpp"
+#include "structure.hpp"
 
 namespace rlhf::train {
 
-struct preference {
-  std::vector<token_t> prompt, chosen, rejected;
+template <class Tok>
+struct basic_preference {
+  std::vector<Tok> prompt, chosen, rejected;
 };
+using preference = basic_preference<token_t>;
 
-/// The structure of a DPO run: the KL estimator of the logged `kl_ref`
-/// (DPO's KL toward the reference is inside its loss, through beta; no
-/// sampled KL term, no advantages, no token aggregation).
-template <kl_estimator KL = kl_estimator::k1>
+/// The structure of a DPO run. DPO has no sampled KL term (its KL toward the
+/// reference is inside the loss, through beta), no advantages and no token
+/// aggregation; the KL estimator is kept for the experiment's record only.
+template <kl_estimator KL = kl_estimator::k1, class Real = double>
 struct dpo_structure {
   static constexpr algorithm algo = algorithm::dpo;
   static constexpr kl_estimator kl = KL;
+  using real_type = Real;
 };
 
 template <class P, class R, class S = dpo_structure<>>
 class dpo_trainer : public runnable<dpo_trainer<P, R, S>> {
+ public:
+  using token_type = token_type_of_t<P>;
+  using batch_type = basic_batch<token_type>;
+  using real_type = real_of_t<S>;
+  using pair_type = basic_preference<token_type>;
+
+ private:
+  using B = batch_type;
+  using W = real_type;
   static_assert(S::algo == algorithm::dpo, "rlhf: train::dpo_trainer runs DPO experiments only (rlhf::algo::dpo)");
-  static_assert(check_policy<P>());
-  static_assert(check_reference_model<R>());
+  static_assert(check_policy<P, B>());
+  static_assert(check_reference_model<R, B>());
+  static constexpr auto be_ = detail::backend_of<S>();
 
  public:
-  dpo_trainer(P& policy, R& reference, std::vector<preference> data, dpo_options o)
+  dpo_trainer(P& policy, R& reference, std::vector<pair_type> data, dpo_options o)
       : policy_(policy), ref_(reference), data_(std::move(data)), o_(std::move(o)), rng_(o_.seed) {
     constexpr const char* fn = "train::dpo_trainer";
     if (data_.empty()) rlhf::detail::fail(error_kind::empty, fn, "data", "holds no preference pair");
     for (std::size_t i = 0; i < data_.size(); ++i)
       if (data_[i].prompt.empty() || data_[i].chosen.empty() || data_[i].rejected.empty())
         rlhf::detail::fail(error_kind::empty, fn, "data", "pair " + std::to_string(i) + " has an empty prompt or response");
-    rlhf::detail::require_param(o_.batch_size >= 1, fn, "batch_size", "must be >= 1");
-    rlhf::detail::require_param(o_.steps >= 0, fn, "steps", "must be >= 0");
-    check_reference_policy(o_.ref, fn);
+    check_dpo_options(o_, fn);
     order_ = detail::permutation(static_cast<index_t>(data_.size()), rng_);
   }
 
   [[nodiscard]] long long step_count() const noexcept { return step_; }
   [[nodiscard]] const record& last() const noexcept { return last_; }
   [[nodiscard]] const dpo_options& options() const noexcept { return o_; }
+  [[nodiscard]] const step_profile& profile() const noexcept { return prof_; }
 
   /// The resolved configuration (the metrics file's first record).
   [[nodiscard]] record config() const { return config::config_record<S>(o_); }
 
-  /// Sequence log-probabilities (sum over completion tokens) of pairs `rows`.
+  /// Sequence log-probabilities (sum over completion tokens, no gradient) of pairs `rows`.
   template <class M>
-  static void sequence_logps(M& model, const std::vector<preference>& data, const std::vector<index_t>& rows,
+  static void sequence_logps(M& model, const std::vector<pair_type>& data, const std::vector<index_t>& rows,
                              std::vector<double>& chosen, std::vector<double>& rejected) {
-    const batch bc = make_batch(data, rows, true), br = make_batch(data, rows, false);
-    chosen = sums(model.log_probs(bc), bc);
-    rejected = sums(model.log_probs(br), br);
+    detail::nograd_eval<double, M, B> ev;
+    step_profile prof;
+    for (int side = 0; side < 2; ++side) {
+      B b;
+      make_batch(data, rows, side == 0, b);
+      ev.run(be_, model, b, prof);
+      auto& out = side == 0 ? chosen : rejected;
+      out.assign(rows.size(), 0.0);
+      rlhf::detail::require_finite("train::dpo_trainer", "log_probs", ev.logp());
+      ops::masked_sum_rows(be_, ev.logp(), b.response_mask.view(), tensor_view<double, 1>(out.data(), {b.size()}));
+    }
   }
 
   record step() {
+    const auto t0 = std::chrono::steady_clock::now();
+    prof_ = {};
+    const long long cursor = cursor_;
+    const rng_t rng = rng_;
+    const auto order = order_;
+    try {
+      record r = step_impl();
+      prof_.total_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      return r;
+    } catch (...) {
+      cursor_ = cursor;
+      rng_ = rng;
+      order_ = order;
+      throw;
+    }
+  }
+
+  void save(const std::string& path) const {
+    state_writer w("dpo_trainer", structure_name<S>());
+    std::ostringstream g, ord;
+    g << rng_;
+    ord << order_.size();
+    for (auto i : order_) ord << ' ' << i;
+    w.number("step", step_).number("cursor", cursor_).field("rng", g.str()).field("order", ord.str());
+    w.model("policy", policy_).model("reference", ref_);
+    write_checkpoint(path, w.str());
+  }
+
+  void load(const std::string& path) {
+    const state_reader st(read_checkpoint(path), path, "dpo_trainer", structure_name<S>());
+    const long long step = st.integer("step"), cursor = st.integer("cursor");
+    rng_t g;
+    st.read("rng", g);
+    std::vector<index_t> order;
+    {
+      std::istringstream in(st.field("order"));
+      std::size_t n = 0;
+      in >> n;
+      if (!in || n != data_.size()) st.bad("holds an order of another dataset size (not this dataset's checkpoint)");
+      order.resize(n);
+      std::vector<bool> seen(n, false);
+      for (auto& i : order) {
+        in >> i;
+        if (!in || i < 0 || static_cast<std::size_t>(i) >= n || seen[static_cast<std::size_t>(i)])
+          st.bad("holds a malformed order of the pairs");
+        seen[static_cast<std::size_t>(i)] = true;
+      }
+    }
+    if (step < 0 || cursor < 0 || static_cast<std::size_t>(cursor) > order.size()) st.bad("holds a bad step or cursor");
+    st.expect_model<P>("policy");
+    st.expect_model<R>("reference");
+    load_models(st, {slot("policy", policy_), slot("reference", ref_)});
+    step_ = step;
+    cursor_ = cursor;
+    rng_ = g;
+    order_ = std::move(order);
+    cache_valid_ = false;
+  }
+
+ private:
+  record step_impl() {
     if (!cache_valid_) refresh_reference_cache();
-    std::vector<index_t> rows;
+    rows_.clear();
     for (long long i = 0; i < o_.batch_size; ++i) {
       if (cursor_ == static_cast<long long>(order_.size())) {
-        order_ = detail::permutation(static_cast<index_t>(data_.size()), rng_);
+        detail::permutation(static_cast<index_t>(data_.size()), rng_, order_);
         cursor_ = 0;
       }
-      rows.push_back(order_[static_cast<std::size_t>(cursor_++)]);
+      rows_.push_back(order_[static_cast<std::size_t>(cursor_++)]);
     }
-    const auto n = static_cast<index_t>(rows.size());
-    const batch bc = make_batch(data_, rows, true), br = make_batch(data_, rows, false);
-    auto fc = detail::forward(policy_, bc, false);
-    auto fr = detail::forward(policy_, br, false);
-    const auto c = sums(fc.logp, bc), r = sums(fr.logp, br);
-    std::vector<double> rc, rr;
-    for (auto i : rows) {
-      rc.push_back(ref_chosen_[static_cast<std::size_t>(i)]);
-      rr.push_back(ref_rejected_[static_cast<std::size_t>(i)]);
-    }
-    std::vector<double> dc(rows.size()), dr(rows.size());
-    dpo::outputs<double> out;
-    out.dchosen = tensor_view<double, 1>(dc.data(), {n});
-    out.drejected = tensor_view<double, 1>(dr.data(), {n});
-    std::vector<double> lc(rows.size()), lr(rows.size());
+    const auto n = static_cast<index_t>(rows_.size());
+    make_batch(data_, rows_, true, bc_);
+    make_batch(data_, rows_, false, br_);
+    // both forwards are alive until their backwards (two handles)
+    pass_c_.forward(be_, policy_, bc_, false, prof_);
+    pass_r_.forward(be_, policy_, br_, false, prof_);
+    rlhf::detail::require_finite("train::dpo_trainer::step", "policy log_probs (chosen)", pass_c_.logp());
+    rlhf::detail::require_finite("train::dpo_trainer::step", "policy log_probs (rejected)", pass_r_.logp());
+    for (auto* v : {&c_, &r_, &rc_, &rr_, &dc_, &dr_, &lc_, &lr_}) v->resize({n});
     for (index_t i = 0; i < n; ++i) {
-      lc[static_cast<std::size_t>(i)] = static_cast<double>(data_[static_cast<std::size_t>(rows[static_cast<std::size_t>(i)])].chosen.size());
-      lr[static_cast<std::size_t>(i)] = static_cast<double>(data_[static_cast<std::size_t>(rows[static_cast<std::size_t>(i)])].rejected.size());
+      const auto& d = data_[static_cast<std::size_t>(rows_[static_cast<std::size_t>(i)])];
+      rc_(i) = static_cast<W>(ref_chosen_[static_cast<std::size_t>(rows_[static_cast<std::size_t>(i)])]);
+      rr_(i) = static_cast<W>(ref_rejected_[static_cast<std::size_t>(rows_[static_cast<std::size_t>(i)])]);
+      lc_(i) = static_cast<W>(d.chosen.size());
+      lr_(i) = static_cast<W>(d.rejected.size());
     }
-    auto v1 = [&](const std::vector<double>& x) { return tensor_view<const double, 1>(x.data(), {n}); };
-    const auto s = dpo::loss(cpu, v1(c), v1(r), v1(rc), v1(rr), o_.loss, out, v1(lc), v1(lr));
-    tensor<double, 2> gc(bc.response_mask.shape()), gr(br.response_mask.shape());
+    gc_.resize(bc_.response_mask.shape());
+    gr_.resize(br_.response_mask.shape());
+    using V1 = tensor_view<const W, 1>;
     double g2 = 0;
-    for (index_t i = 0; i < n; ++i) {
-      for (index_t t = 0; t < gc.extent(1); ++t) gc(i, t) = dc[static_cast<std::size_t>(i)] * bc.response_mask(i, t);
-      for (index_t t = 0; t < gr.extent(1); ++t) gr(i, t) = dr[static_cast<std::size_t>(i)] * br.response_mask(i, t);
-      g2 += dc[static_cast<std::size_t>(i)] * dc[static_cast<std::size_t>(i)] + dr[static_cast<std::size_t>(i)] * dr[static_cast<std::size_t>(i)];
-    }
-    detail::backward(policy_, bc, fc, gc, nullptr);
-    detail::backward(policy_, br, fr, gr, nullptr);
-    policy_.step();
+    const auto s = detail::timed(prof_.ops_s, [&] {
+      ops::masked_sum_rows(be_, pass_c_.logp(), bc_.response_mask.view(), c_.view());
+      ops::masked_sum_rows(be_, pass_r_.logp(), br_.response_mask.view(), r_.view());
+      dpo::outputs<W> out;
+      out.dchosen = dc_.view();
+      out.drejected = dr_.view();
+      const auto sum = dpo::loss(be_, V1(c_.view()), V1(r_.view()), V1(rc_.view()), V1(rr_.view()), o_.loss, out,
+                                 V1(lc_.view()), V1(lr_.view()));
+      // d loss / d logp_t = d loss / d sum on every completion token
+      ops::masked_sum_rows_backward(be_, bc_.response_mask.view(), V1(dc_.view()), gc_.view());
+      ops::masked_sum_rows_backward(be_, br_.response_mask.view(), V1(dr_.view()), gr_.view());
+      g2 = ops::sum_squares(be_, tensor_view<const W, 2>(dc_.data(), {n, 1})) +
+           ops::sum_squares(be_, tensor_view<const W, 2>(dr_.data(), {n, 1}));
+      return sum;
+    });
+    pass_c_.backward(be_, policy_, gc_.view(), {}, prof_);
+    pass_r_.backward(be_, policy_, gr_.view(), {}, prof_);
+    detail::timed(prof_.model_s, [&] { policy_.step(); });
     ++step_;
     record rec;
     rec.set("step", step_).set("loss", s.loss).set("reward_margin", s.reward_margin);
     rec.set("reward_accuracy", s.reward_accuracy).set("chosen_reward", s.chosen_reward);
     rec.set("rejected_reward", s.rejected_reward).set("grad_norm", std::sqrt(g2));
-    double kl = 0;  // mean over the batch of sum_t (logp - ref_logp) on the chosen completions
-    for (index_t i = 0; i < n; ++i) kl += (c[static_cast<std::size_t>(i)] - rc[static_cast<std::size_t>(i)]) / static_cast<double>(n);
-    rec.set("kl_ref_chosen", kl);
-    // the structure's estimator of KL(pi || pi_ref) from each chosen
-    // completion's sequence log-ratio (k1: the same as kl_ref_chosen)
-    double est = 0;
-    const kl_params kp{S::kl, false, INFINITY, INFINITY};
-    for (index_t i = 0; i < n; ++i)
-      est += math::kl_token(c[static_cast<std::size_t>(i)], rc[static_cast<std::size_t>(i)], kp).value / static_cast<double>(n);
-    rec.set("kl_ref", est);
-    const bool updated = update_reference(ref_, policy_, o_.ref, step_);
+    // what DPO can measure toward the reference without sampling: the mean sequence
+    // log-ratios log pi(y|x) - log pi_ref(y|x) of the dataset's completions (not a KL: the
+    // completions are not the policy's samples, and these can be negative)
+    double lrc = 0, lrr = 0;
+    for (index_t i = 0; i < n; ++i) {
+      lrc += (static_cast<double>(c_(i)) - static_cast<double>(rc_(i))) / static_cast<double>(n);
+      lrr += (static_cast<double>(r_(i)) - static_cast<double>(rr_(i))) / static_cast<double>(n);
+    }
+    rec.set("chosen_log_ratio", lrc).set("rejected_log_ratio", lrr);
+    const bool updated = detail::timed(prof_.model_s, [&] { return update_reference(ref_, policy_, o_.ref, step_); });
     if (updated) cache_valid_ = false;
     rec.set("ref_updated", updated);
     last_ = rec;
     return rec;
   }
 
-  void save(const std::string& path) const {
-    std::ostringstream os;
-    os << "dpo_trainer\nstep " << step_ << "\ncursor " << cursor_ << "\nrng " << rng_ << "\norder " << order_.size();
-    for (auto i : order_) os << ' ' << i;
-    os << '\n';
-    std::string pol, ref;
-    if constexpr (Checkpointable<P>) {
-      std::ostringstream ms;
-      policy_.save(ms);
-      pol = ms.str();
-    }
-    if constexpr (Checkpointable<R>) {
-      std::ostringstream ms;
-      ref_.save(ms);
-      ref = ms.str();
-    }
-    os << "policy " << pol.size() << '\n' << pol << "reference " << ref.size() << '\n' << ref;
-    write_checkpoint(path, os.str());
-  }
-
-  void load(const std::string& path) {
-    std::istringstream in(read_checkpoint(path));
-    std::string k;
-    long long step = 0, cursor = 0;
-    std::size_t n = 0;
-    rng_t g;
-    auto bad = [&] {
-      rlhf::detail::fail(error_kind::param, "train::dpo_trainer::load", "checkpoint", "'" + path + "' is not a DPO checkpoint");
-    };
-    in >> k;
-    if (k != "dpo_trainer") bad();
-    in >> k >> step >> k >> cursor >> k >> g >> k >> n;
-    if (!in || n != data_.size()) bad();
-    std::vector<index_t> order(n);
-    for (auto& i : order) in >> i;
-    auto blob = [&](const char* name) {
-      std::size_t sz = 0;
-      in >> k >> sz;
-      if (k != name) bad();
-      in.get();
-      std::string s(sz, '\0');
-      in.read(s.data(), static_cast<std::streamsize>(sz));
-      return s;
-    };
-    const std::string pol = blob("policy"), ref = blob("reference");
-    if constexpr (Checkpointable<P>) {
-      std::istringstream ms(pol);
-      policy_.load(ms);
-    }
-    if constexpr (Checkpointable<R>) {
-      std::istringstream ms(ref);
-      ref_.load(ms);
-    }
-    step_ = step;
-    cursor_ = cursor;
-    rng_ = g;
-    order_ = order;
-    cache_valid_ = false;
-  }
-
- private:
-  static batch make_batch(const std::vector<preference>& data, const std::vector<index_t>& rows, bool chosen) {
+  static void make_batch(const std::vector<pair_type>& data, const std::vector<index_t>& rows, bool chosen, B& b) {
     const auto n = static_cast<index_t>(rows.size());
     index_t width = 0, T = 0;
     for (auto i : rows) {
@@ -200,44 +236,36 @@ class dpo_trainer : public runnable<dpo_trainer<P, R, S>> {
       width = std::max(width, static_cast<index_t>(d.prompt.size()));
       T = std::max(T, static_cast<index_t>((chosen ? d.chosen : d.rejected).size()));
     }
-    batch b;
-    b.prompts.tokens = tensor<token_t, 2>({n, width});
-    b.responses = tensor<token_t, 2>({n, T});
-    b.response_mask = tensor<double, 2>({n, T});
+    b.prompts.tokens.resize({n, width});
+    b.responses.resize({n, T});
+    b.response_mask.resize({n, T});
+    b.prompts.lengths.clear();
+    b.prompts.ids.clear();
     for (index_t r = 0; r < n; ++r) {
       const auto& d = data[static_cast<std::size_t>(rows[static_cast<std::size_t>(r)])];
-      for (std::size_t t = 0; t < d.prompt.size(); ++t) b.prompts.tokens(r, static_cast<index_t>(t)) = d.prompt[t];
+      const auto& y = chosen ? d.chosen : d.rejected;
+      for (index_t t = 0; t < width; ++t)
+        b.prompts.tokens(r, t) = t < static_cast<index_t>(d.prompt.size()) ? d.prompt[static_cast<std::size_t>(t)] : 0;
+      for (index_t t = 0; t < T; ++t) {
+        const bool on = t < static_cast<index_t>(y.size());
+        b.responses(r, t) = on ? y[static_cast<std::size_t>(t)] : 0;
+        b.response_mask(r, t) = on ? 1.0 : 0.0;
+      }
       b.prompts.lengths.push_back(static_cast<index_t>(d.prompt.size()));
       b.prompts.ids.push_back(rows[static_cast<std::size_t>(r)]);
-      const auto& y = chosen ? d.chosen : d.rejected;
-      for (std::size_t t = 0; t < y.size(); ++t) {
-        b.responses(r, static_cast<index_t>(t)) = y[t];
-        b.response_mask(r, static_cast<index_t>(t)) = 1.0;
-      }
     }
-    return b;
-  }
-
-  static std::vector<double> sums(const tensor<double, 2>& logp, const batch& b) {
-    rlhf::detail::require_same_shape("train::dpo_trainer", "log_probs", logp.view(), "responses", b.responses.view());
-    rlhf::detail::require_finite("train::dpo_trainer", "log_probs", logp.view());
-    std::vector<double> s(static_cast<std::size_t>(b.size()), 0.0);
-    for (index_t i = 0; i < b.size(); ++i)
-      for (index_t t = 0; t < b.length(); ++t)
-        if (b.response_mask(i, t) != 0) s[static_cast<std::size_t>(i)] += logp(i, t);
-    return s;
+    b.temperature = 1.0;
   }
 
   void refresh_reference_cache() {
-    std::vector<index_t> all(data_.size());
-    for (std::size_t i = 0; i < all.size(); ++i) all[i] = static_cast<index_t>(i);
     constexpr std::size_t chunk = 256;
     ref_chosen_.clear();
     ref_rejected_.clear();
-    for (std::size_t s = 0; s < all.size(); s += chunk) {
-      std::vector<index_t> rows(all.begin() + static_cast<long>(s),
-                                all.begin() + static_cast<long>(std::min(all.size(), s + chunk)));
-      std::vector<double> c, r;
+    std::vector<index_t> rows;
+    std::vector<double> c, r;
+    for (std::size_t s = 0; s < data_.size(); s += chunk) {
+      rows.clear();
+      for (std::size_t i = s; i < std::min(data_.size(), s + chunk); ++i) rows.push_back(static_cast<index_t>(i));
       sequence_logps(ref_, data_, rows, c, r);
       ref_chosen_.insert(ref_chosen_.end(), c.begin(), c.end());
       ref_rejected_.insert(ref_rejected_.end(), r.begin(), r.end());
@@ -247,14 +275,19 @@ class dpo_trainer : public runnable<dpo_trainer<P, R, S>> {
 
   P& policy_;
   R& ref_;
-  std::vector<preference> data_;
+  std::vector<pair_type> data_;
   dpo_options o_;
   rng_t rng_;
-  std::vector<index_t> order_;
+  std::vector<index_t> order_, rows_;
   std::vector<double> ref_chosen_, ref_rejected_;
   bool cache_valid_ = false;
   long long step_ = 0, cursor_ = 0;
   record last_;
+  step_profile prof_;
+  B bc_, br_;
+  detail::grad_pass<W, P, B> pass_c_, pass_r_;
+  tensor<W, 1> c_, r_, rc_, rr_, dc_, dr_, lc_, lr_;
+  tensor<W, 2> gc_, gr_;
 };
 
 }  // namespace rlhf::train

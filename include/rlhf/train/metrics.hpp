@@ -136,7 +136,7 @@ class jsonl_sink {
   void open(const std::string& path, bool append = false) {
     path_ = path;
     out_.open(path, append ? std::ios::app : std::ios::trunc);
-    if (!out_) detail::fail(error_kind::param, "train::jsonl_sink", "metrics_path", "cannot open '" + path + "' for writing");
+    if (!out_) rlhf::detail::fail(error_kind::param, "train::jsonl_sink", "metrics_path", "cannot open '" + path + "' for writing");
   }
   [[nodiscard]] bool is_open() const { return out_.is_open(); }
   void write(const record& r) {

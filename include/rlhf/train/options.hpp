@@ -68,4 +68,40 @@ struct dpo_options {
   unsigned long long seed = 0;
 };
 
+/// Every option of an RL run in its range (at construction, and after
+/// read_json / command-line overrides through the trainer's constructor).
+inline void check_rl_options(const rl_options& o, const char* fn) {
+  using rlhf::detail::require_param;
+  require_param(o.steps >= 0, fn, "steps", "must be >= 0");
+  require_param(o.prompts_per_step >= 1, fn, "prompts_per_step", "must be >= 1");
+  require_param(o.group_size >= 1, fn, "group_size", "must be >= 1");
+  require_param(o.ppo_epochs >= 1, fn, "ppo_epochs", "must be >= 1");
+  require_param(o.minibatch_size >= 0, fn, "minibatch_size", "must be >= 0 (0 = whole batch)");
+  require_param(o.sample.max_new_tokens >= 1, fn, "sample.max_new_tokens", "must be >= 1");
+  rlhf::detail::require_positive_param(o.sample.temperature, fn, "sample.temperature");
+  rlhf::detail::require_nonneg_param(o.kl_coef, fn, "kl_coef");
+  rlhf::detail::require_finite_param(o.entropy_coef, fn, "entropy_coef");
+  require_param(!(o.early_stop_kl <= 0) && !std::isnan(o.early_stop_kl), fn, "early_stop_kl", "must be > 0 (INFINITY = off)");
+  rlhf::detail::require_positive_param(o.kl_target, fn, "kl_target");
+  rlhf::detail::require_positive_param(o.kl_horizon, fn, "kl_horizon");
+  require_param(o.gamma >= 0 && o.gamma <= 1, fn, "gamma", "must be in [0, 1]");
+  require_param(o.lam >= 0 && o.lam <= 1, fn, "lam", "must be in [0, 1]");
+  require_param(o.progress_every >= 1, fn, "progress_every", "must be >= 1");
+  require_param(o.checkpoint_every >= 0, fn, "checkpoint_every", "must be >= 0 (0 = never)");
+  ppo::check_policy_params(o.ppo, fn);
+  ppo::check_value_params(o.value, fn);
+  a2c::detail::check_params(o.a2c, fn);
+  check_reference_policy(o.ref, fn);
+}
+
+inline void check_dpo_options(const dpo_options& o, const char* fn) {
+  using rlhf::detail::require_param;
+  require_param(o.batch_size >= 1, fn, "batch_size", "must be >= 1");
+  require_param(o.steps >= 0, fn, "steps", "must be >= 0");
+  require_param(o.progress_every >= 1, fn, "progress_every", "must be >= 1");
+  require_param(o.checkpoint_every >= 0, fn, "checkpoint_every", "must be >= 0 (0 = never)");
+  dpo::detail::check_params(o.loss, fn);
+  check_reference_policy(o.ref, fn);
+}
+
 }  // namespace rlhf::train

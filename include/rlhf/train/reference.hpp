@@ -31,8 +31,8 @@ struct reference_policy {
 };
 
 inline void check_reference_policy(const reference_policy& r, const char* fn) {
-  detail::require_param(r.every >= 1, fn, "ref.every", "must be >= 1");
-  detail::require_param(r.alpha > 0 && r.alpha <= 1, fn, "ref.alpha", "must be in (0, 1]");
+  rlhf::detail::require_param(r.every >= 1, fn, "ref.every", "must be >= 1");
+  rlhf::detail::require_param(r.alpha > 0 && r.alpha <= 1, fn, "ref.alpha", "must be in (0, 1]");
 }
 
 /// Applies the policy after `step` (1-based); true when the reference changed.
@@ -43,7 +43,7 @@ bool update_reference(R& ref, const P& policy, const reference_policy& r, long l
     ref.blend_from(policy, r.kind == ref_update::hard_sync ? 1.0 : r.alpha);
     return true;
   } else {
-    detail::fail(error_kind::param, "train::update_reference", "ref.kind",
+    rlhf::detail::fail(error_kind::param, "train::update_reference", "ref.kind",
                  std::string("is ") + to_string(r.kind) +
                      " but the reference model has no blend_from(const Policy&, double) (see Blendable in docs/concepts.md)");
   }

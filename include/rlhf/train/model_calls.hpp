@@ -1,0 +1,488 @@
+// rlhf++ — the boundary between the trainers and a user's models: every call
+// into a model, and every view of what it returned.
+//
+// A model's outputs are viewed where they are (core/viewable.hpp). The
+// [B, T] objectives run in the trainer's working precision W; logits and
+// hidden states are processed in the model's own element type E (the
+// fused kernels accumulate in float or double), and gradients go back in
+// E. Where E == W nothing is copied; otherwise the [B, T] (or [B*T])
+// vectors are converted and the bytes are counted in step_profile.
+//
+// What a model returns must stay valid until the trainer calls the same
+// member of the same model again (a model that reuses one output buffer is
+// fine). Handles returned by forward() are kept until their backward.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+#include "../concepts/model_concepts.hpp"
+#include "../core/backend.hpp"
+#include "../core/check.hpp"
+#include "../ops/fused_linear_params.hpp"
+#include "../ops/fused_logits.hpp"
+#include "../ops/logits.hpp"
+
+namespace rlhf::train {
+
+/// Where a step's time went, and what crossed the model boundary (the
+/// `BM_trainer_step` counters). Not part of the metrics records (those hold
+/// no wall-clock time, so a resumed run writes the same lines).
+struct step_profile {
+  double total_s = 0;              ///< the whole step
+  double model_s = 0;              ///< inside the user's models (generate, forward, backward, step, score)
+  double ops_s = 0;                ///< inside the library's ops
+  std::size_t boundary_bytes = 0;  ///< bytes converted between the models' outputs / gradients and the ops
+  std::size_t gather_bytes = 0;    ///< minibatch rows gathered into the trainer's reused buffers
+  [[nodiscard]] double overhead_s() const noexcept { return total_s - model_s - ops_s; }
+};
+
+namespace detail {
+
+/// Adds the wall time of f() to `acc`.
+template <class F>
+decltype(auto) timed(double& acc, F&& f) {
+  struct guard {
+    double& acc;
+    std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
+    ~guard() { acc += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); }
+  } g{acc};
+  return f();
+}
+
+/// Holds what a model returned (guaranteed copy elision: no move needed).
+template <class R>
+struct held {
+  R value;
+  template <class F>
+  explicit held(F&& f) : value(f()) {}
+};
+
+template <class X>
+using view_t = decltype(rlhf::as_view(std::declval<X&>()));
+
+/// A host view of the model's output (device outputs need the CUDA trainer path).
+template <class X>
+auto host_view_of(X& x) {
+  auto v = rlhf::as_view(x);
+  static_assert(std::is_same_v<typename decltype(v)::space, host_space>,
+                "rlhf: this trainer runs on rlhf::cpu and got a device tensor from the model: declare the "
+                "experiment's backend rlhf::cuda (docs/training.md)");
+  return v;
+}
+
+/// The view of what f() returns, keeping a returned temporary alive (an
+/// owning tensor returned by value) and only viewing a returned reference.
+template <class R>
+class kept {
+  using T = std::remove_cvref_t<R>;
+  static constexpr bool by_ref = std::is_lvalue_reference_v<R>;
+  using view_type = decltype(host_view_of(std::declval<std::remove_reference_t<R>&>()));
+
+ public:
+  template <class F>
+  view_type set(F&& f) {
+    own_.reset();
+    if constexpr (by_ref) {
+      v_ = host_view_of(f());
+    } else {
+      own_.emplace(std::forward<F>(f));
+      v_ = host_view_of(own_->value);
+    }
+    return v_;
+  }
+  [[nodiscard]] view_type view() const noexcept { return v_; }
+  void clear() { own_.reset(); }
+
+ private:
+  std::optional<held<T>> own_;
+  view_type v_{};
+};
+
+/// x in precision W: x itself when it already is (no copy), else converted into buf (counted).
+template <class W, class E>
+tensor_view<const W, 2> in_precision(tensor_view<E, 2> x, tensor<W, 2>& buf, step_profile& prof) {
+  if constexpr (std::is_same_v<std::remove_const_t<E>, W>) {
+    return x;
+  } else {
+    buf.resize(x.shape());
+    for (index_t i = 0; i < x.extent(0); ++i)
+      for (index_t j = 0; j < x.extent(1); ++j) buf(i, j) = static_cast<W>(x(i, j));
+    prof.boundary_bytes += static_cast<std::size_t>(x.size()) * (sizeof(E) + sizeof(W));
+    return buf.view();
+  }
+}
+
+/// The gradient g (precision W) in the model's element type E.
+template <class E, class W>
+tensor_view<const E, 2> to_model_type(tensor_view<const W, 2> g, tensor<E, 2>& buf, step_profile& prof) {
+  if constexpr (std::is_same_v<E, W>) {
+    return g;
+  } else {
+    buf.resize(g.shape());
+    for (index_t i = 0; i < g.extent(0); ++i)
+      for (index_t j = 0; j < g.extent(1); ++j) buf(i, j) = static_cast<E>(g(i, j));
+    prof.boundary_bytes += static_cast<std::size_t>(g.size()) * (sizeof(E) + sizeof(W));
+    return buf.view();
+  }
+}
+
+/// The labels of a batch as one [B*T] vector (no copy: responses are contiguous).
+template <class B>
+auto labels_of(const B& b) {
+  using Tok = typename B::token_type;
+  return tensor_view<const Tok, 1>(b.responses.data(), {b.size() * b.length()});
+}
+
+template <class B>
+void check_rows(const char* fn, const char* what, index_t rows, const B& b) {
+  if (rows != b.size() * b.length())
+    rlhf::detail::fail(error_kind::shape, fn, what,
+                       "has " + std::to_string(rows) + " rows; expected one per response token (B*T = " +
+                           std::to_string(b.size() * b.length()) + ")");
+}
+
+/// The per-row outputs of the logits and hidden-state paths, in the model's
+/// element type E: log-probs and entropy [B*T], seen as [B, T].
+template <class E>
+struct row_outputs {
+  tensor<E, 1> logp, entropy;
+  void resize(index_t n) {
+    if (logp.size() != n) {
+      logp = tensor<E, 1>({n});
+      entropy = tensor<E, 1>({n});
+    }
+  }
+  tensor_view<const E, 2> logp_2d(index_t B, index_t T) const { return {logp.data(), {B, T}}; }
+  tensor_view<const E, 2> entropy_2d(index_t B, index_t T) const { return {entropy.data(), {B, T}}; }
+};
+
+/// Log-probs (and entropy) from logits [B*T, V] of element type E.
+template <class Tag, class E, class B>
+void logits_rows(Tag be, tensor_view<E, 2> logits, const B& b, row_outputs<value_t<E>>& out, double& ops_s) {
+  check_rows("train: model logits", "logits", logits.extent(0), b);
+  out.resize(logits.extent(0));
+  timed(ops_s, [&] {
+    ops::logprobs_entropy(be, logits, labels_of(b), out.logp.view(), out.entropy.view(), {},
+                          ops::logits_params{b.temperature});
+  });
+}
+
+/// Log-probs (and entropy) from hidden states [B*T, H] and the LM head [V, H].
+template <class Tag, class E, class EW, class B>
+void hidden_rows(Tag be, tensor_view<E, 2> hidden, tensor_view<EW, 2> weight, const B& b,
+                 row_outputs<value_t<E>>& out, double& ops_s) {
+  static_assert(requires { ops::fused_linear_impl<Tag>::available; },
+                "rlhf: a HiddenStatePolicy / HiddenStateModel uses the fused linear path: #include "
+                "<rlhf/ops/fused_linear.hpp> (Eigen) before instantiating the trainer (docs/concepts.md)");
+  static_assert(std::is_same_v<value_t<E>, value_t<EW>>,
+                "rlhf: hidden_states() and lm_head() must have the same element type on the CPU");
+  check_rows("train: model hidden_states", "hidden_states", hidden.extent(0), b);
+  out.resize(hidden.extent(0));
+  ops::fused_linear_params fp;
+  fp.logits.temperature = b.temperature;
+  timed(ops_s, [&] {
+    ops::fused_linear_impl<Tag>::logprobs(be, tensor_view<const value_t<E>, 2>(hidden), tensor_view<const value_t<E>, 2>(weight),
+                                          labels_of(b), out.logp.view(), out.entropy.view(), fp);
+  });
+}
+
+/// The LM head of a hidden-state model, viewed (a reference or a view: the
+/// weight itself, never a copy).
+template <class M>
+auto head_view(M& m) {
+  using R = decltype(m.lm_head());
+  static_assert(std::is_lvalue_reference_v<R> || is_tensor_view<std::remove_cvref_t<R>>::value,
+                "rlhf: lm_head() must return a reference to the LM-head weight or a tensor_view of it, not a copy "
+                "(docs/concepts.md)");
+  decltype(auto) w = m.lm_head();
+  return host_view_of(w);
+}
+
+/// The [B, T] log-probs (and entropy) of a batch under a model, with no
+/// gradient (the reference model; the policy's old log-probs), in precision W.
+template <class W, class M, class B>
+class nograd_eval {
+  static constexpr model_path path = nograd_path<M, B>();
+  static decltype(auto) call(M& m, const B& b) {
+    if constexpr (path == model_path::hidden_states) return m.hidden_states(b);
+    else if constexpr (path == model_path::logits) return m.logits(b);
+    else return m.log_probs(b);
+  }
+  using ret_t = decltype(call(std::declval<M&>(), std::declval<const B&>()));
+  using elem_t = value_t<typename decltype(host_view_of(std::declval<std::remove_reference_t<ret_t>&>()))::element_type>;
+
+ public:
+  static constexpr bool gives_entropy = path != model_path::log_probs;
+
+  /// Runs the model; the views stay valid until the next run().
+  template <class Tag>
+  void run(Tag be, M& m, const B& b, step_profile& prof) {
+    const index_t B_ = b.size(), T = b.length();
+    auto v = timed(prof.model_s, [&] { return out_.set([&]() -> decltype(auto) { return call(m, b); }); });
+    if constexpr (path == model_path::log_probs) {
+      rlhf::detail::require_same_shape("train: model log_probs", "log_probs", v, "responses", b.responses.view());
+      logp_ = in_precision<W>(v, conv_logp_, prof);
+    } else {
+      if constexpr (path == model_path::logits) logits_rows(be, v, b, rows_, prof.ops_s);
+      else hidden_rows(be, v, head_view(m), b, rows_, prof.ops_s);
+      logp_ = in_precision<W>(rows_.logp_2d(B_, T), conv_logp_, prof);
+      entropy_ = in_precision<W>(rows_.entropy_2d(B_, T), conv_h_, prof);
+    }
+  }
+  [[nodiscard]] tensor_view<const W, 2> logp() const noexcept { return logp_; }
+  /// Null unless the path gives it (logits, hidden states).
+  [[nodiscard]] tensor_view<const W, 2> entropy() const noexcept { return entropy_; }
+
+ private:
+  kept<ret_t> out_;
+  row_outputs<elem_t> rows_;
+  tensor<W, 2> conv_logp_, conv_h_;
+  tensor_view<const W, 2> logp_{}, entropy_{};
+};
+
+/// One forward of the policy with gradient, kept until its backward. Handle
+/// form: the model's forward() result; stateless form: the batch.
+template <class W, class P, class B>
+class grad_pass {
+  static constexpr bool handle = HasForward<P, B>;
+  static constexpr model_path path = grad_path<P, B>();
+
+  // handle form: F = forward(b); stateless form: the no-gradient member's result
+  static decltype(auto) call(P& p, const B& b) {
+    if constexpr (handle) return p.forward(b);
+    else if constexpr (path == model_path::hidden_states) return p.hidden_states(b);
+    else if constexpr (path == model_path::logits) return p.logits(b);
+    else return p.log_probs(b);
+  }
+  using call_t = decltype(call(std::declval<P&>(), std::declval<const B&>()));
+  struct no_handle {};
+  using handle_type = std::conditional_t<handle, call_t, no_handle>;
+
+  template <class F>
+  static decltype(auto) output_of(F& f) {
+    if constexpr (path == model_path::hidden_states) return f.hidden_states();
+    else if constexpr (path == model_path::logits) return f.logits();
+    else return f.log_probs();
+  }
+  template <class Q, bool H>
+  struct out_type {
+    using type = call_t;
+  };
+  template <class Q>
+  struct out_type<Q, true> {
+    using type = decltype(output_of(std::declval<std::remove_reference_t<call_t>&>()));
+  };
+  using out_ret_t = typename out_type<P, handle>::type;
+  using elem_t = value_t<typename decltype(host_view_of(std::declval<std::remove_reference_t<out_ret_t>&>()))::element_type>;
+
+  template <class Q, bool E>
+  struct entropy_type {
+    using type = const tensor<W, 2>&;
+  };
+  template <class Q>
+  struct entropy_type<Q, true> {
+    using type = decltype(std::declval<Q&>().entropy(std::declval<const B&>()));
+  };
+  template <class Q>
+    requires HasForward<Q, B>
+  struct entropy_type<Q, true> {
+    using type = decltype(std::declval<std::remove_reference_t<call_t>&>().entropy());
+  };
+  using entropy_ret_t = typename entropy_type<P, EntropyPolicy<P, B>>::type;
+
+ public:
+  /// The forward; `want_entropy` asks a log-prob policy for its entropy.
+  template <class Tag>
+  void forward(Tag be, P& p, const B& b, bool want_entropy, step_profile& prof) {
+    b_ = &b;
+    const index_t B_ = b.size(), T = b.length();
+    if constexpr (handle) {
+      handle_.reset();
+      timed(prof.model_s, [&] { handle_.emplace([&]() -> decltype(auto) { return p.forward(b); }); });
+      out_.set([&]() -> decltype(auto) { return output_of(handle_->value); });
+    } else {
+      timed(prof.model_s, [&] { out_.set([&]() -> decltype(auto) { return call(p, b); }); });
+    }
+    auto v = out_.view();
+    has_entropy_ = false;
+    if constexpr (path == model_path::log_probs) {
+      rlhf::detail::require_same_shape("train: policy forward", "log_probs", v, "responses", b.responses.view());
+      logp_ = in_precision<W>(v, conv_logp_, prof);
+      if constexpr (EntropyPolicy<P, B>) {
+        if (want_entropy) {
+          auto h = timed(prof.model_s, [&] {
+            return h_.set([&]() -> decltype(auto) {
+              if constexpr (handle) return handle_->value.entropy();
+              else return p.entropy(b);
+            });
+          });
+          rlhf::detail::require_same_shape("train: policy forward", "entropy", h, "responses", b.responses.view());
+          entropy_ = in_precision<W>(h, conv_h_, prof);
+          has_entropy_ = true;
+        }
+      }
+    } else {
+      if constexpr (path == model_path::logits) logits_rows(be, v, b, rows_, prof.ops_s);
+      else hidden_rows(be, v, head_view(p), b, rows_, prof.ops_s);
+      logp_ = in_precision<W>(rows_.logp_2d(B_, T), conv_logp_, prof);
+      entropy_ = in_precision<W>(rows_.entropy_2d(B_, T), conv_h_, prof);
+      has_entropy_ = true;
+    }
+  }
+
+  [[nodiscard]] tensor_view<const W, 2> logp() const noexcept { return logp_; }
+  [[nodiscard]] tensor_view<const W, 2> entropy() const noexcept { return entropy_; }
+  [[nodiscard]] bool has_entropy() const noexcept { return has_entropy_; }
+
+  /// dL/dlogp (and dL/dH when not null) back through the model, in its own
+  /// element type and through the handle its forward returned.
+  template <class Tag>
+  void backward(Tag be, P& p, tensor_view<const W, 2> dlogp, tensor_view<const W, 2> dentropy, step_profile& prof) {
+    const B& b = *b_;
+    using E = elem_t;
+    const auto g = to_model_type<E>(dlogp, conv_g_, prof);
+    const auto gh = dentropy.null() ? tensor_view<const E, 2>{} : to_model_type<E>(dentropy, conv_gh_, prof);
+    if constexpr (path == model_path::log_probs) {
+      bool done = false;
+      if constexpr (EntropyPolicy<P, B>) {
+        if (!gh.null()) {
+          timed(prof.model_s, [&] { p.backward(target(), g, gh); });
+          done = true;
+        }
+      }
+      if (!done) timed(prof.model_s, [&] { p.backward(target(), g); });
+    } else {
+      const index_t N = b.size() * b.length();
+      const tensor_view<const E, 1> g1(g.data(), {N});
+      const tensor_view<const E, 1> gh1 = gh.null() ? tensor_view<const E, 1>{} : tensor_view<const E, 1>(gh.data(), {N});
+      const auto v = out_.view();
+      if constexpr (path == model_path::logits) {
+        dlogits_.resize(v.shape());
+        timed(prof.ops_s, [&] {
+          ops::logprobs_entropy_backward(be, v, labels_of(b), g1, gh1, dlogits_.view(), ops::logits_params{b.temperature});
+        });
+        timed(prof.model_s, [&] { p.backward_logits(target(), tensor_view<const E, 2>(dlogits_.view())); });
+      } else {
+        const auto w = head_view(p);
+        dhidden_.resize(v.shape());
+        dweight_.resize(w.shape());
+        ops::fused_linear_params fp;
+        fp.logits.temperature = b.temperature;
+        timed(prof.ops_s, [&] {
+          // the given gradient through the chunks: dZ = softmax backward, dX = dZ W, dW = dZ^T X
+          ops::fused_linear_impl<Tag>::objective(
+              be, tensor_view<const E, 2>(v), tensor_view<const E, 2>(w), labels_of(b),
+              [&](index_t i, double, double) {
+                return ops::token_terms{0.0, static_cast<double>(g1(i)), gh1.null() ? 0.0 : static_cast<double>(gh1(i))};
+              },
+              dhidden_.view(), dweight_.view(), tensor_view<E, 1>{}, tensor_view<E, 1>{}, fp);
+        });
+        timed(prof.model_s, [&] {
+          p.backward_hidden(target(), tensor_view<const E, 2>(dhidden_.view()), tensor_view<const E, 2>(dweight_.view()));
+        });
+      }
+    }
+    out_.clear();
+    h_.clear();
+    if constexpr (handle) handle_.reset();
+  }
+
+ private:
+  decltype(auto) target() {
+    if constexpr (handle) return (handle_->value);
+    else return (*b_);
+  }
+
+  const B* b_ = nullptr;
+  std::optional<held<handle_type>> handle_;
+  kept<out_ret_t> out_;
+  kept<entropy_ret_t> h_;
+  row_outputs<elem_t> rows_;
+  tensor<W, 2> conv_logp_, conv_h_;
+  tensor<elem_t, 2> conv_g_, conv_gh_, dlogits_, dhidden_, dweight_;
+  tensor_view<const W, 2> logp_{}, entropy_{};
+  bool has_entropy_ = false;
+};
+
+/// The value function's forward (with gradient) and backward, in precision W.
+template <class W, class V, class B>
+class value_pass {
+  static constexpr bool handle = requires(V& v, const B& b) { v.forward(b); };
+  static decltype(auto) call(V& v, const B& b) {
+    if constexpr (handle) return v.forward(b);
+    else return v.values(b);
+  }
+  using call_t = decltype(call(std::declval<V&>(), std::declval<const B&>()));
+  struct no_handle {};
+  using handle_type = std::conditional_t<handle, call_t, no_handle>;
+  template <class Q, bool H>
+  struct out_type {
+    using type = call_t;
+  };
+  template <class Q>
+  struct out_type<Q, true> {
+    using type = decltype(std::declval<std::remove_reference_t<call_t>&>().values());
+  };
+  using out_ret_t = typename out_type<V, handle>::type;
+  using elem_t = value_t<typename decltype(host_view_of(std::declval<std::remove_reference_t<out_ret_t>&>()))::element_type>;
+
+ public:
+  void forward(V& v, const B& b, step_profile& prof) {
+    b_ = &b;
+    if constexpr (handle) {
+      handle_.reset();
+      timed(prof.model_s, [&] { handle_.emplace([&]() -> decltype(auto) { return v.forward(b); }); });
+      out_.set([&]() -> decltype(auto) { return handle_->value.values(); });
+    } else {
+      timed(prof.model_s, [&] { out_.set([&]() -> decltype(auto) { return v.values(b); }); });
+    }
+    const auto vv = out_.view();
+    rlhf::detail::require_same_shape("train: value forward", "values", vv, "responses", b.responses.view());
+    values_ = in_precision<W>(vv, conv_, prof);
+  }
+  [[nodiscard]] tensor_view<const W, 2> values() const noexcept { return values_; }
+  void backward(V& v, tensor_view<const W, 2> dv, step_profile& prof) {
+    const auto g = to_model_type<elem_t>(dv, conv_g_, prof);
+    timed(prof.model_s, [&] {
+      if constexpr (handle) v.backward(handle_->value, g);
+      else v.backward(*b_, g);
+    });
+    out_.clear();
+    if constexpr (handle) handle_.reset();
+  }
+
+ private:
+  const B* b_ = nullptr;
+  std::optional<held<handle_type>> handle_;
+  kept<out_ret_t> out_;
+  tensor<W, 2> conv_;
+  tensor<elem_t, 2> conv_g_;
+  tensor_view<const W, 2> values_{};
+};
+
+/// A value function's no-gradient values (the critic's old values), in precision W.
+template <class W, class V, class B>
+class value_eval {
+  using ret_t = decltype(std::declval<V&>().values(std::declval<const B&>()));
+
+ public:
+  void run(V& v, const B& b, step_profile& prof) {
+    const auto vv = timed(prof.model_s, [&] { return out_.set([&]() -> decltype(auto) { return v.values(b); }); });
+    rlhf::detail::require_same_shape("train: value function", "values", vv, "responses", b.responses.view());
+    values_ = in_precision<W>(vv, conv_, prof);
+  }
+  [[nodiscard]] tensor_view<const W, 2> values() const noexcept { return values_; }
+
+ private:
+  kept<ret_t> out_;
+  tensor<W, 2> conv_;
+  tensor_view<const W, 2> values_{};
+};
+
+}  // namespace detail
+}  // namespace rlhf::train

@@ -1,0 +1,94 @@
+// rlhf++ — the compile-time structure of an RL run, as the trainers read it.
+//
+// A structure is any type with the static members below: train::rl_structure
+// (plain enums), or rlhf::experiment (tag objects, config/experiment.hpp),
+// which adds `backend` and `real_type`.
+#pragma once
+
+#include <random>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "../concepts/batch.hpp"
+#include "../config/choices.hpp"
+#include "../core/backend.hpp"
+#include "../kl/estimators.hpp"
+#include "../ops/aggregate.hpp"
+
+namespace rlhf::train {
+
+using rlhf::advantage_estimator;
+using rlhf::algorithm;
+using rlhf::kl_placement;
+
+/// The structural (compile-time) choices of a run. `Real` is the trainer's
+/// working precision: the element type of its [B, T] buffers and objectives.
+template <algorithm Algo = algorithm::ppo, kl_estimator KL = kl_estimator::k1, kl_placement Where = kl_placement::reward,
+          advantage_estimator Adv = advantage_estimator::gae, agg_mode Agg = agg_mode::token_mean, class Real = double>
+struct rl_structure {
+  static constexpr algorithm algo = Algo;
+  static constexpr kl_estimator kl = KL;
+  static constexpr kl_placement kl_where = Where;
+  static constexpr advantage_estimator adv = Adv;
+  static constexpr agg_mode agg = Agg;
+  static constexpr bool needs_value = Adv == advantage_estimator::gae || Algo == algorithm::a2c;
+  using real_type = Real;
+};
+
+namespace detail {
+/// The structure's backend tag (rlhf::experiment carries one; rlhf::cpu otherwise).
+template <class S>
+constexpr auto backend_of() {
+  if constexpr (requires { S::backend; }) return S::backend;
+  else return cpu;
+}
+
+template <class S>
+struct real_of {
+  using type = double;
+};
+template <class S>
+  requires requires { typename S::real_type; }
+struct real_of<S> {
+  using type = typename S::real_type;
+};
+}  // namespace detail
+
+/// The working precision of a structure (double unless it declares real_type).
+template <class S>
+using real_of_t = typename detail::real_of<S>::type;
+
+/// "float" or "double" (the record's `precision`).
+template <class W>
+constexpr const char* precision_name() {
+  if constexpr (std::is_same_v<W, float>) return "float";
+  else if constexpr (std::is_same_v<W, double>) return "double";
+  else return "other";
+}
+
+/// The structure as one word, e.g. "ppo/k1/reward/gae/token-mean/double"
+/// (checkpoints name the structure they were written by).
+template <class S>
+std::string structure_name() {
+  std::string s = std::string(to_string(S::algo)) + "/" + to_string(S::kl);
+  if constexpr (S::algo != algorithm::dpo)
+    s += std::string("/") + to_string(S::kl_where) + "/" + to_string(S::adv) + "/" + to_string(S::agg);
+  return s + "/" + precision_name<real_of_t<S>>();
+}
+
+namespace detail {
+/// A permutation of 0..n-1 from the trainer's engine (Fisher-Yates).
+inline void permutation(index_t n, rng_t& g, std::vector<index_t>& v) {
+  v.resize(static_cast<std::size_t>(n));
+  for (index_t i = 0; i < n; ++i) v[static_cast<std::size_t>(i)] = i;
+  for (index_t i = n - 1; i > 0; --i) std::swap(v[static_cast<std::size_t>(i)], v[g() % static_cast<std::uint64_t>(i + 1)]);
+}
+inline std::vector<index_t> permutation(index_t n, rng_t& g) {
+  std::vector<index_t> v;
+  permutation(n, g, v);
+  return v;
+}
+}  // namespace detail
+
+}  // namespace rlhf::train

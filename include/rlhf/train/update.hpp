@@ -1,0 +1,166 @@
+// rlhf++ — the update stage of an on-policy step: PPO's epochs of
+// minibatches (clipped objective, value loss, entropy bonus, KL in the loss,
+// early stop on the approximate KL), or A2C's single update.
+//
+// Call order, per minibatch (PPO) or once (A2C, whole batch):
+//   f = policy.forward(mb)  [A2C: then v = value.forward(b)]
+//   policy.backward(f, dL/dlogp); policy.step()
+//   [critic] value.forward(mb); value.backward(v, dL/dv); value.step()
+// Minibatches are rows of the batch gathered into buffers the trainer keeps
+// from step to step (no allocation once they have held the largest batch).
+#pragma once
+
+#include <cmath>
+#include <vector>
+
+#include "../kl/estimators.hpp"
+#include "../kl/penalty.hpp"
+#include "../objectives/a2c.hpp"
+#include "../objectives/ppo.hpp"
+#include "../ops/masked.hpp"
+#include "metrics.hpp"
+#include "model_calls.hpp"
+#include "options.hpp"
+#include "structure.hpp"
+
+namespace rlhf::train::detail {
+
+/// What the update reads from the rollout stage (views of the step's buffers).
+template <class W>
+struct rollout_views {
+  tensor_view<const W, 2> old_logp, ref_logp, advantages, returns, old_values;
+};
+
+/// The update's reused buffers: one minibatch and its gradients.
+template <class W, class B>
+struct update_buffers {
+  B mb;
+  tensor<W, 2> old_logp, ref_logp, advantages, returns, old_values, dlogp, dentropy, dvalues, kl_tok;
+  std::vector<index_t> perm, rows;
+};
+
+template <class W>
+void gather(tensor_view<const W, 2> x, const std::vector<index_t>& rows, tensor<W, 2>& out, step_profile& prof) {
+  const auto n = static_cast<index_t>(rows.size());
+  out.resize({n, x.extent(1)});
+  for (index_t i = 0; i < n; ++i)
+    for (index_t t = 0; t < x.extent(1); ++t) out(i, t) = x(rows[static_cast<std::size_t>(i)], t);
+  prof.gather_bytes += static_cast<std::size_t>(n * x.extent(1)) * sizeof(W);
+}
+
+template <class S, class W, class Tag, class P, class V, class B>
+void ppo_update(Tag be, P& policy, V* value, const B& b, const rollout_views<W>& in, const rl_options& o,
+                double kl_coef, rng_t& rng, update_buffers<W, B>& u, grad_pass<W, P, B>& gp,
+                value_pass<W, V, B>* vp, record& r, step_profile& prof) {
+  constexpr bool has_value = ValueFunction<V, B>;
+  const index_t B_ = b.size();
+  const index_t mbs = o.minibatch_size > 0 ? std::min<index_t>(static_cast<index_t>(o.minibatch_size), B_) : B_;
+  ppo::actor_params ap;
+  ap.policy = o.ppo;
+  ap.entropy_coef = o.entropy_coef;
+  ap.kl = kl_params::verl(S::kl);
+  ap.kl_coef = S::kl_where == kl_placement::loss ? kl_coef : 0.0;
+  const kl_params k3{kl_estimator::k3, false, INFINITY, INFINITY};
+  double pg = 0, clip = 0, akl = 0, ent = 0, vf = 0, vclip = 0, gnorm = 0, n_mb = 0, epochs = 0;
+  bool stopped = false, logged_entropy = false;
+  for (long long e = 0; e < o.ppo_epochs && !stopped; ++e) {
+    permutation(B_, rng, u.perm);
+    for (index_t start = 0; start < B_ && !stopped; start += mbs) {
+      u.rows.assign(u.perm.begin() + start, u.perm.begin() + std::min(B_, start + mbs));
+      gather_rows(b, u.rows, u.mb);
+      gather(in.old_logp, u.rows, u.old_logp, prof);
+      gather(in.advantages, u.rows, u.advantages, prof);
+      if constexpr (S::kl_where == kl_placement::loss) gather(in.ref_logp, u.rows, u.ref_logp, prof);
+      const auto mm = u.mb.response_mask.view();
+      const index_t n = mm.extent(0), T = mm.extent(1);
+      u.dlogp.resize({n, T});
+      u.dentropy.resize({n, T});
+      u.kl_tok.resize({n, T});
+      const bool want_h = o.entropy_coef != 0;
+      gp.forward(be, policy, u.mb, want_h, prof);
+      const bool use_h = gp.has_entropy() && want_h;
+      const auto res = timed(prof.ops_s, [&] {
+        return ppo::actor_loss(be, gp.logp(), tensor_view<const W, 2>(u.old_logp.view()),
+                               tensor_view<const W, 2>(u.advantages.view()), mm,
+                               use_h ? gp.entropy() : tensor_view<const W, 2>{},
+                               S::kl_where == kl_placement::loss ? tensor_view<const W, 2>(u.ref_logp.view())
+                                                                 : tensor_view<const W, 2>{},
+                               ap, u.dlogp.view(), use_h ? u.dentropy.view() : tensor_view<W, 2>{});
+      });
+      double approx_kl = 0;
+      timed(prof.ops_s, [&] {
+        // SB3's approx_kl, (r - 1) - log r, for the early stop (target_kl)
+        kl::estimate(be, tensor_view<const W, 2>(u.old_logp.view()), gp.logp(), k3, u.kl_tok.view());
+        approx_kl = ops::masked_mean(be, tensor_view<const W, 2>(u.kl_tok.view()), mm, 0.0);
+        gnorm += std::sqrt(ops::sum_squares(be, tensor_view<const W, 2>(u.dlogp.view())));
+        if (gp.has_entropy()) {
+          ent += ops::masked_mean(be, gp.entropy(), mm, 0.0);
+          logged_entropy = true;
+        }
+      });
+      // the backward last: the model may free the forward's outputs (the handle's tensors)
+      gp.backward(be, policy, u.dlogp.view(), use_h ? tensor_view<const W, 2>(u.dentropy.view()) : tensor_view<const W, 2>{},
+                  prof);
+      timed(prof.model_s, [&] { policy.step(); });
+      pg += res.policy.loss;
+      clip += res.policy.clipfrac;
+      akl += approx_kl;
+      if constexpr (has_value) {
+        gather(in.returns, u.rows, u.returns, prof);
+        gather(in.old_values, u.rows, u.old_values, prof);
+        vp->forward(*value, u.mb, prof);
+        u.dvalues.resize({n, T});
+        const auto vr = timed(prof.ops_s, [&] {
+          return ppo::value_loss(be, vp->values(), tensor_view<const W, 2>(u.returns.view()),
+                                 tensor_view<const W, 2>(u.old_values.view()), mm, o.value, u.dvalues.view());
+        });
+        vp->backward(*value, u.dvalues.view(), prof);
+        timed(prof.model_s, [&] { value->step(); });
+        vf += vr.loss;
+        vclip += vr.clipfrac;
+      }
+      n_mb += 1;
+      if (approx_kl > 1.5 * o.early_stop_kl) stopped = true;
+    }
+    epochs += 1;
+  }
+  r.set("loss", pg / n_mb).set("clipfrac", clip / n_mb).set("approx_kl", akl / n_mb);
+  r.set("grad_norm", gnorm / n_mb).set("epochs", epochs).set("early_stopped", stopped);
+  if (logged_entropy) r.set("entropy", ent / n_mb);
+  if constexpr (has_value) r.set("vf_loss", vf / n_mb).set("vf_clipfrac", vclip / n_mb);
+}
+
+template <class S, class W, class Tag, class P, class V, class B>
+void a2c_update(Tag be, P& policy, V& value, const B& b, const rollout_views<W>& in, const rl_options& o,
+                double kl_coef, update_buffers<W, B>& u, grad_pass<W, P, B>& gp, value_pass<W, V, B>& vp, record& r,
+                step_profile& prof) {
+  const auto m = b.response_mask.view();
+  const index_t n = m.extent(0), T = m.extent(1);
+  u.dlogp.resize({n, T});
+  u.dentropy.resize({n, T});
+  u.dvalues.resize({n, T});
+  gp.forward(be, policy, b, o.a2c.ent_coef != 0, prof);
+  vp.forward(value, b, prof);
+  const bool use_h = gp.has_entropy();
+  double kl_loss = 0, g2 = 0, h = 0;
+  const auto res = timed(prof.ops_s, [&] {
+    const auto out = a2c::loss(be, gp.logp(), vp.values(), in.advantages, in.returns,
+                               use_h ? gp.entropy() : tensor_view<const W, 2>{}, m, o.a2c, u.dlogp.view(),
+                               u.dvalues.view(), use_h ? u.dentropy.view() : tensor_view<W, 2>{});
+    if constexpr (S::kl_where == kl_placement::loss)
+      kl_loss = kl::loss(be, gp.logp(), in.ref_logp, m, kl_coef, kl_params::verl(S::kl), agg_params{}, u.dlogp.view(), true).loss;
+    g2 = ops::sum_squares(be, tensor_view<const W, 2>(u.dlogp.view()));
+    if (use_h) h = ops::masked_mean(be, gp.entropy(), m, 0.0);
+    return out;
+  });
+  gp.backward(be, policy, u.dlogp.view(), use_h ? tensor_view<const W, 2>(u.dentropy.view()) : tensor_view<const W, 2>{},
+              prof);
+  timed(prof.model_s, [&] { policy.step(); });
+  vp.backward(value, u.dvalues.view(), prof);
+  timed(prof.model_s, [&] { value.step(); });
+  r.set("loss", res.loss + kl_loss).set("pg_loss", res.policy_loss).set("vf_loss", res.value_loss);
+  r.set("grad_norm", std::sqrt(g2));
+  if (use_h) r.set("entropy", h);
+}
+
+}  // namespace rlhf::train::detail

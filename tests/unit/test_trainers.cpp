@@ -1,0 +1,422 @@
+// The trainers over any engine: one test body instantiated over
+// {float, double} x {Policy (log-probs, handle form), LogitsPolicy
+// (stateless), HiddenStatePolicy (handle form, fused linear path)}; the three
+// paths agree; temperature; the call order and the handles; precision and
+// token types; views of Eigen and xtensor; checkpoints of another structure.
+#include <Eigen/Core>
+#include <cstdio>
+#include <fstream>
+#include <rlhf/adapt/eigen.hpp>
+#include <rlhf/adapt/xtensor.hpp>
+#include <rlhf/ops/fused_linear.hpp>
+#include <sstream>
+#include <xtensor/xtensor.hpp>
+
+#include "helpers.hpp"
+#include "linear_lm.hpp"
+
+using namespace testing;
+using rlhf::error_kind;
+using rlhf::index_t;
+namespace tr = rlhf::train;
+using lin::kind;
+
+namespace {
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+std::string replace_all(std::string s, const std::string& a, const std::string& b) {
+  for (std::size_t at; (at = s.find(a)) != std::string::npos;) s.replace(at, a.size(), b);
+  return s;
+}
+std::vector<std::vector<std::int32_t>> prompts32() { return {{1}, {2, 4}, {5}, {3, 1, 2}}; }
+template <class Tok>
+std::vector<std::vector<Tok>> prompts_of() {
+  std::vector<std::vector<Tok>> p;
+  for (const auto& x : prompts32()) p.emplace_back(x.begin(), x.end());
+  return p;
+}
+
+template <class F>
+using rl_s = tr::rl_structure<tr::algorithm::ppo, rlhf::kl_estimator::k3, tr::kl_placement::loss,
+                              tr::advantage_estimator::grpo, rlhf::agg_mode::seq_mean_token_mean, F>;
+
+tr::rl_options rl_opts(const std::string& metrics, bool entropy) {
+  tr::rl_options o;
+  o.steps = 6;
+  o.prompts_per_step = 4;
+  o.group_size = 4;
+  o.ppo_epochs = 2;
+  o.minibatch_size = 8;
+  o.kl_coef = 0.05;
+  o.entropy_coef = entropy ? 0.01 : 0.0;
+  o.sample.temperature = 0.8;
+  o.sample.max_new_tokens = 4;
+  o.metrics_path = metrics;
+  o.progress = false;
+  o.seed = 3;
+  return o;
+}
+
+struct crash {};
+
+/// Straight run, or crash before step 3 and resume in fresh objects; the metrics file.
+template <class F, kind K>
+std::string run_rl(const std::string& tag, bool resume, lin::model<F, K>* out = nullptr) {
+  using M = lin::model<F, K>;
+  const std::string metrics = "trainers_" + tag + (resume ? "_resumed" : "_straight") + ".jsonl";
+  const std::string ckpt = "trainers_" + tag + ".ckpt";
+  auto once = [&](bool do_crash, bool load) {
+    M pi(1), ref(1);
+    lin::reward rm;
+    auto o = rl_opts(metrics, K != kind::log_probs);
+    o.checkpoint_path = ckpt;
+    o.checkpoint_every = 1;
+    o.ref = {tr::ref_update::ema, 2, 0.5};
+    tr::rl_trainer<rl_s<F>, M, M, lin::reward> t(pi, ref, rm, prompts32(), o);
+    if (load) t.load(ckpt);
+    try {
+      t.run([&](long long s) {
+        if (do_crash && s == 3) throw crash{};
+      });
+    } catch (const crash&) {
+    }
+    // the model's type is the trainer's: nothing converted at the boundary
+    CHECK(t.profile().boundary_bytes == 0);
+    if (out && !do_crash) *out = pi;
+  };
+  if (resume) {
+    once(true, false);
+    once(false, true);
+  } else {
+    once(false, false);
+  }
+  std::remove(ckpt.c_str());
+  return replace_all(slurp(metrics), "_resumed.jsonl", "_straight.jsonl");
+}
+
+template <class F, kind K>
+std::string run_dpo(const std::string& tag, bool resume) {
+  using M = lin::model<F, K>;
+  std::vector<tr::preference> data;
+  for (int i = 0; i < 30; ++i)
+    data.push_back({{static_cast<std::int32_t>(1 + i % 5)},
+                    {static_cast<std::int32_t>(3), static_cast<std::int32_t>(i % 2 ? 3 : 0)},
+                    {static_cast<std::int32_t>(1 + i % 4), 0}});
+  const std::string metrics = "trainers_dpo_" + tag + (resume ? "_resumed" : "_straight") + ".jsonl";
+  const std::string ckpt = "trainers_dpo_" + tag + ".ckpt";
+  auto once = [&](bool do_crash, bool load) {
+    M pi(2), ref(2);
+    tr::dpo_options o;
+    o.steps = 6;
+    o.batch_size = 8;
+    o.metrics_path = metrics;
+    o.progress = false;
+    o.seed = 4;
+    o.checkpoint_path = ckpt;
+    o.checkpoint_every = 1;
+    tr::dpo_trainer<M, M, tr::dpo_structure<rlhf::kl_estimator::k1, F>> t(pi, ref, data, o);
+    if (load) t.load(ckpt);
+    try {
+      t.run([&](long long s) {
+        if (do_crash && s == 3) throw crash{};
+      });
+    } catch (const crash&) {
+    }
+    CHECK(t.profile().boundary_bytes == 0);
+  };
+  if (resume) {
+    once(true, false);
+    once(false, true);
+  } else {
+    once(false, false);
+  }
+  std::remove(ckpt.c_str());
+  return replace_all(slurp(metrics), "_resumed.jsonl", "_straight.jsonl");
+}
+
+template <class F, kind K>
+struct cfg {
+  using real = F;
+  static constexpr kind k = K;
+};
+
+/// The numbers of the step records (the config line skipped).
+std::vector<std::vector<double>> numbers(const std::string& jsonl) {
+  std::vector<std::vector<double>> out;
+  std::istringstream in(jsonl);
+  std::string line;
+  std::getline(in, line);
+  while (std::getline(in, line)) {
+    std::vector<double> v;
+    for (std::size_t at = 0; (at = line.find(": ", at)) != std::string::npos;) {
+      at += 2;
+      char* end = nullptr;
+      const double x = std::strtod(line.c_str() + at, &end);
+      if (end != line.c_str() + at) v.push_back(x);
+    }
+    out.push_back(v);
+  }
+  return out;
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("trainers: every precision and model path trains and resumes bit-identically", "[train][resume]",
+                   (cfg<float, kind::log_probs>), (cfg<float, kind::logits>), (cfg<float, kind::hidden>),
+                   (cfg<double, kind::log_probs>), (cfg<double, kind::logits>), (cfg<double, kind::hidden>)) {
+  using F = typename TestType::real;
+  constexpr kind K = TestType::k;
+  using M = lin::model<F, K>;
+  static_assert(rlhf::Policy<M>);
+  static_assert(rlhf::LogitsPolicy<M> == (K == kind::logits));
+  static_assert(rlhf::HiddenStatePolicy<M> == (K == kind::hidden));
+  static_assert(rlhf::HasForward<M> == (K != kind::logits));
+  const std::string tag = std::string(sizeof(F) == 4 ? "f" : "d") + std::to_string(static_cast<int>(K));
+  M trained(1);
+  const std::string straight = run_rl<F, K>(tag, false, &trained);
+  const std::string resumed = run_rl<F, K>(tag, true);
+  CHECK(std::count(straight.begin(), straight.end(), '\n') == 7);  // config + 6 steps
+  CHECK(straight == resumed);
+  CHECK(straight.find(std::string("\"precision\": \"") + (sizeof(F) == 4 ? "float" : "double") + "\"") != std::string::npos);
+  // every step: 2 epochs x 2 minibatches, each one backward and one optimizer step
+  CHECK(trained.steps == 6 * 4);
+  CHECK(trained.backwards == 6 * 4);
+  if constexpr (K != kind::logits) CHECK(trained.forwards == 6 * 4);  // one handle per backward
+  for (const auto& rec : numbers(straight))
+    for (double x : rec) CHECK(std::isfinite(x));
+  // the entropy: exact on the logits / hidden paths, estimated from the samples on the log-prob path
+  if (K == kind::log_probs) CHECK(straight.find("\"entropy\":") == std::string::npos);
+  else CHECK(straight.find("\"entropy\":") != std::string::npos);
+  CHECK(straight.find("\"entropy_sampled\":") != std::string::npos);
+
+  const std::string dpo_straight = run_dpo<F, K>(tag, false), dpo_resumed = run_dpo<F, K>(tag, true);
+  CHECK(std::count(dpo_straight.begin(), dpo_straight.end(), '\n') == 7);
+  CHECK(dpo_straight == dpo_resumed);
+}
+
+TEST_CASE("trainers: the hidden-state, logits and log-prob paths give the same losses and gradients (float, 1e-5)",
+          "[train]") {
+  lin::model<float, kind::logits> a(1);
+  lin::model<float, kind::hidden> h(1);
+  lin::model<float, kind::log_probs> l(1);
+  lin::model<float, kind::logits> ra(1);
+  lin::model<float, kind::hidden> rh(1);
+  lin::model<float, kind::log_probs> rl(1);
+  lin::reward rm;
+  auto o = rl_opts("", true);
+  o.steps = 1;
+  auto run = [&](auto& pi, auto& ref) {
+    using M = std::remove_reference_t<decltype(pi)>;
+    auto oo = o;
+    if constexpr (std::is_same_v<M, lin::model<float, kind::log_probs>>) oo.entropy_coef = 0;
+    tr::rl_trainer<rl_s<float>, M, M, lin::reward> t(pi, ref, rm, prompts32(), oo);
+    return t.step();
+  };
+  const auto rec_a = run(a, ra);
+  const auto rec_h = run(h, rh);
+  for (const char* k : {"loss", "clipfrac", "approx_kl", "kl_ref", "entropy", "grad_norm", "adv_std"})
+    CHECK(rec_h.number(k) == Approx(rec_a.number(k)).epsilon(1e-5).margin(1e-7));
+  REQUIRE(a.grad_log.size() == h.grad_log.size());
+  double scale = 0;
+  for (const auto& g : a.grad_log)
+    for (float x : g) scale = std::fmax(scale, std::fabs(x));
+  REQUIRE(scale > 0);
+  for (std::size_t s = 0; s < a.grad_log.size(); ++s)
+    for (std::size_t i = 0; i < a.grad_log[s].size(); ++i) CHECK(std::fabs(h.grad_log[s][i] - a.grad_log[s][i]) <= 1e-5 * scale);
+  // without the entropy bonus the log-prob path has the same gradient too
+  o.entropy_coef = 0;
+  lin::model<float, kind::logits> a0(1), ra0(1);
+  const auto rec_a0 = run(a0, ra0);
+  const auto rec_l = run(l, rl);
+  CHECK(rec_l.number("loss") == Approx(rec_a0.number("loss")).epsilon(1e-5));
+  for (std::size_t s = 0; s < a0.grad_log.size(); ++s)
+    for (std::size_t i = 0; i < a0.grad_log[s].size(); ++i)
+      CHECK(std::fabs(l.grad_log[s][i] - a0.grad_log[s][i]) <= 1e-5 * scale);
+}
+
+TEST_CASE("trainers: log-probs, entropy and KL are at the sampling temperature", "[train]") {
+  for (double tau : {0.7, 1.3}) {
+    lin::model<double, kind::logits> pi(1), ref(1);
+    lin::reward rm;
+    auto o = rl_opts("", true);
+    o.sample.temperature = tau;
+    o.ppo_epochs = 1;
+    o.minibatch_size = 0;  // one minibatch: the first of the first epoch
+    tr::rl_trainer<rl_s<double>, lin::model<double, kind::logits>, lin::model<double, kind::logits>, lin::reward> t(
+        pi, ref, rm, prompts32(), o);
+    const auto r = t.step();
+    // the trainer's log-probs are the sampler's
+    CHECK(r.number("rollout_probs_diff_max") < 1e-12);
+    // the first minibatch is the policy that sampled: ratio exactly 1
+    CHECK(r.number("approx_kl") == 0.0);
+    CHECK(r.number("clipfrac") == 0.0);
+    // the reference equals the policy: no KL
+    CHECK(r.number("kl_ref") == 0.0);
+  }
+  // a model whose sampler ignored the temperature shows the mismatch
+  struct cold : lin::model<double, kind::logits> {
+    using base = lin::model<double, kind::logits>;
+    using base::base;
+    rlhf::rollout generate(const rlhf::prompt_batch& x, const rlhf::sampling& s, rlhf::rng_t& g) const {
+      rlhf::sampling s1 = s;
+      s1.temperature = 1.0;
+      return base::generate(x, s1, g);
+    }
+  };
+  cold pi(1), ref(1);
+  lin::reward rm;
+  auto o = rl_opts("", true);
+  o.sample.temperature = 0.5;
+  tr::rl_trainer<rl_s<double>, cold, cold, lin::reward> t(pi, ref, rm, prompts32(), o);
+  CHECK(t.step().number("rollout_probs_diff_max") > 1e-3);
+}
+
+namespace {
+/// Logs every call; backward names the forward whose handle it received.
+struct recording {
+  using base = lin::model<double, kind::log_probs>;
+  base m{1};
+  std::vector<std::string>* log;
+  struct handle {
+    base::logp_handle f;
+    int id;
+    const rlhf::tensor<double, 2>& log_probs() const { return f.lp; }
+  };
+  int next = 0;
+  handle forward(const rlhf::batch& b) {
+    log->push_back("forward " + std::to_string(next));
+    return {m.forward(b), next++};
+  }
+  rlhf::tensor<double, 2> log_probs(const rlhf::batch& b) const {
+    log->push_back("log_probs");
+    return m.log_probs(b);
+  }
+  void backward(handle& h, rlhf::tensor_view<const double, 2> d) {
+    log->push_back("backward " + std::to_string(h.id));
+    m.backward(h.f, d);
+  }
+  rlhf::rollout generate(const rlhf::prompt_batch& x, const rlhf::sampling& s, rlhf::rng_t& g) const {
+    log->push_back("generate");
+    return m.generate(x, s, g);
+  }
+  void step() {
+    log->push_back("step");
+    m.step();
+  }
+};
+std::string join(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
+  return s;
+}
+}  // namespace
+
+TEST_CASE("trainers: the call order, and each backward gets its forward's handle", "[train]") {
+  std::vector<std::string> log;
+  recording pi{{}, &log};
+  lin::model<double, kind::log_probs> ref(1);
+  lin::reward rm;
+  auto o = rl_opts("", false);
+  o.prompts_per_step = 2;  // 8 responses, minibatches of 4
+  o.minibatch_size = 4;
+  tr::rl_trainer<rl_s<double>, recording, lin::model<double, kind::log_probs>, lin::reward> t(pi, ref, rm, prompts32(), o);
+  t.step();
+  CHECK(join(log) ==
+        "generate, log_probs, forward 0, backward 0, step, forward 1, backward 1, step, "
+        "forward 2, backward 2, step, forward 3, backward 3, step");
+  log.clear();
+  std::vector<tr::preference> data{{{1}, {3, 0}, {2, 0}}, {{2}, {3, 3, 0}, {1, 0}}};
+  tr::dpo_options d;
+  d.steps = 1;
+  d.batch_size = 2;
+  d.progress = false;
+  tr::dpo_trainer<recording, lin::model<double, kind::log_probs>> dt(pi, ref, data, d);
+  dt.step();
+  CHECK(join(log) == "forward 4, forward 5, backward 4, backward 5, step");
+}
+
+TEST_CASE("trainers: a float model under a double trainer, int64 tokens", "[train]") {
+  // float model, double working precision: converted at the boundary (and counted)
+  lin::model<float, kind::logits> pf(1), rf(1);
+  lin::model<double, kind::logits> pd(1), rd(1);
+  lin::reward rm;
+  auto o = rl_opts("", true);
+  o.steps = 1;
+  tr::rl_trainer<rl_s<double>, lin::model<float, kind::logits>, lin::model<float, kind::logits>, lin::reward> tf(
+      pf, rf, rm, prompts32(), o);
+  tr::rl_trainer<rl_s<double>, lin::model<double, kind::logits>, lin::model<double, kind::logits>, lin::reward> td(
+      pd, rd, rm, prompts32(), o);
+  const auto a = tf.step(), b = td.step();
+  CHECK(tf.profile().boundary_bytes > 0);
+  CHECK(td.profile().boundary_bytes == 0);
+  CHECK(a.number("loss") == Approx(b.number("loss")).epsilon(1e-4));
+  // int64 token ids (torch's) end to end: prompts, batches, labels of the logits ops
+  using M64 = lin::model<double, kind::hidden, std::int64_t>;
+  static_assert(std::is_same_v<rlhf::batch_for<M64>, rlhf::basic_batch<std::int64_t>>);
+  M64 p64(1), r64(1);
+  tr::rl_trainer<rl_s<double>, M64, M64, lin::reward> t64(p64, r64, rm, prompts_of<std::int64_t>(), o);
+  lin::model<double, kind::hidden> p32(1), r32(1);
+  tr::rl_trainer<rl_s<double>, lin::model<double, kind::hidden>, lin::model<double, kind::hidden>, lin::reward> t32(
+      p32, r32, rm, prompts32(), o);
+  CHECK(t64.step().json() == t32.step().json());
+}
+
+TEST_CASE("viewable: Eigen, xtensor and raw views without a copy", "[train][core]") {
+  Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> m(3, 5);
+  Eigen::MatrixXd cm(3, 5);
+  xt::xtensor<double, 2> x = xt::zeros<double>({3, 5});
+  static_assert(rlhf::viewable<decltype(m), 2> && rlhf::viewable<decltype(cm), 2> && rlhf::viewable<decltype(x), 2>);
+  static_assert(!rlhf::viewable<decltype(m), 1> && !rlhf::viewable<int, 2>);
+  CHECK(static_cast<const void*>(rlhf::as_view(m).data()) == m.data());
+  CHECK(rlhf::as_view(cm).data() == cm.data());
+  CHECK(rlhf::as_view(cm).stride(0) == 1);  // column-major: a strided view
+  CHECK(rlhf::as_view(x).data() == x.data());
+  const auto& cx = x;
+  static_assert(std::is_same_v<decltype(rlhf::as_view(cx))::element_type, const double>);
+  float raw[6] = {};
+  const auto rv = rlhf::view(raw, {2, 3});
+  CHECK(rlhf::as_view(rv).data() == raw);
+  CHECK(rlhf::as_view(rv).extent(1) == 3);
+}
+
+TEST_CASE("checkpoints: another structure, a missing model and a model that rejects its bytes change nothing",
+          "[train][errors]") {
+  using M = lin::model<double, kind::logits>;
+  M pi(1), ref(1);
+  lin::reward rm;
+  auto o = rl_opts("", true);
+  o.steps = 2;
+  tr::rl_trainer<rl_s<double>, M, M, lin::reward> t(pi, ref, rm, prompts32(), o);
+  t.run();
+  t.save("trainers_a.ckpt");
+  // the same models under another structure (k1 instead of k3)
+  using other = tr::rl_structure<tr::algorithm::ppo, rlhf::kl_estimator::k1, tr::kl_placement::loss,
+                                 tr::advantage_estimator::grpo, rlhf::agg_mode::seq_mean_token_mean, double>;
+  M pi2(7), ref2(7);
+  tr::rl_trainer<other, M, M, lin::reward> t2(pi2, ref2, rm, prompts32(), o);
+  const auto before = pi2.parameters().W;
+  expect_error([&] { t2.load("trainers_a.ckpt"); }, error_kind::param, "structure");
+  CHECK(pi2.parameters().W == before);
+  // a model that throws in load(): both models keep their state, the error names the model
+  struct picky : M {
+    using M::M;
+    bool reject = false;
+    void load(std::istream& in) {
+      if (reject) throw std::invalid_argument("bad weights");
+      M::load(in);
+    }
+  };
+  picky p3(7), r3(7);
+  r3.reject = true;
+  tr::rl_trainer<rl_s<double>, picky, picky, lin::reward> t3(p3, r3, rm, prompts32(), o);
+  const auto w3 = p3.parameters().W;
+  expect_error([&] { t3.load("trainers_a.ckpt"); }, error_kind::param, "reference model's load(): bad weights");
+  CHECK(p3.parameters().W == w3);
+  CHECK(t3.step_count() == 0);
+  std::remove("trainers_a.ckpt");
+}
