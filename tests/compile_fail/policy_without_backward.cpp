@@ -1,4 +1,4 @@
-// expect: rlhf: a Policy needs backward(const rlhf::batch&, rlhf::tensor_view<const double, 2> dlogp)
+// expect: rlhf: a Policy needs a backward: backward(const rlhf::batch&, rlhf::tensor_view<const E, 2> dlogp)
 #include <rlhf/rlhf.hpp>
 struct policy {
   rlhf::tensor<double, 2> log_probs(const rlhf::batch&) { return {}; }

@@ -14,6 +14,8 @@
 //   aggregation   rlhf::agg::token_mean, agg::token_sum, agg::seq_mean_token_sum,
 //                 agg::seq_mean_token_mean, agg::seq_mean_token_sum_norm
 //   backend       rlhf::cpu (rlhf::cpu.unchecked())
+//   precision     rlhf::fp64 (default), rlhf::fp32: the trainer's working
+//                 precision (its [B, T] buffers and objectives)
 //
 // Plain types only: no Boost.Hana here (config/experiment.hpp adds it).
 #pragma once
@@ -63,6 +65,7 @@ struct kl_placement {};
 struct advantage {};
 struct aggregation {};
 struct backend {};
+struct precision {};
 
 /// The category of a tag type (void: not a choice).
 template <class T>
@@ -127,6 +130,15 @@ inline constexpr tag<agg_mode::seq_mean_token_sum> seq_mean_token_sum{};
 inline constexpr tag<agg_mode::seq_mean_token_mean> seq_mean_token_mean{};
 inline constexpr tag<agg_mode::seq_mean_token_sum_norm> seq_mean_token_sum_norm{};
 }  // namespace agg
+
+/// The trainer's working precision.
+template <class T>
+struct precision_tag {
+  using choice_category = choice::precision;
+  using type = T;
+};
+inline constexpr precision_tag<float> fp32{};
+inline constexpr precision_tag<double> fp64{};
 
 namespace adv {
 /// Base of the advantage functions' types (adv::gae, ...): each is both the

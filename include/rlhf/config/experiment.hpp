@@ -83,13 +83,14 @@ struct experiment {
   static_assert((choice::is_choice_v<decltype(Choices)> && ...),
                 "rlhf::experiment: every template argument must be a structural choice: rlhf::algo::ppo/a2c/dpo, "
                 "rlhf::kl::k1/k2/k3/abs, rlhf::kl_in_reward/kl_in_loss, rlhf::adv::gae/grpo/rloo/reinforce_pp, "
-                "rlhf::agg::token_mean/..., rlhf::cpu (docs/configuration.md)");
+                "rlhf::agg::token_mean/..., rlhf::cpu, rlhf::fp32/fp64 (docs/configuration.md)");
   static_assert(n_<choice::algorithm> <= 1, "rlhf::experiment: two algorithms given, one per category is allowed");
   static_assert(n_<choice::kl_estimator> <= 1, "rlhf::experiment: two KL estimators given, one per category is allowed");
   static_assert(n_<choice::kl_placement> <= 1, "rlhf::experiment: two KL placements given, one per category is allowed");
   static_assert(n_<choice::advantage> <= 1, "rlhf::experiment: two advantage estimators given, one per category is allowed");
   static_assert(n_<choice::aggregation> <= 1, "rlhf::experiment: two aggregation modes given, one per category is allowed");
   static_assert(n_<choice::backend> <= 1, "rlhf::experiment: two backends given, one per category is allowed");
+  static_assert(n_<choice::precision> <= 1, "rlhf::experiment: two precisions given, one per category is allowed");
 
   static constexpr auto algo_tag_ = config::detail::pick<choice::algorithm>(choices_, rlhf::algo::ppo);
   static constexpr auto kl_tag_ = config::detail::pick<choice::kl_estimator>(choices_, rlhf::kl::k1);
@@ -97,6 +98,7 @@ struct experiment {
   static constexpr auto adv_tag_ =
       config::detail::pick<choice::advantage>(choices_, adv::estimator_tag<advantage_estimator::gae>{});
   static constexpr auto agg_tag_ = config::detail::pick<choice::aggregation>(choices_, rlhf::agg::token_mean);
+  static constexpr auto real_tag_ = config::detail::pick<choice::precision>(choices_, rlhf::fp64);
 
  public:
   // The structure, as the trainers read it (same members as train::rl_structure).
@@ -106,6 +108,8 @@ struct experiment {
   static constexpr advantage_estimator adv = decltype(adv_tag_)::value;
   static constexpr agg_mode agg = decltype(agg_tag_)::value;
   static constexpr cpu_t backend = config::detail::pick<choice::backend>(choices_, rlhf::cpu);
+  /// The trainer's working precision (rlhf::fp32 / rlhf::fp64).
+  using real_type = typename decltype(real_tag_)::type;
   static constexpr bool needs_value = algo != algorithm::dpo && (adv == advantage_estimator::gae || algo == algorithm::a2c);
 
   static_assert(algo != algorithm::dpo || n_<choice::kl_placement> == 0,
@@ -131,6 +135,7 @@ struct experiment {
     if constexpr (algo != algorithm::dpo)
       s += std::string("/") + to_string(kl_where) + "/" + to_string(adv) + "/" + to_string(agg);
     if (!backend.check_finite) s += "/unchecked";
+    if constexpr (std::is_same_v<real_type, float>) s += "/fp32";
     return s;
   }
 
