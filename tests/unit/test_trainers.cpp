@@ -64,6 +64,31 @@ tr::rl_options rl_opts(const std::string& metrics, bool entropy) {
 
 struct crash {};
 
+/// Runs `t` to its end, or (crash) throws out of it before step 3.
+template <class T>
+void run_or_crash(T& t, bool do_crash) {
+  try {
+    t.run([&](long long s) {
+      if (do_crash && s == 3) throw crash{};
+    });
+  } catch (const crash&) {
+  }
+}
+
+/// once(crash, load) straight, or crashed and then resumed in fresh objects;
+/// the metrics file, with the resumed run's file name put back.
+template <class F>
+std::string straight_or_resumed(bool resume, const std::string& metrics, const std::string& ckpt, F&& once) {
+  if (resume) {
+    once(true, false);
+    once(false, true);
+  } else {
+    once(false, false);
+  }
+  std::remove(ckpt.c_str());
+  return replace_all(slurp(metrics), "_resumed.jsonl", "_straight.jsonl");
+}
+
 /// Straight run, or crash before step 3 and resume in fresh objects; the metrics file.
 template <class F, kind K>
 std::string run_rl(const std::string& tag, bool resume, lin::model<F, K>* out = nullptr) {
@@ -79,24 +104,12 @@ std::string run_rl(const std::string& tag, bool resume, lin::model<F, K>* out = 
     o.ref = {tr::ref_update::ema, 2, 0.5};
     tr::rl_trainer<rl_s<F>, M, M, lin::reward> t(pi, ref, rm, prompts32(), o);
     if (load) t.load(ckpt);
-    try {
-      t.run([&](long long s) {
-        if (do_crash && s == 3) throw crash{};
-      });
-    } catch (const crash&) {
-    }
+    run_or_crash(t, do_crash);
     // the model's type is the trainer's: nothing converted at the boundary
     CHECK(t.profile().boundary_bytes == 0);
     if (out && !do_crash) *out = pi;
   };
-  if (resume) {
-    once(true, false);
-    once(false, true);
-  } else {
-    once(false, false);
-  }
-  std::remove(ckpt.c_str());
-  return replace_all(slurp(metrics), "_resumed.jsonl", "_straight.jsonl");
+  return straight_or_resumed(resume, metrics, ckpt, once);
 }
 
 template <class F, kind K>
@@ -121,22 +134,10 @@ std::string run_dpo(const std::string& tag, bool resume) {
     o.checkpoint_every = 1;
     tr::dpo_trainer<M, M, tr::dpo_structure<rlhf::kl_estimator::k1, F>> t(pi, ref, data, o);
     if (load) t.load(ckpt);
-    try {
-      t.run([&](long long s) {
-        if (do_crash && s == 3) throw crash{};
-      });
-    } catch (const crash&) {
-    }
+    run_or_crash(t, do_crash);
     CHECK(t.profile().boundary_bytes == 0);
   };
-  if (resume) {
-    once(true, false);
-    once(false, true);
-  } else {
-    once(false, false);
-  }
-  std::remove(ckpt.c_str());
-  return replace_all(slurp(metrics), "_resumed.jsonl", "_straight.jsonl");
+  return straight_or_resumed(resume, metrics, ckpt, once);
 }
 
 template <class F, kind K>
@@ -318,7 +319,7 @@ std::string join(const std::vector<std::string>& v) {
 
 TEST_CASE("trainers: the call order, and each backward gets its forward's handle", "[train]") {
   std::vector<std::string> log;
-  recording pi{{}, &log};
+  recording pi{recording::base(1), &log};
   lin::model<double, kind::log_probs> ref(1);
   lin::reward rm;
   auto o = rl_opts("", false);
@@ -419,4 +420,50 @@ TEST_CASE("checkpoints: another structure, a missing model and a model that reje
   CHECK(p3.parameters().W == w3);
   CHECK(t3.step_count() == 0);
   std::remove("trainers_a.ckpt");
+}
+
+TEST_CASE("trainers: a step that fails before the update changes nothing: the next step is the one a clean run makes",
+          "[train][errors]") {
+  using M = lin::model<double, kind::logits>;
+  struct flaky {  // NaN once, then the real reward
+    mutable int calls = 0;
+    std::vector<double> score(const rlhf::batch& b) const {
+      auto s = lin::reward{}.score(b);
+      if (calls++ == 0) s[1] = NAN;
+      return s;
+    }
+  };
+  M pa(1), ra(1), pb(1), rb(1);
+  flaky bad;
+  lin::reward good;
+  auto o = rl_opts("", true);
+  tr::rl_trainer<rl_s<double>, M, M, flaky> ta(pa, ra, bad, prompts32(), o);
+  tr::rl_trainer<rl_s<double>, M, M, lin::reward> tb(pb, rb, good, prompts32(), o);
+  expect_error([&] { ta.step(); }, error_kind::non_finite, "reward score");
+  CHECK(ta.step_count() == 0);
+  CHECK(ta.step().json() == tb.step().json());
+  CHECK(ta.step().json() == tb.step().json());
+  // the DPO trainer: a policy whose log-probs turn NaN once
+  struct nan_once : M {
+    using M::M;
+    mutable int calls = 0;
+    rlhf::tensor<double, 2> logits(const rlhf::batch& b) const {
+      auto z = M::logits(b);
+      if (calls++ == 1) z(0, 0) = NAN;  // the test starts calls at 1: the first forward of the first step
+      return z;
+    }
+  };
+  std::vector<tr::preference> data{{{1}, {3, 0}, {2, 0}}, {{2}, {3, 3, 0}, {1, 0}}, {{4}, {0}, {2, 2, 0}}};
+  tr::dpo_options d;
+  d.batch_size = 2;
+  d.progress = false;
+  nan_once pc(1), rc(1);
+  M pd(1), rd(1);
+  tr::dpo_trainer<nan_once, M> dc(pc, rd, data, d);
+  tr::dpo_trainer<M, M> dd(pd, rc, data, d);
+  pc.calls = 1;
+  expect_error([&] { dc.step(); }, error_kind::non_finite, "logits");
+  CHECK(dc.step_count() == 0);
+  CHECK(dc.step().json() == dd.step().json());
+  CHECK(dc.step().json() == dd.step().json());
 }

@@ -101,21 +101,41 @@ template <class P, class B>
 using handle_t = decltype(std::declval<P&>().forward(std::declval<const B&>()));
 
 namespace detail {
+// The types of the outputs (aliases rather than requires-parameters that name
+// earlier parameters, which nvcc's front end does not take).
 template <class X>
 using lm_head_t = decltype(std::declval<X&>().lm_head());
+template <class P, class B>
+using hidden_t = decltype(std::declval<P&>().hidden_states(std::declval<const B&>()));
+template <class P, class B>
+using logits_t = decltype(std::declval<P&>().logits(std::declval<const B&>()));
+template <class P, class B>
+using log_probs_t = decltype(std::declval<P&>().log_probs(std::declval<const B&>()));
+template <class P, class B>
+using entropy_t = decltype(std::declval<P&>().entropy(std::declval<const B&>()));
+template <class P, class B>
+using values_t = decltype(std::declval<P&>().values(std::declval<const B&>()));
+template <class F>
+using f_hidden_t = decltype(std::declval<F&>().hidden_states());
+template <class F>
+using f_logits_t = decltype(std::declval<F&>().logits());
+template <class F>
+using f_log_probs_t = decltype(std::declval<F&>().log_probs());
+template <class F>
+using f_values_t = decltype(std::declval<F&>().values());
 
 // the stateless forms
 template <class P, class B>
 concept stateless_hidden = HiddenStateModel<P, B> &&
-    requires(P& p, const B& b, grad_view_t<decltype(p.hidden_states(b))> dh, grad_view_t<lm_head_t<P>> dw) {
+    requires(P& p, const B& b, grad_view_t<hidden_t<P, B>> dh, grad_view_t<lm_head_t<P>> dw) {
       p.backward_hidden(b, dh, dw);
     };
 template <class P, class B>
-concept stateless_logits = LogitsModel<P, B> && requires(P& p, const B& b, grad_view_t<decltype(p.logits(b))> d) {
+concept stateless_logits = LogitsModel<P, B> && requires(P& p, const B& b, grad_view_t<logits_t<P, B>> d) {
   p.backward_logits(b, d);
 };
 template <class P, class B>
-concept stateless_logp = LogProbModel<P, B> && requires(P& p, const B& b, grad_view_t<decltype(p.log_probs(b))> d) {
+concept stateless_logp = LogProbModel<P, B> && requires(P& p, const B& b, grad_view_t<log_probs_t<P, B>> d) {
   p.backward(b, d);
 };
 // the handle forms
@@ -123,17 +143,17 @@ template <class P, class F>
 concept handle_hidden = requires(P& p, F& f) {
   { f.hidden_states() } -> viewable<2>;
   { p.lm_head() } -> viewable<2>;
-} && requires(P& p, F& f, grad_view_t<decltype(f.hidden_states())> dh, grad_view_t<lm_head_t<P>> dw) {
+} && requires(P& p, F& f, grad_view_t<f_hidden_t<F>> dh, grad_view_t<lm_head_t<P>> dw) {
   p.backward_hidden(f, dh, dw);
 };
 template <class P, class F>
 concept handle_logits = requires(F& f) {
   { f.logits() } -> viewable<2>;
-} && requires(P& p, F& f, grad_view_t<decltype(f.logits())> d) { p.backward_logits(f, d); };
+} && requires(P& p, F& f, grad_view_t<f_logits_t<F>> d) { p.backward_logits(f, d); };
 template <class P, class F>
 concept handle_logp = requires(F& f) {
   { f.log_probs() } -> viewable<2>;
-} && requires(P& p, F& f, grad_view_t<decltype(f.log_probs())> d) { p.backward(f, d); };
+} && requires(P& p, F& f, grad_view_t<f_log_probs_t<F>> d) { p.backward(f, d); };
 
 template <class P, class B>
 consteval bool has_grad_path() {
@@ -190,12 +210,12 @@ consteval bool gives_entropy() {
   if constexpr (HasForward<P, B>) {
     using F = handle_t<P, B>;
     if constexpr (requires(F& f) { { f.entropy() } -> viewable<2>; f.log_probs(); })
-      return requires(P& p, F& f, grad_view_t<decltype(f.log_probs())> d) { p.backward(f, d, d); };
+      return requires(P& p, F& f, grad_view_t<f_log_probs_t<F>> d) { p.backward(f, d, d); };
     else
       return false;
   } else {
     if constexpr (requires(P& p, const B& b) { { p.entropy(b) } -> viewable<2>; p.log_probs(b); })
-      return requires(P& p, const B& b, grad_view_t<decltype(p.log_probs(b))> d) { p.backward(b, d, d); };
+      return requires(P& p, const B& b, grad_view_t<log_probs_t<P, B>> d) { p.backward(b, d, d); };
     else
       return false;
   }
@@ -225,11 +245,11 @@ consteval bool value_backward() {
   if constexpr (requires(V& v, const B& b) { v.forward(b); }) {
     using F = handle_t<V, B>;
     if constexpr (requires(F& f) { { f.values() } -> viewable<2>; })
-      return requires(V& v, F& f, grad_view_t<decltype(f.values())> d) { v.backward(f, d); };
+      return requires(V& v, F& f, grad_view_t<f_values_t<F>> d) { v.backward(f, d); };
     else
       return false;
   } else if constexpr (requires(V& v, const B& b) { { v.values(b) } -> viewable<2>; }) {
-    return requires(V& v, const B& b, grad_view_t<decltype(v.values(b))> d) { v.backward(b, d); };
+    return requires(V& v, const B& b, grad_view_t<values_t<V, B>> d) { v.backward(b, d); };
   } else {
     return false;
   }
@@ -312,7 +332,7 @@ consteval bool check_value_function() {
   static_assert(requires(V& v, const B& b) { v.values(b); },
                 "rlhf: a ValueFunction needs values(const rlhf::batch&) returning [B, T] values (docs/concepts.md)");
   static_assert(requires(V& v, const B& b) { v.forward(b); } ||
-                    requires(V& v, const B& b, grad_view_t<decltype(v.values(b))> g) { v.backward(b, g); },
+                    requires(V& v, const B& b, grad_view_t<detail::values_t<V, B>> g) { v.backward(b, g); },
                 "rlhf: a ValueFunction needs backward(const rlhf::batch&, rlhf::tensor_view<const E, 2> dvalues) "
                 "(E: the element type values returns), or forward(batch) -> F and backward(F&, dvalues) "
                 "(docs/concepts.md)");

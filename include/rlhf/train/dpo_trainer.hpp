@@ -98,22 +98,9 @@ class dpo_trainer : public runnable<dpo_trainer<P, R, S>> {
     }
   }
 
+  /// One step; a step that throws leaves the cursor, the engine and the order of the pairs as they were.
   record step() {
-    const auto t0 = std::chrono::steady_clock::now();
-    prof_ = {};
-    const long long cursor = cursor_;
-    const rng_t rng = rng_;
-    const auto order = order_;
-    try {
-      record r = step_impl();
-      prof_.total_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      return r;
-    } catch (...) {
-      cursor_ = cursor;
-      rng_ = rng;
-      order_ = order;
-      throw;
-    }
+    return detail::guarded_step(prof_, [&] { return step_impl(); }, cursor_, rng_, order_);
   }
 
   void save(const std::string& path) const {

@@ -17,6 +17,7 @@
 #include <cstddef>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 
@@ -52,6 +53,24 @@ decltype(auto) timed(double& acc, F&& f) {
     ~guard() { acc += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); }
   } g{acc};
   return f();
+}
+
+/// Runs one trainer step: the profile is reset and timed, and when the step
+/// throws, every piece of `state` gets its value from before the step back
+/// (the data cursor, the random engine, ...).
+template <class F, class... State>
+auto guarded_step(step_profile& prof, F&& f, State&... state) {
+  const auto t0 = std::chrono::steady_clock::now();
+  prof = {};
+  auto saved = std::make_tuple(state...);
+  try {
+    auto r = f();
+    prof.total_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return r;
+  } catch (...) {
+    std::tie(state...) = std::move(saved);
+    throw;
+  }
 }
 
 /// Holds what a model returned (guaranteed copy elision: no move needed).
@@ -103,30 +122,19 @@ class kept {
   view_type v_{};
 };
 
-/// x in precision W: x itself when it already is (no copy), else converted into buf (counted).
-template <class W, class E>
-tensor_view<const W, 2> in_precision(tensor_view<E, 2> x, tensor<W, 2>& buf, step_profile& prof) {
-  if constexpr (std::is_same_v<std::remove_const_t<E>, W>) {
+/// x as a view of element type X: x itself when it already is one (no
+/// copy), else converted into `buf` and the bytes counted. Both directions of
+/// the boundary: a model's output into the working precision, a gradient
+/// into the model's element type.
+template <class X, class E>
+tensor_view<const X, 2> as_type(tensor_view<E, 2> x, tensor<X, 2>& buf, step_profile& prof) {
+  if constexpr (std::is_same_v<std::remove_const_t<E>, X>) {
     return x;
   } else {
     buf.resize(x.shape());
     for (index_t i = 0; i < x.extent(0); ++i)
-      for (index_t j = 0; j < x.extent(1); ++j) buf(i, j) = static_cast<W>(x(i, j));
-    prof.boundary_bytes += static_cast<std::size_t>(x.size()) * (sizeof(E) + sizeof(W));
-    return buf.view();
-  }
-}
-
-/// The gradient g (precision W) in the model's element type E.
-template <class E, class W>
-tensor_view<const E, 2> to_model_type(tensor_view<const W, 2> g, tensor<E, 2>& buf, step_profile& prof) {
-  if constexpr (std::is_same_v<E, W>) {
-    return g;
-  } else {
-    buf.resize(g.shape());
-    for (index_t i = 0; i < g.extent(0); ++i)
-      for (index_t j = 0; j < g.extent(1); ++j) buf(i, j) = static_cast<E>(g(i, j));
-    prof.boundary_bytes += static_cast<std::size_t>(g.size()) * (sizeof(E) + sizeof(W));
+      for (index_t j = 0; j < x.extent(1); ++j) buf(i, j) = static_cast<X>(x(i, j));
+    prof.boundary_bytes += static_cast<std::size_t>(x.size()) * (sizeof(E) + sizeof(X));
     return buf.view();
   }
 }
@@ -226,12 +234,12 @@ class nograd_eval {
     auto v = timed(prof.model_s, [&] { return out_.set([&]() -> decltype(auto) { return call(m, b); }); });
     if constexpr (path == model_path::log_probs) {
       rlhf::detail::require_same_shape("train: model log_probs", "log_probs", v, "responses", b.responses.view());
-      logp_ = in_precision<W>(v, conv_logp_, prof);
+      logp_ = as_type<W>(v, conv_logp_, prof);
     } else {
       if constexpr (path == model_path::logits) logits_rows(be, v, b, rows_, prof.ops_s);
       else hidden_rows(be, v, head_view(m), b, rows_, prof.ops_s);
-      logp_ = in_precision<W>(rows_.logp_2d(B_, T), conv_logp_, prof);
-      entropy_ = in_precision<W>(rows_.entropy_2d(B_, T), conv_h_, prof);
+      logp_ = as_type<W>(rows_.logp_2d(B_, T), conv_logp_, prof);
+      entropy_ = as_type<W>(rows_.entropy_2d(B_, T), conv_h_, prof);
     }
   }
   [[nodiscard]] tensor_view<const W, 2> logp() const noexcept { return logp_; }
@@ -312,7 +320,7 @@ class grad_pass {
     has_entropy_ = false;
     if constexpr (path == model_path::log_probs) {
       rlhf::detail::require_same_shape("train: policy forward", "log_probs", v, "responses", b.responses.view());
-      logp_ = in_precision<W>(v, conv_logp_, prof);
+      logp_ = as_type<W>(v, conv_logp_, prof);
       if constexpr (EntropyPolicy<P, B>) {
         if (want_entropy) {
           auto h = timed(prof.model_s, [&] {
@@ -322,15 +330,15 @@ class grad_pass {
             });
           });
           rlhf::detail::require_same_shape("train: policy forward", "entropy", h, "responses", b.responses.view());
-          entropy_ = in_precision<W>(h, conv_h_, prof);
+          entropy_ = as_type<W>(h, conv_h_, prof);
           has_entropy_ = true;
         }
       }
     } else {
       if constexpr (path == model_path::logits) logits_rows(be, v, b, rows_, prof.ops_s);
       else hidden_rows(be, v, head_view(p), b, rows_, prof.ops_s);
-      logp_ = in_precision<W>(rows_.logp_2d(B_, T), conv_logp_, prof);
-      entropy_ = in_precision<W>(rows_.entropy_2d(B_, T), conv_h_, prof);
+      logp_ = as_type<W>(rows_.logp_2d(B_, T), conv_logp_, prof);
+      entropy_ = as_type<W>(rows_.entropy_2d(B_, T), conv_h_, prof);
       has_entropy_ = true;
     }
   }
@@ -345,8 +353,8 @@ class grad_pass {
   void backward(Tag be, P& p, tensor_view<const W, 2> dlogp, tensor_view<const W, 2> dentropy, step_profile& prof) {
     const B& b = *b_;
     using E = elem_t;
-    const auto g = to_model_type<E>(dlogp, conv_g_, prof);
-    const auto gh = dentropy.null() ? tensor_view<const E, 2>{} : to_model_type<E>(dentropy, conv_gh_, prof);
+    const auto g = as_type<E>(dlogp, conv_g_, prof);
+    const auto gh = dentropy.null() ? tensor_view<const E, 2>{} : as_type<E>(dentropy, conv_gh_, prof);
     if constexpr (path == model_path::log_probs) {
       bool done = false;
       if constexpr (EntropyPolicy<P, B>) {
@@ -443,11 +451,11 @@ class value_pass {
     }
     const auto vv = out_.view();
     rlhf::detail::require_same_shape("train: value forward", "values", vv, "responses", b.responses.view());
-    values_ = in_precision<W>(vv, conv_, prof);
+    values_ = as_type<W>(vv, conv_, prof);
   }
   [[nodiscard]] tensor_view<const W, 2> values() const noexcept { return values_; }
   void backward(V& v, tensor_view<const W, 2> dv, step_profile& prof) {
-    const auto g = to_model_type<elem_t>(dv, conv_g_, prof);
+    const auto g = as_type<elem_t>(dv, conv_g_, prof);
     timed(prof.model_s, [&] {
       if constexpr (handle) v.backward(handle_->value, g);
       else v.backward(*b_, g);
@@ -474,7 +482,7 @@ class value_eval {
   void run(V& v, const B& b, step_profile& prof) {
     const auto vv = timed(prof.model_s, [&] { return out_.set([&]() -> decltype(auto) { return v.values(b); }); });
     rlhf::detail::require_same_shape("train: value function", "values", vv, "responses", b.responses.view());
-    values_ = in_precision<W>(vv, conv_, prof);
+    values_ = as_type<W>(vv, conv_, prof);
   }
   [[nodiscard]] tensor_view<const W, 2> values() const noexcept { return values_; }
 

@@ -112,19 +112,7 @@ class rl_trainer : public runnable<rl_trainer<S, P, R, RM, V>> {
   /// prompt cursor, the random engine, the KL controller and the step count
   /// as they were (the models' own state is theirs: see docs/training.md).
   record step() {
-    const auto t0 = std::chrono::steady_clock::now();
-    prof_ = {};
-    const long long cursor = src_.cursor;
-    const rng_t rng = rng_;
-    try {
-      record r = step_impl();
-      prof_.total_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      return r;
-    } catch (...) {
-      src_.cursor = cursor;
-      rng_ = rng;
-      throw;
-    }
+    return detail::guarded_step(prof_, [&] { return step_impl(); }, src_.cursor, rng_);
   }
 
   /// Trainer state and every Checkpointable model, atomically (checkpoint.hpp).
