@@ -29,9 +29,11 @@ run(${CMAKE_COMMAND} -S ${RLHF_SOURCE_DIR}/tests/consumer -B ${WORK_DIR}/find-pa
     -DCMAKE_PREFIX_PATH=${prefix})
 run(${CMAKE_COMMAND} --build ${WORK_DIR}/find-package)
 run(${WORK_DIR}/find-package/consumer)
+run(${WORK_DIR}/find-package/consumer_experiment)
 
 run(${CMAKE_COMMAND} -S ${RLHF_SOURCE_DIR}/tests/consumer -B ${WORK_DIR}/subdirectory ${compiler_arg}
     -DUSE_SUBDIRECTORY=ON -DRLHF_SOURCE_DIR=${RLHF_SOURCE_DIR})
 run(${CMAKE_COMMAND} --build ${WORK_DIR}/subdirectory)
 run(${WORK_DIR}/subdirectory/consumer)
+run(${WORK_DIR}/subdirectory/consumer_experiment)
 message(STATUS "consumer: find_package and add_subdirectory both work")

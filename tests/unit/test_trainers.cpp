@@ -383,6 +383,14 @@ TEST_CASE("viewable: Eigen, xtensor and raw views without a copy", "[train][core
   const auto rv = rlhf::view(raw, {2, 3});
   CHECK(rlhf::as_view(rv).data() == raw);
   CHECK(rlhf::as_view(rv).extent(1) == 3);
+  // a run-time shape and strides (torch's sizes() / strides() have the same interface)
+  const std::vector<std::int64_t> shape{3, 2}, strides{1, 3};
+  const auto tv = rlhf::view<2>(raw, shape, strides);  // the transpose of rv, no copy
+  CHECK(tv.data() == raw);
+  CHECK(&tv(1, 0) == &rv(0, 1));
+  CHECK(rlhf::view(raw, 6).extent(0) == 6);
+  expect_error([&] { (void)rlhf::view<3>(raw, shape); }, error_kind::shape, "shape");
+  expect_error([&] { (void)rlhf::view<2>(raw, std::vector<int>{2, -1}); }, error_kind::shape, "negative");
 }
 
 TEST_CASE("checkpoints: another structure, a missing model and a model that rejects its bytes change nothing",

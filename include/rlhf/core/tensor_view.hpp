@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "config.hpp"
+#include "error.hpp"
 
 namespace rlhf {
 
@@ -179,6 +180,48 @@ constexpr tensor_view<T, Rank> view(T* data, const index_t (&shape)[Rank],
   }
   return {data, s, st};
 }
+/// A view with a run-time shape (and optional strides): any sized range of
+/// integers, e.g. a std::vector, a std::span or torch's IntArrayRef:
+/// rlhf::view<2>(t.data_ptr<float>(), t.sizes(), t.strides()). A shape of
+/// another rank, or a negative extent, is an rlhf::error(shape).
+template <std::size_t Rank, class T, class Shape>
+  requires requires(const Shape& s) {
+    s.size();
+    static_cast<index_t>(s[0]);
+  }
+tensor_view<T, Rank> view(T* data, const Shape& shape) {
+  std::array<index_t, Rank> s{};
+  if (static_cast<std::size_t>(shape.size()) != Rank)
+    detail::fail(error_kind::shape, "view", "shape",
+                 "has " + std::to_string(shape.size()) + " extents, expected " + std::to_string(Rank));
+  for (std::size_t d = 0; d < Rank; ++d) {
+    s[d] = static_cast<index_t>(shape[d]);
+    if (s[d] < 0) detail::fail(error_kind::shape, "view", "shape", "has a negative extent");
+  }
+  return {data, s};
+}
+template <std::size_t Rank, class T, class Shape, class Strides>
+  requires requires(const Shape& s, const Strides& st) {
+    s.size();
+    st.size();
+    static_cast<index_t>(s[0]);
+    static_cast<index_t>(st[0]);
+  }
+tensor_view<T, Rank> view(T* data, const Shape& shape, const Strides& strides) {
+  const auto v = view<Rank>(data, shape);
+  if (static_cast<std::size_t>(strides.size()) != Rank)
+    detail::fail(error_kind::shape, "view", "strides",
+                 "has " + std::to_string(strides.size()) + " entries, expected " + std::to_string(Rank));
+  std::array<index_t, Rank> st{};
+  for (std::size_t d = 0; d < Rank; ++d) st[d] = static_cast<index_t>(strides[d]);
+  return {data, v.shape(), st};
+}
+/// A rank-1 view of n contiguous elements.
+template <class T>
+constexpr tensor_view<T, 1> view(T* data, index_t n) noexcept {
+  return {data, {n}};
+}
+
 template <class T, std::size_t Rank>
 tensor_view<T, Rank> view(tensor<T, Rank>& t) noexcept {
   return t.view();

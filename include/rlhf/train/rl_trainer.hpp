@@ -140,10 +140,14 @@ class rl_trainer : public runnable<rl_trainer<S, P, R, RM, V>> {
     rng_t g;
     st.read("rng", g);
     diagnostics d = diag_;
-    {
+    try {
       std::istringstream in(st.field("diagnostics"));
       d.load(in);
       if (!in) st.bad("has a malformed field 'diagnostics'");
+    } catch (const rlhf::error&) {
+      throw;
+    } catch (const std::exception&) {  // a number that does not parse
+      st.bad("has a malformed field 'diagnostics'");
     }
     st.expect_model<P>("policy");
     st.expect_model<R>("reference");
