@@ -388,7 +388,7 @@ TEST_CASE("viewable: Eigen, xtensor and raw views without a copy", "[train][core
   const auto tv = rlhf::view<2>(raw, shape, strides);  // the transpose of rv, no copy
   CHECK(tv.data() == raw);
   CHECK(&tv(1, 0) == &rv(0, 1));
-  CHECK(rlhf::view(raw, 6).extent(0) == 6);
+  CHECK(rlhf::view<1>(raw, std::vector<int>{6}).extent(0) == 6);
   expect_error([&] { (void)rlhf::view<3>(raw, shape); }, error_kind::shape, "shape");
   expect_error([&] { (void)rlhf::view<2>(raw, std::vector<int>{2, -1}); }, error_kind::shape, "negative");
 }

@@ -216,12 +216,6 @@ tensor_view<T, Rank> view(T* data, const Shape& shape, const Strides& strides) {
   for (std::size_t d = 0; d < Rank; ++d) st[d] = static_cast<index_t>(strides[d]);
   return {data, v.shape(), st};
 }
-/// A rank-1 view of n contiguous elements.
-template <class T>
-constexpr tensor_view<T, 1> view(T* data, index_t n) noexcept {
-  return {data, {n}};
-}
-
 template <class T, std::size_t Rank>
 tensor_view<T, Rank> view(tensor<T, Rank>& t) noexcept {
   return t.view();
