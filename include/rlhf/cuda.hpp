@@ -10,6 +10,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include <array>
 #include <cstddef>
 #include <functional>
 #include <string>
@@ -23,6 +24,9 @@ namespace rlhf {
 /// Inputs are not scanned for NaN/Inf on the device (that would cost a
 /// reduction per input); check_finite is kept for interface symmetry.
 struct cuda_t {
+  using backend_tag = void;    ///< an experiment's backend choice: rlhf::experiment<..., rlhf::cuda>
+  using space = device_space;  ///< its ops read and write device memory
+  static constexpr const char* name = "cuda";
   cudaStream_t stream = nullptr;
   bool check_finite = false;
   [[nodiscard]] constexpr cuda_t on(cudaStream_t s) const noexcept { return cuda_t{s, check_finite}; }
@@ -96,6 +100,36 @@ class device_buffer {
   }
   T* p_ = nullptr;
   std::size_t n_ = 0;
+};
+
+/// Owning, contiguous, row-major device tensor (the trainers' [B, T] buffers
+/// on rlhf::cuda): resize() keeps the storage when it is large enough, so a
+/// buffer reused from step to step allocates once. Values are unspecified
+/// after a resize.
+template <class T, std::size_t Rank>
+class device_tensor {
+ public:
+  using extents_type = std::array<index_t, Rank>;
+  device_tensor() = default;
+  explicit device_tensor(const extents_type& shape) { resize(shape); }
+  void resize(const extents_type& shape) {
+    index_t n = 1;
+    for (auto e : shape) n *= e;
+    if (static_cast<std::size_t>(n) > buf_.size()) buf_ = device_buffer<T>(static_cast<std::size_t>(n));
+    shape_ = shape;
+    n_ = n;
+  }
+  [[nodiscard]] const extents_type& shape() const noexcept { return shape_; }
+  [[nodiscard]] index_t extent(std::size_t d) const noexcept { return shape_[d]; }
+  [[nodiscard]] index_t size() const noexcept { return n_; }
+  [[nodiscard]] T* data() const noexcept { return buf_.data(); }
+  [[nodiscard]] tensor_view<T, Rank, device_space> view() noexcept { return {buf_.data(), shape_}; }
+  [[nodiscard]] tensor_view<const T, Rank, device_space> view() const noexcept { return {buf_.data(), shape_}; }
+
+ private:
+  device_buffer<T> buf_;
+  extents_type shape_{};
+  index_t n_ = 0;
 };
 
 /// The scalar results of an op queued on a stream (`*_async` overloads):

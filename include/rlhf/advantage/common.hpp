@@ -13,9 +13,10 @@
 namespace rlhf::adv {
 
 /// Advantages and returns, both [B, T]. They may be the same view.
-template <class T>
+/// (Space: device_space for the CUDA estimators, adv::dev_outputs.)
+template <class T, class Space = host_space>
 struct outputs {
-  tensor_view<T, 2> advantages{}, returns{};
+  tensor_view<T, 2, Space> advantages{}, returns{};
 };
 
 template <class T>

@@ -13,7 +13,7 @@
 //                 (these are also the advantage functions: advantage/*.hpp)
 //   aggregation   rlhf::agg::token_mean, agg::token_sum, agg::seq_mean_token_sum,
 //                 agg::seq_mean_token_mean, agg::seq_mean_token_sum_norm
-//   backend       rlhf::cpu (rlhf::cpu.unchecked())
+//   backend       rlhf::cpu (rlhf::cpu.unchecked()), rlhf::cuda (<rlhf/cuda.hpp>, nvcc)
 //   precision     rlhf::fp64 (default), rlhf::fp32: the trainer's working
 //                 precision (its [B, T] buffers and objectives)
 //
@@ -77,8 +77,10 @@ template <class T>
 struct category_of<T> {
   using type = typename T::choice_category;
 };
-template <>
-struct category_of<cpu_t> {
+/// Backend tags (rlhf::cpu, rlhf::cuda: they declare `backend_tag`).
+template <class T>
+  requires requires { typename T::backend_tag; }
+struct category_of<T> {
   using type = backend;
 };
 template <class T>

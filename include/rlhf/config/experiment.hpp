@@ -107,7 +107,9 @@ struct experiment {
   static constexpr kl_placement kl_where = decltype(where_tag_)::value;
   static constexpr advantage_estimator adv = decltype(adv_tag_)::value;
   static constexpr agg_mode agg = decltype(agg_tag_)::value;
-  static constexpr cpu_t backend = config::detail::pick<choice::backend>(choices_, rlhf::cpu);
+  static constexpr auto backend = config::detail::pick<choice::backend>(choices_, rlhf::cpu);
+  /// "cpu" or "cuda".
+  static constexpr const char* backend_name = rlhf::backend_name<std::remove_cv_t<decltype(backend)>>();
   /// The trainer's working precision (rlhf::fp32 / rlhf::fp64).
   using real_type = typename decltype(real_tag_)::type;
   static constexpr bool needs_value = algo != algorithm::dpo && (adv == advantage_estimator::gae || algo == algorithm::a2c);
@@ -134,7 +136,8 @@ struct experiment {
     std::string s = std::string(to_string(algo)) + "/" + to_string(kl);
     if constexpr (algo != algorithm::dpo)
       s += std::string("/") + to_string(kl_where) + "/" + to_string(adv) + "/" + to_string(agg);
-    if (!backend.check_finite) s += "/unchecked";
+    if constexpr (!is_host_backend_v<std::remove_cv_t<decltype(backend)>>) s += std::string("/") + backend_name;
+    else if (!backend.check_finite) s += "/unchecked";
     if constexpr (std::is_same_v<real_type, float>) s += "/fp32";
     return s;
   }

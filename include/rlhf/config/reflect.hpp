@@ -279,7 +279,8 @@ void structure_to_record(train::record& r) {
     r.set("advantage", to_string(S::adv));
     r.set("aggregation", to_string(S::agg));
   }
-  r.set("backend", "cpu");
+  if constexpr (requires { S::backend; }) r.set("backend", rlhf::backend_name<std::remove_cv_t<decltype(S::backend)>>());
+  else r.set("backend", "cpu");
   r.set("precision", train::precision_name<train::real_of_t<S>>());
 }
 

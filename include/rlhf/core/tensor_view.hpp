@@ -17,13 +17,11 @@
 #include <type_traits>
 #include <vector>
 
+#include "backend.hpp"
 #include "config.hpp"
 #include "error.hpp"
 
 namespace rlhf {
-
-struct host_space {};
-struct device_space {};
 
 template <class T, std::size_t Rank, class Space = host_space>
 class tensor_view {

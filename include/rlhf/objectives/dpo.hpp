@@ -148,9 +148,9 @@ inline void set_f_divergence(params& p, std::string_view name, double alpha, boo
 }
 
 /// Optional outputs; null views are skipped. Gradients are of the mean loss.
-template <class T>
+template <class T, class Space = host_space>
 struct outputs {
-  tensor_view<T, 1> losses{}, chosen_rewards{}, rejected_rewards{}, dchosen{}, drejected{};
+  tensor_view<T, 1, Space> losses{}, chosen_rewards{}, rejected_rewards{}, dchosen{}, drejected{};
 };
 
 struct summary {

@@ -62,6 +62,9 @@ class dpo_trainer : public runnable<dpo_trainer<P, R, S>> {
   static constexpr auto be_ = detail::backend_of<S>();
 
  public:
+  /// Where the trainer's buffers and ops live: the backend tag's memory.
+  using space_type = space_of_tag_t<std::remove_cv_t<decltype(be_)>>;
+
   dpo_trainer(P& policy, R& reference, std::vector<pair_type> data, dpo_options o)
       : policy_(policy), ref_(reference), data_(std::move(data)), o_(std::move(o)), rng_(o_.seed) {
     constexpr const char* fn = "train::dpo_trainer";
@@ -85,16 +88,24 @@ class dpo_trainer : public runnable<dpo_trainer<P, R, S>> {
   template <class M>
   static void sequence_logps(M& model, const std::vector<pair_type>& data, const std::vector<index_t>& rows,
                              std::vector<double>& chosen, std::vector<double>& rejected) {
-    detail::nograd_eval<double, M, B> ev;
+    detail::nograd_eval<double, M, B, space_type> ev;
+    detail::batch_mirror<token_type, space_type> bm;
+    detail::work_t<double, 1, space_type> sums;
+    detail::boundary_buf<double, 1, host_space> host;
     step_profile prof;
     for (int side = 0; side < 2; ++side) {
       B b;
       make_batch(data, rows, side == 0, b);
-      ev.run(be_, model, b, prof);
+      bm.set(be_, b, prof.batch_bytes);
+      ev.run(be_, model, b, bm, prof);
       auto& out = side == 0 ? chosen : rejected;
       out.assign(rows.size(), 0.0);
-      rlhf::detail::require_finite("train::dpo_trainer", "log_probs", ev.logp());
-      ops::masked_sum_rows(be_, ev.logp(), b.response_mask.view(), tensor_view<double, 1>(out.data(), {b.size()}));
+      detail::memory<space_type>::require_finite(be_, "train::dpo_trainer", "log_probs", ev.logp());
+      sums.resize({b.size()});
+      ops::masked_sum_rows(be_, ev.logp(), bm.mask(), sums.view());
+      const auto h = detail::bring<double, host_space>(be_, tensor_view<const double, 1, space_type>(sums.view()), host,
+                                                       prof.batch_bytes);
+      for (index_t i = 0; i < b.size(); ++i) out[static_cast<std::size_t>(i)] = h(i);
     }
   }
 
@@ -159,40 +170,49 @@ class dpo_trainer : public runnable<dpo_trainer<P, R, S>> {
     const auto n = static_cast<index_t>(rows_.size());
     make_batch(data_, rows_, true, bc_);
     make_batch(data_, rows_, false, br_);
+    bmc_.set(be_, bc_, prof_.batch_bytes);
+    bmr_.set(be_, br_, prof_.batch_bytes);
     // both forwards are alive until their backwards (two handles)
-    pass_c_.forward(be_, policy_, bc_, false, prof_);
-    pass_r_.forward(be_, policy_, br_, false, prof_);
-    rlhf::detail::require_finite("train::dpo_trainer::step", "policy log_probs (chosen)", pass_c_.logp());
-    rlhf::detail::require_finite("train::dpo_trainer::step", "policy log_probs (rejected)", pass_r_.logp());
-    for (auto* v : {&c_, &r_, &rc_, &rr_, &dc_, &dr_, &lc_, &lr_}) v->resize({n});
+    pass_c_.forward(be_, policy_, bc_, bmc_, false, prof_);
+    pass_r_.forward(be_, policy_, br_, bmr_, false, prof_);
+    using mem = detail::memory<space_type>;
+    mem::require_finite(be_, "train::dpo_trainer::step", "policy log_probs (chosen)", pass_c_.logp());
+    mem::require_finite(be_, "train::dpo_trainer::step", "policy log_probs (rejected)", pass_r_.logp());
+    for (auto* v : {&c_, &r_, &dc_, &dr_}) v->resize({n});
+    // the pairs' cached reference log-probs and lengths: host numbers, then where the ops run
+    for (auto* v : {&rc_h_, &rr_h_, &lc_h_, &lr_h_}) v->resize({n});
     for (index_t i = 0; i < n; ++i) {
-      const auto& d = data_[static_cast<std::size_t>(rows_[static_cast<std::size_t>(i)])];
-      rc_(i) = static_cast<W>(ref_chosen_[static_cast<std::size_t>(rows_[static_cast<std::size_t>(i)])]);
-      rr_(i) = static_cast<W>(ref_rejected_[static_cast<std::size_t>(rows_[static_cast<std::size_t>(i)])]);
-      lc_(i) = static_cast<W>(d.chosen.size());
-      lr_(i) = static_cast<W>(d.rejected.size());
+      const auto row = static_cast<std::size_t>(rows_[static_cast<std::size_t>(i)]);
+      rc_h_(i) = static_cast<W>(ref_chosen_[row]);
+      rr_h_(i) = static_cast<W>(ref_rejected_[row]);
+      lc_h_(i) = static_cast<W>(data_[row].chosen.size());
+      lr_h_(i) = static_cast<W>(data_[row].rejected.size());
     }
+    using V1 = tensor_view<const W, 1, space_type>;
+    auto put = [&](const tensor<W, 1>& h, detail::boundary_buf<W, 1, space_type>& d) {
+      return detail::bring<W, space_type>(be_, h.view(), d, prof_.batch_bytes);
+    };
+    const V1 rc = put(rc_h_, rc_), rr = put(rr_h_, rr_), lc = put(lc_h_, lc_), lr = put(lr_h_, lr_);
     gc_.resize(bc_.response_mask.shape());
     gr_.resize(br_.response_mask.shape());
-    using V1 = tensor_view<const W, 1>;
     double g2 = 0;
     const auto s = detail::timed(prof_.ops_s, [&] {
-      ops::masked_sum_rows(be_, pass_c_.logp(), bc_.response_mask.view(), c_.view());
-      ops::masked_sum_rows(be_, pass_r_.logp(), br_.response_mask.view(), r_.view());
-      dpo::outputs<W> out;
+      ops::masked_sum_rows(be_, pass_c_.logp(), bmc_.mask(), c_.view());
+      ops::masked_sum_rows(be_, pass_r_.logp(), bmr_.mask(), r_.view());
+      dpo::outputs<W, space_type> out;
       out.dchosen = dc_.view();
       out.drejected = dr_.view();
-      const auto sum = dpo::loss(be_, V1(c_.view()), V1(r_.view()), V1(rc_.view()), V1(rr_.view()), o_.loss, out,
-                                 V1(lc_.view()), V1(lr_.view()));
+      const auto sum = dpo::loss(be_, V1(c_.view()), V1(r_.view()), rc, rr, o_.loss, out, lc, lr);
       // d loss / d logp_t = d loss / d sum on every completion token
-      ops::masked_sum_rows_backward(be_, bc_.response_mask.view(), V1(dc_.view()), gc_.view());
-      ops::masked_sum_rows_backward(be_, br_.response_mask.view(), V1(dr_.view()), gr_.view());
-      g2 = ops::sum_squares(be_, tensor_view<const W, 2>(dc_.data(), {n, 1})) +
-           ops::sum_squares(be_, tensor_view<const W, 2>(dr_.data(), {n, 1}));
+      ops::masked_sum_rows_backward(be_, bmc_.mask(), V1(dc_.view()), gc_.view());
+      ops::masked_sum_rows_backward(be_, bmr_.mask(), V1(dr_.view()), gr_.view());
+      g2 = ops::sum_squares(be_, tensor_view<const W, 2, space_type>(dc_.data(), {n, 1})) +
+           ops::sum_squares(be_, tensor_view<const W, 2, space_type>(dr_.data(), {n, 1}));
       return sum;
     });
-    pass_c_.backward(be_, policy_, gc_.view(), {}, prof_);
-    pass_r_.backward(be_, policy_, gr_.view(), {}, prof_);
+    using CV = tensor_view<const W, 2, space_type>;
+    pass_c_.backward(be_, policy_, CV(gc_.view()), CV{}, prof_);
+    pass_r_.backward(be_, policy_, CV(gr_.view()), CV{}, prof_);
     detail::timed(prof_.model_s, [&] { policy_.step(); });
     ++step_;
     record rec;
@@ -202,10 +222,12 @@ class dpo_trainer : public runnable<dpo_trainer<P, R, S>> {
     // what DPO can measure toward the reference without sampling: the mean sequence
     // log-ratios log pi(y|x) - log pi_ref(y|x) of the dataset's completions (not a KL: the
     // completions are not the policy's samples, and these can be negative)
+    const auto ch = detail::bring<W, host_space>(be_, V1(c_.view()), c_h_, prof_.batch_bytes);
+    const auto rh = detail::bring<W, host_space>(be_, V1(r_.view()), r_h_, prof_.batch_bytes);
     double lrc = 0, lrr = 0;
     for (index_t i = 0; i < n; ++i) {
-      lrc += (static_cast<double>(c_(i)) - static_cast<double>(rc_(i))) / static_cast<double>(n);
-      lrr += (static_cast<double>(r_(i)) - static_cast<double>(rr_(i))) / static_cast<double>(n);
+      lrc += (static_cast<double>(ch(i)) - static_cast<double>(rc_h_(i))) / static_cast<double>(n);
+      lrr += (static_cast<double>(rh(i)) - static_cast<double>(rr_h_(i))) / static_cast<double>(n);
     }
     rec.set("chosen_log_ratio", lrc).set("rejected_log_ratio", lrr);
     const bool updated = detail::timed(prof_.model_s, [&] { return update_reference(ref_, policy_, o_.ref, step_); });
@@ -272,9 +294,13 @@ class dpo_trainer : public runnable<dpo_trainer<P, R, S>> {
   record last_;
   step_profile prof_;
   B bc_, br_;
-  detail::grad_pass<W, P, B> pass_c_, pass_r_;
-  tensor<W, 1> c_, r_, rc_, rr_, dc_, dr_, lc_, lr_;
-  tensor<W, 2> gc_, gr_;
+  detail::batch_mirror<token_type, space_type> bmc_, bmr_;
+  detail::grad_pass<W, P, B, space_type> pass_c_, pass_r_;
+  detail::work_t<W, 1, space_type> c_, r_, dc_, dr_;
+  tensor<W, 1> rc_h_, rr_h_, lc_h_, lr_h_;
+  detail::boundary_buf<W, 1, space_type> rc_, rr_, lc_, lr_;
+  detail::boundary_buf<W, 1, host_space> c_h_, r_h_;
+  detail::work_t<W, 2, space_type> gc_, gr_;
 };
 
 }  // namespace rlhf::train

@@ -18,45 +18,48 @@
 #include "metrics.hpp"
 #include "model_calls.hpp"
 #include "options.hpp"
+#include "rollout.hpp"
 #include "structure.hpp"
 
 namespace rlhf::train::detail {
 
-/// The [B, T] buffers of a step, in precision W (reused from step to step).
-template <class W>
+/// The [B, T] buffers of a step, in precision W and memory Space (reused from step to step).
+template <class W, class Space = host_space>
 struct step_buffers {
-  tensor<W, 2> token_scores, rewards, advantages, returns, kl_tok;
+  score_buffers<W, Space> scores;
+  work_t<W, 2, Space> rewards, advantages, returns, kl_tok;
   std::vector<long long> groups;
+  boundary_buf<long long, 1, Space> groups_dev;
 };
 
 /// KL toward the reference and advantages for the batch; writes the batch
 /// statistics into `r` and returns the controller's input (mean over
 /// sequences of the per-token mean KL, verl's current_kl).
-template <class S, class W, class Tag, class B>
-double kl_and_advantages(Tag be, const B& b, tensor_view<const W, 2> old_logp, tensor_view<const W, 2> ref_logp,
-                         tensor_view<const W, 2> old_values, double beta, const rl_options& o, step_buffers<W>& ws,
-                         record& r, step_profile& prof) {
+template <class S, class W, class Tag, class B, class Space>
+double kl_and_advantages(Tag be, const B& b, tensor_view<const double, 2, Space> m, tensor_view<const W, 2, Space> old_logp,
+                         tensor_view<const W, 2, Space> ref_logp, tensor_view<const W, 2, Space> old_values, double beta,
+                         const rl_options& o, step_buffers<W, Space>& ws, record& r, step_profile& prof) {
+  using CV = tensor_view<const W, 2, Space>;
   const index_t B_ = b.size(), T = b.length();
-  const auto m = b.response_mask.view();
   ws.rewards.resize({B_, T});
   ws.advantages.resize({B_, T});
   ws.returns.resize({B_, T});
   ws.kl_tok.resize({B_, T});
   return timed(prof.ops_s, [&] {
     const kl_params klp = kl_params::verl(S::kl);
-    const tensor_view<const W, 2> scores = ws.token_scores.view();
+    const CV scores = ws.scores.token_scores.view();
     // in the reward: r = score - beta KL; in the loss: rewards are the scores (beta 0), the KL is only measured
     const auto kst = kl::apply_in_reward(be, scores, old_logp, ref_logp, m, S::kl_where == kl_placement::reward ? beta : 0.0,
                                          klp, ws.rewards.view());
     // the logged KL to the reference, nats per sequence: k3 (never negative, unbiased on the
     // policy's own samples) and the plain log-ratio sum (k1, the same expectation, any sign)
     kl::estimate(be, old_logp, ref_logp, kl_params::verl(kl_estimator::k3), ws.kl_tok.view());
-    const double kl_seq = ops::masked_sum(be, tensor_view<const W, 2>(ws.kl_tok.view()), m) / static_cast<double>(B_);
+    const double kl_seq = ops::masked_sum(be, CV(ws.kl_tok.view()), m) / static_cast<double>(B_);
     kl::estimate(be, old_logp, ref_logp, kl_params{kl_estimator::k1, false, INFINITY, INFINITY}, ws.kl_tok.view());
-    const double log_ratio = ops::masked_sum(be, tensor_view<const W, 2>(ws.kl_tok.view()), m) / static_cast<double>(B_);
+    const double log_ratio = ops::masked_sum(be, CV(ws.kl_tok.view()), m) / static_cast<double>(B_);
 
-    adv::outputs<W> out{ws.advantages.view(), ws.returns.view()};
-    const tensor_view<const W, 2> rw = ws.rewards.view();
+    adv::outputs<W, Space> out{ws.advantages.view(), ws.returns.view()};
+    const CV rw = ws.rewards.view();
     double zero_groups = -1;
     if constexpr (S::adv == advantage_estimator::gae) {
       adv::gae(be, rw, old_values, m, adv::gae_params{o.gamma, o.lam, o.whiten_advantages}, out);
@@ -68,7 +71,7 @@ double kl_and_advantages(Tag be, const B& b, tensor_view<const W, 2> old_logp, t
     if (S::adv == advantage_estimator::grpo || S::adv == advantage_estimator::rloo || o.group_size >= 2) {
       ws.groups.resize(static_cast<std::size_t>(B_));
       for (index_t i = 0; i < B_; ++i) ws.groups[static_cast<std::size_t>(i)] = i / o.group_size;
-      const tensor_view<const long long, 1> idx(ws.groups.data(), {B_});
+      const auto idx = bring<long long, Space>(be, tensor_view<const long long, 1>(ws.groups.data(), {B_}), ws.groups_dev, prof.batch_bytes);
       if constexpr (S::adv == advantage_estimator::grpo) adv::grpo(be, rw, m, idx, o.grpo, out);
       else if constexpr (S::adv == advantage_estimator::rloo) adv::rloo(be, rw, m, idx, adv::rloo_params{true}, out);
       if (o.group_size >= 2) zero_groups = adv::zero_variance_fraction(be, rw, idx);
@@ -78,7 +81,7 @@ double kl_and_advantages(Tag be, const B& b, tensor_view<const W, 2> old_logp, t
     r.set("response_length", ops::mask_count(be, m) / static_cast<double>(B_));
     // the entropy of the sampling policy estimated from its own samples: mean of -log pi(y_t)
     r.set("entropy_sampled", -ops::masked_mean(be, old_logp, m, 0.0));
-    const auto av = ops::masked_var(be, tensor_view<const W, 2>(ws.advantages.view()), m, false, 0.0);
+    const auto av = ops::masked_var(be, CV(ws.advantages.view()), m, false, 0.0);
     r.set("adv_std", std::sqrt(av.var));
     if (zero_groups >= 0) r.set("zero_variance_groups", zero_groups);
     return kst.mean_seq_kl;

@@ -2,11 +2,15 @@
 // into a model, and every view of what it returned.
 //
 // A model's outputs are viewed where they are (core/viewable.hpp). The
-// [B, T] objectives run in the trainer's working precision W; logits and
-// hidden states are processed in the model's own element type E (the
-// fused kernels accumulate in float or double), and gradients go back in
-// E. Where E == W nothing is copied; otherwise the [B, T] (or [B*T])
-// vectors are converted and the bytes are counted in step_profile.
+// [B, T] objectives run in the trainer's working precision W and memory
+// space Space (its backend tag's: host for rlhf::cpu, device for
+// rlhf::cuda); logits and hidden states are processed in the model's own
+// element type E (the fused kernels accumulate in float or double), where
+// they are (they must be in the trainer's space: they are never copied),
+// and gradients go back in E and in the model's space. Where E == W and the
+// spaces agree nothing is copied; otherwise the [B, T] (or [B*T]) vectors
+// are converted / copied (memory.hpp: bring) and the bytes are counted in
+// step_profile.
 //
 // What a model returns must stay valid until the trainer calls the same
 // member of the same model again (a model that reuses one output buffer is
@@ -27,6 +31,7 @@
 #include "../ops/fused_linear_params.hpp"
 #include "../ops/fused_logits.hpp"
 #include "../ops/logits.hpp"
+#include "memory.hpp"
 
 namespace rlhf::train {
 
@@ -39,6 +44,7 @@ struct step_profile {
   double ops_s = 0;                ///< inside the library's ops
   std::size_t boundary_bytes = 0;  ///< bytes converted between the models' outputs / gradients and the ops
   std::size_t gather_bytes = 0;    ///< minibatch rows gathered into the trainer's reused buffers
+  std::size_t batch_bytes = 0;     ///< the batches' masks and labels copied to the ops' memory (device trainers)
   [[nodiscard]] double overhead_s() const noexcept { return total_s - model_s - ops_s; }
 };
 
@@ -84,33 +90,23 @@ struct held {
 template <class X>
 using view_t = decltype(rlhf::as_view(std::declval<X&>()));
 
-/// A host view of the model's output (device outputs need the CUDA trainer path).
-template <class X>
-auto host_view_of(X& x) {
-  auto v = rlhf::as_view(x);
-  static_assert(std::is_same_v<typename decltype(v)::space, host_space>,
-                "rlhf: this trainer runs on rlhf::cpu and got a device tensor from the model: declare the "
-                "experiment's backend rlhf::cuda (docs/training.md)");
-  return v;
-}
-
 /// The view of what f() returns, keeping a returned temporary alive (an
 /// owning tensor returned by value) and only viewing a returned reference.
 template <class R>
 class kept {
   using T = std::remove_cvref_t<R>;
   static constexpr bool by_ref = std::is_lvalue_reference_v<R>;
-  using view_type = decltype(host_view_of(std::declval<std::remove_reference_t<R>&>()));
+  using view_type = decltype(rlhf::as_view(std::declval<std::remove_reference_t<R>&>()));
 
  public:
   template <class F>
   view_type set(F&& f) {
     own_.reset();
     if constexpr (by_ref) {
-      v_ = host_view_of(f());
+      v_ = rlhf::as_view(f());
     } else {
       own_.emplace(std::forward<F>(f));
-      v_ = host_view_of(own_->value);
+      v_ = rlhf::as_view(own_->value);
     }
     return v_;
   }
@@ -122,28 +118,23 @@ class kept {
   view_type v_{};
 };
 
-/// x as a view of element type X: x itself when it already is one (no
-/// copy), else converted into `buf` and the bytes counted. Both directions of
-/// the boundary: a model's output into the working precision, a gradient
-/// into the model's element type.
-template <class X, class E>
-tensor_view<const X, 2> as_type(tensor_view<E, 2> x, tensor<X, 2>& buf, step_profile& prof) {
-  if constexpr (std::is_same_v<std::remove_const_t<E>, X>) {
-    return x;
-  } else {
-    buf.resize(x.shape());
-    for (index_t i = 0; i < x.extent(0); ++i)
-      for (index_t j = 0; j < x.extent(1); ++j) buf(i, j) = static_cast<X>(x(i, j));
-    prof.boundary_bytes += static_cast<std::size_t>(x.size()) * (sizeof(E) + sizeof(X));
-    return buf.view();
-  }
+/// Adds a boundary crossing (memory.hpp: bring) to the step's boundary bytes.
+template <class X, class Space, class Tag, class E, std::size_t R, class S1>
+tensor_view<const X, R, Space> boundary(Tag be, tensor_view<E, R, S1> x, boundary_buf<X, R, Space>& buf, step_profile& prof) {
+  return bring<X, Space>(be, x, buf, prof.boundary_bytes);
 }
 
-/// The labels of a batch as one [B*T] vector (no copy: responses are contiguous).
-template <class B>
-auto labels_of(const B& b) {
-  using Tok = typename B::token_type;
-  return tensor_view<const Tok, 1>(b.responses.data(), {b.size() * b.length()});
+/// The element type the log-probs / entropy of E logits are computed in:
+/// E itself for float and double, float for half and bfloat16.
+template <class E>
+using row_elem_t = std::conditional_t<std::is_floating_point_v<E>, E, float>;
+
+/// Logits and hidden states are processed where they are: in the trainer's space.
+template <class Space, class V>
+constexpr void require_space() {
+  static_assert(std::is_same_v<typename V::space, Space>,
+                "rlhf: logits / hidden states / the LM head must be in the trainer's memory space (never copied): a "
+                "device model needs the experiment's backend rlhf::cuda, a host model rlhf::cpu (docs/cuda.md)");
 }
 
 template <class B>
@@ -154,50 +145,65 @@ void check_rows(const char* fn, const char* what, index_t rows, const B& b) {
                            std::to_string(b.size() * b.length()) + ")");
 }
 
-/// The per-row outputs of the logits and hidden-state paths, in the model's
-/// element type E: log-probs and entropy [B*T], seen as [B, T].
-template <class E>
+/// The per-row outputs of the logits and hidden-state paths, in element
+/// type E and memory space Space: log-probs and entropy [B*T], seen as [B, T].
+template <class E, class Space>
 struct row_outputs {
-  tensor<E, 1> logp, entropy;
+  work_t<E, 1, Space> logp, entropy;
   void resize(index_t n) {
     if (logp.size() != n) {
-      logp = tensor<E, 1>({n});
-      entropy = tensor<E, 1>({n});
+      logp.resize({n});
+      entropy.resize({n});
     }
   }
-  tensor_view<const E, 2> logp_2d(index_t B, index_t T) const { return {logp.data(), {B, T}}; }
-  tensor_view<const E, 2> entropy_2d(index_t B, index_t T) const { return {entropy.data(), {B, T}}; }
+  tensor_view<const E, 2, Space> logp_2d(index_t B, index_t T) const { return {logp.data(), {B, T}}; }
+  tensor_view<const E, 2, Space> entropy_2d(index_t B, index_t T) const { return {entropy.data(), {B, T}}; }
 };
 
 /// Log-probs (and entropy) from logits [B*T, V] of element type E.
-template <class Tag, class E, class B>
-void logits_rows(Tag be, tensor_view<E, 2> logits, const B& b, row_outputs<value_t<E>>& out, double& ops_s) {
+template <class Tag, class E, class Space, class Tok, class O, class B>
+void logits_rows(Tag be, tensor_view<E, 2, Space> logits, tensor_view<const Tok, 1, Space> labels, const B& b,
+                 row_outputs<O, Space>& out, double& ops_s) {
   check_rows("train: model logits", "logits", logits.extent(0), b);
   out.resize(logits.extent(0));
   timed(ops_s, [&] {
-    ops::logprobs_entropy(be, logits, labels_of(b), out.logp.view(), out.entropy.view(), {},
+    ops::logprobs_entropy(be, logits, labels, out.logp.view(), out.entropy.view(), tensor_view<O, 1, Space>{},
                           ops::logits_params{b.temperature});
   });
 }
 
 /// Log-probs (and entropy) from hidden states [B*T, H] and the LM head [V, H].
-template <class Tag, class E, class EW, class B>
-void hidden_rows(Tag be, tensor_view<E, 2> hidden, tensor_view<EW, 2> weight, const B& b,
-                 row_outputs<value_t<E>>& out, double& ops_s) {
+template <class Tag, class E, class EW, class Space, class Tok, class O, class B>
+void hidden_rows(Tag be, tensor_view<E, 2, Space> hidden, tensor_view<EW, 2, Space> weight,
+                 tensor_view<const Tok, 1, Space> labels, const B& b, row_outputs<O, Space>& out, double& ops_s) {
   static_assert(requires { ops::fused_linear_impl<Tag>::available; },
                 "rlhf: a HiddenStatePolicy / HiddenStateModel uses the fused linear path: #include "
-                "<rlhf/ops/fused_linear.hpp> (Eigen) before instantiating the trainer (docs/concepts.md)");
+                "<rlhf/ops/fused_linear.hpp> (Eigen; rlhf::cpu) or <rlhf/backend/cuda/train.cuh> (rlhf::cuda) "
+                "before instantiating the trainer (docs/concepts.md)");
   static_assert(std::is_same_v<value_t<E>, value_t<EW>>,
-                "rlhf: hidden_states() and lm_head() must have the same element type on the CPU");
+                "rlhf: hidden_states() and lm_head() must have the same element type");
   check_rows("train: model hidden_states", "hidden_states", hidden.extent(0), b);
   out.resize(hidden.extent(0));
   ops::fused_linear_params fp;
   fp.logits.temperature = b.temperature;
   timed(ops_s, [&] {
-    ops::fused_linear_impl<Tag>::logprobs(be, tensor_view<const value_t<E>, 2>(hidden), tensor_view<const value_t<E>, 2>(weight),
-                                          labels_of(b), out.logp.view(), out.entropy.view(), fp);
+    ops::fused_linear_impl<Tag>::logprobs(be, tensor_view<const value_t<E>, 2, Space>(hidden),
+                                          tensor_view<const value_t<E>, 2, Space>(weight), labels, out.logp.view(),
+                                          out.entropy.view(), fp);
   });
 }
+
+/// The objective of a given gradient (the trainers' hidden-state backward):
+/// row i contributes dL/dlogp_i = g[i] and dL/dH_i = gh[i] (gh may be null).
+/// A plain functor so that both backends run it (the device one on the GPU).
+template <class G>
+struct given_gradient {
+  const G* g = nullptr;
+  const G* gh = nullptr;
+  RLHF_HD ops::token_terms operator()(index_t i, double, double) const {
+    return ops::token_terms{0.0, static_cast<double>(g[i]), gh ? static_cast<double>(gh[i]) : 0.0};
+  }
+};
 
 /// The LM head of a hidden-state model, viewed (a reference or a view: the
 /// weight itself, never a copy).
@@ -208,12 +214,13 @@ auto head_view(M& m) {
                 "rlhf: lm_head() must return a reference to the LM-head weight or a tensor_view of it, not a copy "
                 "(docs/concepts.md)");
   decltype(auto) w = m.lm_head();
-  return host_view_of(w);
+  return rlhf::as_view(w);
 }
 
 /// The [B, T] log-probs (and entropy) of a batch under a model, with no
-/// gradient (the reference model; the policy's old log-probs), in precision W.
-template <class W, class M, class B>
+/// gradient (the reference model; the policy's old log-probs), in precision
+/// W and memory space Space.
+template <class W, class M, class B, class Space = host_space>
 class nograd_eval {
   static constexpr model_path path = nograd_path<M, B>();
   static decltype(auto) call(M& m, const B& b) {
@@ -222,43 +229,53 @@ class nograd_eval {
     else return m.log_probs(b);
   }
   using ret_t = decltype(call(std::declval<M&>(), std::declval<const B&>()));
-  using elem_t = value_t<typename decltype(host_view_of(std::declval<std::remove_reference_t<ret_t>&>()))::element_type>;
+  using view_type = view_t<std::remove_reference_t<ret_t>>;
+  using elem_t = typename view_type::value_type;
+  using row_t = row_elem_t<elem_t>;
+  using Tok = typename B::token_type;
 
  public:
   static constexpr bool gives_entropy = path != model_path::log_probs;
 
   /// Runs the model; the views stay valid until the next run().
   template <class Tag>
-  void run(Tag be, M& m, const B& b, step_profile& prof) {
+  void run(Tag be, M& m, const B& b, const batch_mirror<Tok, Space>& bm, step_profile& prof) {
     const index_t B_ = b.size(), T = b.length();
     auto v = timed(prof.model_s, [&] { return out_.set([&]() -> decltype(auto) { return call(m, b); }); });
     if constexpr (path == model_path::log_probs) {
       rlhf::detail::require_same_shape("train: model log_probs", "log_probs", v, "responses", b.responses.view());
-      logp_ = as_type<W>(v, conv_logp_, prof);
+      logp_ = boundary<W, Space>(be, v, conv_logp_, prof);
     } else {
-      if constexpr (path == model_path::logits) logits_rows(be, v, b, rows_, prof.ops_s);
-      else hidden_rows(be, v, head_view(m), b, rows_, prof.ops_s);
-      logp_ = as_type<W>(rows_.logp_2d(B_, T), conv_logp_, prof);
-      entropy_ = as_type<W>(rows_.entropy_2d(B_, T), conv_h_, prof);
+      require_space<Space, view_type>();
+      if constexpr (path == model_path::logits) {
+        logits_rows(be, v, bm.labels(), b, rows_, prof.ops_s);
+      } else {
+        const auto w = head_view(m);
+        require_space<Space, decltype(w)>();
+        hidden_rows(be, v, w, bm.labels(), b, rows_, prof.ops_s);
+      }
+      logp_ = boundary<W, Space>(be, rows_.logp_2d(B_, T), conv_logp_, prof);
+      entropy_ = boundary<W, Space>(be, rows_.entropy_2d(B_, T), conv_h_, prof);
     }
   }
-  [[nodiscard]] tensor_view<const W, 2> logp() const noexcept { return logp_; }
+  [[nodiscard]] tensor_view<const W, 2, Space> logp() const noexcept { return logp_; }
   /// Null unless the path gives it (logits, hidden states).
-  [[nodiscard]] tensor_view<const W, 2> entropy() const noexcept { return entropy_; }
+  [[nodiscard]] tensor_view<const W, 2, Space> entropy() const noexcept { return entropy_; }
 
  private:
   kept<ret_t> out_;
-  row_outputs<elem_t> rows_;
-  tensor<W, 2> conv_logp_, conv_h_;
-  tensor_view<const W, 2> logp_{}, entropy_{};
+  row_outputs<row_t, Space> rows_;
+  boundary_buf<W, 2, Space> conv_logp_, conv_h_;
+  tensor_view<const W, 2, Space> logp_{}, entropy_{};
 };
 
 /// One forward of the policy with gradient, kept until its backward. Handle
 /// form: the model's forward() result; stateless form: the batch.
-template <class W, class P, class B>
+template <class W, class P, class B, class Space = host_space>
 class grad_pass {
   static constexpr bool handle = HasForward<P, B>;
   static constexpr model_path path = grad_path<P, B>();
+  using Tok = typename B::token_type;
 
   // handle form: F = forward(b); stateless form: the no-gradient member's result
   static decltype(auto) call(P& p, const B& b) {
@@ -286,7 +303,11 @@ class grad_pass {
     using type = decltype(output_of(std::declval<std::remove_reference_t<call_t>&>()));
   };
   using out_ret_t = typename out_type<P, handle>::type;
-  using elem_t = value_t<typename decltype(host_view_of(std::declval<std::remove_reference_t<out_ret_t>&>()))::element_type>;
+  using out_view_t = view_t<std::remove_reference_t<out_ret_t>>;
+  using elem_t = typename out_view_t::value_type;
+  /// the model's memory space (its gradients go back there)
+  using model_space = typename out_view_t::space;
+  using row_t = row_elem_t<elem_t>;
 
   template <class Q, bool E>
   struct entropy_type {
@@ -306,8 +327,9 @@ class grad_pass {
  public:
   /// The forward; `want_entropy` asks a log-prob policy for its entropy.
   template <class Tag>
-  void forward(Tag be, P& p, const B& b, bool want_entropy, step_profile& prof) {
+  void forward(Tag be, P& p, const B& b, const batch_mirror<Tok, Space>& bm, bool want_entropy, step_profile& prof) {
     b_ = &b;
+    bm_ = &bm;
     const index_t B_ = b.size(), T = b.length();
     if constexpr (handle) {
       handle_.reset();
@@ -320,7 +342,7 @@ class grad_pass {
     has_entropy_ = false;
     if constexpr (path == model_path::log_probs) {
       rlhf::detail::require_same_shape("train: policy forward", "log_probs", v, "responses", b.responses.view());
-      logp_ = as_type<W>(v, conv_logp_, prof);
+      logp_ = boundary<W, Space>(be, v, conv_logp_, prof);
       if constexpr (EntropyPolicy<P, B>) {
         if (want_entropy) {
           auto h = timed(prof.model_s, [&] {
@@ -330,32 +352,39 @@ class grad_pass {
             });
           });
           rlhf::detail::require_same_shape("train: policy forward", "entropy", h, "responses", b.responses.view());
-          entropy_ = as_type<W>(h, conv_h_, prof);
+          entropy_ = boundary<W, Space>(be, h, conv_h_, prof);
           has_entropy_ = true;
         }
       }
     } else {
-      if constexpr (path == model_path::logits) logits_rows(be, v, b, rows_, prof.ops_s);
-      else hidden_rows(be, v, head_view(p), b, rows_, prof.ops_s);
-      logp_ = as_type<W>(rows_.logp_2d(B_, T), conv_logp_, prof);
-      entropy_ = as_type<W>(rows_.entropy_2d(B_, T), conv_h_, prof);
+      require_space<Space, out_view_t>();
+      if constexpr (path == model_path::logits) {
+        logits_rows(be, v, bm.labels(), b, rows_, prof.ops_s);
+      } else {
+        const auto w = head_view(p);
+        require_space<Space, decltype(w)>();
+        hidden_rows(be, v, w, bm.labels(), b, rows_, prof.ops_s);
+      }
+      logp_ = boundary<W, Space>(be, rows_.logp_2d(B_, T), conv_logp_, prof);
+      entropy_ = boundary<W, Space>(be, rows_.entropy_2d(B_, T), conv_h_, prof);
       has_entropy_ = true;
     }
   }
 
-  [[nodiscard]] tensor_view<const W, 2> logp() const noexcept { return logp_; }
-  [[nodiscard]] tensor_view<const W, 2> entropy() const noexcept { return entropy_; }
+  [[nodiscard]] tensor_view<const W, 2, Space> logp() const noexcept { return logp_; }
+  [[nodiscard]] tensor_view<const W, 2, Space> entropy() const noexcept { return entropy_; }
   [[nodiscard]] bool has_entropy() const noexcept { return has_entropy_; }
 
   /// dL/dlogp (and dL/dH when not null) back through the model, in its own
-  /// element type and through the handle its forward returned.
+  /// element type and memory, through the handle its forward returned.
   template <class Tag>
-  void backward(Tag be, P& p, tensor_view<const W, 2> dlogp, tensor_view<const W, 2> dentropy, step_profile& prof) {
+  void backward(Tag be, P& p, tensor_view<const W, 2, Space> dlogp, tensor_view<const W, 2, Space> dentropy,
+                step_profile& prof) {
     const B& b = *b_;
-    using E = elem_t;
-    const auto g = as_type<E>(dlogp, conv_g_, prof);
-    const auto gh = dentropy.null() ? tensor_view<const E, 2>{} : as_type<E>(dentropy, conv_gh_, prof);
     if constexpr (path == model_path::log_probs) {
+      using E = elem_t;
+      const auto g = boundary<E, model_space>(be, dlogp, conv_g_, prof);
+      const auto gh = dentropy.null() ? tensor_view<const E, 2, model_space>{} : boundary<E, model_space>(be, dentropy, conv_gh_, prof);
       bool done = false;
       if constexpr (EntropyPolicy<P, B>) {
         if (!gh.null()) {
@@ -365,16 +394,21 @@ class grad_pass {
       }
       if (!done) timed(prof.model_s, [&] { p.backward(target(), g); });
     } else {
+      // the row gradients in the rows' type, where the logits are
+      using G = row_t;
+      using E = elem_t;
+      const auto g = boundary<G, Space>(be, dlogp, conv_rg_, prof);
+      const auto gh = dentropy.null() ? tensor_view<const G, 2, Space>{} : boundary<G, Space>(be, dentropy, conv_rgh_, prof);
       const index_t N = b.size() * b.length();
-      const tensor_view<const E, 1> g1(g.data(), {N});
-      const tensor_view<const E, 1> gh1 = gh.null() ? tensor_view<const E, 1>{} : tensor_view<const E, 1>(gh.data(), {N});
+      const tensor_view<const G, 1, Space> g1(g.data(), {N});
+      const tensor_view<const G, 1, Space> gh1 = gh.null() ? tensor_view<const G, 1, Space>{} : tensor_view<const G, 1, Space>(gh.data(), {N});
       const auto v = out_.view();
       if constexpr (path == model_path::logits) {
         dlogits_.resize(v.shape());
         timed(prof.ops_s, [&] {
-          ops::logprobs_entropy_backward(be, v, labels_of(b), g1, gh1, dlogits_.view(), ops::logits_params{b.temperature});
+          ops::logprobs_entropy_backward(be, v, bm_->labels(), g1, gh1, dlogits_.view(), ops::logits_params{b.temperature});
         });
-        timed(prof.model_s, [&] { p.backward_logits(target(), tensor_view<const E, 2>(dlogits_.view())); });
+        timed(prof.model_s, [&] { p.backward_logits(target(), tensor_view<const E, 2, Space>(dlogits_.view())); });
       } else {
         const auto w = head_view(p);
         dhidden_.resize(v.shape());
@@ -384,14 +418,13 @@ class grad_pass {
         timed(prof.ops_s, [&] {
           // the given gradient through the chunks: dZ = softmax backward, dX = dZ W, dW = dZ^T X
           ops::fused_linear_impl<Tag>::objective(
-              be, tensor_view<const E, 2>(v), tensor_view<const E, 2>(w), labels_of(b),
-              [&](index_t i, double, double) {
-                return ops::token_terms{0.0, static_cast<double>(g1(i)), gh1.null() ? 0.0 : static_cast<double>(gh1(i))};
-              },
-              dhidden_.view(), dweight_.view(), tensor_view<E, 1>{}, tensor_view<E, 1>{}, fp);
+              be, tensor_view<const E, 2, Space>(v), tensor_view<const E, 2, Space>(w), bm_->labels(),
+              given_gradient<G>{g1.data(), gh1.null() ? nullptr : gh1.data()}, dhidden_.view(), dweight_.view(),
+              tensor_view<G, 1, Space>{}, tensor_view<G, 1, Space>{}, fp);
         });
         timed(prof.model_s, [&] {
-          p.backward_hidden(target(), tensor_view<const E, 2>(dhidden_.view()), tensor_view<const E, 2>(dweight_.view()));
+          p.backward_hidden(target(), tensor_view<const E, 2, Space>(dhidden_.view()),
+                            tensor_view<const E, 2, Space>(dweight_.view()));
         });
       }
     }
@@ -407,18 +440,21 @@ class grad_pass {
   }
 
   const B* b_ = nullptr;
+  const batch_mirror<Tok, Space>* bm_ = nullptr;
   std::optional<held<handle_type>> handle_;
   kept<out_ret_t> out_;
   kept<entropy_ret_t> h_;
-  row_outputs<elem_t> rows_;
-  tensor<W, 2> conv_logp_, conv_h_;
-  tensor<elem_t, 2> conv_g_, conv_gh_, dlogits_, dhidden_, dweight_;
-  tensor_view<const W, 2> logp_{}, entropy_{};
+  row_outputs<row_t, Space> rows_;
+  boundary_buf<W, 2, Space> conv_logp_, conv_h_;
+  boundary_buf<elem_t, 2, model_space> conv_g_, conv_gh_;
+  boundary_buf<row_t, 2, Space> conv_rg_, conv_rgh_;
+  work_t<elem_t, 2, Space> dlogits_, dhidden_, dweight_;
+  tensor_view<const W, 2, Space> logp_{}, entropy_{};
   bool has_entropy_ = false;
 };
 
 /// The value function's forward (with gradient) and backward, in precision W.
-template <class W, class V, class B>
+template <class W, class V, class B, class Space = host_space>
 class value_pass {
   static constexpr bool handle = requires(V& v, const B& b) { v.forward(b); };
   static decltype(auto) call(V& v, const B& b) {
@@ -437,10 +473,13 @@ class value_pass {
     using type = decltype(std::declval<std::remove_reference_t<call_t>&>().values());
   };
   using out_ret_t = typename out_type<V, handle>::type;
-  using elem_t = value_t<typename decltype(host_view_of(std::declval<std::remove_reference_t<out_ret_t>&>()))::element_type>;
+  using out_view_t = view_t<std::remove_reference_t<out_ret_t>>;
+  using elem_t = typename out_view_t::value_type;
+  using model_space = typename out_view_t::space;
 
  public:
-  void forward(V& v, const B& b, step_profile& prof) {
+  template <class Tag>
+  void forward(Tag be, V& v, const B& b, step_profile& prof) {
     b_ = &b;
     if constexpr (handle) {
       handle_.reset();
@@ -451,11 +490,12 @@ class value_pass {
     }
     const auto vv = out_.view();
     rlhf::detail::require_same_shape("train: value forward", "values", vv, "responses", b.responses.view());
-    values_ = as_type<W>(vv, conv_, prof);
+    values_ = boundary<W, Space>(be, vv, conv_, prof);
   }
-  [[nodiscard]] tensor_view<const W, 2> values() const noexcept { return values_; }
-  void backward(V& v, tensor_view<const W, 2> dv, step_profile& prof) {
-    const auto g = as_type<elem_t>(dv, conv_g_, prof);
+  [[nodiscard]] tensor_view<const W, 2, Space> values() const noexcept { return values_; }
+  template <class Tag>
+  void backward(Tag be, V& v, tensor_view<const W, 2, Space> dv, step_profile& prof) {
+    const auto g = boundary<elem_t, model_space>(be, dv, conv_g_, prof);
     timed(prof.model_s, [&] {
       if constexpr (handle) v.backward(handle_->value, g);
       else v.backward(*b_, g);
@@ -468,28 +508,29 @@ class value_pass {
   const B* b_ = nullptr;
   std::optional<held<handle_type>> handle_;
   kept<out_ret_t> out_;
-  tensor<W, 2> conv_;
-  tensor<elem_t, 2> conv_g_;
-  tensor_view<const W, 2> values_{};
+  boundary_buf<W, 2, Space> conv_;
+  boundary_buf<elem_t, 2, model_space> conv_g_;
+  tensor_view<const W, 2, Space> values_{};
 };
 
 /// A value function's no-gradient values (the critic's old values), in precision W.
-template <class W, class V, class B>
+template <class W, class V, class B, class Space = host_space>
 class value_eval {
   using ret_t = decltype(std::declval<V&>().values(std::declval<const B&>()));
 
  public:
-  void run(V& v, const B& b, step_profile& prof) {
+  template <class Tag>
+  void run(Tag be, V& v, const B& b, step_profile& prof) {
     const auto vv = timed(prof.model_s, [&] { return out_.set([&]() -> decltype(auto) { return v.values(b); }); });
     rlhf::detail::require_same_shape("train: value function", "values", vv, "responses", b.responses.view());
-    values_ = as_type<W>(vv, conv_, prof);
+    values_ = boundary<W, Space>(be, vv, conv_, prof);
   }
-  [[nodiscard]] tensor_view<const W, 2> values() const noexcept { return values_; }
+  [[nodiscard]] tensor_view<const W, 2, Space> values() const noexcept { return values_; }
 
  private:
   kept<ret_t> out_;
-  tensor<W, 2> conv_;
-  tensor_view<const W, 2> values_{};
+  boundary_buf<W, 2, Space> conv_;
+  tensor_view<const W, 2, Space> values_{};
 };
 
 }  // namespace detail

@@ -65,6 +65,8 @@ class rl_trainer : public runnable<rl_trainer<S, P, R, RM, V>> {
  public:
   static constexpr bool has_value = ValueFunction<V, B>;
   static constexpr auto be_ = detail::backend_of<S>();
+  /// Where the trainer's [B, T] buffers and ops live: the backend tag's memory.
+  using space_type = space_of_tag_t<std::remove_cv_t<decltype(be_)>>;
 
   rl_trainer(P& policy, R& reference, RM& reward, std::vector<std::vector<token_type>> prompts, rl_options o,
              V* value = nullptr)
@@ -171,38 +173,39 @@ class rl_trainer : public runnable<rl_trainer<S, P, R, RM, V>> {
     ro_ = detail::sample(policy_, x, o_.sample, rng_, prof_);
     const B& b = ro_.seqs;
     const index_t B_ = b.size();
+    bm_.set(be_, b, prof_.batch_bytes);  // the mask and labels where the ops run (no copy on the host)
     // the no-gradient log-probs at the sampling temperature: old (recomputed, as verl does) and reference
-    old_.run(be_, policy_, b, prof_);
-    ref_eval_.run(be_, ref_, b, prof_);
-    rlhf::detail::require_finite(fn, "policy log_probs", old_.logp());
-    rlhf::detail::require_finite(fn, "reference log_probs", ref_eval_.logp());
+    old_.run(be_, policy_, b, bm_, prof_);
+    ref_eval_.run(be_, ref_, b, bm_, prof_);
+    mem::require_finite(be_, fn, "policy log_probs", old_.logp());
+    mem::require_finite(be_, fn, "reference log_probs", ref_eval_.logp());
     record r;
     r.set("step", step_ + 1);
-    r.set("reward", detail::score<W>(be_, reward_, b, ws_.token_scores, prof_));
-    tensor_view<const W, 2> old_values{};
+    r.set("reward", detail::score<W>(be_, reward_, b, bm_.mask(), ws_.scores, prof_));
+    tensor_view<const W, 2, space_type> old_values{};
     if constexpr (has_value) {
-      val_eval_.run(*value_, b, prof_);
+      val_eval_.run(be_, *value_, b, prof_);
       old_values = val_eval_.values();
-      rlhf::detail::require_finite(fn, "values", old_values);
+      mem::require_finite(be_, fn, "values", old_values);
     }
     if (ro_.logprobs.size() > 0) {
       // the sampler's log-probs against the trainer's recomputation (same temperature: ~0)
       rlhf::detail::require_same_shape(fn, "rollout logprobs", ro_.logprobs.view(), "responses", b.responses.view());
-      const auto d = detail::timed(prof_.ops_s, [&] {
-        return ops::prob_diff(be_, old_.logp(), tensor_view<const double, 2>(ro_.logprobs.view()), b.response_mask.view());
-      });
+      const auto sampled = detail::bring<double, space_type>(be_, ro_.logprobs.view(), sampled_, prof_.batch_bytes);
+      const auto d = detail::timed(prof_.ops_s, [&] { return ops::prob_diff(be_, old_.logp(), sampled, bm_.mask()); });
       r.set("rollout_probs_diff_max", d.max).set("rollout_probs_diff_mean", d.mean);
     }
     const double beta = kl_ctl_.value();
-    const double kl_in =
-        detail::kl_and_advantages<S, W>(be_, b, old_.logp(), ref_eval_.logp(), old_values, beta, o_, ws_, r, prof_);
-    const detail::rollout_views<W> in{old_.logp(), ref_eval_.logp(), ws_.advantages.view(), ws_.returns.view(), old_values};
+    const double kl_in = detail::kl_and_advantages<S, W>(be_, b, bm_.mask(), old_.logp(), ref_eval_.logp(), old_values,
+                                                         beta, o_, ws_, r, prof_);
+    const detail::rollout_views<W, space_type> in{old_.logp(), ref_eval_.logp(), ws_.advantages.view(),
+                                                  ws_.returns.view(), old_values};
     if constexpr (S::algo == algorithm::ppo) {
-      detail::value_pass<W, V, B>* vp = nullptr;
+      detail::value_pass<W, V, B, space_type>* vp = nullptr;
       if constexpr (has_value) vp = &vpass_;
       detail::ppo_update<S, W>(be_, policy_, value_, b, in, o_, beta, rng_, upd_, gpass_, vp, r, prof_);
     } else {
-      detail::a2c_update<S, W>(be_, policy_, *value_, b, in, o_, beta, upd_, gpass_, vpass_, r, prof_);
+      detail::a2c_update<S, W>(be_, policy_, *value_, b, bm_, in, o_, beta, upd_, gpass_, vpass_, r, prof_);
     }
     if (o_.adaptive_kl) kl_ctl_.update(kl_in, static_cast<double>(B_));
     ++step_;
@@ -213,8 +216,10 @@ class rl_trainer : public runnable<rl_trainer<S, P, R, RM, V>> {
   }
 
   struct none {};
-  using value_eval_t = std::conditional_t<has_value, detail::value_eval<W, V, B>, none>;
-  using value_pass_t = std::conditional_t<has_value, detail::value_pass<W, V, B>, detail::value_pass<W, V, B>*>;
+  using mem = detail::memory<space_type>;
+  using value_eval_t = std::conditional_t<has_value, detail::value_eval<W, V, B, space_type>, none>;
+  using value_pass_t =
+      std::conditional_t<has_value, detail::value_pass<W, V, B, space_type>, detail::value_pass<W, V, B, space_type>*>;
 
   P& policy_;
   R& ref_;
@@ -230,12 +235,14 @@ class rl_trainer : public runnable<rl_trainer<S, P, R, RM, V>> {
   step_profile prof_;
   // the step's state and buffers, reused from step to step
   basic_rollout<token_type> ro_;
-  detail::nograd_eval<W, P, B> old_;
-  detail::nograd_eval<W, R, B> ref_eval_;
+  detail::batch_mirror<token_type, space_type> bm_;
+  detail::boundary_buf<double, 2, space_type> sampled_;
+  detail::nograd_eval<W, P, B, space_type> old_;
+  detail::nograd_eval<W, R, B, space_type> ref_eval_;
   value_eval_t val_eval_;
-  detail::step_buffers<W> ws_;
-  detail::update_buffers<W, B> upd_;
-  detail::grad_pass<W, P, B> gpass_;
+  detail::step_buffers<W, space_type> ws_;
+  detail::update_buffers<W, B, space_type> upd_;
+  detail::grad_pass<W, P, B, space_type> gpass_;
   value_pass_t vpass_{};
 };
 

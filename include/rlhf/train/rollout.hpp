@@ -66,47 +66,60 @@ basic_rollout<Tok> sample(P& policy, const basic_prompt_batch<Tok>& x, const sam
   return ro;
 }
 
+/// The reward buffers of a step, in the trainer's precision W and memory Space.
+template <class W, class Space>
+struct score_buffers {
+  tensor<W, 1> seq;                        ///< the sequence scores, on the host
+  boundary_buf<double, 1, host_space> scores_host;  ///< a model's scores read as doubles
+  boundary_buf<W, 1, Space> seq_dev;       ///< ... where the ops run
+  boundary_buf<W, 2, Space> token_model;   ///< a TokenRewardModel's token scores, where the ops run
+  work_t<W, 2, Space> token_scores;        ///< [B, T] token-level scores
+};
+
 /// The reward model's scores as token-level scores [B, T] in precision W:
 /// a TokenRewardModel's own, or each sequence's score on its last token.
-/// Returns the mean sequence score (the logged `reward`).
-template <class W, class RM, class B, class Tag>
-double score(Tag be, RM& rm, const B& b, tensor<W, 2>& token_scores, step_profile& prof) {
+/// Returns the mean sequence score (the logged `reward`) and leaves the
+/// token-level scores in `sb.token_scores`.
+template <class W, class RM, class B, class Tag, class Space>
+double score(Tag be, RM& rm, const B& b, tensor_view<const double, 2, Space> mask, score_buffers<W, Space>& sb,
+             step_profile& prof) {
   constexpr const char* fn = "train::rl_trainer::step";
   const index_t B_ = b.size();
   decltype(auto) s = timed(prof.model_s, [&]() -> decltype(auto) { return rm.score(b); });
-  tensor<W, 1> seq({B_});
+  sb.seq.resize({B_});
   double mean = 0;
-  auto take = [&](const auto& v) {
-    if (static_cast<index_t>(v.size()) != B_)
+  auto take = [&](index_t n, auto&& at) {
+    if (n != B_)
       rlhf::detail::fail(error_kind::shape, fn, "reward score",
-                         "returned " + std::to_string(v.size()) + " scores for " + std::to_string(B_) + " sequences");
+                         "returned " + std::to_string(n) + " scores for " + std::to_string(B_) + " sequences");
     for (index_t i = 0; i < B_; ++i) {
-      const double x = static_cast<double>(v[static_cast<std::size_t>(i)]);
+      const double x = static_cast<double>(at(i));
       if (!std::isfinite(x))
         rlhf::detail::fail(error_kind::non_finite, fn, "reward score",
                            "is not finite for sequence " + std::to_string(i) + " (" + std::to_string(x) + ")");
-      seq(i) = static_cast<W>(x);
+      sb.seq(i) = static_cast<W>(x);
       mean += x / static_cast<double>(B_);
     }
   };
   if constexpr (std::is_convertible_v<decltype(s), std::vector<double>>) {
-    take(std::vector<double>(s));
+    const std::vector<double> v(s);
+    take(static_cast<index_t>(v.size()), [&](index_t i) { return v[static_cast<std::size_t>(i)]; });
   } else {
-    auto v = host_view_of(s);
-    std::vector<double> tmp(static_cast<std::size_t>(v.extent(0)));
-    for (index_t i = 0; i < v.extent(0); ++i) tmp[static_cast<std::size_t>(i)] = static_cast<double>(v(i));
-    take(tmp);
+    // scores in any viewable form; device scores are read back (B numbers)
+    const auto v = bring<double, host_space>(be, rlhf::as_view(s), sb.scores_host, prof.boundary_bytes);
+    take(v.extent(0), [&](index_t i) { return v(i); });
   }
-  token_scores.resize(b.responses.shape());
+  sb.token_scores.resize(b.responses.shape());
   if constexpr (TokenRewardModel<RM, B>) {
     decltype(auto) ts = timed(prof.model_s, [&]() -> decltype(auto) { return rm.token_scores(b); });
-    auto v = host_view_of(ts);
+    const auto v = rlhf::as_view(ts);
     rlhf::detail::require_same_shape(fn, "reward token_scores", v, "responses", b.responses.view());
-    rlhf::detail::require_finite(fn, "reward token_scores", v);
-    for (index_t i = 0; i < v.extent(0); ++i)
-      for (index_t t = 0; t < v.extent(1); ++t) token_scores(i, t) = static_cast<W>(v(i, t));
+    const auto w = bring<W, Space>(be, v, sb.token_model, prof.boundary_bytes);
+    memory<Space>::require_finite(be, fn, "reward token_scores", w);
+    memory<Space>::convert(be, w, sb.token_scores.view());
   } else {
-    timed(prof.ops_s, [&] { ops::place_at_last_token(be, tensor_view<const W, 1>(seq.view()), b.response_mask.view(), token_scores.view()); });
+    const auto seq = bring<W, Space>(be, tensor_view<const W, 1>(sb.seq.view()), sb.seq_dev, prof.batch_bytes);
+    timed(prof.ops_s, [&] { ops::place_at_last_token(be, seq, mask, sb.token_scores.view()); });
   }
   return mean;
 }

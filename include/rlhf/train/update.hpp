@@ -26,32 +26,37 @@
 namespace rlhf::train::detail {
 
 /// What the update reads from the rollout stage (views of the step's buffers).
-template <class W>
+template <class W, class Space = host_space>
 struct rollout_views {
-  tensor_view<const W, 2> old_logp, ref_logp, advantages, returns, old_values;
+  tensor_view<const W, 2, Space> old_logp, ref_logp, advantages, returns, old_values;
 };
 
-/// The update's reused buffers: one minibatch and its gradients.
-template <class W, class B>
+/// The update's reused buffers: one minibatch (host metadata for the models,
+/// its mask and labels where the ops run) and its gradients.
+template <class W, class B, class Space = host_space>
 struct update_buffers {
   B mb;
-  tensor<W, 2> old_logp, ref_logp, advantages, returns, old_values, dlogp, dentropy, dvalues, kl_tok;
+  batch_mirror<typename B::token_type, Space> mbm;
+  work_t<W, 2, Space> old_logp, ref_logp, advantages, returns, old_values, dlogp, dentropy, dvalues, kl_tok;
   std::vector<index_t> perm, rows;
 };
 
-template <class W>
-void gather(tensor_view<const W, 2> x, const std::vector<index_t>& rows, tensor<W, 2>& out, step_profile& prof) {
+/// Rows `rows` of x into `out` (resized in place), where the ops run.
+template <class Tag, class W, class Space>
+void gather(Tag be, tensor_view<const W, 2, Space> x, const std::vector<index_t>& rows, work_t<W, 2, Space>& out,
+            step_profile& prof) {
   const auto n = static_cast<index_t>(rows.size());
   out.resize({n, x.extent(1)});
-  for (index_t i = 0; i < n; ++i)
-    for (index_t t = 0; t < x.extent(1); ++t) out(i, t) = x(rows[static_cast<std::size_t>(i)], t);
+  memory<Space>::gather_rows(be, x, rows, out.view());
   prof.gather_bytes += static_cast<std::size_t>(n * x.extent(1)) * sizeof(W);
 }
 
-template <class S, class W, class Tag, class P, class V, class B>
-void ppo_update(Tag be, P& policy, V* value, const B& b, const rollout_views<W>& in, const rl_options& o,
-                double kl_coef, rng_t& rng, update_buffers<W, B>& u, grad_pass<W, P, B>& gp,
-                value_pass<W, V, B>* vp, record& r, step_profile& prof) {
+template <class S, class W, class Tag, class P, class V, class B, class Space>
+void ppo_update(Tag be, P& policy, V* value, const B& b, const rollout_views<W, Space>& in, const rl_options& o,
+                double kl_coef, rng_t& rng, update_buffers<W, B, Space>& u, grad_pass<W, P, B, Space>& gp,
+                value_pass<W, V, B, Space>* vp, record& r, step_profile& prof) {
+  using CV = tensor_view<const W, 2, Space>;
+  using MV = tensor_view<W, 2, Space>;
   constexpr bool has_value = ValueFunction<V, B>;
   const index_t B_ = b.size();
   const index_t mbs = o.minibatch_size > 0 ? std::min<index_t>(static_cast<index_t>(o.minibatch_size), B_) : B_;
@@ -68,53 +73,56 @@ void ppo_update(Tag be, P& policy, V* value, const B& b, const rollout_views<W>&
     for (index_t start = 0; start < B_ && !stopped; start += mbs) {
       u.rows.assign(u.perm.begin() + start, u.perm.begin() + std::min(B_, start + mbs));
       gather_rows(b, u.rows, u.mb);
-      gather(in.old_logp, u.rows, u.old_logp, prof);
-      gather(in.advantages, u.rows, u.advantages, prof);
-      if constexpr (S::kl_where == kl_placement::loss) gather(in.ref_logp, u.rows, u.ref_logp, prof);
-      const auto mm = u.mb.response_mask.view();
+      u.mbm.set(be, u.mb, prof.batch_bytes);
+      gather(be, in.old_logp, u.rows, u.old_logp, prof);
+      gather(be, in.advantages, u.rows, u.advantages, prof);
+      if constexpr (S::kl_where == kl_placement::loss) gather(be, in.ref_logp, u.rows, u.ref_logp, prof);
+      const auto mm = u.mbm.mask();
       const index_t n = mm.extent(0), T = mm.extent(1);
       u.dlogp.resize({n, T});
       u.dentropy.resize({n, T});
       u.kl_tok.resize({n, T});
       const bool want_h = o.entropy_coef != 0;
-      gp.forward(be, policy, u.mb, want_h, prof);
+      gp.forward(be, policy, u.mb, u.mbm, want_h, prof);
+      if constexpr (!is_host_backend_v<Tag>) {  // the host ops check their inputs themselves
+        memory<Space>::require_finite(be, "train::rl_trainer::step", "policy log_probs", gp.logp());
+        if (want_h && gp.has_entropy()) memory<Space>::require_finite(be, "train::rl_trainer::step", "policy entropy", gp.entropy());
+      }
       const bool use_h = gp.has_entropy() && want_h;
       const auto res = timed(prof.ops_s, [&] {
-        return ppo::actor_loss(be, gp.logp(), tensor_view<const W, 2>(u.old_logp.view()),
-                               tensor_view<const W, 2>(u.advantages.view()), mm,
-                               use_h ? gp.entropy() : tensor_view<const W, 2>{},
-                               S::kl_where == kl_placement::loss ? tensor_view<const W, 2>(u.ref_logp.view())
-                                                                 : tensor_view<const W, 2>{},
-                               ap, u.dlogp.view(), use_h ? u.dentropy.view() : tensor_view<W, 2>{});
+        return ppo::actor_loss(be, gp.logp(), CV(u.old_logp.view()), CV(u.advantages.view()), mm,
+                               use_h ? gp.entropy() : CV{},
+                               S::kl_where == kl_placement::loss ? CV(u.ref_logp.view()) : CV{}, ap, u.dlogp.view(),
+                               use_h ? u.dentropy.view() : MV{});
       });
       double approx_kl = 0;
       timed(prof.ops_s, [&] {
         // SB3's approx_kl, (r - 1) - log r, for the early stop (target_kl)
-        kl::estimate(be, tensor_view<const W, 2>(u.old_logp.view()), gp.logp(), k3, u.kl_tok.view());
-        approx_kl = ops::masked_mean(be, tensor_view<const W, 2>(u.kl_tok.view()), mm, 0.0);
-        gnorm += std::sqrt(ops::sum_squares(be, tensor_view<const W, 2>(u.dlogp.view())));
+        kl::estimate(be, CV(u.old_logp.view()), gp.logp(), k3, u.kl_tok.view());
+        approx_kl = ops::masked_mean(be, CV(u.kl_tok.view()), mm, 0.0);
+        gnorm += std::sqrt(ops::sum_squares(be, CV(u.dlogp.view())));
         if (gp.has_entropy()) {
           ent += ops::masked_mean(be, gp.entropy(), mm, 0.0);
           logged_entropy = true;
         }
       });
       // the backward last: the model may free the forward's outputs (the handle's tensors)
-      gp.backward(be, policy, u.dlogp.view(), use_h ? tensor_view<const W, 2>(u.dentropy.view()) : tensor_view<const W, 2>{},
-                  prof);
+      gp.backward(be, policy, CV(u.dlogp.view()), use_h ? CV(u.dentropy.view()) : CV{}, prof);
       timed(prof.model_s, [&] { policy.step(); });
       pg += res.policy.loss;
       clip += res.policy.clipfrac;
       akl += approx_kl;
       if constexpr (has_value) {
-        gather(in.returns, u.rows, u.returns, prof);
-        gather(in.old_values, u.rows, u.old_values, prof);
-        vp->forward(*value, u.mb, prof);
+        gather(be, in.returns, u.rows, u.returns, prof);
+        gather(be, in.old_values, u.rows, u.old_values, prof);
+        vp->forward(be, *value, u.mb, prof);
+        if constexpr (!is_host_backend_v<Tag>) memory<Space>::require_finite(be, "train::rl_trainer::step", "values", vp->values());
         u.dvalues.resize({n, T});
         const auto vr = timed(prof.ops_s, [&] {
-          return ppo::value_loss(be, vp->values(), tensor_view<const W, 2>(u.returns.view()),
-                                 tensor_view<const W, 2>(u.old_values.view()), mm, o.value, u.dvalues.view());
+          return ppo::value_loss(be, vp->values(), CV(u.returns.view()), CV(u.old_values.view()), mm, o.value,
+                                 u.dvalues.view());
         });
-        vp->backward(*value, u.dvalues.view(), prof);
+        vp->backward(be, *value, CV(u.dvalues.view()), prof);
         timed(prof.model_s, [&] { value->step(); });
         vf += vr.loss;
         vclip += vr.clipfrac;
@@ -130,33 +138,38 @@ void ppo_update(Tag be, P& policy, V* value, const B& b, const rollout_views<W>&
   if constexpr (has_value) r.set("vf_loss", vf / n_mb).set("vf_clipfrac", vclip / n_mb);
 }
 
-template <class S, class W, class Tag, class P, class V, class B>
-void a2c_update(Tag be, P& policy, V& value, const B& b, const rollout_views<W>& in, const rl_options& o,
-                double kl_coef, update_buffers<W, B>& u, grad_pass<W, P, B>& gp, value_pass<W, V, B>& vp, record& r,
-                step_profile& prof) {
-  const auto m = b.response_mask.view();
+template <class S, class W, class Tag, class P, class V, class B, class Space>
+void a2c_update(Tag be, P& policy, V& value, const B& b, const batch_mirror<typename B::token_type, Space>& bm,
+                const rollout_views<W, Space>& in, const rl_options& o, double kl_coef, update_buffers<W, B, Space>& u,
+                grad_pass<W, P, B, Space>& gp, value_pass<W, V, B, Space>& vp, record& r, step_profile& prof) {
+  using CV = tensor_view<const W, 2, Space>;
+  using MV = tensor_view<W, 2, Space>;
+  const auto m = bm.mask();
   const index_t n = m.extent(0), T = m.extent(1);
   u.dlogp.resize({n, T});
   u.dentropy.resize({n, T});
   u.dvalues.resize({n, T});
-  gp.forward(be, policy, b, o.a2c.ent_coef != 0, prof);
-  vp.forward(value, b, prof);
+  gp.forward(be, policy, b, bm, o.a2c.ent_coef != 0, prof);
+  vp.forward(be, value, b, prof);
+  if constexpr (!is_host_backend_v<Tag>) {
+    memory<Space>::require_finite(be, "train::rl_trainer::step", "policy log_probs", gp.logp());
+    memory<Space>::require_finite(be, "train::rl_trainer::step", "values", vp.values());
+  }
   const bool use_h = gp.has_entropy();
   double kl_loss = 0, g2 = 0, h = 0;
   const auto res = timed(prof.ops_s, [&] {
     const auto out = a2c::loss(be, gp.logp(), vp.values(), in.advantages, in.returns,
-                               use_h ? gp.entropy() : tensor_view<const W, 2>{}, m, o.a2c, u.dlogp.view(),
-                               u.dvalues.view(), use_h ? u.dentropy.view() : tensor_view<W, 2>{});
+                               use_h ? gp.entropy() : CV{}, m, o.a2c, u.dlogp.view(), u.dvalues.view(),
+                               use_h ? u.dentropy.view() : MV{});
     if constexpr (S::kl_where == kl_placement::loss)
       kl_loss = kl::loss(be, gp.logp(), in.ref_logp, m, kl_coef, kl_params::verl(S::kl), agg_params{}, u.dlogp.view(), true).loss;
-    g2 = ops::sum_squares(be, tensor_view<const W, 2>(u.dlogp.view()));
+    g2 = ops::sum_squares(be, CV(u.dlogp.view()));
     if (use_h) h = ops::masked_mean(be, gp.entropy(), m, 0.0);
     return out;
   });
-  gp.backward(be, policy, u.dlogp.view(), use_h ? tensor_view<const W, 2>(u.dentropy.view()) : tensor_view<const W, 2>{},
-              prof);
+  gp.backward(be, policy, CV(u.dlogp.view()), use_h ? CV(u.dentropy.view()) : CV{}, prof);
   timed(prof.model_s, [&] { policy.step(); });
-  vp.backward(value, u.dvalues.view(), prof);
+  vp.backward(be, value, CV(u.dvalues.view()), prof);
   timed(prof.model_s, [&] { value.step(); });
   r.set("loss", res.loss + kl_loss).set("pg_loss", res.policy_loss).set("vf_loss", res.value_loss);
   r.set("grad_norm", std::sqrt(g2));

@@ -195,9 +195,7 @@ __global__ void broadcast_rows(const double* a, in2<M> mask, out2<O> adv, out2<O
 
 /// Device [B, T] outputs of an advantage estimator.
 template <class T>
-struct dev_outputs {
-  tensor_view<T, 2, device_space> advantages{}, returns{};
-};
+using dev_outputs = adv::outputs<T, device_space>;
 
 template <class T, class M, class O>
 void check_rewards_dev(const char* fn, const tensor_view<T, 2, device_space>& r,

@@ -13,9 +13,7 @@ namespace rlhf::dpo {
 
 /// Optional device outputs; null views are skipped. Gradients are of the mean loss.
 template <class T>
-struct dev_outputs {
-  tensor_view<T, 1, device_space> losses{}, chosen_rewards{}, rejected_rewards{}, dchosen{}, drejected{};
-};
+using dev_outputs = outputs<T, device_space>;
 
 }  // namespace rlhf::dpo
 
