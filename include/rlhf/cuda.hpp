@@ -17,6 +17,7 @@
 
 #include "core/error.hpp"
 #include "core/tensor_view.hpp"
+#include "core/viewable.hpp"
 
 namespace rlhf {
 
@@ -130,6 +131,12 @@ class device_tensor {
   device_buffer<T> buf_;
   extents_type shape_{};
   index_t n_ = 0;
+};
+
+template <class T, std::size_t R>
+struct view_adapter<device_tensor<T, R>> {
+  static tensor_view<T, R, device_space> get(device_tensor<T, R>& t) noexcept { return t.view(); }
+  static tensor_view<const T, R, device_space> get(const device_tensor<T, R>& t) noexcept { return t.view(); }
 };
 
 /// The scalar results of an op queued on a stream (`*_async` overloads):

@@ -98,6 +98,20 @@ void broadcast(const std::vector<double>& a, const tensor_view<M, 2>& mask, cons
   });
 }
 
+/// The fraction of groups whose scores are all equal (both backends).
+inline double zero_variance_of(const std::vector<double>& s, const std::vector<std::vector<index_t>>& g) {
+  double zero = 0;
+  for (const auto& rows : g) {
+    double lo = INFINITY, hi = -INFINITY;
+    for (auto r : rows) {
+      lo = std::fmin(lo, s[static_cast<std::size_t>(r)]);
+      hi = std::fmax(hi, s[static_cast<std::size_t>(r)]);
+    }
+    if (hi - lo == 0) zero += 1;
+  }
+  return zero / static_cast<double>(g.size());
+}
+
 }  // namespace detail
 
 /// Fraction of the groups (responses sharing an index) whose outcome scores
@@ -110,18 +124,7 @@ double zero_variance_fraction(cpu_t tag, tensor_view<T, 2> rewards, tensor_view<
   rlhf::detail::require_nonempty(fn, "token_level_rewards", rewards);
   rlhf::detail::require_finite(tag, fn, "token_level_rewards", rewards);
   detail::check_index(fn, index, rewards);
-  const auto s = detail::scores(rewards);
-  const auto g = detail::groups(index);
-  double zero = 0;
-  for (const auto& rows : g) {
-    double lo = INFINITY, hi = -INFINITY;
-    for (auto r : rows) {
-      lo = std::fmin(lo, s[static_cast<std::size_t>(r)]);
-      hi = std::fmax(hi, s[static_cast<std::size_t>(r)]);
-    }
-    if (hi - lo == 0) zero += 1;
-  }
-  return zero / static_cast<double>(g.size());
+  return detail::zero_variance_of(detail::scores(rewards), detail::groups(index));
 }
 
 }  // namespace rlhf::adv

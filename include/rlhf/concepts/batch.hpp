@@ -95,18 +95,20 @@ struct token_type_of<M> {
 template <class M>
 using token_type_of_t = typename token_type_of<std::remove_cvref_t<M>>::type;
 
+/// out[i, :] = x[rows[i], :] (host views; out has rows.size() rows).
+template <class T>
+void gather_rows(tensor_view<const T, 2> x, const std::vector<index_t>& rows, tensor_view<T, 2> out) {
+  const auto n = static_cast<index_t>(rows.size());
+  for (index_t i = 0; i < n; ++i)
+    for (index_t t = 0; t < x.extent(1); ++t) out(i, t) = x(rows[static_cast<std::size_t>(i)], t);
+}
+
 /// Rows `rows` of x into `out` (resized in place: no allocation once `out`
 /// has held a tensor this large).
 template <class T>
 void gather_rows(const tensor<T, 2>& x, const std::vector<index_t>& rows, tensor<T, 2>& out) {
-  const auto n = static_cast<index_t>(rows.size());
-  const index_t W = x.extent(1);
-  out.resize({n, W});
-  for (index_t i = 0; i < n; ++i) {
-    const T* src = x.data() + rows[static_cast<std::size_t>(i)] * W;
-    T* dst = out.data() + i * W;
-    for (index_t t = 0; t < W; ++t) dst[t] = src[t];
-  }
+  out.resize({static_cast<index_t>(rows.size()), x.extent(1)});
+  gather_rows(x.view(), rows, out.view());
 }
 
 /// Rows `rows` of a batch into `out`, reusing its storage.

@@ -59,13 +59,14 @@ constexpr auto in_category = [](auto c) {
 
 /// How many of the choices belong to category Cat.
 template <class Cat, class Tuple>
-constexpr std::size_t count(Tuple t) {
-  return decltype(hana::count_if(t, in_category<Cat>))::value;
+constexpr std::size_t count(Tuple) {
+  return decltype(hana::count_if(std::declval<Tuple>(), in_category<Cat>))::value;
 }
 
 /// The choice of category Cat, or `fallback` when none is given.
 template <class Cat, class Tuple, class D>
 constexpr auto pick(Tuple t, D fallback) {
+  static_cast<void>(t);  // read only in the branch that a choice of the category takes
   constexpr std::size_t n = decltype(hana::length(hana::filter(t, in_category<Cat>)))::value;
   if constexpr (n == 0) return fallback;
   else return hana::front(hana::filter(t, in_category<Cat>));

@@ -348,6 +348,37 @@ struct actor_result {
   double kl = 0;       ///< agg(KL) (0 without ref_logp)
 };
 
+namespace detail {
+/// The actor's loss from its parts, for both backends: each backend passes
+/// its own policy loss, entropy bonus and KL-in-loss (the composition is
+/// written once; rlhf/backend/cuda/objectives.cuh calls it with the device ops).
+template <class Tag, class LP, class In, class Mask, class Out, class PolicyLoss, class EntropyBonus, class KLLoss>
+actor_result compose_actor(Tag tag, LP logp, In old_logp, In adv, Mask mask, In entropy, In ref_logp,
+                           const actor_params& p, Out dlogp, Out dentropy, PolicyLoss&& policy, EntropyBonus&& bonus,
+                           KLLoss&& kl_loss) {
+  constexpr const char* fn = "ppo::actor_loss";
+  actor_result r{};
+  r.policy = policy(tag, logp, old_logp, adv, mask, p.policy, dlogp);
+  r.loss = r.policy.loss;
+  if (!entropy.null()) {
+    rlhf::detail::require_same_shape(fn, "entropy", entropy, "log_prob", logp);
+    const auto e = bonus(tag, entropy, mask, p.entropy_coef, p.policy.agg, dentropy);
+    r.entropy = e.entropy;
+    r.loss += e.loss;
+  } else if (p.entropy_coef != 0) {
+    rlhf::detail::fail(error_kind::param, fn, "entropy", "is required when entropy_coef != 0");
+  }
+  if (!ref_logp.null()) {
+    const auto k = kl_loss(tag, logp, ref_logp, mask, p.kl_coef, p.kl, p.policy.agg, dlogp, true);
+    r.kl = k.mean_kl;
+    r.loss += k.loss;
+  } else if (p.kl_coef != 0) {
+    rlhf::detail::fail(error_kind::param, fn, "ref_log_prob", "is required when kl_coef != 0 (KL in the loss)");
+  }
+  return r;
+}
+}  // namespace detail
+
 /// The actor's loss as verl's dp_actor composes it. `entropy` and `ref_logp`
 /// may be null views (no bonus / no KL term). Gradients go to `dlogp` and
 /// `dentropy` (optional).
@@ -355,26 +386,10 @@ template <class T, class M>
 actor_result actor_loss(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 2> old_logp, in_view<T, 2> adv,
                         tensor_view<M, 2> mask, in_view<T, 2> entropy, in_view<T, 2> ref_logp,
                         const actor_params& p, out_view<T, 2> dlogp = {}, out_view<T, 2> dentropy = {}) {
-  constexpr const char* fn = "ppo::actor_loss";
-  actor_result r{};
-  r.policy = policy_loss(tag, logp, old_logp, adv, mask, p.policy, dlogp);
-  r.loss = r.policy.loss;
-  if (!entropy.null()) {
-    rlhf::detail::require_same_shape(fn, "entropy", entropy, "log_prob", logp);
-    const auto e = entropy_bonus(tag, entropy, mask, p.entropy_coef, p.policy.agg, dentropy);
-    r.entropy = e.entropy;
-    r.loss += e.loss;
-  } else if (p.entropy_coef != 0) {
-    rlhf::detail::fail(error_kind::param, fn, "entropy", "is required when entropy_coef != 0");
-  }
-  if (!ref_logp.null()) {
-    const auto k = kl::loss(tag, logp, ref_logp, mask, p.kl_coef, p.kl, p.policy.agg, dlogp, true);
-    r.kl = k.mean_kl;
-    r.loss += k.loss;
-  } else if (p.kl_coef != 0) {
-    rlhf::detail::fail(error_kind::param, fn, "ref_log_prob", "is required when kl_coef != 0 (KL in the loss)");
-  }
-  return r;
+  return detail::compose_actor(
+      tag, logp, old_logp, adv, mask, entropy, ref_logp, p, dlogp, dentropy,
+      [](auto&&... a) { return policy_loss(a...); }, [](auto&&... a) { return entropy_bonus(a...); },
+      [](auto&&... a) { return kl::loss(a...); });
 }
 
 struct combined_params {

@@ -22,6 +22,7 @@
 
 #include "../core/backend.hpp"
 #include "../core/check.hpp"
+#include "../concepts/batch.hpp"
 #include "../core/tensor_view.hpp"
 
 namespace rlhf {
@@ -66,9 +67,7 @@ struct memory<host_space> {
   /// out[i, :] = x[rows[i], :].
   template <class Tag, class T>
   static void gather_rows(Tag, tensor_view<const T, 2> x, const std::vector<index_t>& rows, tensor_view<T, 2> out) {
-    const auto n = static_cast<index_t>(rows.size());
-    for (index_t i = 0; i < n; ++i)
-      for (index_t t = 0; t < x.extent(1); ++t) out(i, t) = x(rows[static_cast<std::size_t>(i)], t);
+    rlhf::gather_rows(x, rows, out);
   }
 
   /// An rlhf::error(non_finite) naming `what` when x holds NaN or Inf

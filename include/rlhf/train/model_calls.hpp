@@ -17,6 +17,9 @@
 // fine). Handles returned by forward() are kept until their backward.
 #pragma once
 
+// the device trainers' header (backend/cuda/train.cuh) must come before this one
+#define RLHF_TRAINERS_INCLUDED
+
 #include <chrono>
 #include <cstddef>
 #include <optional>
@@ -160,11 +163,26 @@ struct row_outputs {
   tensor_view<const E, 2, Space> entropy_2d(index_t B, index_t T) const { return {entropy.data(), {B, T}}; }
 };
 
+/// The device kernels do not check labels: the trainer checks the batch's
+/// tokens (host memory) against the vocabulary before a device launch.
+template <class Tag, class B>
+void check_labels(const char* fn, const B& b, index_t V) {
+  if constexpr (!is_host_backend_v<Tag>) {
+    const auto* y = b.responses.data();
+    for (index_t i = 0; i < b.size() * b.length(); ++i)
+      if (y[i] < 0 || static_cast<long long>(y[i]) >= static_cast<long long>(V))
+        rlhf::detail::fail(error_kind::shape, fn, "responses",
+                           "holds " + std::to_string(static_cast<long long>(y[i])) + " at [" + std::to_string(i / b.length()) +
+                               ", " + std::to_string(i % b.length()) + "], outside the vocabulary [0, " + std::to_string(V) + ")");
+  }
+}
+
 /// Log-probs (and entropy) from logits [B*T, V] of element type E.
 template <class Tag, class E, class Space, class Tok, class O, class B>
 void logits_rows(Tag be, tensor_view<E, 2, Space> logits, tensor_view<const Tok, 1, Space> labels, const B& b,
                  row_outputs<O, Space>& out, double& ops_s) {
   check_rows("train: model logits", "logits", logits.extent(0), b);
+  check_labels<Tag>("train: model logits", b, logits.extent(1));
   out.resize(logits.extent(0));
   timed(ops_s, [&] {
     ops::logprobs_entropy(be, logits, labels, out.logp.view(), out.entropy.view(), tensor_view<O, 1, Space>{},
@@ -183,6 +201,7 @@ void hidden_rows(Tag be, tensor_view<E, 2, Space> hidden, tensor_view<EW, 2, Spa
   static_assert(std::is_same_v<value_t<E>, value_t<EW>>,
                 "rlhf: hidden_states() and lm_head() must have the same element type");
   check_rows("train: model hidden_states", "hidden_states", hidden.extent(0), b);
+  check_labels<Tag>("train: model hidden_states", b, weight.extent(0));
   out.resize(hidden.extent(0));
   ops::fused_linear_params fp;
   fp.logits.temperature = b.temperature;

@@ -449,4 +449,24 @@ void remax(cuda_t tag, tensor_view<T, 2, device_space> token_level_rewards, in_d
   rlhf::detail::check_cuda(cudaStreamSynchronize(tag.stream), fn, "cudaStreamSynchronize");
 }
 
+/// adv::zero_variance_fraction on the device: the row scores summed there,
+/// the B scores and group ids read back, the CPU's rule (detail::zero_variance_of).
+template <class T, class I>
+double zero_variance_fraction(cuda_t tag, tensor_view<T, 2, device_space> rewards, tensor_view<I, 1, device_space> index) {
+  constexpr const char* fn = "adv::zero_variance_fraction (cuda)";
+  rlhf::detail::require_nonempty(fn, "token_level_rewards", rewards);
+  rlhf::detail::require_extent(fn, "index", index, 0, rewards.extent(0), "one group id per response");
+  namespace ck = cuda_kernels;
+  const index_t B = rewards.extent(0), T_ = rewards.extent(1);
+  ck::scratch s(static_cast<std::size_t>(B), tag.stream, fn);
+  ck::row_sums<<<ck::grid_bt(B, T_), ck::block_threads, 0, tag.stream>>>(ck::in(rewards), T_, s.data());
+  ck::check_launch(fn, "row_sums");
+  const std::vector<double> scores = s.read();
+  std::vector<std::remove_const_t<I>> ids(static_cast<std::size_t>(B));
+  rlhf::detail::check_cuda(cudaMemcpy2D(ids.data(), sizeof(I), index.data(), static_cast<std::size_t>(index.stride(0)) * sizeof(I),
+                                        sizeof(I), static_cast<std::size_t>(B), cudaMemcpyDeviceToHost),
+                           fn, "cudaMemcpy2D (group ids)");
+  return detail::zero_variance_of(scores, detail::groups(tensor_view<const std::remove_const_t<I>, 1>(ids.data(), {B})));
+}
+
 }  // namespace rlhf::adv

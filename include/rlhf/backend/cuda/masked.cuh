@@ -335,3 +335,191 @@ void masked_mean_rows(cuda_t tag, tensor_view<T, 2, device_space> values, tensor
 }
 
 }  // namespace rlhf::ops
+
+// ---- the small ops of the trainers, on the device (ops/masked.hpp) ----
+
+namespace rlhf::cuda_kernels {
+
+/// out[b * so] = acc[2 b + 1] (the per-row masked sums of masked_moments).
+template <class O>
+__global__ void take_row_sums(const double* acc, index_t B, O* out, index_t so) {
+  for (index_t b = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; b < B;
+       b += static_cast<index_t>(gridDim.x) * blockDim.x)
+    out[b * so] = static_cast<O>(acc[2 * b + 1]);
+}
+
+/// dvalues[b, t] = cot[b] m[b, t].
+template <class M, class C, class O>
+__global__ void row_broadcast(in2<M> mask, const C* cot, index_t sc, out2<O> dv, index_t B, index_t T_) {
+  const index_t n = B * T_;
+  for (index_t i = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<index_t>(gridDim.x) * blockDim.x) {
+    const index_t b = i / T_, t = i % T_;
+    dv.set(b, t, static_cast<double>(cot[b * sc]) * mask(b, t));
+  }
+}
+
+/// acc[0] += sum x^2 over grid_bt.
+template <class T>
+__global__ void sum_sq(in2<T> x, index_t T_, double* acc) {
+  const index_t b = blockIdx.x, t0 = static_cast<index_t>(blockIdx.y) * row_chunk;
+  const index_t t1 = t0 + row_chunk < T_ ? t0 + row_chunk : T_;
+  sums<1> s{{0.0}};
+  for (index_t t = t0 + threadIdx.x; t < t1; t += blockDim.x) {
+    const double v = x(b, t);
+    s.v[0] += v * v;
+  }
+  block_accumulate<1>(s, acc);
+}
+
+/// out = 0 and last[b] = the largest valid t of row b (last starts at -1).
+template <class M, class O>
+__global__ void zero_and_last(in2<M> mask, out2<O> out, index_t B, index_t T_, int* last) {
+  const index_t n = B * T_;
+  for (index_t i = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<index_t>(gridDim.x) * blockDim.x) {
+    const index_t b = i / T_, t = i % T_;
+    out.set(b, t, 0.0);
+    if (mask(b, t) != 0) atomicMax(last + b, static_cast<int>(t));
+  }
+}
+
+/// out[b, last[b]] = scores[b]; empty[0] += rows without a valid token.
+template <class S, class O>
+__global__ void put_last(const S* scores, index_t ss, const int* last, out2<O> out, index_t B, int* empty) {
+  for (index_t b = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; b < B;
+       b += static_cast<index_t>(gridDim.x) * blockDim.x) {
+    if (last[b] < 0) atomicAdd(empty, 1);
+    else out.set(b, last[b], static_cast<double>(scores[b * ss]));
+  }
+}
+
+struct max_op {
+  __device__ double operator()(double a, double b) const { return fmax(a, b); }
+};
+
+/// acc[0] += sum m |e^a - e^b|, acc[1] += sum m; *mx = max |e^a - e^b| on valid
+/// tokens (non-negative doubles order as their bits: an integer atomicMax).
+template <class A, class Bv, class M>
+__global__ void prob_diff_kernel(in2<A> a, in2<Bv> bb, in2<M> mask, index_t T_, double* acc, unsigned long long* mx) {
+  const index_t b = blockIdx.x, t0 = static_cast<index_t>(blockIdx.y) * row_chunk;
+  const index_t t1 = t0 + row_chunk < T_ ? t0 + row_chunk : T_;
+  sums<2> s{{0.0, 0.0}};
+  double m_local = 0;
+  for (index_t t = t0 + threadIdx.x; t < t1; t += blockDim.x) {
+    const double m = mask(b, t);
+    if (m == 0) continue;
+    const double d = fabs(exp(a(b, t)) - exp(bb(b, t)));
+    s.v[0] += m * d;
+    s.v[1] += m;
+    m_local = fmax(m_local, d);
+  }
+  block_accumulate<2>(s, acc);
+  using reduce = cub::BlockReduce<double, block_threads>;
+  __shared__ typename reduce::TempStorage tmp;
+  const double top = reduce(tmp).Reduce(m_local, max_op{});
+  if (threadIdx.x == 0) atomicMax(mx, static_cast<unsigned long long>(__double_as_longlong(top)));
+}
+
+}  // namespace rlhf::cuda_kernels
+
+namespace rlhf::ops {
+
+/// ops::masked_sum_rows on the device: out[b] = sum_t m[b, t] v[b, t].
+template <class T, class M>
+void masked_sum_rows(cuda_t tag, tensor_view<T, 2, device_space> values, tensor_view<M, 2, device_space> mask,
+                     out_dview<T, 1> out) {
+  constexpr const char* fn = "ops::masked_sum_rows (cuda)";
+  rlhf::detail::require_same_shape(fn, "mask", mask, "values", values);
+  rlhf::detail::require_extent(fn, "out", out, 0, values.extent(0), "one sum per row");
+  namespace ck = cuda_kernels;
+  const index_t B = values.extent(0), T_ = values.extent(1);
+  if (B == 0) return;
+  ck::scratch rows(static_cast<std::size_t>(2 * B), tag.stream, fn);
+  if (T_ > 0) {
+    ck::masked_moments<value_t<T>, value_t<M>><<<ck::grid_bt(B, T_), ck::block_threads, 0, tag.stream>>>(
+        ck::in(values), ck::in(mask), T_, rows.data(), true);
+    ck::check_launch(fn, "masked_moments (rows)");
+  }
+  ck::take_row_sums<<<ck::grid_1d(B), ck::block_threads, 0, tag.stream>>>(rows.data(), B, out.data(), out.stride(0));
+  ck::check_launch(fn, "take_row_sums");
+}
+
+/// VJP of masked_sum_rows on the device: dvalues[b, t] = cot[b] m[b, t].
+template <class T, class M>
+void masked_sum_rows_backward(cuda_t tag, tensor_view<M, 2, device_space> mask, tensor_view<T, 1, device_space> cot,
+                              out_dview<T, 2> dvalues) {
+  constexpr const char* fn = "ops::masked_sum_rows_backward (cuda)";
+  rlhf::detail::require_same_shape(fn, "dvalues", dvalues, "mask", mask);
+  rlhf::detail::require_extent(fn, "cot", cot, 0, mask.extent(0), "one cotangent per row");
+  namespace ck = cuda_kernels;
+  const index_t B = mask.extent(0), T_ = mask.extent(1);
+  if (B * T_ == 0) return;
+  ck::row_broadcast<<<ck::grid_1d(B * T_), ck::block_threads, 0, tag.stream>>>(ck::in(mask), cot.data(), cot.stride(0),
+                                                                                ck::out(dvalues), B, T_);
+  ck::check_launch(fn, "row_broadcast");
+}
+
+/// ops::sum_squares on the device.
+template <class T>
+double sum_squares(cuda_t tag, tensor_view<T, 2, device_space> v) {
+  constexpr const char* fn = "ops::sum_squares (cuda)";
+  namespace ck = cuda_kernels;
+  if (v.size() == 0) return 0.0;
+  ck::scratch acc(1, tag.stream, fn);
+  ck::sum_sq<<<ck::grid_bt(v.extent(0), v.extent(1)), ck::block_threads, 0, tag.stream>>>(ck::in(v), v.extent(1), acc.data());
+  ck::check_launch(fn, "sum_sq");
+  return acc.read()[0];
+}
+
+/// ops::place_at_last_token on the device (a row without a valid token is an
+/// `empty` error, found after the pass: the outputs then hold zeros there).
+template <class T, class M>
+void place_at_last_token(cuda_t tag, tensor_view<T, 1, device_space> scores, tensor_view<M, 2, device_space> mask,
+                         out_dview<T, 2> out) {
+  constexpr const char* fn = "ops::place_at_last_token (cuda)";
+  rlhf::detail::require_extent(fn, "scores", scores, 0, mask.extent(0), "one score per row of the mask");
+  rlhf::detail::require_same_shape(fn, "out", out, "mask", mask);
+  namespace ck = cuda_kernels;
+  const index_t B = mask.extent(0), T_ = mask.extent(1);
+  if (B == 0) return;
+  stream_buffer<int> last(static_cast<std::size_t>(B) + 1, tag.stream, fn);
+  rlhf::detail::check_cuda(cudaMemsetAsync(last.data(), 0xff, static_cast<std::size_t>(B) * sizeof(int), tag.stream), fn,
+                           "cudaMemsetAsync");
+  rlhf::detail::check_cuda(cudaMemsetAsync(last.data() + B, 0, sizeof(int), tag.stream), fn, "cudaMemsetAsync");
+  if (T_ > 0) {
+    ck::zero_and_last<<<ck::grid_1d(B * T_), ck::block_threads, 0, tag.stream>>>(ck::in(mask), ck::out(out), B, T_,
+                                                                                  last.data());
+    ck::check_launch(fn, "zero_and_last");
+  }
+  ck::put_last<<<ck::grid_1d(B), ck::block_threads, 0, tag.stream>>>(scores.data(), scores.stride(0), last.data(),
+                                                                       ck::out(out), B, last.data() + B);
+  ck::check_launch(fn, "put_last");
+  int empty = 0;
+  rlhf::detail::check_cuda(cudaMemcpyAsync(&empty, last.data() + B, sizeof(int), cudaMemcpyDeviceToHost, tag.stream), fn,
+                           "cudaMemcpyAsync");
+  rlhf::detail::check_cuda(cudaStreamSynchronize(tag.stream), fn, "cudaStreamSynchronize");
+  if (empty > 0)
+    rlhf::detail::fail(error_kind::empty, fn, "response_mask", "has " + std::to_string(empty) + " empty response(s)");
+}
+
+/// ops::prob_diff on the device: max and mean of |exp(a) - exp(b)| on valid tokens.
+template <class T, class U, class M>
+prob_diff_stats prob_diff(cuda_t tag, tensor_view<T, 2, device_space> logp_a, tensor_view<U, 2, device_space> logp_b,
+                          tensor_view<M, 2, device_space> mask) {
+  constexpr const char* fn = "ops::prob_diff (cuda)";
+  rlhf::detail::require_same_shape(fn, "mask", mask, "logp_a", logp_a);
+  rlhf::detail::require_same_shape(fn, "logp_b", logp_b, "logp_a", logp_a);
+  namespace ck = cuda_kernels;
+  const index_t B = mask.extent(0), T_ = mask.extent(1);
+  if (B * T_ == 0) rlhf::detail::fail(error_kind::empty, fn, "mask", "has no valid element");
+  ck::scratch acc(3, tag.stream, fn);  // acc[2]: the max, as bits
+  ck::prob_diff_kernel<<<ck::grid_bt(B, T_), ck::block_threads, 0, tag.stream>>>(
+      ck::in(logp_a), ck::in(logp_b), ck::in(mask), T_, acc.data(), reinterpret_cast<unsigned long long*>(acc.data() + 2));
+  ck::check_launch(fn, "prob_diff");
+  const auto h = acc.read();
+  if (!(h[1] > 0)) rlhf::detail::fail(error_kind::empty, fn, "mask", "has no valid element");
+  return prob_diff_stats{h[2], h[0] / h[1]};
+}
+
+}  // namespace rlhf::ops

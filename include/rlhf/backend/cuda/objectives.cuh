@@ -369,3 +369,20 @@ in_loss_result loss(cuda_t tag, tensor_view<T, 2, device_space> logp, in_dview<T
 }
 
 }  // namespace rlhf::kl
+
+namespace rlhf::ppo {
+
+/// ppo::actor_loss on device views: the CPU's composition (ppo.hpp,
+/// detail::compose_actor) with the device policy loss, entropy bonus and
+/// KL in the loss.
+template <class T, class M>
+actor_result actor_loss(cuda_t tag, tensor_view<T, 2, device_space> logp, in_dview<T, 2> old_logp, in_dview<T, 2> adv,
+                        tensor_view<M, 2, device_space> mask, in_dview<T, 2> entropy, in_dview<T, 2> ref_logp,
+                        const actor_params& p, out_dview<T, 2> dlogp = {}, out_dview<T, 2> dentropy = {}) {
+  return detail::compose_actor(
+      tag, logp, old_logp, adv, mask, entropy, ref_logp, p, dlogp, dentropy,
+      [](auto&&... a) { return ppo::policy_loss(a...); }, [](auto&&... a) { return ppo::entropy_bonus(a...); },
+      [](auto&&... a) { return kl::loss(a...); });
+}
+
+}  // namespace rlhf::ppo
