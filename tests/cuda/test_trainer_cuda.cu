@@ -8,6 +8,9 @@
 // device gradients, as a CUDA engine's would. Exits 77 (skipped) without a GPU.
 #include <rlhf/backend/cuda/train.cuh>  // first: the device ops, then the trainers
 
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
 #include <cmath>
 #include <cstdio>
 #include <string>
@@ -30,6 +33,48 @@ void check(bool ok, const std::string& what) {
     std::printf("FAIL %s\n", what.c_str());
   }
 }
+
+/// A float logits model whose device logits are 16-bit (half or bfloat16),
+/// as a mixed-precision engine's: the trainer processes them in their own
+/// type (float accumulation) and hands back 16-bit gradients.
+template <class H>
+class low_precision_logits {
+ public:
+  using batch = rlhf::basic_batch<std::int32_t>;
+  lin::model<float, kind::logits> m;
+  explicit low_precision_logits(unsigned seed) : m(seed) {}
+  auto generate(const rlhf::prompt_batch& x, const rlhf::sampling& s, rlhf::rng_t& g) const { return m.generate(x, s, g); }
+  void step() { m.step(); }
+  const rlhf::device_tensor<H, 2>& logits(const batch& b) {
+    const auto z = m.logits(b);
+    std::vector<H> h(static_cast<std::size_t>(z.size()));
+    for (std::size_t i = 0; i < h.size(); ++i) h[i] = H(z.data()[i]);
+    z_.resize(z.shape());
+    rlhf::detail::check_cuda(cudaMemcpy(z_.data(), h.data(), h.size() * sizeof(H), cudaMemcpyHostToDevice), "test", "upload");
+    return z_;
+  }
+  void backward_logits(const batch& b, rlhf::tensor_view<const H, 2, rlhf::device_space> dz) {
+    std::vector<H> h(static_cast<std::size_t>(dz.size()));
+    rlhf::detail::check_cuda(cudaDeviceSynchronize(), "test", "synchronize");
+    rlhf::detail::check_cuda(cudaMemcpy(h.data(), dz.data(), h.size() * sizeof(H), cudaMemcpyDeviceToHost), "test", "download");
+    rlhf::tensor<float, 2> f(dz.shape());
+    for (std::size_t i = 0; i < h.size(); ++i) f.data()[i] = static_cast<float>(h[i]);
+    m.backward_logits(b, f.view());
+  }
+
+ private:
+  rlhf::device_tensor<H, 2> z_;
+};
+
+template <class F>
+using grpo_loss = tr::rl_structure<tr::algorithm::ppo, rlhf::kl_estimator::k3, tr::kl_placement::loss,
+                                   tr::advantage_estimator::grpo, rlhf::agg_mode::seq_mean_token_mean, F>;
+template <class F>
+using rpp_reward = tr::rl_structure<tr::algorithm::ppo, rlhf::kl_estimator::k1, tr::kl_placement::reward,
+                                    tr::advantage_estimator::reinforce_pp, rlhf::agg_mode::token_mean, F>;
+
+template <class F>
+using grpo_loss_t = grpo_loss<F>;
 
 /// A structure on the device: the host one plus the backend tag.
 template <class S>
@@ -109,6 +154,23 @@ void rl_case(const std::string& name, double rel) {
   check(gpu.profile().boundary_bytes == 0, name + ": no boundary conversion on the device");
 }
 
+/// 16-bit device logits against the float CPU run (loose: the logits are rounded).
+template <class H>
+void low_precision_case(const std::string& name, double rel) {
+  using M = lin::model<float, kind::logits>;
+  using D = low_precision_logits<H>;
+  using S = grpo_loss_t<float>;
+  M pi(1), ref(1);
+  D dpi(1), dref(1);
+  lin::reward rm;
+  auto o = rl_opts(true);
+  o.steps = 2;
+  tr::rl_trainer<S, M, M, lin::reward> cpu(pi, ref, rm, prompts(), o);
+  tr::rl_trainer<on_cuda<S>, D, D, lin::reward> gpu(dpi, dref, rm, prompts(), o);
+  for (int s = 0; s < o.steps; ++s) same_record(cpu.step(), gpu.step(), rel, name + " step " + std::to_string(s + 1));
+  same_weights(pi.parameters(), dpi.m.parameters(), rel, name);
+}
+
 template <class F, kind K>
 void dpo_case(const std::string& name, double rel) {
   using M = lin::model<F, cpu_kind<K>>;
@@ -130,13 +192,6 @@ void dpo_case(const std::string& name, double rel) {
   same_weights(pi.parameters(), dpi.m.parameters(), rel, name);
 }
 
-template <class F>
-using grpo_loss = tr::rl_structure<tr::algorithm::ppo, rlhf::kl_estimator::k3, tr::kl_placement::loss,
-                                   tr::advantage_estimator::grpo, rlhf::agg_mode::seq_mean_token_mean, F>;
-template <class F>
-using rpp_reward = tr::rl_structure<tr::algorithm::ppo, rlhf::kl_estimator::k1, tr::kl_placement::reward,
-                                    tr::advantage_estimator::reinforce_pp, rlhf::agg_mode::token_mean, F>;
-
 }  // namespace
 
 int main() {
@@ -152,6 +207,8 @@ int main() {
     rl_case<grpo_loss<float>, float, kind::log_probs>("ppo/grpo/kl-in-loss float log_probs", 2e-4);
     rl_case<grpo_loss<float>, float, kind::logits>("ppo/grpo/kl-in-loss float logits", 2e-4);
     rl_case<grpo_loss<float>, float, kind::hidden>("ppo/grpo/kl-in-loss float hidden", 2e-4);
+    low_precision_case<__half>("ppo/grpo half logits", 3e-2);
+    low_precision_case<__nv_bfloat16>("ppo/grpo bfloat16 logits", 6e-2);
     dpo_case<double, kind::log_probs>("dpo double log_probs", 1e-9);
     dpo_case<double, kind::logits>("dpo double logits", 1e-9);
     dpo_case<float, kind::hidden>("dpo float hidden", 2e-4);
