@@ -15,32 +15,16 @@
 
 #include "../../examples/tabular_models.hpp"
 #include "device_models.hpp"
+#include "lockstep.hpp"
 
 namespace {
 
 using namespace bandit;
 using device_test::device_model;
 namespace tr = rlhf::train;
+using device_test::check;
+using device_test::same_record;
 
-int failures = 0;
-
-void check(bool ok, const std::string& what) {
-  if (!ok) {
-    ++failures;
-    std::printf("FAIL %s\n", what.c_str());
-  }
-}
-
-void same_record(const tr::record& a, const tr::record& b, double rel, const std::string& what) {
-  check(a.items().size() == b.items().size(), what + ": the same fields");
-  for (const auto& [k, v] : a.items()) {
-    const double x = a.number(k), y = b.number(k);
-    if (std::isnan(x) && std::isnan(y)) continue;
-    const bool ok = std::fabs(x - y) <= rel * std::fmax(1.0, std::fabs(x));
-    if (!ok) std::printf("  %s: %s cpu %.17g cuda %.17g\n", what.c_str(), k.c_str(), x, y);
-    check(ok, what + ": " + k);
-  }
-}
 
 void same_policy(const tabular_policy& a, const tabular_policy& b, double rel, const std::string& what) {
   double worst = 0;
@@ -138,8 +122,7 @@ int main() {
     }
   } catch (const std::exception& e) {
     std::printf("FAIL exception: %s\n", e.what());
-    ++failures;
+    ++device_test::failures;
   }
-  std::printf("%s (%d failures)\n", failures ? "FAILED" : "ok", failures);
-  return failures ? 1 : 0;
+  return device_test::report();
 }

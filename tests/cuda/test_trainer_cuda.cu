@@ -18,21 +18,15 @@
 
 #include "../unit/linear_lm.hpp"
 #include "device_models.hpp"
+#include "lockstep.hpp"
 
 namespace {
 
 using lin::kind;
 using rlhf::index_t;
 namespace tr = rlhf::train;
-
-int failures = 0;
-
-void check(bool ok, const std::string& what) {
-  if (!ok) {
-    ++failures;
-    std::printf("FAIL %s\n", what.c_str());
-  }
-}
+using device_test::check;
+using device_test::same_record;
 
 /// A float logits model whose device logits are 16-bit (half or bfloat16),
 /// as a mixed-precision engine's: the trainer processes them in their own
@@ -73,9 +67,6 @@ template <class F>
 using rpp_reward = tr::rl_structure<tr::algorithm::ppo, rlhf::kl_estimator::k1, tr::kl_placement::reward,
                                     tr::advantage_estimator::reinforce_pp, rlhf::agg_mode::token_mean, F>;
 
-template <class F>
-using grpo_loss_t = grpo_loss<F>;
-
 /// A structure on the device: the host one plus the backend tag.
 template <class S>
 struct on_cuda : S {
@@ -98,22 +89,6 @@ tr::rl_options rl_opts(bool entropy) {
   o.progress = false;
   o.seed = 3;
   return o;
-}
-
-/// Every number of two records agrees to rel (same keys, same order).
-void same_record(const tr::record& a, const tr::record& b, double rel, const std::string& what) {
-  check(a.items().size() == b.items().size(), what + ": the same fields");
-  for (const auto& [k, v] : a.items()) {
-    if (!b.has(k)) {
-      check(false, what + ": field " + k + " only on the CPU");
-      continue;
-    }
-    const double x = a.number(k), y = b.number(k);
-    if (std::isnan(x) && std::isnan(y)) continue;
-    const bool ok = std::fabs(x - y) <= rel * std::fmax(1.0, std::fabs(x));
-    if (!ok) std::printf("  %s: %s cpu %.17g cuda %.17g\n", what.c_str(), k.c_str(), x, y);
-    check(ok, what + ": " + k);
-  }
 }
 
 template <class F>
@@ -159,7 +134,7 @@ template <class H>
 void low_precision_case(const std::string& name, double rel) {
   using M = lin::model<float, kind::logits>;
   using D = low_precision_logits<H>;
-  using S = grpo_loss_t<float>;
+  using S = grpo_loss<float>;
   M pi(1), ref(1);
   D dpi(1), dref(1);
   lin::reward rm;
@@ -214,8 +189,7 @@ int main() {
     dpo_case<float, kind::hidden>("dpo float hidden", 2e-4);
   } catch (const std::exception& e) {
     std::printf("FAIL exception: %s\n", e.what());
-    ++failures;
+    ++device_test::failures;
   }
-  std::printf("%s (%d failures)\n", failures ? "FAILED" : "ok", failures);
-  return failures ? 1 : 0;
+  return device_test::report();
 }

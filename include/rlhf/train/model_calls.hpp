@@ -236,6 +236,24 @@ auto head_view(M& m) {
   return rlhf::as_view(w);
 }
 
+/// The [B, T] log-probs and entropy of a logits or hidden-state output `v`
+/// of model m: the rows in the model's row type, then in precision W.
+template <model_path Path, class Tag, class V, class M, class B, class O, class W, class Space>
+void rows_of(Tag be, V v, M& m, const B& b, const batch_mirror<typename B::token_type, Space>& bm,
+             row_outputs<O, Space>& rows, boundary_buf<W, 2, Space>& conv_logp, boundary_buf<W, 2, Space>& conv_h,
+             tensor_view<const W, 2, Space>& logp, tensor_view<const W, 2, Space>& entropy, step_profile& prof) {
+  require_space<Space, V>();
+  if constexpr (Path == model_path::logits) {
+    logits_rows(be, v, bm.labels(), b, rows, prof.ops_s);
+  } else {
+    const auto w = head_view(m);
+    require_space<Space, decltype(w)>();
+    hidden_rows(be, v, w, bm.labels(), b, rows, prof.ops_s);
+  }
+  logp = boundary<W, Space>(be, rows.logp_2d(b.size(), b.length()), conv_logp, prof);
+  entropy = boundary<W, Space>(be, rows.entropy_2d(b.size(), b.length()), conv_h, prof);
+}
+
 /// The [B, T] log-probs (and entropy) of a batch under a model, with no
 /// gradient (the reference model; the policy's old log-probs), in precision
 /// W and memory space Space.
@@ -259,22 +277,12 @@ class nograd_eval {
   /// Runs the model; the views stay valid until the next run().
   template <class Tag>
   void run(Tag be, M& m, const B& b, const batch_mirror<Tok, Space>& bm, step_profile& prof) {
-    const index_t B_ = b.size(), T = b.length();
     auto v = timed(prof.model_s, [&] { return out_.set([&]() -> decltype(auto) { return call(m, b); }); });
     if constexpr (path == model_path::log_probs) {
       rlhf::detail::require_same_shape("train: model log_probs", "log_probs", v, "responses", b.responses.view());
       logp_ = boundary<W, Space>(be, v, conv_logp_, prof);
     } else {
-      require_space<Space, view_type>();
-      if constexpr (path == model_path::logits) {
-        logits_rows(be, v, bm.labels(), b, rows_, prof.ops_s);
-      } else {
-        const auto w = head_view(m);
-        require_space<Space, decltype(w)>();
-        hidden_rows(be, v, w, bm.labels(), b, rows_, prof.ops_s);
-      }
-      logp_ = boundary<W, Space>(be, rows_.logp_2d(B_, T), conv_logp_, prof);
-      entropy_ = boundary<W, Space>(be, rows_.entropy_2d(B_, T), conv_h_, prof);
+      rows_of<path>(be, v, m, b, bm, rows_, conv_logp_, conv_h_, logp_, entropy_, prof);
     }
   }
   [[nodiscard]] tensor_view<const W, 2, Space> logp() const noexcept { return logp_; }
@@ -349,7 +357,6 @@ class grad_pass {
   void forward(Tag be, P& p, const B& b, const batch_mirror<Tok, Space>& bm, bool want_entropy, step_profile& prof) {
     b_ = &b;
     bm_ = &bm;
-    const index_t B_ = b.size(), T = b.length();
     if constexpr (handle) {
       handle_.reset();
       timed(prof.model_s, [&] { handle_.emplace([&]() -> decltype(auto) { return p.forward(b); }); });
@@ -376,16 +383,7 @@ class grad_pass {
         }
       }
     } else {
-      require_space<Space, out_view_t>();
-      if constexpr (path == model_path::logits) {
-        logits_rows(be, v, bm.labels(), b, rows_, prof.ops_s);
-      } else {
-        const auto w = head_view(p);
-        require_space<Space, decltype(w)>();
-        hidden_rows(be, v, w, bm.labels(), b, rows_, prof.ops_s);
-      }
-      logp_ = boundary<W, Space>(be, rows_.logp_2d(B_, T), conv_logp_, prof);
-      entropy_ = boundary<W, Space>(be, rows_.entropy_2d(B_, T), conv_h_, prof);
+      rows_of<path>(be, v, p, b, bm, rows_, conv_logp_, conv_h_, logp_, entropy_, prof);
       has_entropy_ = true;
     }
   }
