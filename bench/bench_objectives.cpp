@@ -5,6 +5,8 @@
 // fused-kernels work.
 #include <benchmark/benchmark.h>
 
+#include "bandwidth.hpp"
+
 #include <random>
 #include <rlhf/rlhf.hpp>
 
@@ -34,7 +36,7 @@ void BM_ppo_policy_loss(benchmark::State& s) {
   }
   s.SetBytesProcessed(s.iterations() * B * T * static_cast<int64_t>(sizeof(float)) * 5);
 }
-BENCHMARK(BM_ppo_policy_loss)->Args({256, 4096})->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_ppo_policy_loss)->Args({256, 4096})->Unit(benchmark::kMillisecond)->UseRealTime();
 
 void BM_gae(benchmark::State& s) {
   const auto B = s.range(0), T = s.range(1);
@@ -48,6 +50,8 @@ void BM_gae(benchmark::State& s) {
   s.SetBytesProcessed(s.iterations() * B * T * static_cast<int64_t>(sizeof(float)) * 5);
 }
 BENCHMARK(BM_gae)->Args({256, 4096})->Unit(benchmark::kMillisecond);
+void BM_copy(benchmark::State& s) { rlhf_bench::copy_bandwidth(s); }
+BENCHMARK(BM_copy)->Args({512, 1})->Args({512, 2})->Unit(benchmark::kMillisecond)->UseRealTime();
 }  // namespace
 
 BENCHMARK_MAIN();

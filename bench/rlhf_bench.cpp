@@ -13,6 +13,8 @@
 // bytes_per_second is set from the bytes each case must move.
 #include <benchmark/benchmark.h>
 
+#include "bandwidth.hpp"
+
 #include <Eigen/Core>
 #include <cstdint>
 #include <cstring>
@@ -132,14 +134,7 @@ void BM_gemm3(benchmark::State& s) {
 
 void BM_copy(benchmark::State& s) {
   set_threads(s, static_cast<int>(s.range(1)));
-  const std::size_t n = static_cast<std::size_t>(s.range(0)) << 20 >> 2;
-  std::vector<float> a(n, 1.0f), b(n, 0.0f);
-  for (auto _ : s) {
-#pragma omp parallel for schedule(static)
-    for (std::ptrdiff_t i = 0; i < static_cast<std::ptrdiff_t>(n); ++i) b[i] = a[i];
-    benchmark::ClobberMemory();
-  }
-  s.SetBytesProcessed(s.iterations() * static_cast<int64_t>(n) * 8);  // STREAM convention: read + write
+  rlhf_bench::copy_bandwidth(s);
 }
 
 void BM_read(benchmark::State& s) {

@@ -540,3 +540,53 @@ TEST_CASE("value loss and IS correction: each error kind", "[errors]") {
   CHECK(w2(0, 0) == 0.0);
   CHECK(w2(0, 1) == Approx(1 / 1.5));
 }
+
+// The CPU objective engine (backend/cpu/objective.hpp): issue 11's determinism
+// and batch invariance, on the PPO policy loss.
+#if defined(_OPENMP)
+#  include <omp.h>
+#endif
+
+TEST_CASE("objective engine: the same bits for any thread count; a row's gradient does not depend on its batch",
+          "[ppo][engine]") {
+  const index_t B = 64, T = 700;  // large enough for the engine's parallel rows
+  ppo_batch x(41, B, T);
+  const auto p = rlhf::ppo::policy_params::verl();
+  auto run = [&](int threads, mat& g) {
+#if defined(_OPENMP)
+    omp_set_num_threads(threads);
+#else
+    (void)threads;
+#endif
+    g = mat(B, T);
+    return rlhf::ppo::policy_loss(cpu, x.logp.cview(), x.old.cview(), x.adv.cview(), x.mask.cview(), p, g.view());
+  };
+  mat g1, g2;
+  const auto r1 = run(1, g1);
+  const auto r2 = run(2, g2);
+#if defined(_OPENMP)
+  omp_set_num_threads(omp_get_num_procs());
+#endif
+  CHECK(r1.loss == r2.loss);
+  CHECK(r1.clipfrac == r2.clipfrac);
+  CHECK(r1.ppo_kl == r2.ppo_kl);
+  CHECK(g1.v == g2.v);
+
+  // token_sum has no batch normaliser: row 5 alone gives row 5's gradient of the batch, bit for bit
+  auto ps = p;
+  ps.agg.mode = rlhf::agg_mode::token_sum;
+  mat gb(B, T), gr(1, T);
+  rlhf::ppo::policy_loss(cpu, x.logp.cview(), x.old.cview(), x.adv.cview(), x.mask.cview(), ps, gb.view());
+  auto row = [&](const mat& m) { return rlhf::tensor_view<const double, 2>(m.v.data() + 5 * T, {1, T}); };
+  rlhf::ppo::policy_loss(cpu, row(x.logp), row(x.old), row(x.adv), row(x.mask), ps, gr.view());
+  CHECK(std::equal(gr.v.begin(), gr.v.end(), gb.v.begin() + 5 * T));
+  // token_mean: the same up to the global normaliser (the batch's token count over the row's)
+  mat gm(B, T), gm1(1, T);
+  rlhf::ppo::policy_loss(cpu, x.logp.cview(), x.old.cview(), x.adv.cview(), x.mask.cview(), p, gm.view());
+  rlhf::ppo::policy_loss(cpu, row(x.logp), row(x.old), row(x.adv), row(x.mask), p, gm1.view());
+  double n = 0, n5 = 0;
+  for (index_t i = 0; i < B * T; ++i) n += x.mask.v[static_cast<std::size_t>(i)];
+  for (index_t t = 0; t < T; ++t) n5 += x.mask.v[static_cast<std::size_t>(5 * T + t)];
+  for (index_t t = 0; t < T; ++t)
+    CHECK(gm.v[static_cast<std::size_t>(5 * T + t)] == Approx(gm1.v[static_cast<std::size_t>(t)] * n5 / n).margin(1e-15));
+}

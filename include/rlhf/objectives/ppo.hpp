@@ -21,6 +21,8 @@
 #include "../ops/aggregate.hpp"
 #include "../kl/penalty.hpp"
 #include "../math/ppo.hpp"
+#include "../math/tokens.hpp"
+#include "../backend/cpu/objective.hpp"
 
 namespace rlhf::ppo {
 
@@ -154,9 +156,50 @@ double stat_mean(const tensor_view<M, 2>& mask, double eps, F&& f) {
 }
 }  // namespace detail
 
+namespace rules {
+/// The clipped policy loss of one token (both engines): loss and d loss /
+/// d logp (times the optional IS weight), and the statistics [clipped,
+/// clipped_lower, kl] of math::ppo_stats.
+template <class A>
+struct policy_token {
+  A logp, old, adv, weights;
+  math::ppo_clip_params cp;
+  math::ppo_stat_rules sr;
+  RLHF_HD token_out<1, 3> operator()(index_t b, index_t t) const {
+    const double lp = logp(b, t), o = old(b, t);
+    const auto term = math::ppo_clip(lp, o, adv(b, t), cp);
+    const double iw = weights.null() ? 1.0 : weights(b, t);
+    const auto st = math::ppo_stats(term, lp - o, sr);
+    token_out<1, 3> r;
+    r.loss = term.loss * iw;
+    r.grad[0] = term.dlogp * iw;
+    r.stat[0] = st.clipped;
+    r.stat[1] = st.clipped_lower;
+    r.stat[2] = st.kl;
+    return r;
+  }
+};
+}  // namespace rules
+
+namespace detail {
+/// The policy loss result from the engine's sums (both backends).
+template <class Sums>
+policy_result policy_from(const Sums& s, const policy_params& p, const char* fn) {
+  rlhf::detail::require_finite_result(s.value, fn, "log_prob",
+                                      "the ratio exp(log_prob - old_log_prob) overflows; set log_ratio_clamp");
+  policy_result r{};
+  r.loss = s.value;
+  r.clipfrac = s.stat[0] / (s.n + p.stat_eps);
+  r.clipfrac_lower = s.stat[1] / (s.n + p.stat_eps);
+  r.ppo_kl = s.stat[2] / (s.n + p.stat_eps);
+  return r;
+}
+}  // namespace detail
+
 /// Clipped PPO policy loss. `dlogp` (optional) receives d loss / d logp.
 /// `weights` (optional, detached) multiplies each token's loss: truncated
-/// importance-sampling corrections for rollout/training mismatch.
+/// importance-sampling corrections for rollout/training mismatch. One pass
+/// of the CPU objective engine (backend/cpu/objective.hpp).
 template <class T, class M>
 policy_result policy_loss(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 2> old_logp, in_view<T, 2> adv,
                           tensor_view<M, 2> mask, const policy_params& p, out_view<T, 2> dlogp = {},
@@ -166,39 +209,11 @@ policy_result policy_loss(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 2> old_l
   rlhf::detail::require_output(fn, "dlogp", dlogp, "log_prob", logp);
   detail::check_weights(tag, fn, logp, weights);
   check_policy_params(p, fn);
-  const index_t B = logp.extent(0), T_ = logp.extent(1);
-  const math::ppo_clip_params cp{p.clip_low, p.clip_high, p.dual_clip, p.log_ratio_clamp};
-  const math::ppo_stat_rules sr = stat_rules(p);
-  tensor<double, 2> loss_mat({B, T_}), dmat({B, T_}), w({B, T_});
-  policy_result r{};
-  double n = 0, sc = 0, scl = 0, skl = 0;
-  cpu_loops::for_each_2d(B, T_, [&](index_t b, index_t t) {
-    const double lp = static_cast<double>(logp(b, t)), old = static_cast<double>(old_logp(b, t));
-    const double a = static_cast<double>(adv(b, t));
-    const auto term = math::ppo_clip(lp, old, a, cp);
-    const double iw = weights.null() ? 1.0 : static_cast<double>(weights(b, t));
-    loss_mat(b, t) = term.loss * iw;
-    dmat(b, t) = term.dlogp * iw;
-    const double m = static_cast<double>(mask(b, t));
-    n += m;
-    if (m == 0) return;
-    const auto st = math::ppo_stats(term, lp - old, sr);
-    sc += m * st.clipped;
-    scl += m * st.clipped_lower;
-    skl += m * st.kl;
-  });
-  if (!(n > 0)) rlhf::detail::fail(error_kind::empty, fn, "response_mask", "has no valid token");
-  r.loss = ops::aggregate(tag.unchecked(), loss_mat.view(), mask, p.agg, w.view());
-  rlhf::detail::require_finite_result(r.loss, fn, "log_prob",
-                                      "the ratio exp(log_prob - old_log_prob) overflows; set log_ratio_clamp");
-  r.clipfrac = sc / (n + p.stat_eps);
-  r.clipfrac_lower = scl / (n + p.stat_eps);
-  r.ppo_kl = skl / (n + p.stat_eps);
-  if (!dlogp.null())
-    cpu_loops::for_each_2d(B, T_, [&](index_t b, index_t t) {
-      dlogp(b, t) = static_cast<value_t<T>>(w(b, t) * dmat(b, t));
-    });
-  return r;
+  using V = value_t<T>;
+  const rules::policy_token<strided2<V>> f{strided(logp), strided(old_logp), strided(adv), strided(weights),
+                                           {p.clip_low, p.clip_high, p.dual_clip, p.log_ratio_clamp}, stat_rules(p)};
+  const auto s = cpu_engine::run<1, 3>(fn, f, mask, p.agg, std::array<tensor_view<V, 2>, 1>{dlogp});
+  return detail::policy_from(s, p, fn);
 }
 
 // ---------------------------------------------------------------------------

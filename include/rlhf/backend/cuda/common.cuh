@@ -14,6 +14,7 @@
 
 #include "../../core/check.hpp"
 #include "../../cuda.hpp"
+#include "../../math/tokens.hpp"
 
 namespace rlhf::cuda_kernels {
 
@@ -21,14 +22,9 @@ inline constexpr int block_threads = 256;
 /// Tokens of one row handled by one block of a [B, T] pass (8 per thread).
 inline constexpr index_t row_chunk = 2048;
 
-/// A read-only strided 2-D device accessor; a null pointer reads as `fallback`.
+/// A read-only strided 2-D accessor (math/tokens.hpp: the CPU engine's too).
 template <class T>
-struct in2 {
-  const T* p = nullptr;
-  index_t s0 = 0, s1 = 0;
-  __device__ double operator()(index_t b, index_t t) const { return static_cast<double>(p[b * s0 + t * s1]); }
-  [[nodiscard]] __host__ __device__ bool null() const { return p == nullptr; }
-};
+using in2 = rlhf::strided2<T>;
 /// A writable strided 2-D device accessor (null: nothing is written).
 template <class T>
 struct out2 {
@@ -43,7 +39,7 @@ struct out2 {
 
 template <class T, class S>
 in2<std::remove_const_t<T>> in(const tensor_view<T, 2, S>& v) {
-  return {v.data(), v.null() ? 0 : v.stride(0), v.null() ? 0 : v.stride(1)};
+  return rlhf::strided(v);
 }
 template <class T, class S>
 out2<T> out(const tensor_view<T, 2, S>& v) {

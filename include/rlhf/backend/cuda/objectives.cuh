@@ -27,12 +27,7 @@
 
 namespace rlhf::cuda_kernels {
 
-template <int G, int K>
-struct token_out {
-  double loss = 0;
-  double grad[G > 0 ? G : 1] = {};
-  double stat[K > 0 ? K : 1] = {};
-};
+using rlhf::token_out;
 
 template <class O, int G>
 struct out_list {
@@ -139,24 +134,7 @@ objective_sums<K> run_objective(cuda_t tag, const char* fn, const F& f, in2<M> m
 // ---- per-token functors ----------------------------------------------------
 
 template <class T>
-struct ppo_policy_token {
-  in2<T> logp, old, adv, weights;
-  math::ppo_clip_params cp;
-  math::ppo_stat_rules sr;
-  __device__ token_out<1, 3> operator()(index_t b, index_t t) const {
-    const double lp = logp(b, t), o = old(b, t);
-    const auto term = math::ppo_clip(lp, o, adv(b, t), cp);
-    const double iw = weights.null() ? 1.0 : weights(b, t);
-    const auto st = math::ppo_stats(term, lp - o, sr);
-    token_out<1, 3> r;
-    r.loss = term.loss * iw;
-    r.grad[0] = term.dlogp * iw;
-    r.stat[0] = st.clipped;
-    r.stat[1] = st.clipped_lower;
-    r.stat[2] = st.kl;
-    return r;
-  }
-};
+using ppo_policy_token = ppo::rules::policy_token<in2<T>>;
 
 template <class T>
 struct value_token {
@@ -285,18 +263,7 @@ deferred<policy_result> policy_loss_async(cuda_t tag, tensor_view<T, 2, device_s
   auto launch = std::make_shared<ck::objective_launch<3>>(ck::launch_objective<1, 3>(
       tag, fn, f, ck::in(mask), logp.extent(0), logp.extent(1), p.agg,
       std::array<ck::out2<value_t<T>>, 1>{ck::out(dlogp)}));
-  const double eps = p.stat_eps;
-  return deferred<policy_result>([launch, eps] {
-    const auto s = launch->finish();
-    rlhf::detail::require_finite_result(s.value, "ppo::policy_loss (cuda)", "log_prob",
-                                        "the ratio exp(log_prob - old_log_prob) overflows; set log_ratio_clamp");
-    policy_result r;
-    r.loss = s.value;
-    r.clipfrac = s.stat[0] / (s.n + eps);
-    r.clipfrac_lower = s.stat[1] / (s.n + eps);
-    r.ppo_kl = s.stat[2] / (s.n + eps);
-    return r;
-  });
+  return deferred<policy_result>([launch, p] { return detail::policy_from(launch->finish(), p, "ppo::policy_loss (cuda)"); });
 }
 
 /// ppo::policy_loss on device views (same arguments and result as the CPU's).
