@@ -179,6 +179,35 @@ struct policy_token {
     return r;
   }
 };
+
+/// The value loss of one token (both engines): loss, d loss / d vpred, and
+/// whether the clipped branch was taken.
+template <class A>
+struct value_token {
+  A vpred, ret, old;
+  double clip;
+  bool clipped_only;
+  RLHF_HD token_out<1, 1> operator()(index_t b, index_t t) const {
+    const auto term = math::value_clip(vpred(b, t), old(b, t), ret(b, t), clip, clipped_only);
+    token_out<1, 1> r;
+    r.loss = term.loss;
+    r.grad[0] = term.dv;
+    r.stat[0] = term.clipped ? 1.0 : 0.0;
+    return r;
+  }
+};
+
+/// loss = x (the aggregated quantity itself: entropy, a KL estimate); gradient 1.
+template <class A>
+struct identity_token {
+  A x;
+  RLHF_HD token_out<1, 0> operator()(index_t b, index_t t) const {
+    token_out<1, 0> r;
+    r.loss = x(b, t);
+    r.grad[0] = 1.0;
+    return r;
+  }
+};
 }  // namespace rules
 
 namespace detail {
@@ -285,6 +314,18 @@ struct value_result {
   double clipfrac = 0;  ///< vf_clipfrac
 };
 
+namespace detail {
+/// The value loss result from the engine's sums (both backends).
+template <class Sums>
+value_result value_from(const Sums& s, const value_params& p, const char* fn) {
+  value_result r{};
+  r.loss = p.scale * s.value;
+  rlhf::detail::require_finite_result(r.loss, fn, "vpreds", "the squared error overflows");
+  r.clipfrac = s.stat[0] / (s.n + p.stat_eps);
+  return r;
+}
+}  // namespace detail
+
 /// Clipped value loss; `dvpreds` (optional) receives d loss / d vpreds.
 template <class T, class M>
 value_result value_loss(cpu_t tag, tensor_view<T, 2> vpreds, in_view<T, 2> returns, in_view<T, 2> old_values,
@@ -296,29 +337,11 @@ value_result value_loss(cpu_t tag, tensor_view<T, 2> vpreds, in_view<T, 2> retur
   rlhf::detail::require_finite(tag, fn, "values", old_values);
   rlhf::detail::require_mask(fn, "response_mask", mask);
   check_value_params(p, fn);
-  const index_t B = vpreds.extent(0), T_ = vpreds.extent(1);
-  tensor<double, 2> loss_mat({B, T_}), dmat({B, T_}), w({B, T_});
-  double sc = 0, n = 0;
-  cpu_loops::for_each_2d(B, T_, [&](index_t b, index_t t) {
-    const auto term = math::value_clip(static_cast<double>(vpreds(b, t)), static_cast<double>(old_values(b, t)),
-                                       static_cast<double>(returns(b, t)), p.clip,
-                                       p.style == value_clip_style::clipped_only);
-    loss_mat(b, t) = term.loss;
-    dmat(b, t) = term.dv;
-    const double m = static_cast<double>(mask(b, t));
-    n += m;
-    if (m != 0) sc += m * (term.clipped ? 1.0 : 0.0);
-  });
-  if (!(n > 0)) rlhf::detail::fail(error_kind::empty, fn, "response_mask", "has no valid token");
-  value_result r{};
-  r.loss = p.scale * ops::aggregate(tag.unchecked(), loss_mat.view(), mask, p.agg, w.view());
-  rlhf::detail::require_finite_result(r.loss, fn, "vpreds", "the squared error overflows");
-  r.clipfrac = sc / (n + p.stat_eps);
-  if (!dvpreds.null())
-    cpu_loops::for_each_2d(B, T_, [&](index_t b, index_t t) {
-      dvpreds(b, t) = static_cast<value_t<T>>(p.scale * w(b, t) * dmat(b, t));
-    });
-  return r;
+  using V = value_t<T>;
+  const rules::value_token<strided2<V>> f{strided(vpreds), strided(returns), strided(old_values), p.clip,
+                                          p.style == value_clip_style::clipped_only};
+  const auto s = cpu_engine::run<1, 1>(fn, f, mask, p.agg, std::array<tensor_view<V, 2>, 1>{dvpreds}, p.scale);
+  return detail::value_from(s, p, fn);
 }
 
 // ---------------------------------------------------------------------------
@@ -338,15 +361,11 @@ entropy_result entropy_bonus(cpu_t tag, tensor_view<T, 2> entropy, tensor_view<M
   rlhf::detail::require_same_shape(fn, "response_mask", mask, "entropy", entropy);
   rlhf::detail::require_output(fn, "dentropy", dentropy, "entropy", entropy);
   rlhf::detail::require_finite_param(coef, fn, "entropy_coef");
-  const index_t B = entropy.extent(0), T_ = entropy.extent(1);
-  tensor<value_t<T>, 2> w({B, T_});
-  const double h = ops::aggregate(tag, entropy, mask, agg, w.view());
-  if (!dentropy.null())
-    cpu_loops::for_each_2d(B, T_, [&](index_t b, index_t t) {
-      const double g = -coef * static_cast<double>(w(b, t));
-      dentropy(b, t) = static_cast<value_t<T>>(accumulate ? static_cast<double>(dentropy(b, t)) + g : g);
-    });
-  return {-coef * h, h};
+  ops::detail::check_values_mask(tag, fn, entropy, mask, "entropy", "loss_mask");
+  using V = value_t<T>;
+  const auto s = cpu_engine::run<1, 0>(fn, rules::identity_token<strided2<V>>{strided(entropy)}, mask, agg,
+                                       std::array<tensor_view<V, 2>, 1>{dentropy}, -coef, accumulate, "loss_mask", false);
+  return {-coef * s.value, s.value};
 }
 
 struct actor_params {

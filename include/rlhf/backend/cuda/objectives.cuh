@@ -137,31 +137,9 @@ template <class T>
 using ppo_policy_token = ppo::rules::policy_token<in2<T>>;
 
 template <class T>
-struct value_token {
-  in2<T> vpred, ret, old;
-  double clip;
-  bool clipped_only;
-  __device__ token_out<1, 1> operator()(index_t b, index_t t) const {
-    const auto term = math::value_clip(vpred(b, t), old(b, t), ret(b, t), clip, clipped_only);
-    token_out<1, 1> r;
-    r.loss = term.loss;
-    r.grad[0] = term.dv;
-    r.stat[0] = term.clipped ? 1.0 : 0.0;
-    return r;
-  }
-};
-
-/// loss = x (the aggregated quantity itself: entropy, a KL estimate); grad 1.
+using value_token = ppo::rules::value_token<in2<T>>;
 template <class T>
-struct identity_token {
-  in2<T> x;
-  __device__ token_out<1, 0> operator()(index_t b, index_t t) const {
-    token_out<1, 0> r;
-    r.loss = x(b, t);
-    r.grad[0] = 1.0;
-    return r;
-  }
-};
+using identity_token = ppo::rules::identity_token<in2<T>>;
 
 template <class T>
 struct kl_token_fn {
@@ -287,11 +265,7 @@ value_result value_loss(cuda_t tag, tensor_view<T, 2, device_space> vpreds, in_d
                                       p.style == value_clip_style::clipped_only};
   const auto s = ck::run_objective<1, 1>(tag, fn, f, ck::in(mask), vpreds.extent(0), vpreds.extent(1), p.agg,
                                          std::array<ck::out2<value_t<T>>, 1>{ck::out(dvpreds)}, p.scale);
-  value_result r;
-  r.loss = p.scale * s.value;
-  rlhf::detail::require_finite_result(r.loss, fn, "vpreds", "the squared error overflows");
-  r.clipfrac = s.stat[0] / (s.n + p.stat_eps);
-  return r;
+  return detail::value_from(s, p, fn);
 }
 
 /// ppo::entropy_bonus on device views.
