@@ -38,6 +38,31 @@ void BM_ppo_policy_loss(benchmark::State& s) {
 }
 BENCHMARK(BM_ppo_policy_loss)->Args({256, 4096})->Unit(benchmark::kMillisecond)->UseRealTime();
 
+void BM_ppo_value_loss(benchmark::State& s) {
+  const auto B = s.range(0), T = s.range(1);
+  batch b(B, T);  // vpreds = logp, returns = adv, old values = old
+  const auto p = rlhf::ppo::value_params::verl(0.5);
+  for (auto _ : s) {
+    auto r = rlhf::ppo::value_loss(rlhf::cpu.unchecked(), b.logp.view(), b.adv.view(), b.old.view(), b.mask.view(), p,
+                                   b.grad.view());
+    benchmark::DoNotOptimize(r);
+  }
+  s.SetBytesProcessed(s.iterations() * B * T * static_cast<int64_t>(sizeof(float)) * 5);
+}
+BENCHMARK(BM_ppo_value_loss)->Args({256, 4096})->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_entropy_bonus(benchmark::State& s) {
+  const auto B = s.range(0), T = s.range(1);
+  batch b(B, T);
+  rlhf::agg_params agg{};
+  for (auto _ : s) {
+    auto r = rlhf::ppo::entropy_bonus(rlhf::cpu.unchecked(), b.adv.view(), b.mask.view(), 0.01, agg, b.grad.view());
+    benchmark::DoNotOptimize(r);
+  }
+  s.SetBytesProcessed(s.iterations() * B * T * static_cast<int64_t>(sizeof(float)) * 3);
+}
+BENCHMARK(BM_entropy_bonus)->Args({256, 4096})->Unit(benchmark::kMillisecond)->UseRealTime();
+
 void BM_gae(benchmark::State& s) {
   const auto B = s.range(0), T = s.range(1);
   batch b(B, T);

@@ -590,3 +590,167 @@ TEST_CASE("objective engine: the same bits for any thread count; a row's gradien
   for (index_t t = 0; t < T; ++t)
     CHECK(gm.v[static_cast<std::size_t>(5 * T + t)] == Approx(gm1.v[static_cast<std::size_t>(t)] * n5 / n).margin(1e-15));
 }
+
+TEST_CASE("the rules' exp (simd::vexp_full): std::exp over the whole range, inf above, NaN kept", "[engine][simd]") {
+  namespace s = rlhf::simd;
+  std::vector<double> xs = {-800,   -746,  -745.2, -745.1, -744, -720, -708.5, -708.3, -700, -50, -1, -1e-10, 0, -0.0,
+                            1e-300, 1e-10, 0.3465, 0.5,    1,    50,   700,    709,    709.5, 709.78, 709.79, 710, 800};
+  rng r(3);
+  for (int i = 0; i < 4000; ++i) xs.push_back(r.uniform(-745, 709.7));
+  for (int i = 0; i < 1000; ++i) xs.push_back(r.uniform(-1, 1));
+  auto close = [](double got, double want, double rel) {
+    if (std::isinf(want)) return got == want;
+    return std::fabs(got - want) <= rel * want || std::fabs(got - want) <= 2 * std::numeric_limits<double>::denorm_min();
+  };
+  for (std::size_t i = 0; i + 8 <= xs.size(); i += 8) {
+    s::vec<double, 8> v;
+    for (int k = 0; k < 8; ++k) v[k] = xs[i + static_cast<std::size_t>(k)];
+    const auto e = s::vexp_full<double, 8>(v);
+    for (int k = 0; k < 8; ++k) {
+      INFO("x = " << v[k]);
+      CHECK(close(e[k], std::exp(v[k]), 4e-16 * 8));
+      s::vec<double, 1> one{};
+      one[0] = v[k];
+      CHECK(s::vexp_full<double, 1>(one)[0] == e[k]);  // a tail lane goes through the same formula
+    }
+  }
+  // float: within 3 ulp of the correctly rounded exp; overflow at 88.72
+  for (double x : xs) {
+    const float xf = static_cast<float>(x < -104 ? x : x / 8.0);
+    s::vec<float, 16> v = xf - s::vec<float, 16>{};
+    const float got = s::vexp_full<float, 16>(v)[3];
+    const float want = static_cast<float>(std::exp(static_cast<double>(xf)));
+    INFO("x = " << xf);
+    if (std::isinf(want))
+      CHECK(got == want);
+    else if (want < std::numeric_limits<float>::min())
+      CHECK(std::fabs(got - want) <= 2 * std::numeric_limits<float>::denorm_min());
+    else
+      CHECK(std::fabs(got - want) <= 3.6e-7f * want);
+  }
+  s::vec<double, 2> sp{INFINITY, -INFINITY};
+  CHECK(s::vexp_full<double, 2>(sp)[0] == INFINITY);
+  CHECK(s::vexp_full<double, 2>(sp)[1] == 0.0);
+  s::vec<double, 2> nan{NAN, 709.79};
+  CHECK(std::isnan(s::vexp_full<double, 2>(nan)[0]));
+  CHECK(s::vexp_full<double, 2>(nan)[1] == INFINITY);
+  s::vec<float, 4> fs{88.8f, NAN, -INFINITY, 88.7f};
+  const auto fe = s::vexp_full<float, 4>(fs);
+  CHECK(fe[0] == INFINITY);
+  CHECK(std::isnan(fe[1]));
+  CHECK(fe[2] == 0.0f);
+  CHECK(std::fabs(fe[3] - std::exp(88.7f)) <= 3.6e-7f * std::exp(88.7f));
+}
+
+TEST_CASE("objective engine: strided views, float data, and a NaN input", "[ppo][engine]") {
+  const index_t B = 9, T = 37;  // T not a multiple of any lane count: the tails run too
+  ppo_batch x(43, B, T);
+  auto p = rlhf::ppo::policy_params::verl();
+  p.agg.mode = rlhf::agg_mode::seq_mean_token_mean;
+  mat g(B, T);
+  const auto r = rlhf::ppo::policy_loss(cpu, x.logp.cview(), x.old.cview(), x.adv.cview(), x.mask.cview(), p, g.view());
+
+  SECTION("transposed storage (stride(1) != 1) runs a token at a time: the same per-token values") {
+    auto transposed = [&](const mat& m) {
+      std::vector<double> t(m.v.size());
+      for (index_t b = 0; b < B; ++b)
+        for (index_t j = 0; j < T; ++j) t[static_cast<std::size_t>(j * B + b)] = m(b, j);
+      return t;
+    };
+    const auto lt = transposed(x.logp), ot = transposed(x.old), at = transposed(x.adv), mt = transposed(x.mask);
+    std::vector<double> gt(static_cast<std::size_t>(B * T), 0.0);
+    auto v = [&](const std::vector<double>& d) {
+      return rlhf::tensor_view<const double, 2>(d.data(), {B, T}, {1, B});
+    };
+    const auto rs = rlhf::ppo::policy_loss(cpu, v(lt), v(ot), v(at), v(mt), p,
+                                           rlhf::tensor_view<double, 2>(gt.data(), {B, T}, {1, B}));
+    CHECK(rs.loss == Approx(r.loss).epsilon(1e-14));
+    CHECK(rs.clipfrac == Approx(r.clipfrac).epsilon(1e-14));
+    CHECK(rs.ppo_kl == Approx(r.ppo_kl).epsilon(1e-13));
+    for (index_t b = 0; b < B; ++b)
+      for (index_t j = 0; j < T; ++j) CHECK(gt[static_cast<std::size_t>(j * B + b)] == g(b, j));
+  }
+
+  SECTION("float data runs in float lanes: within float rounding of the double result") {
+    auto f = [](const mat& m) {
+      rlhf::tensor<float, 2> t({m.rows, m.cols});
+      for (std::size_t i = 0; i < m.v.size(); ++i) t.data()[i] = static_cast<float>(m.v[i]);
+      return t;
+    };
+    const auto lf = f(x.logp), of = f(x.old), af = f(x.adv), mf = f(x.mask);
+    rlhf::tensor<float, 2> gf({B, T});
+    const auto rf = rlhf::ppo::policy_loss(cpu, lf.view(), of.view(), af.view(), mf.view(), p, gf.view());
+    CHECK(rf.loss == Approx(r.loss).epsilon(2e-6));
+    CHECK(rf.ppo_kl == Approx(r.ppo_kl).epsilon(1e-4).margin(1e-6));
+    for (index_t b = 0; b < B; ++b)
+      for (index_t j = 0; j < T; ++j)
+        CHECK(static_cast<double>(gf(b, j)) == Approx(g(b, j)).epsilon(2e-6).margin(1e-9));
+  }
+
+  SECTION("a NaN input or mask is an error naming it and its position; the gradient is not written") {
+    mat bad = x.old;
+    bad(4, 30) = NAN;
+    mat gb(B, T, 7.0);
+    try {
+      rlhf::ppo::policy_loss(cpu, x.logp.cview(), bad.cview(), x.adv.cview(), x.mask.cview(), p, gb.view());
+      FAIL("no error");
+    } catch (const rlhf::error& e) {
+      CHECK(e.kind() == error_kind::non_finite);
+      CHECK_THAT(e.what(), Catch::Contains("old_log_prob") && Catch::Contains("[4, 30]"));
+    }
+    CHECK(std::all_of(gb.v.begin(), gb.v.end(), [](double v) { return v == 7.0; }));
+    mat bm = x.mask;
+    bm(8, 36) = INFINITY;
+    expect_error([&] { rlhf::ppo::policy_loss(cpu, x.logp.cview(), x.old.cview(), x.adv.cview(), bm.cview(), p, gb.view()); },
+                 error_kind::non_finite, "response_mask");
+    // unchecked skips the inputs' scan, never the mask's
+    expect_error([&] {
+      rlhf::ppo::policy_loss(cpu.unchecked(), x.logp.cview(), x.old.cview(), x.adv.cview(), bm.cview(), p, gb.view());
+    }, error_kind::non_finite, "response_mask");
+    CHECK(std::all_of(gb.v.begin(), gb.v.end(), [](double v) { return v == 7.0; }));
+  }
+}
+
+TEST_CASE("kl::loss on the engine: an estimate that overflows is an error naming the token, before any write",
+          "[kl][engine][errors]") {
+  const index_t B = 3, T = 21;
+  rng r(5);
+  mat lp = r.normal_mat(B, T, -1, 0.3), ref = r.normal_mat(B, T, -1, 0.3), m(B, T, 1.0);
+  m(2, 17) = 0;  // the bad token is masked: still an error (the estimate is refused whatever the mask)
+  lp(2, 17) = -1000;
+  mat g(B, T, 3.0);
+  try {
+    rlhf::kl::loss(cpu, lp.cview(), ref.cview(), m.cview(), 0.1, rlhf::kl_params::trl_grpo(), {}, g.view(), true);
+    FAIL("no error");
+  } catch (const rlhf::error& e) {
+    CHECK(e.kind() == error_kind::non_finite);
+    CHECK_THAT(e.what(), Catch::Contains("logp") && Catch::Contains("[2, 17]"));
+  }
+  CHECK(std::all_of(g.v.begin(), g.v.end(), [](double v) { return v == 3.0; }));
+  // float overflows earlier (e^89): the same error from float data
+  rlhf::tensor<float, 2> lf({B, T}), rf({B, T}), mf({B, T}, 1.0f), gf({B, T}, 3.0f);
+  for (index_t i = 0; i < B * T; ++i) {
+    lf.data()[i] = -1.0f;
+    rf.data()[i] = -1.0f;
+  }
+  lf(1, 4) = -100.0f;
+  expect_error([&] { rlhf::kl::loss(cpu, lf.view(), rf.view(), mf.view(), 0.1, rlhf::kl_params::trl_grpo(), {}, gf.view()); },
+               error_kind::non_finite, "[1, 4]");
+  CHECK(gf(0, 0) == 3.0f);
+  // clamped (verl's k3): finite, and the value is the clamp for that token; gradient = coef / n * dk
+  lp(2, 17) = -1.0;
+  mat g2(B, T);
+  const auto k = rlhf::kl::loss(cpu, lp.cview(), ref.cview(), m.cview(), 0.1, rlhf::kl_params::verl(kl_estimator::k3), {},
+                                g2.view());
+  double s = 0, n = 0;
+  for (index_t b = 0; b < B; ++b)
+    for (index_t t = 0; t < T; ++t) {
+      const auto e = rlhf::math::kl_token(lp(b, t), ref(b, t), rlhf::kl_params::verl(kl_estimator::k3));
+      s += m(b, t) * e.value;
+      n += m(b, t);
+      CHECK(g2(b, t) == Approx(m(b, t) * 0.1 / 62.0 * e.dlogp).margin(1e-15));
+    }
+  CHECK(n == 62);
+  CHECK(k.mean_kl == Approx(s / n).epsilon(1e-14));
+  CHECK(k.loss == Approx(0.1 * s / n).epsilon(1e-14));
+}

@@ -9,6 +9,10 @@
 // where agg is an aggregation mode (ops/aggregate.hpp) and w_t its weight.
 #pragma once
 
+#include <sstream>
+
+#include "../backend/cpu/objective.hpp"
+#include "../math/tokens.hpp"
 #include "../ops/aggregate.hpp"
 #include "estimators.hpp"
 
@@ -67,26 +71,68 @@ struct in_loss_result {
   double mean_kl;  ///< agg(KL), the logged "actor/kl_loss"
 };
 
+namespace rules {
+/// The KL estimate of one token as a loss (both engines): value and d / d logp.
+template <class A>
+struct loss_token {
+  A logp, ref;
+  kl_params p;
+  template <class L = double>
+  RLHF_HD_INLINE token_out<1, 0, math::real_t<L>> operator()(index_t b, index_t t) const {
+    const auto k = math::kl_token(logp.template get<L>(b, t), ref.template get<L>(b, t), p);
+    token_out<1, 0, math::real_t<L>> r;
+    r.loss = k.value;
+    r.grad[0] = k.dlogp;
+    return r;
+  }
+};
+}  // namespace rules
+
+namespace precheck {
+/// The CPU engine's precheck of kl::loss: a token whose estimate (or its
+/// derivative) is not finite, masked or not, is an error before any write.
+template <class F, class V>
+struct overflow_check {
+  static constexpr bool active = true;
+  const F& f;
+  tensor_view<const V, 2> logp, ref;
+  template <class L>
+  RLHF_ALWAYS_INLINE math::mask_of<math::real_t<L>> bad(index_t b, index_t t) const {
+    const auto o = f.template operator()<L>(b, t);
+    using S = math::scalar_of<math::real_t<L>>;
+    return ((o.loss - o.loss) != S(0)) | ((o.grad[0] - o.grad[0]) != S(0));
+  }
+  [[noreturn]] void fail(index_t b, index_t t) const {
+    std::ostringstream os;
+    os << "and 'ref_logp' differ by " << static_cast<double>(logp(b, t)) - static_cast<double>(ref(b, t)) << " at ["
+       << b << ", " << t << "]: the estimate overflows; set log_ratio_clamp / value_clamp (kl_params::verl does)";
+    rlhf::detail::fail(error_kind::non_finite, "kl::loss", "logp", os.str());
+  }
+};
+}  // namespace precheck
+
 /// KL as a loss term; writes d loss / d logp into `dlogp` when given
-/// (accumulates with `accumulate = true`, for the combined PPO loss).
+/// (accumulates with `accumulate = true`, for the combined PPO loss). One
+/// pass of the CPU objective engine.
 template <class T, class M>
 in_loss_result loss(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 2> ref_logp, tensor_view<M, 2> mask,
                     double kl_coef, const kl_params& p, const agg_params& agg, out_view<T, 2> dlogp = {},
                     bool accumulate = false) {
   constexpr const char* fn = "kl::loss";
-  detail::require_same_shape(fn, "response_mask", mask, "logp", logp);
-  detail::require_output(fn, "dlogp", dlogp, "logp", logp);
-  detail::require_nonneg_param(kl_coef, fn, "kl_coef");
-  const index_t B = logp.extent(0), T_ = logp.extent(1);
-  tensor<value_t<T>, 2> kld({B, T_}), dk({B, T_}), w({B, T_});
-  estimate(tag, logp, ref_logp, p, kld.view(), dk.view());
-  const double v = ops::aggregate(tag.unchecked(), kld.view(), mask, agg, w.view());
-  if (!dlogp.null())
-    cpu_loops::for_each_2d(B, T_, [&](index_t b, index_t t) {
-      const double g = kl_coef * static_cast<double>(w(b, t)) * static_cast<double>(dk(b, t));
-      dlogp(b, t) = static_cast<value_t<T>>(accumulate ? static_cast<double>(dlogp(b, t)) + g : g);
-    });
-  return {kl_coef * v, v};
+  rlhf::detail::require_same_shape(fn, "ref_logp", ref_logp, "logp", logp);
+  rlhf::detail::require_same_shape(fn, "response_mask", mask, "logp", logp);
+  rlhf::detail::require_output(fn, "dlogp", dlogp, "logp", logp);
+  rlhf::detail::require_nonempty(fn, "logp", logp);
+  rlhf::detail::require_nonneg_param(kl_coef, fn, "kl_coef");
+  check_params(p, fn);
+  using V = value_t<T>;
+  const rules::loss_token<strided2<V>> f{strided(logp), strided(ref_logp), p};
+  const auto s = cpu_engine::run<1, 0>(fn, f, mask, agg, std::array<tensor_view<V, 2>, 1>{dlogp},
+                                       cpu_engine::inputs<V, 2>{tag.check_finite, {"logp", "ref_logp"}, {logp, ref_logp}},
+                                       {kl_coef, accumulate, "loss_mask", false},
+                                       precheck::overflow_check<rules::loss_token<strided2<V>>, V>{f, logp, ref_logp});
+  rlhf::detail::require_finite_result(s.value, fn, "logp", "the aggregated KL overflows");
+  return {kl_coef * s.value, s.value};
 }
 
 }  // namespace rlhf::kl

@@ -14,6 +14,7 @@
 #include <cmath>
 
 #include "clamp.hpp"
+#include "real.hpp"
 
 namespace rlhf {
 
@@ -40,24 +41,27 @@ struct kl_params {
 
 namespace math {
 
+template <class R = double>
 struct kl_term {
-  double value;  ///< the estimate
-  double dlogp;  ///< d value / d log pi (the reference is frozen)
+  R value;  ///< the estimate
+  R dlogp;  ///< d value / d log pi (the reference is frozen)
 };
 
-RLHF_HD inline kl_term kl_token(double logp, double ref_logp, const kl_params& p) {
-  const double raw = logp - ref_logp;
-  const dual d = clamp(dual{raw, 1.0}, -p.log_ratio_clamp, p.log_ratio_clamp);
-  dual k{};
+template <class R>
+RLHF_HD_INLINE kl_term<R> kl_token(const R& logp, const R& ref_logp, const kl_params& p) {
+  using S = scalar_of<R>;
+  const R raw = logp - ref_logp;
+  const dual_t<R> d = clamp(dual_t<R>{raw, lit<R>(1.0)}, -p.log_ratio_clamp, p.log_ratio_clamp);
+  dual_t<R> k{};
   switch (p.estimator) {
     case kl_estimator::k1: k = d; break;
-    case kl_estimator::abs: k = {d.v < 0 ? -d.v : d.v, sign(d.v) * d.d}; break;
-    case kl_estimator::k2: k = {0.5 * d.v * d.v, d.v * d.d}; break;
+    case kl_estimator::abs: k = {rabs(d.v), sign(d.v) * d.d}; break;
+    case kl_estimator::k2: k = {S(0.5) * d.v * d.v, d.v * d.d}; break;
     case kl_estimator::k3: {
       // verl's order of operations: x = ref - logp; exp(x) - x - 1.
-      const double x = -d.v;
-      const double e = std::exp(x);
-      k = {e - x - 1.0, (1.0 - e) * d.d};
+      const R x = -d.v;
+      const R e = rexp(x);
+      k = {e - x - S(1), (S(1) - e) * d.d};
       break;
     }
   }

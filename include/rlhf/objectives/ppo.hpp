@@ -121,12 +121,16 @@ inline math::ppo_stat_rules stat_rules(const policy_params& p) {
 namespace detail {
 /// The argument checks of the policy losses, on every backend (the value
 /// scans, NaN/Inf and the 0/1 mask, only where the data is on the host).
-template <class Tag, class L, class V, class M>
-void check_policy_inputs(Tag tag, const char* fn, const L& logp, const V& old_logp, const V& adv, const M& mask) {
+template <class L, class V, class M>
+void check_policy_shapes(const char* fn, const L& logp, const V& old_logp, const V& adv, const M& mask) {
   rlhf::detail::require_same_shape(fn, "old_log_prob", old_logp, "log_prob", logp);
   rlhf::detail::require_same_shape(fn, "advantages", adv, "log_prob", logp);
   rlhf::detail::require_same_shape(fn, "response_mask", mask, "log_prob", logp);
   rlhf::detail::require_nonempty(fn, "log_prob", logp);
+}
+template <class Tag, class L, class V, class M>
+void check_policy_inputs(Tag tag, const char* fn, const L& logp, const V& old_logp, const V& adv, const M& mask) {
+  check_policy_shapes(fn, logp, old_logp, adv, mask);
   if constexpr (is_host_backend_v<Tag>) {
     rlhf::detail::require_finite(tag, fn, "log_prob", logp);
     rlhf::detail::require_finite(tag, fn, "old_log_prob", old_logp);
@@ -136,10 +140,14 @@ void check_policy_inputs(Tag tag, const char* fn, const L& logp, const V& old_lo
 }
 
 /// Optional detached per-token weights (IS corrections).
+template <class L, class W>
+void check_weights_shape(const char* fn, const L& logp, const W& weights) {
+  if (!weights.null()) rlhf::detail::require_same_shape(fn, "weights", weights, "log_prob", logp);
+}
 template <class Tag, class L, class W>
 void check_weights(Tag tag, const char* fn, const L& logp, const W& weights) {
   if (weights.null()) return;
-  rlhf::detail::require_same_shape(fn, "weights", weights, "log_prob", logp);
+  check_weights_shape(fn, logp, weights);
   if constexpr (is_host_backend_v<Tag>) rlhf::detail::require_finite(tag, fn, "weights", weights);
 }
 
@@ -165,14 +173,21 @@ struct policy_token {
   A logp, old, adv, weights;
   math::ppo_clip_params cp;
   math::ppo_stat_rules sr;
-  RLHF_HD token_out<1, 3> operator()(index_t b, index_t t) const {
-    const double lp = logp(b, t), o = old(b, t);
-    const auto term = math::ppo_clip(lp, o, adv(b, t), cp);
-    const double iw = weights.null() ? 1.0 : weights(b, t);
+  template <class L = double>
+  RLHF_HD_INLINE token_out<1, 3, math::real_t<L>> operator()(index_t b, index_t t) const {
+    using R = math::real_t<L>;
+    const R lp = logp.template get<L>(b, t), o = old.template get<L>(b, t);
+    const auto term = math::ppo_clip(lp, o, adv.template get<L>(b, t), cp);
     const auto st = math::ppo_stats(term, lp - o, sr);
-    token_out<1, 3> r;
-    r.loss = term.loss * iw;
-    r.grad[0] = term.dlogp * iw;
+    token_out<1, 3, R> r;
+    if (weights.null()) {
+      r.loss = term.loss;
+      r.grad[0] = term.dlogp;
+    } else {
+      const R iw = weights.template get<L>(b, t);
+      r.loss = term.loss * iw;
+      r.grad[0] = term.dlogp * iw;
+    }
     r.stat[0] = st.clipped;
     r.stat[1] = st.clipped_lower;
     r.stat[2] = st.kl;
@@ -187,12 +202,15 @@ struct value_token {
   A vpred, ret, old;
   double clip;
   bool clipped_only;
-  RLHF_HD token_out<1, 1> operator()(index_t b, index_t t) const {
-    const auto term = math::value_clip(vpred(b, t), old(b, t), ret(b, t), clip, clipped_only);
-    token_out<1, 1> r;
+  template <class L = double>
+  RLHF_HD_INLINE token_out<1, 1, math::real_t<L>> operator()(index_t b, index_t t) const {
+    using R = math::real_t<L>;
+    const auto term = math::value_clip(vpred.template get<L>(b, t), old.template get<L>(b, t),
+                                       ret.template get<L>(b, t), clip, clipped_only);
+    token_out<1, 1, R> r;
     r.loss = term.loss;
     r.grad[0] = term.dv;
-    r.stat[0] = term.clipped ? 1.0 : 0.0;
+    r.stat[0] = math::indicator<R>(term.clipped);
     return r;
   }
 };
@@ -201,10 +219,12 @@ struct value_token {
 template <class A>
 struct identity_token {
   A x;
-  RLHF_HD token_out<1, 0> operator()(index_t b, index_t t) const {
-    token_out<1, 0> r;
-    r.loss = x(b, t);
-    r.grad[0] = 1.0;
+  template <class L = double>
+  RLHF_HD_INLINE token_out<1, 0, math::real_t<L>> operator()(index_t b, index_t t) const {
+    using R = math::real_t<L>;
+    token_out<1, 0, R> r;
+    r.loss = x.template get<L>(b, t);
+    r.grad[0] = math::lit<R>(1.0);
     return r;
   }
 };
@@ -234,14 +254,17 @@ policy_result policy_loss(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 2> old_l
                           tensor_view<M, 2> mask, const policy_params& p, out_view<T, 2> dlogp = {},
                           in_view<T, 2> weights = {}) {
   constexpr const char* fn = "ppo::policy_loss";
-  detail::check_policy_inputs(tag, fn, logp, old_logp, adv, mask);
+  detail::check_policy_shapes(fn, logp, old_logp, adv, mask);
   rlhf::detail::require_output(fn, "dlogp", dlogp, "log_prob", logp);
-  detail::check_weights(tag, fn, logp, weights);
+  detail::check_weights_shape(fn, logp, weights);
   check_policy_params(p, fn);
   using V = value_t<T>;
   const rules::policy_token<strided2<V>> f{strided(logp), strided(old_logp), strided(adv), strided(weights),
                                            {p.clip_low, p.clip_high, p.dual_clip, p.log_ratio_clamp}, stat_rules(p)};
-  const auto s = cpu_engine::run<1, 3>(fn, f, mask, p.agg, std::array<tensor_view<V, 2>, 1>{dlogp});
+  const auto s = cpu_engine::run<1, 3>(fn, f, mask, p.agg, std::array<tensor_view<V, 2>, 1>{dlogp},
+                                       cpu_engine::inputs<V, 4>{tag.check_finite,
+                                                                {"log_prob", "old_log_prob", "advantages", "weights"},
+                                                                {logp, old_logp, adv, weights}});
   return detail::policy_from(s, p, fn);
 }
 
@@ -332,15 +355,14 @@ value_result value_loss(cpu_t tag, tensor_view<T, 2> vpreds, in_view<T, 2> retur
                         tensor_view<M, 2> mask, const value_params& p, out_view<T, 2> dvpreds = {}) {
   constexpr const char* fn = "ppo::value_loss";
   detail::check_value_shapes(fn, vpreds, returns, old_values, mask, dvpreds);
-  rlhf::detail::require_finite(tag, fn, "vpreds", vpreds);
-  rlhf::detail::require_finite(tag, fn, "returns", returns);
-  rlhf::detail::require_finite(tag, fn, "values", old_values);
-  rlhf::detail::require_mask(fn, "response_mask", mask);
   check_value_params(p, fn);
   using V = value_t<T>;
   const rules::value_token<strided2<V>> f{strided(vpreds), strided(returns), strided(old_values), p.clip,
                                           p.style == value_clip_style::clipped_only};
-  const auto s = cpu_engine::run<1, 1>(fn, f, mask, p.agg, std::array<tensor_view<V, 2>, 1>{dvpreds}, p.scale);
+  const auto s = cpu_engine::run<1, 1>(fn, f, mask, p.agg, std::array<tensor_view<V, 2>, 1>{dvpreds},
+                                       cpu_engine::inputs<V, 3>{tag.check_finite, {"vpreds", "returns", "values"},
+                                                                {vpreds, returns, old_values}},
+                                       {p.scale});
   return detail::value_from(s, p, fn);
 }
 
@@ -361,10 +383,12 @@ entropy_result entropy_bonus(cpu_t tag, tensor_view<T, 2> entropy, tensor_view<M
   rlhf::detail::require_same_shape(fn, "response_mask", mask, "entropy", entropy);
   rlhf::detail::require_output(fn, "dentropy", dentropy, "entropy", entropy);
   rlhf::detail::require_finite_param(coef, fn, "entropy_coef");
-  ops::detail::check_values_mask(tag, fn, entropy, mask, "entropy", "loss_mask");
+  rlhf::detail::require_nonempty(fn, "entropy", entropy);
   using V = value_t<T>;
   const auto s = cpu_engine::run<1, 0>(fn, rules::identity_token<strided2<V>>{strided(entropy)}, mask, agg,
-                                       std::array<tensor_view<V, 2>, 1>{dentropy}, -coef, accumulate, "loss_mask", false);
+                                       std::array<tensor_view<V, 2>, 1>{dentropy},
+                                       cpu_engine::inputs<V, 1>{tag.check_finite, {"entropy"}, {entropy}},
+                                       {-coef, accumulate, "loss_mask", false});
   return {-coef * s.value, s.value};
 }
 

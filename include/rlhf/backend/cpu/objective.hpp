@@ -1,18 +1,22 @@
 // rlhf++ — the CPU's [B, T] objective engine.
 //
-// A per-token rule (math/tokens.hpp: f(b, t) -> token_out<G, K>) over the
-// inputs, an aggregation mode, and G gradient outputs:
+// A per-token rule (math/tokens.hpp: f.operator()<R>(b, t) -> token_out<G,
+// K, R>) over the inputs, an aggregation mode, and G gradient outputs:
 //   1. the mask's per-row counts (one read of the mask);
-//   2. one pass over the rows (in parallel with OpenMP): each token's loss,
-//      gradients and statistics from the rule; each gradient written once,
-//      already scaled by its row's aggregation weight (agg_row_weight, the
-//      rule every backend uses); the row's loss and statistics summed in
-//      double, in token order, into per-row partials;
+//   2. one pass over the rows (split over OpenMP threads): the rule runs on
+//      W tokens of a row at a time (R = W lanes of double in SIMD registers,
+//      W = 8 with AVX-512, 4 with AVX2, 2 otherwise, chosen at run time;
+//      the row's last T mod W tokens one at a time), each token's loss,
+//      gradients and statistics; each gradient written once, already scaled
+//      by its row's aggregation weight (agg_row_weight, the rule every
+//      backend uses); the row's loss and statistics summed in double into
+//      per-row partials (one per lane, then added in lane order);
 //   3. the value from the per-row sums (ops::detail::agg_finish, the same
 //      arithmetic as ops::aggregate) and the statistics summed over rows in
 //      row order.
-// No [B, T] temporary; the result is bitwise the same for any thread count,
-// and a row's gradients depend only on the row and the batch's counts.
+// No [B, T] temporary. The order of every sum depends only on T and the
+// ISA, so the result is bitwise the same for any thread count, and a row's
+// gradients depend only on the row and the batch's counts.
 #pragma once
 
 #include <array>
@@ -22,6 +26,11 @@
 #include "../../math/tokens.hpp"
 #include "../../ops/aggregate.hpp"
 #include "loops.hpp"
+#include "simd.hpp"
+
+#if defined(_OPENMP)
+#  include <omp.h>
+#endif
 
 namespace rlhf::cpu_engine {
 
@@ -33,57 +42,312 @@ struct objective_sums {
   double rows = 0;  ///< rows with a valid token
 };
 
-/// Runs rule `f` over a [B, T] batch. `outs` are the gradient outputs (null
+namespace detail {
+
+/// f(r0, r1) over [0, n) split in contiguous ranges, one per OpenMP thread
+/// when `heavy` (and OpenMP is on, and not already inside a parallel region).
+template <class F>
+void parallel_ranges(index_t n, bool heavy, F&& f) {
+#if defined(_OPENMP)
+  if (heavy && n > 1 && !omp_in_parallel()) {
+#  pragma omp parallel
+    {
+      const index_t nt = omp_get_num_threads(), id = omp_get_thread_num();
+      f(n * id / nt, n * (id + 1) / nt);
+    }
+    return;
+  }
+#endif
+  (void)heavy;
+  f(index_t{0}, n);
+}
+
+/// Runs body.template rows<W>(r0, r1) with the widest ISA this CPU has.
+/// body.rows is always inlined, so it is compiled for the caller's target.
+template <class Body>
+RLHF_TARGET_AVX512 void rows_avx512(const Body& body, index_t r0, index_t r1) {
+  body.template rows<8>(r0, r1);
+}
+template <class Body>
+RLHF_TARGET_AVX2 void rows_avx2(const Body& body, index_t r0, index_t r1) {
+  body.template rows<4>(r0, r1);
+}
+template <class Body>
+void rows_baseline(const Body& body, index_t r0, index_t r1) {
+  body.template rows<2>(r0, r1);
+}
+template <class Body>
+void run_rows(const Body& body, index_t B, bool heavy) {
+  parallel_ranges(B, heavy, [&](index_t r0, index_t r1) {
+#if RLHF_X86_DISPATCH
+    switch (simd::cpu_isa()) {
+      case simd::isa::avx512: rows_avx512(body, r0, r1); return;
+      case simd::isa::avx2: rows_avx2(body, r0, r1); return;
+      case simd::isa::baseline: break;
+    }
+#endif
+    rows_baseline(body, r0, r1);
+  });
+}
+
+template <class T, int W>
+RLHF_ALWAYS_INLINE double lane_sum(const simd::vec<T, W>& body, const simd::vec<T, 1>& tail) {
+  return simd::hsum<T, W>(body) + tail[0];
+}
+
+// RLHF_HOST_ROWS: the rules are __host__ __device__ (the CUDA engine runs
+// them), and nvcc rejects vector types in anything it compiles for the
+// device. This engine is host code, so in nvcc's device pass (__CUDA_ARCH__
+// defined) the row loops are empty and no rule meets a vector type there;
+// the host pass compiles them in full, so a .cu unit gets the same CPU code.
+
+/// The element type of the rule's lanes: float for float data (the
+/// arithmetic torch does on float tensors), else double.
+template <class T>
+using lane_elem_t = std::conditional_t<std::is_same_v<T, float>, float, double>;
+
+/// Pass 1: the mask's per-row sums, and whether the row holds a non-finite
+/// value in the mask or (when checked) in one of the `nin` inputs.
+template <class M, class V, std::size_t C, class P>
+struct count_body {
+  /// float lanes for float data (the rule's lanes, so a precheck sees what
+  /// the pass will compute) unless the mask is double (its sums stay exact)
+  using E = std::conditional_t<std::is_same_v<V, float> && !std::is_same_v<M, double>, float, double>;
+  strided2<M> mask;
+  std::array<strided2<V>, C> in;
+  std::size_t nin;
+  const P& pre;
+  index_t T;
+  bool vector;  ///< every row is contiguous: W lanes at a time
+  double* count;
+  unsigned char* bad;
+
+  template <class L, class A>
+  RLHF_ALWAYS_INLINE void token(index_t b, index_t t, A& c, math::mask_of<math::real_t<L>>& nf) const {
+    using R = math::real_t<L>;
+    using S = math::scalar_of<R>;
+    const R m = mask.template get<L>(b, t);
+    simd::add_wide<static_cast<int>(sizeof(A) / sizeof(double)), S, static_cast<int>(sizeof(R) / sizeof(S))>(c, m);
+    nf = nf | ((m - m) != S(0));  // x - x is 0 for finite x, NaN otherwise
+    for (std::size_t i = 0; i < nin; ++i) {
+      const R x = in[i].template get<L>(b, t);
+      nf = nf | ((x - x) != S(0));
+    }
+    if constexpr (P::active) nf = nf | pre.template bad<L>(b, t);
+  }
+  template <int W>
+  RLHF_ALWAYS_INLINE void rows(index_t r0, index_t r1) const {
+#if defined(__CUDA_ARCH__)
+    (void)r0, (void)r1;  // see RLHF_HOST_ROWS
+#else
+    constexpr int LW = std::is_same_v<E, float> ? 2 * W : W;
+    using L = simd::lanes<E, LW>;
+    using L1 = simd::lanes<E, 1>;
+    for (index_t b = r0; b < r1; ++b) {
+      simd::vec<double, W> c{};
+      simd::vec<double, 1> c1{};
+      math::mask_of<math::real_t<L>> nf{};
+      math::mask_of<math::real_t<L1>> nf1{};
+      index_t t = 0;
+      if (vector)
+        for (; t + LW <= T; t += LW) token<L>(b, t, c, nf);
+      for (; t < T; ++t) token<L1>(b, t, c1, nf1);
+      count[b] = lane_sum<double, W>(c, c1);
+      bool any = nf1[0] != 0;
+      for (int i = 0; i < LW; ++i) any = any || nf[i] != 0;
+      bad[b] = any ? 1 : 0;
+    }
+#endif
+  }
+};
+
+/// No check beyond the inputs' and the mask's.
+struct no_precheck {
+  static constexpr bool active = false;
+};
+
+/// The first token of row b that `pre` flags (lanes of width 1, the same
+/// formulas as the pass), or -1.
+template <class E, class P>
+index_t first_flagged(const P& pre, index_t b, index_t T) {
+#if defined(__CUDA_ARCH__)
+  (void)pre, (void)b, (void)T;  // see RLHF_HOST_ROWS
+#else
+  for (index_t t = 0; t < T; ++t)
+    if (pre.template bad<simd::lanes<E, 1>>(b, t)[0] != 0) return t;
+#endif
+  return -1;
+}
+
+/// Pass 2: the rule over every token, gradients written, partials summed.
+template <int G, int K, class F, class M, class O>
+struct token_body {
+  const F& f;
+  strided2<M> mask;
+  index_t T;
+  bool vector;  ///< every row is contiguous: W lanes at a time
+  std::array<O*, G> out;
+  std::array<index_t, G> os0, os1;
+  agg_rule rule;
+  double n, nrows, grad_scale;
+  bool accumulate;
+  const double* count;
+  double* sum;
+  double* stat;
+
+  /// The outputs' pointers and strides, a local copy per row range.
+  struct outs_t {
+    std::array<O*, G> p;
+    std::array<index_t, G> s0, s1;
+  };
+
+  template <class L, class A>
+  RLHF_ALWAYS_INLINE static void token(const F& f, const strided2<M>& mask, const outs_t& out, bool accumulate,
+                                       index_t b, index_t t, double cw, A& s, A* st) {
+    using R = math::real_t<L>;
+    using S = math::scalar_of<R>;
+    constexpr int LW = static_cast<int>(sizeof(R) / sizeof(S));
+    constexpr int AW = static_cast<int>(sizeof(A) / sizeof(double));
+    const R m = mask.template get<L>(b, t);
+    const auto on = m != S(0);
+    const token_out<G, K, R> o = f.template operator()<L>(b, t);
+    for (std::size_t g = 0; g < static_cast<std::size_t>(G); ++g) {
+      if (out.p[g] == nullptr) continue;
+      O* p = out.p[g] + b * out.s0[g] + t * out.s1[g];
+      R d = math::sel(on, (static_cast<S>(cw) * m) * o.grad[g], R{});
+      if (accumulate) d = math::lane_traits<L>::load(p) + d;
+      simd::store_as<O, S, LW>(p, d);
+    }
+    simd::add_wide<AW, S, LW>(s, math::sel(on, m * o.loss, R{}));
+    for (int k = 0; k < K; ++k) simd::add_wide<AW, S, LW>(st[k], math::sel(on, m * o.stat[k], R{}));
+  }
+
+  template <int W>
+  RLHF_ALWAYS_INLINE void rows(index_t r0, index_t r1) const {
+#if defined(__CUDA_ARCH__)
+    (void)r0, (void)r1;  // see RLHF_HOST_ROWS
+#else
+    // the rule's lanes: W doubles, or 2W floats for float data (one vector
+    // register either way); the sums in W doubles
+    using E = lane_elem_t<O>;
+    constexpr int LW = std::is_same_v<E, float> ? 2 * W : W;
+    using L = simd::lanes<E, LW>;
+    using L1 = simd::lanes<E, 1>;
+    using A = simd::vec<double, W>;
+    using A1 = simd::vec<double, 1>;
+    constexpr int KK = K > 0 ? K : 1;
+    // local copies: the compiler keeps them in registers across the stores
+    const F fl = f;
+    const strided2<M> mk = mask;
+    const outs_t ol{out, os0, os1};
+    const bool acc = accumulate;
+    for (index_t b = r0; b < r1; ++b) {
+      const double cw = grad_scale * agg_row_weight(rule, count[b], n, nrows);
+      A s{};
+      A1 s1{};
+      A st[KK] = {};
+      A1 st1[KK] = {};
+      index_t t = 0;
+      if (vector)
+        for (; t + LW <= T; t += LW) token<L>(fl, mk, ol, acc, b, t, cw, s, st);
+      for (; t < T; ++t) token<L1>(fl, mk, ol, acc, b, t, cw, s1, st1);
+      sum[b] = lane_sum<double, W>(s, s1);
+      for (int k = 0; k < K; ++k) stat[b * K + k] = lane_sum<double, W>(st[k], st1[k]);
+    }
+#endif
+  }
+};
+
+}  // namespace detail
+
+/// The inputs a rule reads, by name: every one (the engine takes W lanes
+/// at a time only when all of them have unit stride along T), scanned for
+/// NaN / Inf in the mask's pass when `check` (the tag's check_finite); null
+/// views are skipped.
+template <class V, std::size_t C>
+struct inputs {
+  bool check;
+  std::array<const char*, C> names;
+  std::array<tensor_view<const V, 2>, C> views;
+};
+template <class V, std::size_t C>
+inputs(bool, const char* const (&)[C], const tensor_view<const V, 2> (&)[C]) -> inputs<V, C>;
+
+/// How run() scales and writes the gradients and names its mask.
+struct run_options {
+  double grad_scale = 1.0;
+  bool accumulate = false;  ///< add to the outputs instead of overwriting them
+  const char* mask_name = "response_mask";
+  bool require_tokens = true;  ///< an all-zero mask is an error even where the mode has a denominator
+};
+
+/// Runs rule `f` over a [B, T] batch. `pre` (optional) flags tokens the op
+/// refuses whatever the mask (`template <class L> mask_of<real_t<L>>
+/// bad(b, t)`, run in the mask's pass) and raises the op's error for the
+/// first one (`fail(b, t)`, before anything is written). `outs` are the gradient outputs (null
 /// ones are skipped), each overwritten (or added to, `accumulate`) with
 /// grad_scale * mask * row weight * the rule's gradient; masked tokens get 0.
-/// An empty mask is an `empty` error before anything is written: always
-/// when the mode needs a denominator, and for `require_tokens` rules.
-template <int G, int K, class F, class M, class O>
+/// Every error (a non-finite input or mask, reported as the op's own checks
+/// report it, first argument first; an empty mask: always when the mode
+/// needs a denominator, and for `require_tokens` rules) is raised before
+/// anything is written.
+template <int G, int K, class F, class M, class O, class V, std::size_t C, class P = detail::no_precheck>
 objective_sums<K> run(const char* fn, const F& f, tensor_view<M, 2> mask, const agg_params& p,
-                      const std::array<tensor_view<O, 2>, G>& outs, double grad_scale = 1.0, bool accumulate = false,
-                      const char* mask_name = "response_mask", bool require_tokens = true) {
+                      const std::array<tensor_view<O, 2>, G>& outs, const inputs<V, C>& in,
+                      const run_options& o = {}, const P& pre = {}) {
   ops::detail::check_agg_params(p, fn);
   const index_t B = mask.extent(0), T = mask.extent(1);
   const bool heavy = B * T >= (index_t{1} << 15);
   std::vector<double> count(static_cast<std::size_t>(B), 0.0), sum(static_cast<std::size_t>(B), 0.0);
   std::vector<double> stat(static_cast<std::size_t>(B) * (K > 0 ? K : 1), 0.0);
-  cpu_loops::for_each_row(B, heavy, [&](index_t b) {
-    double c = 0;
-    for (index_t t = 0; t < T; ++t) c += static_cast<double>(mask(b, t));
-    count[static_cast<std::size_t>(b)] = c;
-  });
+  std::vector<unsigned char> bad(static_cast<std::size_t>(B), 0);
+  using MV = std::remove_const_t<value_t<M>>;
+  const strided2<MV> macc = strided(mask);
+  // the vector path needs every row contiguous: the mask, every input the
+  // rule reads (`in` lists them all) and every output
+  auto unit = [&](const auto& v) { return v.null() || v.extent(1) <= 1 || v.stride(1) == 1; };
+  bool vector = unit(mask);
+  for (std::size_t i = 0; i < C; ++i) vector = vector && unit(in.views[i]);
+  for (const auto& out : outs) vector = vector && unit(out);
+  detail::count_body<MV, V, C, P> cb{macc, {}, 0, pre, T, vector, count.data(), bad.data()};
+  if (in.check)
+    for (std::size_t i = 0; i < C; ++i)
+      if (!in.views[i].null()) cb.in[cb.nin++] = strided(in.views[i]);
+  detail::run_rows(cb, B, heavy);
+  for (index_t b = 0; b < B; ++b) {
+    if (bad[static_cast<std::size_t>(b)] == 0) continue;
+    // a non-finite value: the op's own checks, in argument order, name it
+    if (in.check)
+      for (std::size_t i = 0; i < C; ++i)
+        if (!in.views[i].null()) rlhf::detail::require_finite(fn, in.names[i], in.views[i]);
+    rlhf::detail::require_mask(fn, o.mask_name, mask);
+    if constexpr (P::active) {
+      const index_t t = detail::first_flagged<typename decltype(cb)::E>(pre, b, T);
+      if (t >= 0) pre.fail(b, t);
+    }
+  }
   objective_sums<K> r;
   for (index_t b = 0; b < B; ++b) {
     r.n += count[static_cast<std::size_t>(b)];
     r.rows += count[static_cast<std::size_t>(b)] > 0 ? 1.0 : 0.0;
   }
-  if (require_tokens && !(r.n > 0)) rlhf::detail::fail(error_kind::empty, fn, mask_name, "has no valid token");
+  if (o.require_tokens && !(r.n > 0)) rlhf::detail::fail(error_kind::empty, fn, o.mask_name, "has no valid token");
   const agg_rule rule = make_agg_rule(p, T);
   if (!(agg_denominator(rule, r.n, r.rows) > 0))
-    rlhf::detail::fail(error_kind::empty, fn, mask_name,
+    rlhf::detail::fail(error_kind::empty, fn, o.mask_name,
                        p.mode == agg_mode::token_mean ? "has no valid token (token-mean)" : "has no row with a valid token");
-  cpu_loops::for_each_row(B, heavy, [&](index_t b) {
-    const auto bi = static_cast<std::size_t>(b);
-    const double w = agg_row_weight(rule, count[bi], r.n, r.rows);
-    double s = 0;
-    double st[K > 0 ? K : 1] = {};
-    for (index_t t = 0; t < T; ++t) {
-      const double m = static_cast<double>(mask(b, t));
-      const token_out<G, K> o = f(b, t);
-      for (int g = 0; g < G; ++g) {
-        const auto& out = outs[static_cast<std::size_t>(g)];
-        if (out.null()) continue;
-        const double d = m != 0 ? grad_scale * (m * w) * o.grad[g] : 0.0;
-        out(b, t) = static_cast<value_t<O>>(accumulate ? static_cast<double>(out(b, t)) + d : d);
-      }
-      if (m != 0) {
-        s += m * o.loss;
-        for (int k = 0; k < K; ++k) st[k] += m * o.stat[k];
-      }
-    }
-    sum[bi] = s;
-    for (int k = 0; k < K; ++k) stat[bi * K + static_cast<std::size_t>(k)] = st[k];
-  });
+  using OV = std::remove_const_t<value_t<O>>;
+  detail::token_body<G, K, F, MV, OV> body{f,          macc,          T,           vector,       {},
+                                           {},         {},            rule,        r.n,          r.rows,
+                                           o.grad_scale, o.accumulate, count.data(), sum.data(), stat.data()};
+  for (int g = 0; g < G; ++g) {
+    const auto& out = outs[static_cast<std::size_t>(g)];
+    const auto gi = static_cast<std::size_t>(g);
+    body.out[gi] = out.null() ? nullptr : out.data();
+    body.os0[gi] = out.null() ? 0 : out.stride(0);
+    body.os1[gi] = out.null() ? 0 : out.stride(1);
+  }
+  detail::run_rows(body, B, heavy);
   std::vector<double> weight;
   r.value = ops::detail::agg_finish(sum, count, T, p, weight, fn);
   for (index_t b = 0; b < B; ++b)

@@ -13,10 +13,13 @@
 // compiler keeps it in vector registers.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "../../core/config.hpp"
+#include "../../math/real.hpp"
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #  define RLHF_X86_DISPATCH 1
@@ -40,15 +43,6 @@
 #  define RLHF_ALWAYS_INLINE inline __attribute__((always_inline))
 #else
 #  define RLHF_ALWAYS_INLINE inline
-#endif
-
-// The helpers below are always inlined into ISA-specific functions, so the
-// vector-ABI note GCC emits for their signatures (-Wpsabi) does not apply.
-// GCC instantiates templates at the end of a translation unit, after any
-// push/pop, so the note is silenced for the rest of the unit: it only ever
-// concerns calls between functions compiled for different vector ISAs.
-#if defined(__GNUC__) && !defined(__clang__)
-#  pragma GCC diagnostic ignored "-Wpsabi"
 #endif
 
 namespace rlhf::simd {
@@ -170,7 +164,8 @@ RLHF_ALWAYS_INLINE vec<T, W> vexp(const vec<T, W>& x_in) {
     const V n = t - magic;
     V r = x - n * splat<T, W>(0.693145751953125);
     r = r - n * splat<T, W>(1.4286068203094172321e-6);
-    // Taylor to degree 11 on |r| <= ln2/2: truncation < 1e-15 relative
+    // Taylor to degree 11 on |r| <= ln2/2: truncation up to 6e-15 relative (the
+    // logits kernels sum these; vexp_full, below, goes to degree 13)
     V p = splat<T, W>(1.0 / 39916800.0);
     p = p * r + splat<T, W>(1.0 / 3628800.0);
     p = p * r + splat<T, W>(1.0 / 362880.0);
@@ -204,4 +199,143 @@ RLHF_ALWAYS_INLINE T sexp(T x) {
   return vexp<T, 1, NonPositive>(v)[0];
 }
 
+/// exp(x) over the whole range, as the per-token rules need it: +inf above
+/// the overflow threshold, gradual underflow below the normal range, NaN
+/// kept (vexp above clamps, for the logits kernels' shifted inputs). The
+/// scale 2^n is applied in two halves so n may pass the exponent's range.
+/// double: Cody-Waite reduction in two steps, Taylor to degree 13 (within
+/// 4 ulp); float: the same to degree 7 (within 3 ulp). Both by Estrin's scheme:
+/// a rule waits for one exp per token, so the chain's depth is what counts.
+template <class T, int W>
+RLHF_ALWAYS_INLINE vec<T, W> vexp_full(const vec<T, W>& x_in) {
+  using V = vec<T, W>;
+  using I = ivec<T, W>;
+  constexpr bool dbl = sizeof(T) == 8;
+  const V lo_x = splat<T, W>(dbl ? T(-746.0) : T(-104.0)), hi_x = splat<T, W>(dbl ? T(710.0) : T(89.0));
+  V x = x_in > lo_x ? x_in : lo_x;
+  x = x < hi_x ? x : hi_x;
+  const V magic = splat<T, W>(dbl ? T(6755399441055744.0) : T(12582912.0));  // 1.5 * 2^52, 1.5 * 2^23
+  const V t = x * splat<T, W>(T(1.4426950408889634)) + magic;
+  const V n = t - magic;
+  V r = x - n * splat<T, W>(dbl ? T(0.693145751953125) : T(0.693359375));
+  r = r - n * splat<T, W>(dbl ? T(1.4286068203094172321e-6) : T(-2.12194440e-4));
+  const V r2 = r * r, r4 = r2 * r2;
+  const V a0 = splat<T, W>(T(1)) + r;
+  const V a1 = splat<T, W>(T(0.5)) + r * splat<T, W>(T(1.0 / 6.0));
+  const V a2 = splat<T, W>(T(1.0 / 24.0)) + r * splat<T, W>(T(1.0 / 120.0));
+  const V a3 = splat<T, W>(T(1.0 / 720.0)) + r * splat<T, W>(T(1.0 / 5040.0));
+  V p = (a0 + r2 * a1) + r4 * (a2 + r2 * a3);
+  if constexpr (dbl) {
+    const V r8 = r4 * r4;
+    const V a4 = splat<T, W>(T(1.0 / 40320.0)) + r * splat<T, W>(T(1.0 / 362880.0));
+    const V a5 = splat<T, W>(T(1.0 / 3628800.0)) + r * splat<T, W>(T(1.0 / 39916800.0));
+    const V a6 = splat<T, W>(T(1.0 / 479001600.0)) + r * splat<T, W>(T(1.0 / 6227020800.0));
+    p = p + r8 * ((a4 + r2 * a5) + r4 * a6);
+  }
+  I ti;
+  std::memcpy(&ti, &t, sizeof ti);
+  I mi;
+  std::memcpy(&mi, &magic, sizeof mi);
+  const I ni = ti - mi;
+  const I h = ni >> 1;
+  constexpr int bias = dbl ? 1023 : 127, mant = dbl ? 52 : 23;
+  const I b1 = (h + bias) << mant, b2 = (ni - h + bias) << mant;
+  V s1, s2;
+  std::memcpy(&s1, &b1, sizeof s1);
+  std::memcpy(&s2, &b2, sizeof s2);
+  const V e = (p * s1) * s2;
+  return x_in != x_in ? x_in : e;
+}
+
+/// The per-token rules' operations on W lanes of T (math/real.hpp).
+template <class T, int W>
+struct lanes_ops {
+  using scalar = T;
+  using V = vec<T, W>;
+  static RLHF_ALWAYS_INLINE V exp(const V& x) { return vexp_full<T, W>(x); }
+  static RLHF_ALWAYS_INLINE V log(const V& x) {
+    V r;
+    for (int i = 0; i < W; ++i) r[i] = std::log(x[i]);
+    return r;
+  }
+};
+
+/// A lane type (math/real.hpp): W contiguous elements of a row, read as a
+/// vector of E (float data as float, anything else as E by conversion).
+template <class E, int W>
+struct lanes {};
+
+template <class E, int W, class U>
+RLHF_ALWAYS_INLINE vec<E, W> load_as(const U* p) {
+  if constexpr (std::is_same_v<U, E>) {
+    return simd::load<E, W>(p);
+  } else if constexpr (std::is_same_v<U, float> && std::is_same_v<E, double>) {
+    return __builtin_convertvector(simd::load<float, W>(p), vec<E, W>);
+  } else {
+    vec<E, W> v;
+    for (int i = 0; i < W; ++i) v[i] = static_cast<E>(p[i]);
+    return v;
+  }
+}
+
+/// The lanes of v stored as U at p[0], p[1], ...
+template <class U, class T, int W>
+RLHF_ALWAYS_INLINE void store_as(U* p, const vec<T, W>& v) {
+  if constexpr (std::is_same_v<U, T>) {
+    simd::store<T, W>(p, v);
+  } else if constexpr (std::is_same_v<U, float> && std::is_same_v<T, double>) {
+    simd::store<float, W>(p, __builtin_convertvector(v, vec<float, W>));
+  } else {
+    for (int i = 0; i < W; ++i) p[i] = static_cast<U>(v[i]);
+  }
+}
+
+/// acc += x, in double: x's lanes folded onto acc's (a float vector of 2W
+/// lanes adds its halves, low then high).
+template <int W, class T, int X>
+RLHF_ALWAYS_INLINE void add_wide(vec<double, W>& acc, const vec<T, X>& x) {
+  if constexpr (std::is_same_v<T, double>) {
+    static_assert(X == W);
+    acc += x;
+  } else {
+    static_assert(X == 2 * W || (W == 1 && X == 1));
+    if constexpr (X == W) {
+      acc += __builtin_convertvector(x, vec<double, W>);
+    } else {
+      vec<float, W> lo, hi;
+      std::memcpy(&lo, &x, sizeof lo);
+      std::memcpy(&hi, reinterpret_cast<const char*>(&x) + sizeof lo, sizeof hi);
+      acc += __builtin_convertvector(lo, vec<double, W>);
+      acc += __builtin_convertvector(hi, vec<double, W>);
+    }
+  }
+}
+
 }  // namespace rlhf::simd
+
+namespace rlhf::math {
+template <class E, int W>
+struct lane_traits<simd::lanes<E, W>> {
+  using real = simd::vec<E, W>;
+  template <class T>
+  static RLHF_ALWAYS_INLINE real load(const T* p) {
+    return simd::load_as<E, W>(p);
+  }
+};
+template <>
+struct real_ops<simd::vec<double, 1>> : simd::lanes_ops<double, 1> {};
+template <>
+struct real_ops<simd::vec<double, 2>> : simd::lanes_ops<double, 2> {};
+template <>
+struct real_ops<simd::vec<double, 4>> : simd::lanes_ops<double, 4> {};
+template <>
+struct real_ops<simd::vec<double, 8>> : simd::lanes_ops<double, 8> {};
+template <>
+struct real_ops<simd::vec<float, 1>> : simd::lanes_ops<float, 1> {};
+template <>
+struct real_ops<simd::vec<float, 4>> : simd::lanes_ops<float, 4> {};
+template <>
+struct real_ops<simd::vec<float, 8>> : simd::lanes_ops<float, 8> {};
+template <>
+struct real_ops<simd::vec<float, 16>> : simd::lanes_ops<float, 16> {};
+}  // namespace rlhf::math

@@ -142,17 +142,7 @@ template <class T>
 using identity_token = ppo::rules::identity_token<in2<T>>;
 
 template <class T>
-struct kl_token_fn {
-  in2<T> logp, ref;
-  kl_params p;
-  __device__ token_out<1, 0> operator()(index_t b, index_t t) const {
-    const auto k = math::kl_token(logp(b, t), ref(b, t), p);
-    token_out<1, 0> r;
-    r.loss = k.value;
-    r.grad[0] = k.dlogp;
-    return r;
-  }
-};
+using kl_token_fn = kl::rules::loss_token<in2<T>>;
 
 /// A2C (SB3): stats = [A' logp, (R - V)^2, H or -logp]; grads d/dlogp,
 /// d/dvalues, d/dentropy of L = -mean(A' logp) + c_ent L_ent + c_vf s mean((R - V)^2)
