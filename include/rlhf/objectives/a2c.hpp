@@ -11,6 +11,8 @@
 
 #include <cmath>
 
+#include "../backend/cpu/objective.hpp"
+#include "../math/tokens.hpp"
 #include "../ops/masked.hpp"
 
 namespace rlhf::a2c {
@@ -54,65 +56,94 @@ inline void check_params(const params& p, const char* fn) {
 }
 }  // namespace detail
 
+namespace rules {
+/// A2C's token (both engines): stats = [A' logp, (R - V)^2, H or -logp];
+/// grads d/dlogp, d/dvalues, d/dentropy of L = -mean(A' logp) + c_ent L_ent
+/// + c_vf s mean((R - V)^2) (the engine's token-mean weight m / n supplies
+/// the mean). `norm` (nullable; device memory on CUDA): the advantages'
+/// masked moments {n, sum, sum of squared deviations} for
+/// normalize_advantage, A' = (A - mu) / (unbiased std + adv_eps).
+template <class A>
+struct token {
+  A logp, values, adv, ret, entropy;
+  params p;
+  const double* norm;
+  template <class L = double>
+  RLHF_HD_INLINE token_out<3, 3, math::real_t<L>> operator()(index_t b, index_t t) const {
+    using R = math::real_t<L>;
+    using S = math::scalar_of<R>;
+    R a = adv.template get<L>(b, t);
+    if (norm) {
+      const double n = norm[0], mu = norm[1] / n;
+      const double sd = std::sqrt(norm[2] / n * (n / (n - 1))) + p.adv_eps;
+      a = (a - static_cast<S>(mu)) / static_cast<S>(sd);
+    }
+    const R lp = logp.template get<L>(b, t), e = ret.template get<L>(b, t) - values.template get<L>(b, t);
+    token_out<3, 3, R> r;
+    r.stat[0] = a * lp;
+    r.stat[1] = e * e;
+    r.stat[2] = entropy.null() ? -lp : entropy.template get<L>(b, t);
+    r.grad[0] = -a + static_cast<S>(entropy.null() ? p.ent_coef : 0.0);
+    r.grad[1] = static_cast<S>(p.vf_coef * p.value_scale * -2.0) * e;
+    r.grad[2] = math::lit<R>(entropy.null() ? 0.0 : -p.ent_coef);
+    return r;
+  }
+};
+}  // namespace rules
+
+namespace detail {
+/// The result from the engine's sums (both backends).
+template <class Sums>
+result result_from(const Sums& s, const params& p, const char* fn) {
+  result r{};
+  r.policy_loss = -s.stat[0] / s.n;
+  r.value_loss = p.value_scale * s.stat[1] / s.n;
+  r.entropy_loss = -s.stat[2] / s.n;
+  r.loss = r.policy_loss + p.ent_coef * r.entropy_loss + p.vf_coef * r.value_loss;
+  rlhf::detail::require_finite_result(r.loss, fn, "values", "the loss overflows (extreme inputs)");
+  return r;
+}
+inline void require_two(double n, const char* fn) {
+  if (!(n > 1))
+    rlhf::detail::fail(error_kind::empty, fn, "advantages",
+                       "has a single sample: normalize_advantage needs at least 2 (std undefined)");
+}
+}  // namespace detail
+
 /// `entropy` may be a null view (then -mean(-logp) is the entropy term and
-/// logp receives its gradient). Gradients go to the optional outputs.
+/// logp receives its gradient). Gradients go to the optional outputs. One
+/// pass of the CPU objective engine (after the advantages' moments, when
+/// normalize_advantage).
 template <class T, class M>
 result loss(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 2> values, in_view<T, 2> advantages,
             in_view<T, 2> returns, in_view<T, 2> entropy, tensor_view<M, 2> mask, const params& p,
             out_view<T, 2> dlogp = {}, out_view<T, 2> dvalues = {}, out_view<T, 2> dentropy = {}) {
   constexpr const char* fn = "a2c::loss";
   detail::check_shapes(fn, logp, values, advantages, returns, entropy, mask, dlogp, dvalues, dentropy);
-  rlhf::detail::require_finite(tag, fn, "advantages", advantages);
-  rlhf::detail::require_finite(tag, fn, "returns", returns);
-  rlhf::detail::require_finite(tag, fn, "log_prob", logp);
-  rlhf::detail::require_finite(tag, fn, "values", values);
-  if (!entropy.null()) rlhf::detail::require_finite(tag, fn, "entropy", entropy);
-  rlhf::detail::require_mask(fn, "mask", mask);
   detail::check_params(p, fn);
-
-  const index_t B = logp.extent(0), T_ = logp.extent(1);
-  const double n = ops::mask_count(tag, mask);
-  if (!(n > 0)) rlhf::detail::fail(error_kind::empty, fn, "mask", "has no valid sample");
-  double mu = 0, sd = 1;
+  using V = value_t<T>;
+  const cpu_engine::inputs<V, 5> in{tag.check_finite,
+                                    {"advantages", "returns", "log_prob", "values", "entropy"},
+                                    {advantages, returns, logp, values, entropy}};
+  double norm[3] = {0, 0, 0};
   if (p.normalize_advantage) {
-    if (!(n > 1))
-      rlhf::detail::fail(error_kind::empty, fn, "advantages",
-                         "has a single sample: normalize_advantage needs at least 2 (std undefined)");
+    for (std::size_t i = 0; i < 5; ++i)
+      if (in.check && !in.views[i].null()) rlhf::detail::require_finite(fn, in.names[i], in.views[i]);
+    rlhf::detail::require_mask(fn, "mask", mask);
+    const double n = ops::mask_count(tag, mask);
+    if (!(n > 0)) rlhf::detail::fail(error_kind::empty, fn, "mask", "has no valid token");
+    detail::require_two(n, fn);
     const auto st = ops::masked_var(tag.unchecked(), advantages, mask, true, 0.0);
-    mu = st.mean;
-    sd = std::sqrt(st.var) + p.adv_eps;
+    norm[0] = n;
+    norm[1] = st.mean * n;
+    norm[2] = st.var * (n - 1);
   }
-  auto adv = [&](index_t b, index_t t) {
-    const double a = static_cast<double>(advantages(b, t));
-    return p.normalize_advantage ? (a - mu) / sd : a;
-  };
-  double spg = 0, svf = 0, sent = 0;
-  cpu_loops::for_each_2d(B, T_, [&](index_t b, index_t t) {
-    const double m = static_cast<double>(mask(b, t));
-    if (m == 0) return;
-    const double lp = static_cast<double>(logp(b, t));
-    spg += m * adv(b, t) * lp;
-    const double e = static_cast<double>(returns(b, t)) - static_cast<double>(values(b, t));
-    svf += m * e * e;
-    sent += m * (entropy.null() ? -lp : static_cast<double>(entropy(b, t)));
-  });
-  result r{};
-  r.policy_loss = -spg / n;
-  r.value_loss = p.value_scale * svf / n;
-  r.entropy_loss = -sent / n;
-  r.loss = r.policy_loss + p.ent_coef * r.entropy_loss + p.vf_coef * r.value_loss;
-  rlhf::detail::require_finite_result(r.loss, fn, "values", "the loss overflows (extreme inputs)");
-  cpu_loops::for_each_2d(B, T_, [&](index_t b, index_t t) {
-    const double m = static_cast<double>(mask(b, t)) / n;
-    if (!dlogp.null())
-      dlogp(b, t) = static_cast<value_t<T>>(m * (-adv(b, t) + (entropy.null() ? p.ent_coef : 0.0)));
-    if (!dvalues.null())
-      dvalues(b, t) = static_cast<value_t<T>>(
-          m * p.vf_coef * p.value_scale * -2.0 *
-          (static_cast<double>(returns(b, t)) - static_cast<double>(values(b, t))));
-    if (!dentropy.null()) dentropy(b, t) = static_cast<value_t<T>>(entropy.null() ? 0.0 : -m * p.ent_coef);
-  });
-  return r;
+  const rules::token<strided2<V>> f{strided(logp),    strided(values), strided(advantages), strided(returns),
+                                    strided(entropy), p,               p.normalize_advantage ? norm : nullptr};
+  const auto s = cpu_engine::run<3, 3>(fn, f, mask, agg_params{},
+                                       std::array<tensor_view<V, 2>, 3>{dlogp, dvalues, dentropy}, in,
+                                       {1.0, false, "mask", true});
+  return detail::result_from(s, p, fn);
 }
 
 }  // namespace rlhf::a2c

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <algorithm>
+#include <type_traits>
 #include <string>
 #include <vector>
 #include <string_view>
@@ -96,181 +97,209 @@ inline void check_variant_params(const variant_params& v, const char* fn) {
     rlhf::detail::require_positive_param(v.dppo_ratio_cap, fn, "dppo_ratio_cap");
 }
 
+namespace rules {
+/// One token of any variant (both engines): loss, d/dlogp, and the
+/// statistics [clipfrac, clipfrac_lower, ppo_kl] by the variant's rules.
+/// `rows` (gspo, geo_mean; device memory on CUDA): per-row sums
+/// rows[3 b] = sum m (logp - old), rows[3 b + 1] = sum m, rows[3 b + 2] =
+/// geo-mean's sum m sgn(A) min(...), rows[3 B + b] = sum m A.
+/// `Fixed` >= 0 fixes the kind at compile time (the CPU engine: one
+/// straight-line rule per kind in the vector loop); -1 reads `kind`.
+template <class A, int Fixed = -1>
+struct variant_token {
+  A logp, old, adv, weights;
+  policy_loss_kind kind;
+  math::ppo_clip_params cp;
+  double clip_low, clip_high, tau_pos, tau_neg, dro_beta, cap, lrc, gspo_max;
+  const double* rows;
+  index_t B;
+  template <class L = double>
+  RLHF_HD_INLINE token_out<1, 3, math::real_t<L>> operator()(index_t b, index_t t) const {
+    using R = math::real_t<L>;
+    using S = math::scalar_of<R>;
+    const R lp = logp.template get<L>(b, t), o = old.template get<L>(b, t), a = adv.template get<L>(b, t);
+    const R iw = weights.null() ? math::lit<R>(1.0) : weights.template get<L>(b, t);
+    token_out<1, 3, R> r;
+    r.stat[2] = o - lp;  // ppo_kl for every variant but gpg and dppo
+    switch (Fixed >= 0 ? static_cast<policy_loss_kind>(Fixed) : kind) {
+      case policy_loss_kind::gspo: {
+        const double len = rows[3 * b + 1] > 1.0 ? rows[3 * b + 1] : 1.0, sq = rows[3 * b] / len;
+        const math::dual d = math::clamp(math::dual{sq, 1.0}, -INFINITY, gspo_max);
+        const auto term = math::ppo_clip_log_ratio(math::dual_t<R>{math::lit<R>(d.v), math::lit<R>(d.d)}, a, cp);
+        r.loss = term.loss * iw;
+        r.grad[0] = term.dlogp * iw;
+        r.stat[0] = math::indicator<R>(math::gspo_clipped(sq, gspo_max, a, clip_low, clip_high));
+        break;
+      }
+      case policy_loss_kind::sapo: {
+        const auto d = math::sapo_token(lp, o, a, tau_pos, tau_neg);
+        r.loss = d.v * iw;
+        r.grad[0] = d.d * iw;
+        break;
+      }
+      case policy_loss_kind::cispo: {
+        const auto c = math::cispo_token(lp, o, a, clip_low, clip_high, lrc);
+        r.loss = c.loss * iw;
+        r.grad[0] = c.dlogp * iw;
+        r.stat[0] = math::indicator<R>(c.clipped);
+        break;
+      }
+      case policy_loss_kind::gpg:
+        r.loss = -lp * a * iw;
+        r.grad[0] = -a * iw;
+        r.stat[2] = R{};
+        break;
+      case policy_loss_kind::dro: {
+        const auto d = math::dro_token(lp, o, a, dro_beta);
+        r.loss = d.v * iw;
+        r.grad[0] = d.d * iw;
+        break;
+      }
+      case policy_loss_kind::dppo_tv:
+      case policy_loss_kind::dppo_kl: {
+        const auto d = math::dppo_token(lp, o, a, clip_low, clip_high, kind == policy_loss_kind::dppo_kl, lrc, cap);
+        r.loss = d.coef * iw * lp;
+        r.grad[0] = d.coef * iw;
+        r.stat[0] = math::indicator<R>(!d.valid);
+        r.stat[1] = math::indicator<R>(d.valid & (d.ratio > static_cast<S>(cap)));
+        r.stat[2] = -d.log_ratio;
+        break;
+      }
+      case policy_loss_kind::geo_mean: {
+        // the row's loss spread over its valid tokens (token-sum weight 1)
+        const double n = rows[3 * b + 1], ratio = std::exp(rows[3 * b + 2] / (n + 1e-8));
+        const double advb = rows[3 * B + b] / (n + 1e-8);
+        const double iw0 = weights.null() ? 1.0 : weights(b, 0);
+        const auto g = math::geo_mean_token(lp, o, a, clip_low, clip_high);
+        r.loss = math::lit<R>(n > 0 ? -advb * ratio * iw0 / static_cast<double>(B) / n : 0.0);
+        r.grad[0] = static_cast<S>(-advb * ratio * iw0 / (n + 1e-8) / static_cast<double>(B)) * g.dlogp;
+        r.stat[0] = math::indicator<R>(g.clipped & (a > S(0)));
+        r.stat[1] = math::indicator<R>(g.clipped & (a < S(0)));
+        break;
+      }
+      case policy_loss_kind::vanilla: break;
+    }
+    return r;
+  }
+};
+}  // namespace rules
+
+namespace detail {
+/// The variant's result from the engine's sums (both backends).
+template <class Sums>
+policy_result variant_from(const Sums& s, const variant_params& v, const char* fn) {
+  const auto k = v.kind;
+  policy_result r;
+  r.loss = s.value;
+  rlhf::detail::require_finite_result(r.loss, fn, "log_prob",
+                                      "a ratio exp(log_prob - old_log_prob) overflows; set log_ratio_clamp");
+  const double d = s.n + v.base.stat_eps;
+  const bool has_clip = k == policy_loss_kind::gspo || k == policy_loss_kind::cispo ||
+                        k == policy_loss_kind::dppo_tv || k == policy_loss_kind::dppo_kl ||
+                        k == policy_loss_kind::geo_mean;
+  const bool has_lower =
+      k == policy_loss_kind::dppo_tv || k == policy_loss_kind::dppo_kl || k == policy_loss_kind::geo_mean;
+  r.clipfrac = has_clip ? s.stat[0] / d : 0.0;
+  r.clipfrac_lower = has_lower ? s.stat[1] / d : 0.0;
+  r.ppo_kl = k == policy_loss_kind::gpg ? 0.0 : s.stat[2] / d;
+  return r;
+}
+/// The rule of a variant over accessors of type A (both backends).
+template <int Fixed = -1, class A>
+rules::variant_token<A, Fixed> variant_rule(const A& logp, const A& old, const A& adv, const A& weights,
+                                            const variant_params& v, const double* rows, index_t B) {
+  const policy_params& p = v.base;
+  return {logp,      old,         adv,       weights,   v.kind,           {p.clip_low, p.clip_high, p.dual_clip, INFINITY},
+          p.clip_low, p.clip_high, v.tau_pos, v.tau_neg, v.dro_beta,       v.dppo_ratio_cap,
+          p.log_ratio_clamp,       v.gspo_log_ratio_max, rows,      B};
+}
+/// geo_mean spreads each row's loss over its tokens: token-sum weights.
+inline agg_params variant_agg(const variant_params& v) {
+  agg_params a = v.base.agg;
+  if (v.kind == policy_loss_kind::geo_mean) a = agg_params{};
+  if (v.kind == policy_loss_kind::geo_mean) a.mode = agg_mode::token_sum;
+  return a;
+}
+}  // namespace detail
+
 /// Any registered policy loss. `dlogp` (optional) receives d loss / d logp;
-/// `weights` (optional, detached) multiplies the token losses.
+/// `weights` (optional, detached) multiplies the token losses. The token
+/// variants are one pass of the CPU objective engine; gspo and geo_mean
+/// first sum each row, and GSPO's full gradient then spreads each row's
+/// gradient sum over its tokens.
 template <class T, class M>
 policy_result policy_loss_variant(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 2> old_logp, in_view<T, 2> adv,
                                   tensor_view<M, 2> mask, const variant_params& v, out_view<T, 2> dlogp = {},
                                   in_view<T, 2> weights = {}) {
   if (v.kind == policy_loss_kind::vanilla) return policy_loss(tag, logp, old_logp, adv, mask, v.base, dlogp, weights);
   constexpr const char* fn = "ppo::policy_loss_variant";
-  detail::check_policy_inputs(tag, fn, logp, old_logp, adv, mask);
+  detail::check_policy_shapes(fn, logp, old_logp, adv, mask);
   rlhf::detail::require_output(fn, "dlogp", dlogp, "log_prob", logp);
-  detail::check_weights(tag, fn, logp, weights);
-  const policy_params& p = v.base;
+  detail::check_weights_shape(fn, logp, weights);
   check_variant_params(v, fn);
-
+  using V = value_t<T>;
   const index_t B = logp.extent(0), T_ = logp.extent(1);
-  auto lp = [&](index_t b, index_t t) { return static_cast<double>(logp(b, t)); };
-  auto old = [&](index_t b, index_t t) { return static_cast<double>(old_logp(b, t)); };
-  auto A = [&](index_t b, index_t t) { return static_cast<double>(adv(b, t)); };
-  auto iw = [&](index_t b, index_t t) { return weights.null() ? 1.0 : static_cast<double>(weights(b, t)); };
-  auto m = [&](index_t b, index_t t) { return static_cast<double>(mask(b, t)); };
-  auto row_count = [&](index_t b) {
-    double c = 0;
-    for (index_t t = 0; t < T_; ++t) c += m(b, t);
-    return c;
-  };
-  if (!(ops::mask_count(tag, mask) > 0)) rlhf::detail::fail(error_kind::empty, fn, "response_mask", "has no valid token");
-
-  tensor<double, 2> loss_mat({B, T_}), dmat({B, T_}), w({B, T_});
-  policy_result r{};
-  auto mean = [&](auto&& f) { return detail::stat_mean(mask, p.stat_eps, f); };
-  constexpr const char* overflow = "a ratio exp(log_prob - old_log_prob) overflows; set log_ratio_clamp";
-  auto finish = [&]() {
-    r.loss = ops::aggregate(tag.unchecked(), loss_mat.view(), mask, p.agg, w.view());
-    rlhf::detail::require_finite_result(r.loss, fn, "log_prob", overflow);
-    if (!dlogp.null())
-      cpu_loops::for_each_2d(B, T_, [&](index_t b, index_t t) {
-        dlogp(b, t) = static_cast<value_t<T>>(w(b, t) * dmat(b, t));
-      });
-  };
-
-  switch (v.kind) {
-    case policy_loss_kind::gspo: {
-      const math::ppo_clip_params cp{p.clip_low, p.clip_high, p.dual_clip, INFINITY};
-      tensor<double, 2> g({B, T_});  // d token loss / d log s_b (full-gradient form)
-      std::vector<double> s(static_cast<std::size_t>(B)), len(static_cast<std::size_t>(B));
-      for (index_t b = 0; b < B; ++b) {
-        double acc = 0;
-        for (index_t t = 0; t < T_; ++t) acc += (lp(b, t) - old(b, t)) * m(b, t);
-        len[b] = std::max(row_count(b), 1.0);
-        s[b] = acc / len[b];
-      }
-      cpu_loops::for_each_2d(B, T_, [&](index_t b, index_t t) {
-        const math::dual d = math::clamp(math::dual{s[b], 1.0}, -INFINITY, v.gspo_log_ratio_max);
-        auto term = math::ppo_clip_log_ratio(d, A(b, t), cp);
-        if (v.gspo_grad == gspo_gradient::full && m(b, t) == 0) {
-          // OpenRLHF multiplies the ratio by the mask: a masked token has ratio 0.
-          term = math::ppo_clip_log_ratio(math::dual{-INFINITY, 0.0}, A(b, t), cp);
-        }
-        loss_mat(b, t) = term.loss * iw(b, t);
-        dmat(b, t) = term.dlogp * iw(b, t);
-      });
-      r.clipfrac = mean([&](index_t b, index_t t) {
-        return math::gspo_clipped(s[b], v.gspo_log_ratio_max, A(b, t), p.clip_low, p.clip_high) ? 1.0 : 0.0;
-      });
-      r.ppo_kl = mean([&](index_t b, index_t t) { return old(b, t) - lp(b, t); });
-      r.loss = ops::aggregate(tag.unchecked(), loss_mat.view(), mask, p.agg, w.view());
-      rlhf::detail::require_finite_result(r.loss, fn, "log_prob", overflow);
-      if (!dlogp.null()) {
-        if (v.gspo_grad == gspo_gradient::token_stop_gradient) {
-          cpu_loops::for_each_2d(B, T_, [&](index_t b, index_t t) {
-            dlogp(b, t) = static_cast<value_t<T>>(w(b, t) * dmat(b, t));
-          });
-        } else {
-          // d/dlogp_bk = sum_t w_bt * dloss_bt/dlog s_b * m_bk / len_b
-          for (index_t b = 0; b < B; ++b) {
-            double acc = 0;
-            for (index_t t = 0; t < T_; ++t) acc += w(b, t) * dmat(b, t);
-            for (index_t k = 0; k < T_; ++k)
-              dlogp(b, k) = static_cast<value_t<T>>(acc * m(b, k) / len[b]);
-          }
+  const cpu_engine::inputs<V, 4> in{tag.check_finite,
+                                    {"log_prob", "old_log_prob", "advantages", "weights"},
+                                    {logp, old_logp, adv, weights}};
+  const bool seq = v.kind == policy_loss_kind::gspo || v.kind == policy_loss_kind::geo_mean;
+  std::vector<double> rows(seq ? static_cast<std::size_t>(4 * B) : 0, 0.0);
+  if (seq) {
+    // the row sums read the inputs before the engine's scan: check them first
+    for (std::size_t i = 0; i < 4; ++i)
+      if (in.check && !in.views[i].null()) rlhf::detail::require_finite(fn, in.names[i], in.views[i]);
+    rlhf::detail::require_mask(fn, "response_mask", mask);
+    const bool geo = v.kind == policy_loss_kind::geo_mean;
+    for (index_t b = 0; b < B; ++b) {
+      double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+      for (index_t t = 0; t < T_; ++t) {
+        const double m = static_cast<double>(mask(b, t)), lp = static_cast<double>(logp(b, t));
+        const double o = static_cast<double>(old_logp(b, t)), a = static_cast<double>(adv(b, t));
+        s0 += (lp - o) * m;
+        s1 += m;
+        if (geo) {
+          s2 += math::geo_mean_token(lp, o, a, v.base.clip_low, v.base.clip_high).value * m;
+          s3 += a * m;
         }
       }
-      return r;
+      const auto bi = static_cast<std::size_t>(b);
+      rows[3 * bi] = s0;
+      rows[3 * bi + 1] = s1;
+      rows[3 * bi + 2] = s2;
+      rows[3 * static_cast<std::size_t>(B) + bi] = s3;
     }
-    case policy_loss_kind::sapo: {
-      cpu_loops::for_each_2d(B, T_, [&](index_t b, index_t t) {
-        const auto d = math::sapo_token(lp(b, t), old(b, t), A(b, t), v.tau_pos, v.tau_neg);
-        loss_mat(b, t) = d.v * iw(b, t);
-        dmat(b, t) = d.d * iw(b, t);
-      });
-      r.ppo_kl = mean([&](index_t b, index_t t) { return old(b, t) - lp(b, t); });
-      break;
-    }
-    case policy_loss_kind::cispo: {
-      cpu_loops::for_each_2d(B, T_, [&](index_t b, index_t t) {
-        const auto c = math::cispo_token(lp(b, t), old(b, t), A(b, t), p.clip_low, p.clip_high, p.log_ratio_clamp);
-        loss_mat(b, t) = c.loss * iw(b, t);
-        dmat(b, t) = c.dlogp * iw(b, t);
-      });
-      r.clipfrac = mean([&](index_t b, index_t t) {
-        return math::cispo_token(lp(b, t), old(b, t), A(b, t), p.clip_low, p.clip_high, p.log_ratio_clamp).clipped
-                   ? 1.0 : 0.0;
-      });
-      r.ppo_kl = mean([&](index_t b, index_t t) { return old(b, t) - lp(b, t); });
-      break;
-    }
-    case policy_loss_kind::gpg: {
-      cpu_loops::for_each_2d(B, T_, [&](index_t b, index_t t) {
-        loss_mat(b, t) = -lp(b, t) * A(b, t) * iw(b, t);
-        dmat(b, t) = -A(b, t) * iw(b, t);
-      });
-      break;
-    }
-    case policy_loss_kind::dro: {
-      cpu_loops::for_each_2d(B, T_, [&](index_t b, index_t t) {
-        const auto d = math::dro_token(lp(b, t), old(b, t), A(b, t), v.dro_beta);
-        loss_mat(b, t) = d.v * iw(b, t);
-        dmat(b, t) = d.d * iw(b, t);
-      });
-      r.ppo_kl = mean([&](index_t b, index_t t) { return old(b, t) - lp(b, t); });
-      break;
-    }
-    case policy_loss_kind::dppo_tv:
-    case policy_loss_kind::dppo_kl: {
-      const bool klr = v.kind == policy_loss_kind::dppo_kl;
-      auto term = [&](index_t b, index_t t) {
-        return math::dppo_token(lp(b, t), old(b, t), A(b, t), p.clip_low, p.clip_high, klr, p.log_ratio_clamp,
-                                v.dppo_ratio_cap);
-      };
-      cpu_loops::for_each_2d(B, T_, [&](index_t b, index_t t) {
-        const double coef = term(b, t).coef * iw(b, t);
-        loss_mat(b, t) = coef * lp(b, t);
-        dmat(b, t) = coef;
-      });
-      r.ppo_kl = mean([&](index_t b, index_t t) { return -term(b, t).log_ratio; });
-      r.clipfrac = mean([&](index_t b, index_t t) { return term(b, t).valid ? 0.0 : 1.0; });
-      r.clipfrac_lower = mean([&](index_t b, index_t t) {
-        const auto d = term(b, t);
-        return d.valid && d.ratio > v.dppo_ratio_cap ? 1.0 : 0.0;
-      });
-      break;
-    }
-    case policy_loss_kind::geo_mean: {
-      // Sequence-level objective: the mean over all B rows (loss_agg_mode does not apply).
-      for (index_t b = 0; b < B; ++b) {
-        double num = 0, an = 0;
-        const double n = row_count(b);
-        std::vector<double> dterm(static_cast<std::size_t>(T_));
-        for (index_t t = 0; t < T_; ++t) {
-          const auto g = math::geo_mean_token(lp(b, t), old(b, t), A(b, t), p.clip_low, p.clip_high);
-          num += g.value * m(b, t);
-          dterm[t] = g.dlogp;
-          an += A(b, t) * m(b, t);
-        }
-        const double ratio = std::exp(num / (n + 1e-8));
-        const double advb = an / (n + 1e-8);
-        r.loss += -advb * ratio * iw(b, 0) / static_cast<double>(B);
-        if (!dlogp.null())
-          for (index_t t = 0; t < T_; ++t)
-            dlogp(b, t) = static_cast<value_t<T>>(-advb * ratio * iw(b, 0) * m(b, t) * dterm[t] /
-                                                  (n + 1e-8) / static_cast<double>(B));
-      }
-      auto clipped = [&](index_t b, index_t t) {
-        return math::geo_mean_token(lp(b, t), old(b, t), A(b, t), p.clip_low, p.clip_high).clipped;
-      };
-      r.clipfrac = mean([&](index_t b, index_t t) { return clipped(b, t) && A(b, t) > 0 ? 1.0 : 0.0; });
-      r.clipfrac_lower = mean([&](index_t b, index_t t) { return clipped(b, t) && A(b, t) < 0 ? 1.0 : 0.0; });
-      r.ppo_kl = mean([&](index_t b, index_t t) { return old(b, t) - lp(b, t); });
-      rlhf::detail::require_finite_result(r.loss, fn, "log_prob", overflow);
-      return r;
-    }
-    case policy_loss_kind::vanilla: break;
   }
-  finish();
-  return r;
+  auto pass = [&](auto kind) {
+    const auto f = detail::variant_rule<static_cast<int>(decltype(kind)::value)>(
+        strided(logp), strided(old_logp), strided(adv), strided(weights), v, rows.data(), B);
+    return cpu_engine::run<1, 3>(fn, f, mask, detail::variant_agg(v), std::array<tensor_view<V, 2>, 1>{dlogp}, in);
+  };
+  using K = policy_loss_kind;
+  auto run_kind = [&]() {
+    switch (v.kind) {
+      case K::vanilla:  // (returned above)
+      case K::gspo: return pass(std::integral_constant<K, K::gspo>{});
+      case K::sapo: return pass(std::integral_constant<K, K::sapo>{});
+      case K::cispo: return pass(std::integral_constant<K, K::cispo>{});
+      case K::gpg: return pass(std::integral_constant<K, K::gpg>{});
+      case K::dro: return pass(std::integral_constant<K, K::dro>{});
+      case K::dppo_tv: return pass(std::integral_constant<K, K::dppo_tv>{});
+      case K::dppo_kl: return pass(std::integral_constant<K, K::dppo_kl>{});
+      case K::geo_mean: break;
+    }
+    return pass(std::integral_constant<K, K::geo_mean>{});
+  };
+  const auto s = run_kind();
+  if (v.kind == policy_loss_kind::gspo && v.gspo_grad == gspo_gradient::full && !dlogp.null()) {
+    // OpenRLHF's gradient through s_b: d/dlogp_bk = (sum_t g_bt) m_bk / len_b
+    for (index_t b = 0; b < B; ++b) {
+      double acc = 0;
+      for (index_t t = 0; t < T_; ++t) acc += static_cast<double>(dlogp(b, t));
+      const double len = std::max(rows[3 * static_cast<std::size_t>(b) + 1], 1.0);
+      for (index_t t = 0; t < T_; ++t) dlogp(b, t) = static_cast<V>(acc * static_cast<double>(mask(b, t)) / len);
+    }
+  }
+  return detail::variant_from(s, v, fn);
 }
 
 }  // namespace rlhf::ppo

@@ -144,34 +144,8 @@ using identity_token = ppo::rules::identity_token<in2<T>>;
 template <class T>
 using kl_token_fn = kl::rules::loss_token<in2<T>>;
 
-/// A2C (SB3): stats = [A' logp, (R - V)^2, H or -logp]; grads d/dlogp,
-/// d/dvalues, d/dentropy of L = -mean(A' logp) + c_ent L_ent + c_vf s mean((R - V)^2)
-/// (the engine's token-mean weight m / n supplies the mean). `norm` (device,
-/// nullable): the moments of the advantages for normalize_advantage.
 template <class T>
-struct a2c_token {
-  in2<T> logp, values, adv, ret, entropy;
-  a2c::params p;
-  const double* norm;
-  __device__ token_out<3, 3> operator()(index_t b, index_t t) const {
-    double a = adv(b, t);
-    if (norm) {
-      const double n = norm[0], mu = norm[1] / n;
-      const double sd = sqrt(norm[2] / n * (n / (n - 1))) + p.adv_eps;
-      a = (a - mu) / sd;
-    }
-    const double lp = logp(b, t), e = ret(b, t) - values(b, t);
-    token_out<3, 3> r;
-    r.loss = 0;
-    r.stat[0] = a * lp;
-    r.stat[1] = e * e;
-    r.stat[2] = entropy.null() ? -lp : entropy(b, t);
-    r.grad[0] = -a + (entropy.null() ? p.ent_coef : 0.0);
-    r.grad[1] = p.vf_coef * p.value_scale * -2.0 * e;
-    r.grad[2] = entropy.null() ? 0.0 : -p.ent_coef;
-    return r;
-  }
-};
+using a2c_token = a2c::rules::token<in2<T>>;
 
 }  // namespace rlhf::cuda_kernels
 
@@ -196,16 +170,8 @@ result loss(cuda_t tag, tensor_view<T, 2, device_space> logp, in_dview<T, 2> val
                                          std::array<ck::out2<value_t<T>>, 3>{ck::out(dlogp), ck::out(dvalues),
                                                                              ck::out(dentropy)},
                                          1.0, false, "mask");
-  if (p.normalize_advantage && !(s.n > 1))
-    rlhf::detail::fail(error_kind::empty, fn, "advantages",
-                       "has a single sample: normalize_advantage needs at least 2 (std undefined)");
-  result r{};
-  r.policy_loss = -s.stat[0] / s.n;
-  r.value_loss = p.value_scale * s.stat[1] / s.n;
-  r.entropy_loss = -s.stat[2] / s.n;
-  r.loss = r.policy_loss + p.ent_coef * r.entropy_loss + p.vf_coef * r.value_loss;
-  rlhf::detail::require_finite_result(r.loss, fn, "values", "the loss overflows (extreme inputs)");
-  return r;
+  if (p.normalize_advantage) detail::require_two(s.n, fn);
+  return detail::result_from(s, p, fn);
 }
 
 }  // namespace rlhf::a2c

@@ -40,81 +40,8 @@ __global__ void variant_rows(in2<T> logp, in2<T> old, in2<T> adv, in2<M> mask, i
   }
 }
 
-/// One token of any variant (loss, d/dlogp, and the statistics clipfrac,
-/// clipfrac_lower, ppo_kl by the variant's rules).
 template <class T>
-struct variant_token {
-  in2<T> logp, old, adv, weights;
-  ppo::policy_loss_kind kind;
-  math::ppo_clip_params cp;
-  double clip_low, clip_high, tau_pos, tau_neg, dro_beta, cap, lrc, gspo_max;
-  bool gspo_full;
-  const double* rows;  ///< variant_rows (gspo, geo_mean)
-  index_t B;
-  __device__ token_out<1, 3> operator()(index_t b, index_t t) const {
-    const double lp = logp(b, t), o = old(b, t), a = adv(b, t), iw = weights.null() ? 1.0 : weights(b, t);
-    token_out<1, 3> r;
-    r.stat[2] = o - lp;  // ppo_kl for every variant but dppo
-    switch (kind) {
-      case ppo::policy_loss_kind::gspo: {
-        const double len = rows[3 * b + 1] > 1.0 ? rows[3 * b + 1] : 1.0, s = rows[3 * b] / len;
-        const math::dual d = math::clamp(math::dual{s, 1.0}, -INFINITY, gspo_max);
-        const auto term = math::ppo_clip_log_ratio(d, a, cp);
-        r.loss = term.loss * iw;
-        r.grad[0] = term.dlogp * iw;
-        r.stat[0] = math::gspo_clipped(s, gspo_max, a, clip_low, clip_high) ? 1.0 : 0.0;
-        break;
-      }
-      case ppo::policy_loss_kind::sapo: {
-        const auto d = math::sapo_token(lp, o, a, tau_pos, tau_neg);
-        r.loss = d.v * iw;
-        r.grad[0] = d.d * iw;
-        break;
-      }
-      case ppo::policy_loss_kind::cispo: {
-        const auto c = math::cispo_token(lp, o, a, clip_low, clip_high, lrc);
-        r.loss = c.loss * iw;
-        r.grad[0] = c.dlogp * iw;
-        r.stat[0] = c.clipped ? 1.0 : 0.0;
-        break;
-      }
-      case ppo::policy_loss_kind::gpg:
-        r.loss = -lp * a * iw;
-        r.grad[0] = -a * iw;
-        r.stat[2] = 0.0;
-        break;
-      case ppo::policy_loss_kind::dro: {
-        const auto d = math::dro_token(lp, o, a, dro_beta);
-        r.loss = d.v * iw;
-        r.grad[0] = d.d * iw;
-        break;
-      }
-      case ppo::policy_loss_kind::dppo_tv:
-      case ppo::policy_loss_kind::dppo_kl: {
-        const auto d = math::dppo_token(lp, o, a, clip_low, clip_high, kind == ppo::policy_loss_kind::dppo_kl, lrc, cap);
-        r.loss = d.coef * iw * lp;
-        r.grad[0] = d.coef * iw;
-        r.stat[0] = d.valid ? 0.0 : 1.0;
-        r.stat[1] = d.valid && d.ratio > cap ? 1.0 : 0.0;
-        r.stat[2] = -d.log_ratio;
-        break;
-      }
-      case ppo::policy_loss_kind::geo_mean: {
-        // the row's loss spread over its valid tokens (token-sum weight 1)
-        const double n = rows[3 * b + 1], ratio = exp(rows[3 * b + 2] / (n + 1e-8)), advb = rows[3 * B + b] / (n + 1e-8);
-        const double iw0 = weights.null() ? 1.0 : weights(b, 0);
-        const auto g = math::geo_mean_token(lp, o, a, clip_low, clip_high);
-        r.loss = n > 0 ? -advb * ratio * iw0 / static_cast<double>(B) / n : 0.0;
-        r.grad[0] = -advb * ratio * iw0 * g.dlogp / (n + 1e-8) / static_cast<double>(B);
-        r.stat[0] = g.clipped && a > 0 ? 1.0 : 0.0;
-        r.stat[1] = g.clipped && a < 0 ? 1.0 : 0.0;
-        break;
-      }
-      case ppo::policy_loss_kind::vanilla: break;
-    }
-    return r;
-  }
-};
+using variant_token = ppo::rules::variant_token<in2<T>>;
 
 /// GSPO full gradient: d/dlogp_bk = (sum_t g_bt) m_bk / len_b, one block per row, in place.
 template <class M, class O>
@@ -200,29 +127,8 @@ policy_result policy_loss_variant(cuda_t tag, tensor_view<T, 2, device_space> lo
     ck::check_launch(fn, "variant_rows");
   }
   const bool full = v.kind == policy_loss_kind::gspo && v.gspo_grad == gspo_gradient::full;
-  const ck::variant_token<V> f{ck::in(logp),
-                               ck::in(old_logp),
-                               ck::in(adv),
-                               ck::in(weights),
-                               v.kind,
-                               {p.clip_low, p.clip_high, p.dual_clip, INFINITY},
-                               p.clip_low,
-                               p.clip_high,
-                               v.tau_pos,
-                               v.tau_neg,
-                               v.dro_beta,
-                               v.dppo_ratio_cap,
-                               p.log_ratio_clamp,
-                               v.gspo_log_ratio_max,
-                               full,
-                               rows.data(),
-                               B};
-  if (full) {
-    // OpenRLHF multiplies the ratio by the mask: a masked token's term uses ratio 0 (its loss is
-    // masked out anyway; its gradient comes from the row sum below)
-  }
-  agg_params agg = p.agg;
-  if (v.kind == policy_loss_kind::geo_mean) agg = agg_params{agg_mode::token_sum};  // the row loss is spread over its tokens
+  const auto f = detail::variant_rule(ck::in(logp), ck::in(old_logp), ck::in(adv), ck::in(weights), v, rows.data(), B);
+  const agg_params agg = detail::variant_agg(v);
   const auto s = ck::run_objective<1, 3>(tag, fn, f, ck::in(mask), B, T_, agg, std::array<ck::out2<V>, 1>{ck::out(dlogp)});
   if (full && !dlogp.null()) {
     ck::gspo_full_gradient<value_t<M>, V><<<static_cast<unsigned>(B), ck::block_threads, 0, tag.stream>>>(
@@ -230,19 +136,7 @@ policy_result policy_loss_variant(cuda_t tag, tensor_view<T, 2, device_space> lo
     ck::check_launch(fn, "gspo_full_gradient");
     rlhf::detail::check_cuda(cudaStreamSynchronize(tag.stream), fn, "cudaStreamSynchronize");
   }
-  policy_result r;
-  r.loss = s.value;
-  rlhf::detail::require_finite_result(r.loss, fn, "log_prob", "a ratio exp(log_prob - old_log_prob) overflows; set log_ratio_clamp");
-  const double d = s.n + p.stat_eps;
-  const bool has_clip = v.kind == policy_loss_kind::gspo || v.kind == policy_loss_kind::cispo ||
-                        v.kind == policy_loss_kind::dppo_tv || v.kind == policy_loss_kind::dppo_kl ||
-                        v.kind == policy_loss_kind::geo_mean;
-  const bool has_lower = v.kind == policy_loss_kind::dppo_tv || v.kind == policy_loss_kind::dppo_kl ||
-                         v.kind == policy_loss_kind::geo_mean;
-  r.clipfrac = has_clip ? s.stat[0] / d : 0.0;
-  r.clipfrac_lower = has_lower ? s.stat[1] / d : 0.0;
-  r.ppo_kl = v.kind == policy_loss_kind::gpg ? 0.0 : s.stat[2] / d;
-  return r;
+  return detail::variant_from(s, v, fn);
 }
 
 /// ppo::rollout_is_weights on device views; returns vllm_kl.
