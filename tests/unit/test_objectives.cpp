@@ -754,3 +754,49 @@ TEST_CASE("kl::loss on the engine: an estimate that overflows is an error naming
   CHECK(k.mean_kl == Approx(s / n).epsilon(1e-14));
   CHECK(k.loss == Approx(0.1 * s / n).epsilon(1e-14));
 }
+
+TEST_CASE("elementwise maps on the engine: IS weights and the KL-penalized reward", "[engine][kl]") {
+  const index_t B = 4, T = 19;
+  rng r(8);
+  mat old = r.normal_mat(B, T, -1, 0.3), roll = r.normal_mat(B, T, -1, 0.3), m = r.prefix_mask(B, T);
+  m(0, 0) = 0;  // a masked token still gets its weight
+  rlhf::ppo::is_params ip;
+  ip.low = 0.8;
+  ip.high = 1.25;
+  mat w(B, T, -1.0);
+  const double vkl = rlhf::ppo::rollout_is_weights(cpu, old.cview(), roll.cview(), m.cview(), ip, w.view());
+  double s = 0, n = 0;
+  for (index_t b = 0; b < B; ++b)
+    for (index_t t = 0; t < T; ++t) {
+      const double is = std::exp(old(b, t) - roll(b, t));
+      CHECK(w(b, t) == Approx(std::min(std::max(is, 0.8), 1.25)).epsilon(1e-15));
+      s += m(b, t) * (roll(b, t) - old(b, t));
+      n += m(b, t);
+    }
+  CHECK(vkl == Approx(s / n).epsilon(1e-14));
+  // an empty mask is refused before the weights are written
+  mat zero(B, T, 0.0), w2(B, T, -1.0);
+  expect_error([&] { rlhf::ppo::rollout_is_weights(cpu, old.cview(), roll.cview(), zero.cview(), ip, w2.view()); },
+               error_kind::empty, "action_mask");
+  CHECK(std::all_of(w2.v.begin(), w2.v.end(), [](double v) { return v == -1.0; }));
+
+  // rewards = scores - beta m KL, in place over the scores
+  mat scores = r.normal_mat(B, T), lp = r.normal_mat(B, T, -1, 0.3), ref = r.normal_mat(B, T, -1, 0.3);
+  const mat before = scores;
+  const auto kp = rlhf::kl_params::verl(kl_estimator::k3);
+  const auto st = rlhf::kl::apply_in_reward(cpu, scores.cview(), lp.cview(), ref.cview(), m.cview(), 0.05, kp,
+                                            scores.view());
+  double rows = 0;
+  for (index_t b = 0; b < B; ++b) {
+    double sk = 0, c = 0;
+    for (index_t t = 0; t < T; ++t) {
+      const double k = rlhf::math::kl_token(lp(b, t), ref(b, t), kp).value;
+      CHECK(scores(b, t) == Approx(before(b, t) - 0.05 * k * m(b, t)).epsilon(1e-15).margin(1e-16));
+      sk += k * m(b, t);
+      c += m(b, t);
+    }
+    rows += sk / (c + 1e-8);
+  }
+  CHECK(st.mean_seq_kl == Approx(rows / B).epsilon(1e-14));
+  CHECK(st.beta == 0.05);
+}

@@ -23,8 +23,7 @@ struct in_reward_stats {
   double beta;         ///< the coefficient that was applied
 };
 
-/// The argument checks of apply_in_reward on every backend (the scans of
-/// the values only where they are on the host).
+/// The shape and parameter checks of apply_in_reward on every backend.
 template <class Tag, class S, class V, class M, class O>
 void check_in_reward(Tag tag, const char* fn, const S& scores, const V& logp, const V& ref_logp, const M& mask,
                      double beta, const O& rewards) {
@@ -33,38 +32,32 @@ void check_in_reward(Tag tag, const char* fn, const S& scores, const V& logp, co
   detail::require_same_shape(fn, "response_mask", mask, "token_level_scores", scores);
   detail::require_same_shape(fn, "rewards", rewards, "token_level_scores", scores);
   detail::require_nonempty(fn, "token_level_scores", scores);
-  if constexpr (is_host_backend_v<Tag>) {
-    detail::require_finite(tag, fn, "token_level_scores", scores);
-    detail::require_mask(fn, "response_mask", mask);
-  }
+  (void)tag;  // (the values are scanned by the CPU engine's mask pass, not here)
   detail::require_nonneg_param(beta, fn, "beta");
 }
 
-/// token_level_rewards = token_level_scores - beta * mask * KL(logp, ref_logp).
-/// `rewards` may alias `scores`.
-template <class T, class M>
-in_reward_stats apply_in_reward(cpu_t tag, tensor_view<T, 2> scores, in_view<T, 2> logp,
-                                in_view<T, 2> ref_logp, tensor_view<M, 2> mask, double beta,
-                                const kl_params& p, out_view<T, 2> rewards) {
-  constexpr const char* fn = "kl::apply_in_reward";
-  check_in_reward(tag, fn, scores, logp, ref_logp, mask, beta, rewards);
-  const index_t B = scores.extent(0), T_ = scores.extent(1);
-  tensor<value_t<T>, 2> kld({B, T_});
-  estimate(tag, logp, ref_logp, p, kld.view());
-  double sum_rows = 0;
-  for (index_t b = 0; b < B; ++b) {
-    double s = 0, c = 0;
-    for (index_t t = 0; t < T_; ++t) {
-      const double m = static_cast<double>(mask(b, t));
-      const double k = static_cast<double>(kld(b, t)) * m;
-      s += k;
-      c += m;
-      rewards(b, t) = static_cast<value_t<T>>(static_cast<double>(scores(b, t)) - beta * k);
-    }
-    sum_rows += s / (c + 1e-8);
+namespace rules {
+/// The KL penalty in the reward (both engines), an elementwise map: the
+/// reward score - beta m KL at every position; the statistic KL (its masked
+/// row sums give verl's current_kl).
+template <class A, class AM>
+struct reward_token {
+  A scores, logp, ref;
+  AM mask;
+  kl_params p;
+  double beta;
+  template <class L = double>
+  RLHF_HD_INLINE token_out<1, 1, math::real_t<L>> operator()(index_t b, index_t t) const {
+    using R = math::real_t<L>;
+    using S = math::scalar_of<R>;
+    const R k = math::kl_token(logp.template get<L>(b, t), ref.template get<L>(b, t), p).value;
+    token_out<1, 1, R> r;
+    r.grad[0] = scores.template get<L>(b, t) - static_cast<S>(beta) * (k * mask.template get<L>(b, t));
+    r.stat[0] = k;
+    return r;
   }
-  return {sum_rows / static_cast<double>(B), beta};
-}
+};
+}  // namespace rules
 
 struct in_loss_result {
   double loss;     ///< kl_coef * agg(KL)
@@ -89,13 +82,16 @@ struct loss_token {
 }  // namespace rules
 
 namespace precheck {
-/// The CPU engine's precheck of kl::loss: a token whose estimate (or its
-/// derivative) is not finite, masked or not, is an error before any write.
+/// The CPU engine's precheck of kl::loss and kl::apply_in_reward: a token
+/// whose estimate (or its derivative) is not finite, masked or not, is an
+/// error before any write. F: a rule whose loss and grad[0] are the
+/// estimate and its derivative.
 template <class F, class V>
 struct overflow_check {
   static constexpr bool active = true;
   const F& f;
   tensor_view<const V, 2> logp, ref;
+  const char* fn;
   template <class L>
   RLHF_ALWAYS_INLINE math::mask_of<math::real_t<L>> bad(index_t b, index_t t) const {
     const auto o = f.template operator()<L>(b, t);
@@ -106,7 +102,7 @@ struct overflow_check {
     std::ostringstream os;
     os << "and 'ref_logp' differ by " << static_cast<double>(logp(b, t)) - static_cast<double>(ref(b, t)) << " at ["
        << b << ", " << t << "]: the estimate overflows; set log_ratio_clamp / value_clamp (kl_params::verl does)";
-    rlhf::detail::fail(error_kind::non_finite, "kl::loss", "logp", os.str());
+    rlhf::detail::fail(error_kind::non_finite, fn, "logp", os.str());
   }
 };
 }  // namespace precheck
@@ -130,9 +126,41 @@ in_loss_result loss(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 2> ref_logp, t
   const auto s = cpu_engine::run<1, 0>(fn, f, mask, agg, std::array<tensor_view<V, 2>, 1>{dlogp},
                                        cpu_engine::inputs<V, 2>{tag.check_finite, {"logp", "ref_logp"}, {logp, ref_logp}},
                                        {kl_coef, accumulate, "loss_mask", false},
-                                       precheck::overflow_check<rules::loss_token<strided2<V>>, V>{f, logp, ref_logp});
+                                       precheck::overflow_check<rules::loss_token<strided2<V>>, V>{f, logp, ref_logp, fn});
   rlhf::detail::require_finite_result(s.value, fn, "logp", "the aggregated KL overflows");
   return {kl_coef * s.value, s.value};
+}
+
+/// token_level_rewards = token_level_scores - beta * mask * KL(logp, ref_logp).
+/// `rewards` may alias `scores`. One pass of the CPU objective engine.
+template <class T, class M>
+in_reward_stats apply_in_reward(cpu_t tag, tensor_view<T, 2> scores, in_view<T, 2> logp,
+                                in_view<T, 2> ref_logp, tensor_view<M, 2> mask, double beta,
+                                const kl_params& p, out_view<T, 2> rewards) {
+  constexpr const char* fn = "kl::apply_in_reward";
+  check_in_reward(tag, fn, scores, logp, ref_logp, mask, beta, rewards);
+  check_params(p, fn);
+  using V = value_t<T>;
+  using MV = std::remove_const_t<value_t<M>>;
+  const index_t B = scores.extent(0);
+  const rules::reward_token<strided2<V>, strided2<MV>> f{strided(scores), strided(logp), strided(ref_logp),
+                                                         strided(mask), p, beta};
+  const rules::loss_token<strided2<V>> est{strided(logp), strided(ref_logp), p};
+  std::vector<double> row_kl(static_cast<std::size_t>(B)), row_n(static_cast<std::size_t>(B));
+  cpu_engine::run_options o{};
+  o.raw = true;
+  o.require_tokens = false;
+  o.row_stats = row_kl.data();
+  o.row_counts = row_n.data();
+  agg_params sum{};
+  sum.mode = agg_mode::token_sum;
+  cpu_engine::run<1, 1>(fn, f, mask, sum, std::array<tensor_view<V, 2>, 1>{rewards},
+                        cpu_engine::inputs<V, 3>{tag.check_finite, {"token_level_scores", "logp", "ref_logp"},
+                                                 {scores, logp, ref_logp}},
+                        o, precheck::overflow_check<rules::loss_token<strided2<V>>, V>{est, logp, ref_logp, fn});
+  double sum_rows = 0;
+  for (std::size_t b = 0; b < row_kl.size(); ++b) sum_rows += row_kl[b] / (row_n[b] + 1e-8);
+  return {sum_rows / static_cast<double>(B), beta};
 }
 
 }  // namespace rlhf::kl

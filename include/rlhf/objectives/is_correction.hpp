@@ -14,6 +14,10 @@
 #include <string>
 #include <string_view>
 
+#include <vector>
+
+#include "../backend/cpu/objective.hpp"
+#include "../math/tokens.hpp"
 #include "../ops/masked.hpp"
 
 namespace rlhf::ppo {
@@ -34,17 +38,47 @@ struct is_params {
 };
 
 /// The weight of one token from its ratio is = exp(old - rollout); `keep_row`
-/// is seq-mask-tis's verdict on the whole sequence (every backend).
-RLHF_HD inline double is_weight(const is_params& p, double is, bool keep_row) {
+/// is seq-mask-tis's verdict on the whole sequence (every backend; over a
+/// real type, math/real.hpp).
+template <class R, class C>
+RLHF_HD_INLINE R is_weight(const is_params& p, const R& is, const C& keep_row) {
+  using S = math::scalar_of<R>;
+  const S lo = static_cast<S>(p.low), hi = static_cast<S>(p.high);
   switch (p.kind) {
-    case is_correction::tis: return fmin(fmax(is, p.low), p.high);
-    case is_correction::icepop: return (is >= p.low && is <= p.high) ? is : 0.0;
-    case is_correction::seq_mask_tis: return keep_row ? is : 0.0;
+    case is_correction::tis: {
+      const R x = math::sel(is > lo, is, lo - R{});  // fmax(is, lo), fmin(., hi)
+      return math::sel(x < hi, x, hi - R{});
+    }
+    case is_correction::icepop: return math::sel((is >= lo) & (is <= hi), is, R{});
+    case is_correction::seq_mask_tis: return keep_row ? is : R{};
   }
-  return 0.0;
+  return R{};
 }
 
-/// Writes the per-token weights; returns vllm_kl.
+namespace rules {
+/// One token's IS weight (an elementwise map of the engine) and the
+/// statistic rollout - old (its masked mean is vllm_kl). `keep` (nullable):
+/// seq-mask-tis's per-row verdicts, 1 or 0.
+template <class A>
+struct is_token {
+  A old, rollout;
+  is_params p;
+  const double* keep;
+  template <class L = double>
+  RLHF_HD_INLINE token_out<1, 1, math::real_t<L>> operator()(index_t b, index_t t) const {
+    using R = math::real_t<L>;
+    const R o = old.template get<L>(b, t), ro = rollout.template get<L>(b, t);
+    token_out<1, 1, R> r;
+    r.grad[0] = is_weight(p, math::rexp(o - ro), keep == nullptr || keep[b] != 0);
+    r.stat[0] = ro - o;
+    return r;
+  }
+};
+}  // namespace rules
+
+/// Writes the per-token weights (every position, masked or not); returns
+/// vllm_kl. One pass of the CPU objective engine (seq-mask-tis first sums
+/// each row).
 template <class T, class M>
 double rollout_is_weights(cpu_t tag, tensor_view<T, 2> old_logp, in_view<T, 2> rollout_logp, tensor_view<M, 2> mask,
                           const is_params& p, out_view<T, 2> weights) {
@@ -53,17 +87,19 @@ double rollout_is_weights(cpu_t tag, tensor_view<T, 2> old_logp, in_view<T, 2> r
   rlhf::detail::require_same_shape(fn, "action_mask", mask, "old_log_probs", old_logp);
   rlhf::detail::require_same_shape(fn, "weights", weights, "old_log_probs", old_logp);
   rlhf::detail::require_nonempty(fn, "old_log_probs", old_logp);
-  rlhf::detail::require_finite(tag, fn, "old_log_probs", old_logp);
-  rlhf::detail::require_finite(tag, fn, "rollout_log_probs", rollout_logp);
-  rlhf::detail::require_mask(fn, "action_mask", mask);
   rlhf::detail::require_nonneg_param(p.low, fn, "low");
   rlhf::detail::require_finite_param(p.high, fn, "high");
   rlhf::detail::require_param(p.low <= p.high, fn, "high", "must be >= low");
   const index_t B = old_logp.extent(0), T_ = old_logp.extent(1);
   using V = value_t<T>;
-  for (index_t b = 0; b < B; ++b) {
-    bool keep_row = true;
-    if (p.kind == is_correction::seq_mask_tis) {
+  const cpu_engine::inputs<V, 2> in{tag.check_finite, {"old_log_probs", "rollout_log_probs"}, {old_logp, rollout_logp}};
+  std::vector<double> keep;
+  if (p.kind == is_correction::seq_mask_tis) {
+    for (std::size_t i = 0; i < 2; ++i)
+      if (in.check) rlhf::detail::require_finite(fn, in.names[i], in.views[i]);
+    rlhf::detail::require_mask(fn, "action_mask", mask);
+    keep.assign(static_cast<std::size_t>(B), 0.0);
+    for (index_t b = 0; b < B; ++b) {
       double s = 0, c = 0;
       for (index_t t = 0; t < T_; ++t) {
         const double m = static_cast<double>(mask(b, t));
@@ -71,21 +107,17 @@ double rollout_is_weights(cpu_t tag, tensor_view<T, 2> old_logp, in_view<T, 2> r
         if (m != 0) s += m * (static_cast<double>(old_logp(b, t)) - static_cast<double>(rollout_logp(b, t)));
       }
       const double r = c > 0 ? std::exp(s / c) : NAN;
-      keep_row = r >= p.low && r <= p.high;
-    }
-    for (index_t t = 0; t < T_; ++t) {
-      const double is = std::exp(static_cast<double>(old_logp(b, t)) - static_cast<double>(rollout_logp(b, t)));
-      weights(b, t) = static_cast<V>(is_weight(p, is, keep_row));
+      keep[static_cast<std::size_t>(b)] = r >= p.low && r <= p.high ? 1.0 : 0.0;
     }
   }
-  const double n = ops::mask_count(tag, mask);
-  if (!(n > 0)) rlhf::detail::fail(error_kind::empty, fn, "action_mask", "has no valid token");
-  double s = 0;
-  cpu_loops::for_each_2d(B, T_, [&](index_t b, index_t t) {
-    const double m = static_cast<double>(mask(b, t));
-    if (m != 0) s += m * (static_cast<double>(rollout_logp(b, t)) - static_cast<double>(old_logp(b, t)));
-  });
-  return s / n;
+  const rules::is_token<strided2<V>> f{strided(old_logp), strided(rollout_logp), p, keep.empty() ? nullptr : keep.data()};
+  cpu_engine::run_options o{};
+  o.mask_name = "action_mask";
+  o.raw = true;
+  agg_params sum{};
+  sum.mode = agg_mode::token_sum;
+  const auto s = cpu_engine::run<1, 1>(fn, f, mask, sum, std::array<tensor_view<V, 2>, 1>{weights}, in, o);
+  return s.stat[0] / s.n;
 }
 
 }  // namespace rlhf::ppo

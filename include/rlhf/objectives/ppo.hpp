@@ -349,10 +349,12 @@ value_result value_from(const Sums& s, const value_params& p, const char* fn) {
 }
 }  // namespace detail
 
-/// Clipped value loss; `dvpreds` (optional) receives d loss / d vpreds.
+/// Clipped value loss; `dvpreds` (optional) receives d loss / d vpreds
+/// (times `grad_coef`: the combined loss's vf_coef, applied in the pass).
 template <class T, class M>
 value_result value_loss(cpu_t tag, tensor_view<T, 2> vpreds, in_view<T, 2> returns, in_view<T, 2> old_values,
-                        tensor_view<M, 2> mask, const value_params& p, out_view<T, 2> dvpreds = {}) {
+                        tensor_view<M, 2> mask, const value_params& p, out_view<T, 2> dvpreds = {},
+                        double grad_coef = 1.0) {
   constexpr const char* fn = "ppo::value_loss";
   detail::check_value_shapes(fn, vpreds, returns, old_values, mask, dvpreds);
   check_value_params(p, fn);
@@ -362,7 +364,7 @@ value_result value_loss(cpu_t tag, tensor_view<T, 2> vpreds, in_view<T, 2> retur
   const auto s = cpu_engine::run<1, 1>(fn, f, mask, p.agg, std::array<tensor_view<V, 2>, 1>{dvpreds},
                                        cpu_engine::inputs<V, 3>{tag.check_finite, {"vpreds", "returns", "values"},
                                                                 {vpreds, returns, old_values}},
-                                       {p.scale});
+                                       {p.scale * grad_coef});
   return detail::value_from(s, p, fn);
 }
 
@@ -472,10 +474,7 @@ combined_result combined_loss(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 2> o
   rlhf::detail::require_nonneg_param(p.vf_coef, "ppo::combined_loss", "vf_coef");
   combined_result r{};
   r.actor = actor_loss(tag, logp, old_logp, adv, mask, entropy, ref_logp, p.actor, dlogp, dentropy);
-  r.value = value_loss(tag, vpreds, returns, old_values, mask, p.value, dvpreds);
-  if (!dvpreds.null())
-    cpu_loops::for_each_2d(vpreds.extent(0), vpreds.extent(1),
-                           [&](index_t b, index_t t) { dvpreds(b, t) *= static_cast<value_t<T>>(p.vf_coef); });
+  r.value = value_loss(tag, vpreds, returns, old_values, mask, p.value, dvpreds, p.vf_coef);
   r.loss = r.actor.loss + p.vf_coef * r.value.loss;
   return r;
 }

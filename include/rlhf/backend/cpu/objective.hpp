@@ -190,7 +190,7 @@ struct token_body {
   std::array<index_t, G> os0, os1;
   agg_rule rule;
   double n, nrows, grad_scale;
-  bool accumulate;
+  bool accumulate, raw;
   const double* count;
   double* sum;
   double* stat;
@@ -203,7 +203,7 @@ struct token_body {
 
   template <class L, class A>
   RLHF_ALWAYS_INLINE static void token(const F& f, const strided2<M>& mask, const outs_t& out, bool accumulate,
-                                       index_t b, index_t t, double cw, A& s, A* st) {
+                                       bool raw, index_t b, index_t t, double cw, A& s, A* st) {
     using R = math::real_t<L>;
     using S = math::scalar_of<R>;
     constexpr int LW = static_cast<int>(sizeof(R) / sizeof(S));
@@ -214,7 +214,7 @@ struct token_body {
     for (std::size_t g = 0; g < static_cast<std::size_t>(G); ++g) {
       if (out.p[g] == nullptr) continue;
       O* p = out.p[g] + b * out.s0[g] + t * out.s1[g];
-      R d = math::sel(on, (static_cast<S>(cw) * m) * o.grad[g], R{});
+      R d = raw ? o.grad[g] : math::sel(on, (static_cast<S>(cw) * m) * o.grad[g], R{});
       if (accumulate) d = math::lane_traits<L>::load(p) + d;
       simd::store_as<O, S, LW>(p, d);
     }
@@ -240,7 +240,7 @@ struct token_body {
     const F fl = f;
     const strided2<M> mk = mask;
     const outs_t ol{out, os0, os1};
-    const bool acc = accumulate;
+    const bool acc = accumulate, rw = raw;
     for (index_t b = r0; b < r1; ++b) {
       const double cw = grad_scale * agg_row_weight(rule, count[b], n, nrows);
       A s{};
@@ -249,8 +249,8 @@ struct token_body {
       A1 st1[KK] = {};
       index_t t = 0;
       if (vector)
-        for (; t + LW <= T; t += LW) token<L>(fl, mk, ol, acc, b, t, cw, s, st);
-      for (; t < T; ++t) token<L1>(fl, mk, ol, acc, b, t, cw, s1, st1);
+        for (; t + LW <= T; t += LW) token<L>(fl, mk, ol, acc, rw, b, t, cw, s, st);
+      for (; t < T; ++t) token<L1>(fl, mk, ol, acc, rw, b, t, cw, s1, st1);
       sum[b] = lane_sum<double, W>(s, s1);
       for (int k = 0; k < K; ++k) stat[b * K + k] = lane_sum<double, W>(st[k], st1[k]);
     }
@@ -279,6 +279,12 @@ struct run_options {
   bool accumulate = false;  ///< add to the outputs instead of overwriting them
   const char* mask_name = "response_mask";
   bool require_tokens = true;  ///< an all-zero mask is an error even where the mode has a denominator
+  /// The outputs are the rule's values themselves at every position, masked
+  /// or not, neither weighted nor scaled: an elementwise map (IS weights,
+  /// rewards) whose statistics are still masked sums.
+  bool raw = false;
+  double* row_stats = nullptr;   ///< [B, K] (optional): each row's statistics
+  double* row_counts = nullptr;  ///< [B] (optional): each row's mask sum
 };
 
 /// Runs rule `f` over a [B, T] batch. `pre` (optional) flags tokens the op
@@ -339,7 +345,8 @@ objective_sums<K> run(const char* fn, const F& f, tensor_view<M, 2> mask, const 
   using OV = std::remove_const_t<value_t<O>>;
   detail::token_body<G, K, F, MV, OV> body{f,          macc,          T,           vector,       {},
                                            {},         {},            rule,        r.n,          r.rows,
-                                           o.grad_scale, o.accumulate, count.data(), sum.data(), stat.data()};
+                                           o.grad_scale, o.accumulate,  o.raw,       count.data(), sum.data(),
+                                           stat.data()};
   for (int g = 0; g < G; ++g) {
     const auto& out = outs[static_cast<std::size_t>(g)];
     const auto gi = static_cast<std::size_t>(g);
@@ -352,6 +359,10 @@ objective_sums<K> run(const char* fn, const F& f, tensor_view<M, 2> mask, const 
   r.value = ops::detail::agg_finish(sum, count, T, p, weight, fn);
   for (index_t b = 0; b < B; ++b)
     for (int k = 0; k < K; ++k) r.stat[k] += stat[static_cast<std::size_t>(b) * K + static_cast<std::size_t>(k)];
+  if (o.row_stats != nullptr)
+    for (std::size_t i = 0; i < static_cast<std::size_t>(B) * K; ++i) o.row_stats[i] = stat[i];
+  if (o.row_counts != nullptr)
+    for (std::size_t i = 0; i < static_cast<std::size_t>(B); ++i) o.row_counts[i] = count[i];
   return r;
 }
 

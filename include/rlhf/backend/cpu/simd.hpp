@@ -254,7 +254,7 @@ struct lanes_ops {
   using V = vec<T, W>;
   static RLHF_ALWAYS_INLINE V exp(const V& x) { return vexp_full<T, W>(x); }
   static RLHF_ALWAYS_INLINE V log(const V& x) {
-    V r;
+    V r{};
     for (int i = 0; i < W; ++i) r[i] = std::log(x[i]);
     return r;
   }
@@ -272,7 +272,7 @@ RLHF_ALWAYS_INLINE vec<E, W> load_as(const U* p) {
   } else if constexpr (std::is_same_v<U, float> && std::is_same_v<E, double>) {
     return __builtin_convertvector(simd::load<float, W>(p), vec<E, W>);
   } else {
-    vec<E, W> v;
+    vec<E, W> v{};
     for (int i = 0; i < W; ++i) v[i] = static_cast<E>(p[i]);
     return v;
   }
