@@ -6,6 +6,7 @@
 // distances of a trained policy to it.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <istream>
 #include <ostream>
@@ -199,10 +200,13 @@ struct problem {
   }
 };
 
+/// KL(p || q) as the sum of p log(p / q) - p + q (equal for distributions;
+/// every term is >= 0 since log x <= x - 1, so a term that rounds below 0 is
+/// 0 and the distance never prints as -0.00000 near p = q).
 inline double kl(const std::vector<double>& p, const std::vector<double>& q) {
   double s = 0;
   for (std::size_t k = 0; k < p.size(); ++k)
-    if (p[k] > 0) s += p[k] * std::log(p[k] / q[k]);
+    s += std::max(0.0, (p[k] > 0 ? p[k] * std::log(p[k] / q[k]) : 0.0) - p[k] + q[k]);
   return s;
 }
 
