@@ -74,9 +74,26 @@ void BM_gae(benchmark::State& s) {
   }
   s.SetBytesProcessed(s.iterations() * B * T * static_cast<int64_t>(sizeof(float)) * 5);
 }
-BENCHMARK(BM_gae)->Args({256, 4096})->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_gae)->Args({256, 4096})->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_reinforce_pp(benchmark::State& s) {
+  const auto B = s.range(0), T = s.range(1);
+  batch b(B, T);
+  rlhf::tensor<float, 2> a({B, T}), r({B, T});
+  for (auto _ : s) {
+    rlhf::adv::reinforce_pp(rlhf::cpu.unchecked(), b.adv.view(), b.mask.view(), rlhf::adv::reinforce_pp_params{},
+                            rlhf::adv::outputs<float>{a.view(), r.view()});
+    benchmark::ClobberMemory();
+  }
+  // rewards and mask read, returns and advantages written
+  s.SetBytesProcessed(s.iterations() * B * T * static_cast<int64_t>(sizeof(float)) * 4);
+}
+BENCHMARK(BM_reinforce_pp)->Args({256, 4096})->Unit(benchmark::kMillisecond)->UseRealTime();
 void BM_copy(benchmark::State& s) { rlhf_bench::copy_bandwidth(s); }
-BENCHMARK(BM_copy)->Args({512, 1})->Args({512, 2})->Unit(benchmark::kMillisecond)->UseRealTime();
+// 512 MiB: the memory's copy bandwidth; 20 MiB: a copy of the objectives'
+// working set (20 MB at 256 x 4096 float), which stays in this machine's
+// cache when it is large (the objectives' own data does too)
+BENCHMARK(BM_copy)->Args({512, 1})->Args({512, 2})->Args({20, 1})->Args({20, 2})->Unit(benchmark::kMillisecond)->UseRealTime();
 }  // namespace
 
 BENCHMARK_MAIN();

@@ -23,25 +23,28 @@ def main(torch_csv, *runs):
     torch = {}
     for row in csv.DictReader(open(torch_csv)):
         torch[(row["case"], int(row["threads"]))] = float(row["median_ms"])
-    print("| objective 256 x 4096 float | threads | rlhf++ ms | GB/s | / copy BW | PyTorch eager ms | rlhf++ / PyTorch |")
-    print("|---|---|---|---|---|---|---|")
+    print("| objective 256 x 4096 float | threads | rlhf++ ms | GB/s | / copy BW (512 MiB) | / copy of 20 MiB | "
+          "PyTorch eager ms | rlhf++ / PyTorch |")
+    print("|---|---|---|---|---|---|---|---|")
     copies = []
     for run in runs:
         t, path = run.split(":", 1)
         t = int(t)
         med = medians(path)
         copy = med.get(f"BM_copy/512/{t}", (0, 0))[1]
-        copies.append((t, copy))
-        for case in ("ppo_policy_loss", "ppo_value_loss", "entropy_bonus", "gae"):
+        small = med.get(f"BM_copy/20/{t}", (0, 0))[1]
+        copies.append((t, copy, small))
+        for case in ("ppo_policy_loss", "ppo_value_loss", "entropy_bonus", "gae", "reinforce_pp"):
             b = med.get(f"BM_{case}/256/4096")
             if not b:
                 continue
             tt = torch.get((case, t))
             rel = f"{tt:.1f} | {b[0] / tt:.3f}" if tt else "- | -"
-            print(f"| {case} | {t} | {b[0]:.2f} | {b[1]:.1f} | {b[1] / copy:.2f} | {rel} |")
+            sm = f"{b[1] / small:.2f}" if small else "-"
+            print(f"| {case} | {t} | {b[0]:.2f} | {b[1]:.1f} | {b[1] / copy:.2f} | {sm} | {rel} |")
     print()
-    for t, c in copies:
-        print(f"copy bandwidth (BM_copy/512/{t}, same run): {c:.1f} GB/s at {t} thread(s)")
+    for t, c, sm in copies:
+        print(f"copy bandwidth (same run, {t} thread(s)): {c:.1f} GB/s over 512 MiB, {sm:.1f} GB/s over 20 MiB")
 
 
 if __name__ == "__main__":

@@ -31,10 +31,13 @@ void check_rewards(cpu_t tag, const char* fn, const tensor_view<T, 2>& rewards, 
                    const outputs<value_t<T>>& out) {
   rlhf::detail::require_same_shape(fn, "response_mask", mask, "token_level_rewards", rewards);
   rlhf::detail::require_nonempty(fn, "token_level_rewards", rewards);
-  rlhf::detail::require_finite(tag, fn, "token_level_rewards", rewards);
-  rlhf::detail::require_mask(fn, "response_mask", mask);
   rlhf::detail::require_same_shape(fn, "advantages", out.advantages, "token_level_rewards", rewards);
   rlhf::detail::require_same_shape(fn, "returns", out.returns, "token_level_rewards", rewards);
+  // the rewards' and the mask's NaN / Inf scan in one vectorized pass
+  std::vector<double> count;
+  using V = std::remove_const_t<value_t<T>>;
+  cpu_engine::mask_pass(fn, mask, cpu_engine::inputs<V, 1>{tag.check_finite, {"token_level_rewards"}, {rewards}},
+                        "response_mask", count);
 }
 
 template <class I, class T>

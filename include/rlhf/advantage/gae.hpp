@@ -34,7 +34,9 @@ void gae(cpu_t tag, tensor_view<T, 2> token_level_rewards, in_view<T, 2> values,
     rlhf::detail::fail(error_kind::empty, fn, "response_mask",
                        "has fewer than 2 valid tokens: the advantages cannot be whitened");
   using V = value_t<T>;
-  for (index_t b = 0; b < B; ++b) {
+  // rows are independent: the backward recurrence of each row, rows in
+  // parallel (each row streams through its own contiguous memory)
+  cpu_loops::for_each_row(B, B * T_ >= (index_t{1} << 15), [&](index_t b) {
     double next_value = 0, last = 0;
     for (index_t t = T_; t-- > 0;) {
       const double v = static_cast<double>(values(b, t));
@@ -47,7 +49,7 @@ void gae(cpu_t tag, tensor_view<T, 2> token_level_rewards, in_view<T, 2> values,
       out.advantages(b, t) = static_cast<V>(last);
       out.returns(b, t) = static_cast<V>(last + v);
     }
-  }
+  });
   if (p.whiten)
     ops::masked_whiten(tag.unchecked(), tensor_view<const V, 2>(out.advantages), response_mask, p.whitening,
                        out.advantages);

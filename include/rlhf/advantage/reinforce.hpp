@@ -30,7 +30,7 @@ void reinforce_pp(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<
     rlhf::detail::fail(error_kind::empty, fn, "response_mask", "has fewer than 2 valid tokens: cannot whiten");
   using V = value_t<T>;
   const index_t B = token_level_rewards.extent(0), T_ = token_level_rewards.extent(1);
-  for (index_t b = 0; b < B; ++b) {
+  cpu_loops::for_each_row(B, B * T_ >= (index_t{1} << 15), [&](index_t b) {  // rows in parallel
     double g = 0;
     for (index_t t = T_; t-- > 0;) {
       if (response_mask(b, t) != M(0)) {
@@ -40,7 +40,7 @@ void reinforce_pp(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<
         out.returns(b, t) = V(0);
       }
     }
-  }
+  });
   ops::masked_whiten(tag.unchecked(), tensor_view<const V, 2>(out.returns), response_mask, p.whitening,
                      out.advantages);
   cpu_loops::for_each_2d(B, T_, [&](index_t b, index_t t) {

@@ -217,17 +217,7 @@ struct value_token {
 
 /// loss = x (the aggregated quantity itself: entropy, a KL estimate); gradient 1.
 template <class A>
-struct identity_token {
-  A x;
-  template <class L = double>
-  RLHF_HD_INLINE token_out<1, 0, math::real_t<L>> operator()(index_t b, index_t t) const {
-    using R = math::real_t<L>;
-    token_out<1, 0, R> r;
-    r.loss = x.template get<L>(b, t);
-    r.grad[0] = math::lit<R>(1.0);
-    return r;
-  }
-};
+using identity_token = ops::rules::value_token<A>;
 }  // namespace rules
 
 namespace detail {

@@ -20,6 +20,8 @@
 #include <cmath>
 
 #include "../backend/cpu/loops.hpp"
+#include "../backend/cpu/objective.hpp"
+#include "../math/tokens.hpp"
 #include "../core/args.hpp"
 #include "../core/backend.hpp"
 #include "../core/check.hpp"
@@ -51,11 +53,11 @@ double masked_sum(cpu_t, tensor_view<T, 2> v, tensor_view<M, 2> m) {
   });
 }
 
-/// Number of valid tokens (sum of the mask).
+/// Number of valid tokens (sum of the mask); a NaN / Inf in the mask is an
+/// error (vectorized, rows in parallel: backend/cpu/objective.hpp).
 template <class M>
 double mask_count(cpu_t, tensor_view<M, 2> m) {
-  return cpu_loops::sum_2d(m.extent(0), m.extent(1),
-                           [&](index_t b, index_t t) { return static_cast<double>(m(b, t)); });
+  return cpu_engine::mask_sum("ops::mask_count", m, "mask");
 }
 
 /// Global masked mean; writes d mean / d values into `dvalues` when given.
@@ -200,38 +202,109 @@ struct masked_var_result {
   double mean;  ///< the masked mean it was centred on
 };
 
+namespace rules {
+/// loss = x, gradient 1: a masked sum on the engine (also the entropy bonus's rule).
+template <class A>
+struct value_token {
+  A x;
+  template <class L = double>
+  RLHF_HD_INLINE token_out<1, 0, math::real_t<L>> operator()(index_t b, index_t t) const {
+    using R = math::real_t<L>;
+    token_out<1, 0, R> r;
+    r.loss = x.template get<L>(b, t);
+    r.grad[0] = math::lit<R>(1.0);
+    return r;
+  }
+};
+/// stats [(x - mu)^2, x - mu]: the centred sums of a variance.
+template <class A>
+struct centered_token {
+  A x;
+  double mu;
+  template <class L = double>
+  RLHF_HD_INLINE token_out<1, 2, math::real_t<L>> operator()(index_t b, index_t t) const {
+    using R = math::real_t<L>;
+    const R c = x.template get<L>(b, t) - static_cast<math::scalar_of<R>>(mu);
+    token_out<1, 2, R> r;
+    r.stat[0] = c * c;
+    r.stat[1] = c;
+    return r;
+  }
+};
+/// (x - mean) s, plus the mean unless shift_mean: whitening, an elementwise map.
+template <class A>
+struct whiten_token {
+  A x;
+  double mean, s;
+  bool shift_mean;
+  template <class L = double>
+  RLHF_HD_INLINE token_out<1, 0, math::real_t<L>> operator()(index_t b, index_t t) const {
+    using R = math::real_t<L>;
+    using S = math::scalar_of<R>;
+    const R w = (x.template get<L>(b, t) - static_cast<S>(mean)) * static_cast<S>(s);
+    token_out<1, 0, R> r;
+    r.grad[0] = shift_mean ? w : w + static_cast<S>(mean);
+    return r;
+  }
+};
+}  // namespace rules
+
+namespace detail {
+struct moments {
+  double n = 0, mean = 0, ss = 0, sd = 0;  ///< sum m, mean, sum m (v - mean)^2, sum m (v - mean)
+};
+/// The masked moments of `values` in two passes of the CPU engine (each
+/// with its mask pass; the first scans values and mask for NaN / Inf),
+/// the mean over (n + eps). n = 0 gives mean 0 and no error: the caller
+/// checks n with its own message.
+template <class T, class M>
+moments masked_moments(cpu_t tag, const char* fn, tensor_view<T, 2> values, tensor_view<M, 2> mask, double eps) {
+  using V = value_t<T>;
+  agg_params sum{};
+  sum.mode = agg_mode::token_sum;
+  cpu_engine::run_options o{};
+  o.mask_name = "mask";
+  o.require_tokens = false;
+  const std::array<tensor_view<V, 2>, 1> none{};
+  const auto s1 = cpu_engine::run<1, 0>(fn, rules::value_token<strided2<V>>{strided(values)}, mask, sum, none,
+                                        cpu_engine::inputs<V, 1>{tag.check_finite, {"values"}, {values}}, o);
+  moments m;
+  m.n = s1.n;
+  if (!(m.n > 0)) return m;
+  m.mean = s1.value / (m.n + eps);
+  const auto s2 = cpu_engine::run<1, 2>(fn, rules::centered_token<strided2<V>>{strided(values), m.mean}, mask, sum,
+                                        none, cpu_engine::inputs<V, 1>{false, {"values"}, {values}}, o);
+  m.ss = s2.stat[0];
+  m.sd = s2.stat[1];
+  return m;
+}
+}  // namespace detail
+
 /// Masked variance (verl masked_var); d var / d values into `dvalues` when given.
 template <class T, class M>
 masked_var_result masked_var(cpu_t tag, tensor_view<T, 2> values, tensor_view<M, 2> mask,
                              bool unbiased = true, double eps = 1e-8, out_view<T, 2> dvalues = {}) {
   constexpr const char* fn = "ops::masked_var";
-  detail::check_values_mask(tag, fn, values, mask);
+  rlhf::detail::require_same_shape(fn, "mask", mask, "values", values);
+  rlhf::detail::require_nonempty(fn, "values", values);
   rlhf::detail::require_nonneg_param(eps, fn, "eps");
   rlhf::detail::require_output(fn, "dvalues", dvalues, "values", values);
-  const double n = mask_count(tag, mask);
+  const auto mo = detail::masked_moments(tag, fn, values, mask, eps);
+  const double n = mo.n;
   if (!(n > 0)) rlhf::detail::fail(error_kind::empty, fn, "mask", "has no valid element");
   if (unbiased && !(n > 1))
     rlhf::detail::fail(error_kind::empty, fn, "mask",
                        "has fewer than 2 valid elements: the unbiased variance is undefined");
   const index_t B = values.extent(0), T_ = values.extent(1);
-  const double D = n + eps;
-  const double mu = masked_sum(tag, values, mask) / D;
-  double ss = 0, sd = 0;  // sum m (v-mu)^2, sum m (v-mu)
-  cpu_loops::for_each_2d(B, T_, [&](index_t b, index_t t) {
-    if (!detail::on(mask(b, t))) return;
-    const double m = static_cast<double>(mask(b, t));
-    const double c = static_cast<double>(values(b, t)) - mu;
-    ss += m * c * c;
-    sd += m * c;
-  });
+  const double D = n + eps, mu = mo.mean;
   const double bessel = unbiased ? n / (n - 1) : 1.0;
   if (!dvalues.null())
     cpu_loops::for_each_2d(B, T_, [&](index_t b, index_t t) {
       const double m = static_cast<double>(mask(b, t));
       const double c = detail::on(mask(b, t)) ? static_cast<double>(values(b, t)) - mu : 0.0;
-      dvalues(b, t) = static_cast<value_t<T>>(bessel / D * (2 * m * c - 2 * sd * m / D));
+      dvalues(b, t) = static_cast<value_t<T>>(bessel / D * (2 * m * c - 2 * mo.sd * m / D));
     });
-  return {ss / D * bessel, mu};
+  return {mo.ss / D * bessel, mu};
 }
 
 /// Conventions of masked whitening (defaults: verl).
@@ -254,21 +327,29 @@ template <class T, class M>
 whiten_stats masked_whiten(cpu_t tag, tensor_view<T, 2> values, tensor_view<M, 2> mask,
                            const whiten_params& p, out_view<T, 2> out) {
   constexpr const char* fn = "ops::masked_whiten";
-  detail::check_values_mask(tag, fn, values, mask);
+  rlhf::detail::require_same_shape(fn, "mask", mask, "values", values);
+  rlhf::detail::require_nonempty(fn, "values", values);
   rlhf::detail::require_same_shape(fn, "out", out, "values", values);
-  if (!(mask_count(tag, mask) >= 2))
-    rlhf::detail::fail(error_kind::empty, fn, "mask", "has fewer than 2 valid elements: cannot whiten");
   rlhf::detail::require_nonneg_param(p.var_eps, fn, "var_eps");
-  const auto st = masked_var(tag.unchecked(), values, mask, p.unbiased, p.mean_eps);
-  const double s = 1.0 / std::sqrt(st.var + p.var_eps);
+  const auto mo = detail::masked_moments(tag, fn, values, mask, p.mean_eps);
+  if (!(mo.n >= 2))
+    rlhf::detail::fail(error_kind::empty, fn, "mask", "has fewer than 2 valid elements: cannot whiten");
+  const double var = mo.ss / (mo.n + p.mean_eps) * (p.unbiased ? mo.n / (mo.n - 1) : 1.0);
+  const double s = 1.0 / std::sqrt(var + p.var_eps);
   if (!std::isfinite(s))
     rlhf::detail::fail(error_kind::empty, fn, "values",
                        "has zero variance and var_eps = 0: the whitening is undefined");
-  cpu_loops::for_each_2d(values.extent(0), values.extent(1), [&](index_t b, index_t t) {
-    const double w = (static_cast<double>(values(b, t)) - st.mean) * s;
-    out(b, t) = static_cast<value_t<T>>(p.shift_mean ? w : w + st.mean);
-  });
-  return {st.mean, st.var};
+  // the map (every position, masked ones included): one raw pass of the engine
+  using V = value_t<T>;
+  agg_params sum{};
+  sum.mode = agg_mode::token_sum;
+  cpu_engine::run_options o{};
+  o.mask_name = "mask";
+  o.require_tokens = false;
+  o.raw = true;
+  cpu_engine::run<1, 0>(fn, rules::whiten_token<strided2<V>>{strided(values), mo.mean, s, p.shift_mean}, mask, sum,
+                        std::array<tensor_view<V, 2>, 1>{out}, cpu_engine::inputs<V, 1>{false, {"values"}, {values}}, o);
+  return {mo.mean, var};
 }
 
 /// VJP of masked_whiten: dvalues = J^T cot (through the mean and the variance).

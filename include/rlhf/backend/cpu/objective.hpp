@@ -22,9 +22,10 @@
 #include <array>
 #include <vector>
 
+#include "../../core/args.hpp"
 #include "../../core/check.hpp"
 #include "../../math/tokens.hpp"
-#include "../../ops/aggregate.hpp"
+#include "../../ops/agg_rule.hpp"
 #include "loops.hpp"
 #include "simd.hpp"
 
@@ -273,6 +274,59 @@ struct inputs {
 template <class V, std::size_t C>
 inputs(bool, const char* const (&)[C], const tensor_view<const V, 2> (&)[C]) -> inputs<V, C>;
 
+namespace detail {
+/// Unit stride along T (or nothing to stride over): the vector path's condition.
+template <class V>
+bool unit_rows(const V& v) {
+  return v.null() || v.extent(1) <= 1 || v.stride(1) == 1;
+}
+}  // namespace detail
+
+/// The mask's pass alone: each row's mask sum into `count`, the NaN / Inf
+/// scan of the mask and (when checked) of `in`, and `pre`'s refusals, each
+/// error raised as the op's own checks raise it (first argument first).
+/// `vector`: W lanes at a time (every view has unit stride along T; the
+/// inputs' strides are checked here). Returns the sum of the mask.
+template <class M, class V, std::size_t C, class P = detail::no_precheck>
+double mask_pass(const char* fn, tensor_view<M, 2> mask, const inputs<V, C>& in, const char* mask_name,
+                 std::vector<double>& count, bool vector = true, const P& pre = {}) {
+  const index_t B = mask.extent(0), T = mask.extent(1);
+  const bool heavy = B * T >= (index_t{1} << 15);
+  count.assign(static_cast<std::size_t>(B), 0.0);
+  std::vector<unsigned char> bad(static_cast<std::size_t>(B), 0);
+  using MV = std::remove_const_t<value_t<M>>;
+  vector = vector && detail::unit_rows(mask);
+  for (std::size_t i = 0; i < C; ++i) vector = vector && detail::unit_rows(in.views[i]);
+  detail::count_body<MV, V, C, P> cb{strided(mask), {}, 0, pre, T, vector, count.data(), bad.data()};
+  if (in.check)
+    for (std::size_t i = 0; i < C; ++i)
+      if (!in.views[i].null()) cb.in[cb.nin++] = strided(in.views[i]);
+  detail::run_rows(cb, B, heavy);
+  double n = 0;
+  for (index_t b = 0; b < B; ++b) {
+    n += count[static_cast<std::size_t>(b)];
+    if (bad[static_cast<std::size_t>(b)] == 0) continue;
+    // a non-finite value: the op's own checks, in argument order, name it
+    if (in.check)
+      for (std::size_t i = 0; i < C; ++i)
+        if (!in.views[i].null()) rlhf::detail::require_finite(fn, in.names[i], in.views[i]);
+    rlhf::detail::require_mask(fn, mask_name, mask);
+    if constexpr (P::active) {
+      const index_t t = detail::first_flagged<typename decltype(cb)::E>(pre, b, T);
+      if (t >= 0) pre.fail(b, t);
+    }
+  }
+  return n;
+}
+
+/// The sum of a mask (vectorized, rows in parallel); a NaN / Inf in it is
+/// an error naming `mask_name`.
+template <class M>
+double mask_sum(const char* fn, tensor_view<M, 2> mask, const char* mask_name = "mask") {
+  std::vector<double> count;
+  return mask_pass(fn, mask, inputs<float, 0>{false, {}, {}}, mask_name, count);
+}
+
 /// How run() scales and writes the gradients and names its mask.
 struct run_options {
   double grad_scale = 1.0;
@@ -304,34 +358,16 @@ objective_sums<K> run(const char* fn, const F& f, tensor_view<M, 2> mask, const 
   ops::detail::check_agg_params(p, fn);
   const index_t B = mask.extent(0), T = mask.extent(1);
   const bool heavy = B * T >= (index_t{1} << 15);
-  std::vector<double> count(static_cast<std::size_t>(B), 0.0), sum(static_cast<std::size_t>(B), 0.0);
+  std::vector<double> count, sum(static_cast<std::size_t>(B), 0.0);
   std::vector<double> stat(static_cast<std::size_t>(B) * (K > 0 ? K : 1), 0.0);
-  std::vector<unsigned char> bad(static_cast<std::size_t>(B), 0);
   using MV = std::remove_const_t<value_t<M>>;
   const strided2<MV> macc = strided(mask);
   // the vector path needs every row contiguous: the mask, every input the
   // rule reads (`in` lists them all) and every output
-  auto unit = [&](const auto& v) { return v.null() || v.extent(1) <= 1 || v.stride(1) == 1; };
-  bool vector = unit(mask);
-  for (std::size_t i = 0; i < C; ++i) vector = vector && unit(in.views[i]);
-  for (const auto& out : outs) vector = vector && unit(out);
-  detail::count_body<MV, V, C, P> cb{macc, {}, 0, pre, T, vector, count.data(), bad.data()};
-  if (in.check)
-    for (std::size_t i = 0; i < C; ++i)
-      if (!in.views[i].null()) cb.in[cb.nin++] = strided(in.views[i]);
-  detail::run_rows(cb, B, heavy);
-  for (index_t b = 0; b < B; ++b) {
-    if (bad[static_cast<std::size_t>(b)] == 0) continue;
-    // a non-finite value: the op's own checks, in argument order, name it
-    if (in.check)
-      for (std::size_t i = 0; i < C; ++i)
-        if (!in.views[i].null()) rlhf::detail::require_finite(fn, in.names[i], in.views[i]);
-    rlhf::detail::require_mask(fn, o.mask_name, mask);
-    if constexpr (P::active) {
-      const index_t t = detail::first_flagged<typename decltype(cb)::E>(pre, b, T);
-      if (t >= 0) pre.fail(b, t);
-    }
-  }
+  bool vector = detail::unit_rows(mask);
+  for (std::size_t i = 0; i < C; ++i) vector = vector && detail::unit_rows(in.views[i]);
+  for (const auto& out : outs) vector = vector && detail::unit_rows(out);
+  mask_pass(fn, mask, in, o.mask_name, count, vector, pre);
   objective_sums<K> r;
   for (index_t b = 0; b < B; ++b) {
     r.n += count[static_cast<std::size_t>(b)];
