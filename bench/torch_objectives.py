@@ -10,6 +10,10 @@ case,B,T,threads,median_ms. Cases (names match BM_<case>/B/T):
   ppo_value_loss    verl compute_value_loss: clipped value, 0.5 * max of squares, token-mean,
                     vf_clipfrac; backward to vpreds
   entropy_bonus     -coef * token-mean(entropy); backward to entropy
+  gae               verl compute_gae_advantage_return (gamma 1, lam 0.95): the reversed loop over T
+                    with the mask carrying nextvalues / lastgaelam, returns, masked_whiten
+  reinforce_pp      verl compute_reinforce_plus_plus_outcome_advantage's token loop (gamma 1):
+                    running return over valid tokens, masked_whiten, times the mask
 """
 import argparse
 import statistics
@@ -69,6 +73,42 @@ def entropy(h0, mask):
     return loss.item(), h.grad
 
 
+def masked_whiten(x, m):
+    mean = masked_mean(x, m)
+    c = x - mean
+    var = masked_mean(c * c, m)
+    n = m.sum()
+    var = var * (n / (n - 1))
+    return c * torch.rsqrt(var + 1e-8)
+
+
+def gae(r, v, m, gamma=1.0, lam=0.95):
+    with torch.no_grad():
+        nextvalues = torch.zeros(r.shape[0])
+        lastgaelam = torch.zeros(r.shape[0])
+        out = []
+        for t in reversed(range(r.shape[1])):
+            delta = r[:, t] + gamma * nextvalues - v[:, t]
+            lastgaelam_ = delta + gamma * lam * lastgaelam
+            nextvalues = v[:, t] * m[:, t] + (1 - m[:, t]) * nextvalues
+            lastgaelam = lastgaelam_ * m[:, t] + (1 - m[:, t]) * lastgaelam
+            out.append(lastgaelam)
+        adv = torch.stack(out[::-1], dim=1)
+        ret = adv + v
+        return masked_whiten(adv, m), ret
+
+
+def reinforce_pp(r, m, gamma=1.0):
+    with torch.no_grad():
+        ret = torch.zeros_like(r)
+        running = torch.zeros(r.shape[0])
+        for t in reversed(range(r.shape[1])):
+            running = r[:, t] + gamma * running
+            ret[:, t] = running
+            running = running * m[:, t]
+        return masked_whiten(ret, m) * m, ret
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=5)
@@ -86,6 +126,8 @@ def main():
         print(f"ppo_policy_loss,{B},{T},{t},{timed(lambda: policy(logp, old, adv, mask), a.reps):.3f}", flush=True)
         print(f"ppo_value_loss,{B},{T},{t},{timed(lambda: value(logp, adv, old, mask), a.reps):.3f}", flush=True)
         print(f"entropy_bonus,{B},{T},{t},{timed(lambda: entropy(adv, mask), a.reps):.3f}", flush=True)
+        print(f"gae,{B},{T},{t},{timed(lambda: gae(adv, old, mask), max(1, a.reps // 2)):.3f}", flush=True)
+        print(f"reinforce_pp,{B},{T},{t},{timed(lambda: reinforce_pp(adv, mask), max(1, a.reps // 2)):.3f}", flush=True)
 
 
 if __name__ == "__main__":

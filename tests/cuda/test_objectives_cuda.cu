@@ -232,10 +232,44 @@ void objectives(index_t B, index_t T_, unsigned seed) {
   }
 }
 
+/// "True on-policy" (verl #6280): a row's per-token gradient does not depend
+/// on the rows that share its batch. token_sum has no batch normaliser, so
+/// row r alone gives row r's gradient of the batch bit for bit.
+template <class T>
+void batch_invariance(index_t B, index_t T_, unsigned seed) {
+  auto lp = normal<T>(B, T_, seed, -1.0, 0.5), old = normal<T>(B, T_, seed + 1, -1.0, 0.5);
+  auto adv = normal<T>(B, T_, seed + 2);
+  auto m = ragged_mask<T>(B, T_);
+  auto p = ppo::policy_params::verl();
+  p.agg.mode = rlhf::agg_mode::token_sum;
+  pair2<T> g(B, T_);
+  ppo::policy_loss(rlhf::cuda, lp.dc(), old.dc(), adv.dc(), m.dc(), p, g.dv());
+  const auto all = g.download();
+  for (index_t r : {index_t{0}, B / 2, B - 1}) {
+    auto row = [&](const pair2<T>& x) {
+      return rlhf::device_view<const T, 2>(x.d.data() + r * T_, {1, T_});
+    };
+    if (r == 2 && B > 2) continue;  // (the fully masked row: "empty")
+    pair2<T> g1(1, T_);
+    ppo::policy_loss(rlhf::cuda, row(lp), row(old), row(adv), row(m), p, g1.dv());
+    const auto one = g1.download();
+    for (index_t t = 0; t < T_; ++t)
+      if (!(one[static_cast<std::size_t>(t)] == all[static_cast<std::size_t>(r * T_ + t)])) {
+        std::printf("FAIL batch invariance %s row %td token %td: alone %.17g in the batch %.17g\n",
+                    sizeof(T) == 8 ? "double" : "float", r, t, static_cast<double>(one[static_cast<std::size_t>(t)]),
+                    static_cast<double>(all[static_cast<std::size_t>(r * T_ + t)]));
+        ++failures;
+        break;
+      }
+  }
+}
+
 }  // namespace
 
 int main() {
   return run([] {
+    batch_invariance<double>(9, 777, 5);
+    batch_invariance<float>(9, 2500, 6);
     objectives<double>(5, 13, 1);
     objectives<float>(7, 2500, 2);  // two chunks per row
     if (full_size()) objectives<double>(64, 4099, 3);

@@ -296,10 +296,10 @@ double mask_pass(const char* fn, tensor_view<M, 2> mask, const inputs<V, C>& in,
   std::vector<unsigned char> bad(static_cast<std::size_t>(B), 0);
   using MV = std::remove_const_t<value_t<M>>;
   vector = vector && detail::unit_rows(mask);
-  for (std::size_t i = 0; i < C; ++i) vector = vector && detail::unit_rows(in.views[i]);
   detail::count_body<MV, V, C, P> cb{strided(mask), {}, 0, pre, T, vector, count.data(), bad.data()};
+  for (const auto& v : in.views) cb.vector = cb.vector && detail::unit_rows(v);
   if (in.check)
-    for (std::size_t i = 0; i < C; ++i)
+    for (std::size_t i = 0; i < in.views.size(); ++i)
       if (!in.views[i].null()) cb.in[cb.nin++] = strided(in.views[i]);
   detail::run_rows(cb, B, heavy);
   double n = 0;
@@ -308,7 +308,7 @@ double mask_pass(const char* fn, tensor_view<M, 2> mask, const inputs<V, C>& in,
     if (bad[static_cast<std::size_t>(b)] == 0) continue;
     // a non-finite value: the op's own checks, in argument order, name it
     if (in.check)
-      for (std::size_t i = 0; i < C; ++i)
+      for (std::size_t i = 0; i < in.views.size(); ++i)
         if (!in.views[i].null()) rlhf::detail::require_finite(fn, in.names[i], in.views[i]);
     rlhf::detail::require_mask(fn, mask_name, mask);
     if constexpr (P::active) {
@@ -365,7 +365,7 @@ objective_sums<K> run(const char* fn, const F& f, tensor_view<M, 2> mask, const 
   // the vector path needs every row contiguous: the mask, every input the
   // rule reads (`in` lists them all) and every output
   bool vector = detail::unit_rows(mask);
-  for (std::size_t i = 0; i < C; ++i) vector = vector && detail::unit_rows(in.views[i]);
+  for (const auto& v : in.views) vector = vector && detail::unit_rows(v);
   for (const auto& out : outs) vector = vector && detail::unit_rows(out);
   mask_pass(fn, mask, in, o.mask_name, count, vector, pre);
   objective_sums<K> r;
