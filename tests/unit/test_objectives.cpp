@@ -228,7 +228,7 @@ TEST_CASE("PPO variants with stop-gradients: gradient of the surrogate", "[ppo][
 }
 
 TEST_CASE("value loss: hand-computed and gradients", "[ppo][value][grad]") {
-  mat v(1, 1, {1.0}), R(1, 1, {0.0}), old(1, 1, {0.5}), m(1, 1, {1.0}), g(1, 1);
+  mat v(1, 1, 1.0), R(1, 1, 0.0), old(1, 1, 0.5), m(1, 1, 1.0), g(1, 1);
   auto p = rlhf::ppo::value_params::verl(0.2);
   auto r = rlhf::ppo::value_loss(cpu, v.cview(), R.cview(), old.cview(), m.cview(), p, g.view());
   CHECK(r.loss == Approx(0.5));  // max(1, 0.49) / 2
@@ -459,7 +459,7 @@ TEST_CASE("objectives: one error of each kind per family", "[errors]") {
 TEST_CASE("policy-loss variants: hand-computed single tokens", "[ppo]") {
   using rlhf::ppo::policy_loss_kind;
   // one token, logp = log 1.5, old = 0, A = 1 (A = -1 where said); token-mean of one token
-  mat lp(1, 1, {std::log(1.5)}), old(1, 1, {0.0}), a(1, 1, {1.0}), na(1, 1, {-1.0}), m(1, 1, {1.0}), g(1, 1);
+  mat lp(1, 1, std::log(1.5)), old(1, 1, 0.0), a(1, 1, 1.0), na(1, 1, -1.0), m(1, 1, 1.0), g(1, 1);
   auto run = [&](policy_loss_kind k, const mat& adv, auto&& tweak) {
     auto v = rlhf::ppo::variant_params::verl(k);
     tweak(v);

@@ -341,9 +341,15 @@ struct sweep_row {
   [[nodiscard]] std::string json() const {
     train::record r;
     r.set("record", "sweep").set("experiment", name);
-    for (const auto& [k, v] : config.items())
-      if (k != "record") std::visit([&](const auto& x) { put(r, k, x); }, v);
-    for (const auto& [k, v] : final.items()) std::visit([&](const auto& x) { put(r, "final." + k, x); }, v);
+    // (named copies of the bindings: clang 14 cannot capture a structured binding)
+    for (const auto& [k, v] : config.items()) {
+      const std::string& key = k;
+      if (key != "record") std::visit([&](const auto& x) { put(r, key, x); }, v);
+    }
+    for (const auto& [k, v] : final.items()) {
+      const std::string key = "final." + k;
+      std::visit([&](const auto& x) { put(r, key, x); }, v);
+    }
     return r.json();
   }
 

@@ -31,7 +31,9 @@
 // GCC instantiates templates at the end of a translation unit, after any
 // push/pop, so the note is silenced for the rest of the unit: it only ever
 // concerns calls between functions compiled for different vector ISAs.
-#if defined(__GNUC__) && !defined(__clang__)
+#if defined(__clang__)
+#  pragma clang diagnostic ignored "-Wpsabi"
+#elif defined(__GNUC__)
 #  pragma GCC diagnostic ignored "-Wpsabi"
 #endif
 
