@@ -16,20 +16,10 @@ case,B,T,threads,median_ms. Cases (names match BM_<case>/B/T):
                     running return over valid tokens, masked_whiten, times the mask
 """
 import argparse
-import statistics
-import time
 
 import torch
 
-
-def timed(fn, reps):
-    fn()  # warm up
-    out = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(out)
+from torch_baseline import timed  # (bench/: the same median-of-reps timer)
 
 
 def masked_mean(x, m):

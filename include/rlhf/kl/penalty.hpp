@@ -107,6 +107,18 @@ struct overflow_check {
 };
 }  // namespace precheck
 
+/// The shape and parameter checks of kl::loss (every backend).
+template <class L, class R, class M, class O>
+void check_loss(const char* fn, const L& logp, const R& ref_logp, const M& mask, const O& dlogp, double kl_coef,
+                const kl_params& p) {
+  rlhf::detail::require_same_shape(fn, "ref_logp", ref_logp, "logp", logp);
+  rlhf::detail::require_same_shape(fn, "response_mask", mask, "logp", logp);
+  rlhf::detail::require_output(fn, "dlogp", dlogp, "logp", logp);
+  rlhf::detail::require_nonempty(fn, "logp", logp);
+  rlhf::detail::require_nonneg_param(kl_coef, fn, "kl_coef");
+  check_params(p, fn);
+}
+
 /// KL as a loss term; writes d loss / d logp into `dlogp` when given
 /// (accumulates with `accumulate = true`, for the combined PPO loss). One
 /// pass of the CPU objective engine.
@@ -115,12 +127,7 @@ in_loss_result loss(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 2> ref_logp, t
                     double kl_coef, const kl_params& p, const agg_params& agg, out_view<T, 2> dlogp = {},
                     bool accumulate = false) {
   constexpr const char* fn = "kl::loss";
-  rlhf::detail::require_same_shape(fn, "ref_logp", ref_logp, "logp", logp);
-  rlhf::detail::require_same_shape(fn, "response_mask", mask, "logp", logp);
-  rlhf::detail::require_output(fn, "dlogp", dlogp, "logp", logp);
-  rlhf::detail::require_nonempty(fn, "logp", logp);
-  rlhf::detail::require_nonneg_param(kl_coef, fn, "kl_coef");
-  check_params(p, fn);
+  check_loss(fn, logp, ref_logp, mask, dlogp, kl_coef, p);
   using V = value_t<T>;
   const rules::loss_token<strided2<V>> f{strided(logp), strided(ref_logp), p};
   const auto s = cpu_engine::run<1, 0>(fn, f, mask, agg, std::array<tensor_view<V, 2>, 1>{dlogp},
@@ -152,8 +159,7 @@ in_reward_stats apply_in_reward(cpu_t tag, tensor_view<T, 2> scores, in_view<T, 
   o.require_tokens = false;
   o.row_stats = row_kl.data();
   o.row_counts = row_n.data();
-  agg_params sum{};
-  sum.mode = agg_mode::token_sum;
+  const agg_params sum = agg_params::token_sum();
   cpu_engine::run<1, 1>(fn, f, mask, sum, std::array<tensor_view<V, 2>, 1>{rewards},
                         cpu_engine::inputs<V, 3>{tag.check_finite, {"token_level_scores", "logp", "ref_logp"},
                                                  {scores, logp, ref_logp}},

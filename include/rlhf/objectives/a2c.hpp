@@ -122,15 +122,12 @@ result loss(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 2> values, in_view<T, 
   detail::check_shapes(fn, logp, values, advantages, returns, entropy, mask, dlogp, dvalues, dentropy);
   detail::check_params(p, fn);
   using V = value_t<T>;
-  const cpu_engine::inputs<V, 5> in{tag.check_finite,
-                                    {"advantages", "returns", "log_prob", "values", "entropy"},
-                                    {advantages, returns, logp, values, entropy}};
+  cpu_engine::inputs<V, 5> in{tag.check_finite,
+                              {"advantages", "returns", "log_prob", "values", "entropy"},
+                              {advantages, returns, logp, values, entropy}};
   double norm[3] = {0, 0, 0};
   if (p.normalize_advantage) {
-    for (std::size_t i = 0; i < 5; ++i)
-      if (in.check && !in.views[i].null()) rlhf::detail::require_finite(fn, in.names[i], in.views[i]);
-    rlhf::detail::require_mask(fn, "mask", mask);
-    const double n = ops::mask_count(tag, mask);
+    const double n = cpu_engine::check_ahead(fn, mask, in, "mask");
     if (!(n > 0)) rlhf::detail::fail(error_kind::empty, fn, "mask", "has no valid token");
     detail::require_two(n, fn);
     const auto st = ops::masked_var(tag.unchecked(), advantages, mask, true, 0.0);

@@ -92,12 +92,10 @@ double rollout_is_weights(cpu_t tag, tensor_view<T, 2> old_logp, in_view<T, 2> r
   rlhf::detail::require_param(p.low <= p.high, fn, "high", "must be >= low");
   const index_t B = old_logp.extent(0), T_ = old_logp.extent(1);
   using V = value_t<T>;
-  const cpu_engine::inputs<V, 2> in{tag.check_finite, {"old_log_probs", "rollout_log_probs"}, {old_logp, rollout_logp}};
+  cpu_engine::inputs<V, 2> in{tag.check_finite, {"old_log_probs", "rollout_log_probs"}, {old_logp, rollout_logp}};
   std::vector<double> keep;
   if (p.kind == is_correction::seq_mask_tis) {
-    for (std::size_t i = 0; i < 2; ++i)
-      if (in.check) rlhf::detail::require_finite(fn, in.names[i], in.views[i]);
-    rlhf::detail::require_mask(fn, "action_mask", mask);
+    cpu_engine::check_ahead(fn, mask, in, "action_mask");
     keep.assign(static_cast<std::size_t>(B), 0.0);
     for (index_t b = 0; b < B; ++b) {
       double s = 0, c = 0;
@@ -114,8 +112,7 @@ double rollout_is_weights(cpu_t tag, tensor_view<T, 2> old_logp, in_view<T, 2> r
   cpu_engine::run_options o{};
   o.mask_name = "action_mask";
   o.raw = true;
-  agg_params sum{};
-  sum.mode = agg_mode::token_sum;
+  const agg_params sum = agg_params::token_sum();
   const auto s = cpu_engine::run<1, 1>(fn, f, mask, sum, std::array<tensor_view<V, 2>, 1>{weights}, in, o);
   return s.stat[0] / s.n;
 }

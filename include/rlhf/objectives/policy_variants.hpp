@@ -215,10 +215,7 @@ rules::variant_token<A, Fixed> variant_rule(const A& logp, const A& old, const A
 }
 /// geo_mean spreads each row's loss over its tokens: token-sum weights.
 inline agg_params variant_agg(const variant_params& v) {
-  agg_params a = v.base.agg;
-  if (v.kind == policy_loss_kind::geo_mean) a = agg_params{};
-  if (v.kind == policy_loss_kind::geo_mean) a.mode = agg_mode::token_sum;
-  return a;
+  return v.kind == policy_loss_kind::geo_mean ? agg_params::token_sum() : v.base.agg;
 }
 }  // namespace detail
 
@@ -239,16 +236,13 @@ policy_result policy_loss_variant(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 
   check_variant_params(v, fn);
   using V = value_t<T>;
   const index_t B = logp.extent(0), T_ = logp.extent(1);
-  const cpu_engine::inputs<V, 4> in{tag.check_finite,
-                                    {"log_prob", "old_log_prob", "advantages", "weights"},
-                                    {logp, old_logp, adv, weights}};
+  cpu_engine::inputs<V, 4> in{tag.check_finite,
+                              {"log_prob", "old_log_prob", "advantages", "weights"},
+                              {logp, old_logp, adv, weights}};
   const bool seq = v.kind == policy_loss_kind::gspo || v.kind == policy_loss_kind::geo_mean;
   std::vector<double> rows(seq ? static_cast<std::size_t>(4 * B) : 0, 0.0);
   if (seq) {
-    // the row sums read the inputs before the engine's scan: check them first
-    for (std::size_t i = 0; i < 4; ++i)
-      if (in.check && !in.views[i].null()) rlhf::detail::require_finite(fn, in.names[i], in.views[i]);
-    rlhf::detail::require_mask(fn, "response_mask", mask);
+    cpu_engine::check_ahead(fn, mask, in, "response_mask");  // the row sums below read the inputs
     const bool geo = v.kind == policy_loss_kind::geo_mean;
     for (index_t b = 0; b < B; ++b) {
       double s0 = 0, s1 = 0, s2 = 0, s3 = 0;

@@ -119,8 +119,8 @@ inline math::ppo_stat_rules stat_rules(const policy_params& p) {
 }
 
 namespace detail {
-/// The argument checks of the policy losses, on every backend (the value
-/// scans, NaN/Inf and the 0/1 mask, only where the data is on the host).
+/// The shape checks of the policy losses, on every backend (on the CPU the
+/// values are scanned by the engine's mask pass).
 template <class L, class V, class M>
 void check_policy_shapes(const char* fn, const L& logp, const V& old_logp, const V& adv, const M& mask) {
   rlhf::detail::require_same_shape(fn, "old_log_prob", old_logp, "log_prob", logp);
@@ -128,39 +128,10 @@ void check_policy_shapes(const char* fn, const L& logp, const V& old_logp, const
   rlhf::detail::require_same_shape(fn, "response_mask", mask, "log_prob", logp);
   rlhf::detail::require_nonempty(fn, "log_prob", logp);
 }
-template <class Tag, class L, class V, class M>
-void check_policy_inputs(Tag tag, const char* fn, const L& logp, const V& old_logp, const V& adv, const M& mask) {
-  check_policy_shapes(fn, logp, old_logp, adv, mask);
-  if constexpr (is_host_backend_v<Tag>) {
-    rlhf::detail::require_finite(tag, fn, "log_prob", logp);
-    rlhf::detail::require_finite(tag, fn, "old_log_prob", old_logp);
-    rlhf::detail::require_finite(tag, fn, "advantages", adv);
-    rlhf::detail::require_mask(fn, "response_mask", mask);
-  }
-}
-
 /// Optional detached per-token weights (IS corrections).
 template <class L, class W>
 void check_weights_shape(const char* fn, const L& logp, const W& weights) {
   if (!weights.null()) rlhf::detail::require_same_shape(fn, "weights", weights, "log_prob", logp);
-}
-template <class Tag, class L, class W>
-void check_weights(Tag tag, const char* fn, const L& logp, const W& weights) {
-  if (weights.null()) return;
-  check_weights_shape(fn, logp, weights);
-  if constexpr (is_host_backend_v<Tag>) rlhf::detail::require_finite(tag, fn, "weights", weights);
-}
-
-/// masked mean of a per-token statistic, with the statistics' epsilon.
-template <class M, class F>
-double stat_mean(const tensor_view<M, 2>& mask, double eps, F&& f) {
-  double s = 0, n = 0;
-  cpu_loops::for_each_2d(mask.extent(0), mask.extent(1), [&](index_t b, index_t t) {
-    const double m = static_cast<double>(mask(b, t));
-    n += m;
-    if (m != 0) s += m * static_cast<double>(f(b, t));
-  });
-  return s / (n + eps);
 }
 }  // namespace detail
 

@@ -44,6 +44,13 @@ struct agg_params {
   std::optional<double> global_batch_size;      ///< global sequence count (seq modes, dp > 1)
   std::optional<double> loss_scale_factor;      ///< seq-mean-token-sum-norm divisor (default T)
   double row_eps = 1e-8;                        ///< seq-mean-token-mean per-row epsilon (verl, OpenRLHF)
+
+  /// A plain masked sum (weight 1 per valid token).
+  static agg_params token_sum() {
+    agg_params a{};
+    a.mode = agg_mode::token_sum;
+    return a;
+  }
 };
 
 /// The weight rule of every mode without optionals, for every backend (the

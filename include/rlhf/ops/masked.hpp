@@ -250,6 +250,16 @@ struct whiten_token {
 }  // namespace rules
 
 namespace detail {
+/// The engine's settings for a masked sum (token-sum weights, a mask named
+/// "mask", no error for an empty one); `raw` for an elementwise map.
+inline cpu_engine::run_options sum_options(bool raw = false) {
+  cpu_engine::run_options o{};
+  o.mask_name = "mask";
+  o.require_tokens = false;
+  o.raw = raw;
+  return o;
+}
+
 struct moments {
   double n = 0, mean = 0, ss = 0, sd = 0;  ///< sum m, mean, sum m (v - mean)^2, sum m (v - mean)
 };
@@ -260,11 +270,8 @@ struct moments {
 template <class T, class M>
 moments masked_moments(cpu_t tag, const char* fn, tensor_view<T, 2> values, tensor_view<M, 2> mask, double eps) {
   using V = value_t<T>;
-  agg_params sum{};
-  sum.mode = agg_mode::token_sum;
-  cpu_engine::run_options o{};
-  o.mask_name = "mask";
-  o.require_tokens = false;
+  const agg_params sum = agg_params::token_sum();
+  const cpu_engine::run_options o = sum_options();
   const std::array<tensor_view<V, 2>, 1> none{};
   const auto s1 = cpu_engine::run<1, 0>(fn, rules::value_token<strided2<V>>{strided(values)}, mask, sum, none,
                                         cpu_engine::inputs<V, 1>{tag.check_finite, {"values"}, {values}}, o);
@@ -341,14 +348,9 @@ whiten_stats masked_whiten(cpu_t tag, tensor_view<T, 2> values, tensor_view<M, 2
                        "has zero variance and var_eps = 0: the whitening is undefined");
   // the map (every position, masked ones included): one raw pass of the engine
   using V = value_t<T>;
-  agg_params sum{};
-  sum.mode = agg_mode::token_sum;
-  cpu_engine::run_options o{};
-  o.mask_name = "mask";
-  o.require_tokens = false;
-  o.raw = true;
-  cpu_engine::run<1, 0>(fn, rules::whiten_token<strided2<V>>{strided(values), mo.mean, s, p.shift_mean}, mask, sum,
-                        std::array<tensor_view<V, 2>, 1>{out}, cpu_engine::inputs<V, 1>{false, {"values"}, {values}}, o);
+  cpu_engine::run<1, 0>(fn, rules::whiten_token<strided2<V>>{strided(values), mo.mean, s, p.shift_mean}, mask,
+                        agg_params::token_sum(), std::array<tensor_view<V, 2>, 1>{out},
+                        cpu_engine::inputs<V, 1>{false, {"values"}, {values}}, detail::sum_options(true));
   return {mo.mean, var};
 }
 

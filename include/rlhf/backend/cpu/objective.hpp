@@ -319,6 +319,17 @@ double mask_pass(const char* fn, tensor_view<M, 2> mask, const inputs<V, C>& in,
   return n;
 }
 
+/// The mask's pass ahead of an op's own pre-pass (the row sums some ops
+/// need before the rule): every scan and error once, then `in` is marked
+/// checked so run() does not scan the inputs again. Returns the mask's sum.
+template <class M, class V, std::size_t C>
+double check_ahead(const char* fn, tensor_view<M, 2> mask, inputs<V, C>& in, const char* mask_name) {
+  std::vector<double> count;
+  const double n = mask_pass(fn, mask, in, mask_name, count);
+  in.check = false;
+  return n;
+}
+
 /// The sum of a mask (vectorized, rows in parallel); a NaN / Inf in it is
 /// an error naming `mask_name`.
 template <class M>

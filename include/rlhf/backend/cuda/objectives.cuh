@@ -187,9 +187,9 @@ deferred<policy_result> policy_loss_async(cuda_t tag, tensor_view<T, 2, device_s
                                           const policy_params& p, out_dview<T, 2> dlogp = {},
                                           in_dview<T, 2> weights = {}) {
   constexpr const char* fn = "ppo::policy_loss (cuda)";
-  detail::check_policy_inputs(tag, fn, logp, old_logp, adv, mask);
+  detail::check_policy_shapes(fn, logp, old_logp, adv, mask);
   rlhf::detail::require_output(fn, "dlogp", dlogp, "log_prob", logp);
-  detail::check_weights(tag, fn, logp, weights);
+  detail::check_weights_shape(fn, logp, weights);
   check_policy_params(p, fn);
   namespace ck = cuda_kernels;
   const ck::ppo_policy_token<value_t<T>> f{ck::in(logp), ck::in(old_logp), ck::in(adv), ck::in(weights),
@@ -251,12 +251,7 @@ in_loss_result loss(cuda_t tag, tensor_view<T, 2, device_space> logp, in_dview<T
                     tensor_view<M, 2, device_space> mask, double kl_coef, const kl_params& p, const agg_params& agg,
                     out_dview<T, 2> dlogp = {}, bool accumulate = false) {
   constexpr const char* fn = "kl::loss (cuda)";
-  rlhf::detail::require_same_shape(fn, "ref_logp", ref_logp, "logp", logp);
-  rlhf::detail::require_same_shape(fn, "response_mask", mask, "logp", logp);
-  rlhf::detail::require_output(fn, "dlogp", dlogp, "logp", logp);
-  rlhf::detail::require_nonempty(fn, "logp", logp);
-  rlhf::detail::require_nonneg_param(kl_coef, fn, "kl_coef");
-  check_params(p, fn);
+  check_loss(fn, logp, ref_logp, mask, dlogp, kl_coef, p);
   namespace ck = cuda_kernels;
   const auto s = ck::run_objective<1, 0>(tag, fn, ck::kl_token_fn<value_t<T>>{ck::in(logp), ck::in(ref_logp), p},
                                          ck::in(mask), logp.extent(0), logp.extent(1), agg,

@@ -110,9 +110,9 @@ policy_result policy_loss_variant(cuda_t tag, tensor_view<T, 2, device_space> lo
                                   out_dview<T, 2> dlogp = {}, in_dview<T, 2> weights = {}) {
   if (v.kind == policy_loss_kind::vanilla) return policy_loss(tag, logp, old_logp, adv, mask, v.base, dlogp, weights);
   constexpr const char* fn = "ppo::policy_loss_variant (cuda)";
-  detail::check_policy_inputs(tag, fn, logp, old_logp, adv, mask);
+  detail::check_policy_shapes(fn, logp, old_logp, adv, mask);
   rlhf::detail::require_output(fn, "dlogp", dlogp, "log_prob", logp);
-  detail::check_weights(tag, fn, logp, weights);
+  detail::check_weights_shape(fn, logp, weights);
   const policy_params& p = v.base;
   check_variant_params(v, fn);
   namespace ck = cuda_kernels;
