@@ -89,6 +89,127 @@ void BM_reinforce_pp(benchmark::State& s) {
   s.SetBytesProcessed(s.iterations() * B * T * static_cast<int64_t>(sizeof(float)) * 4);
 }
 BENCHMARK(BM_reinforce_pp)->Args({256, 4096})->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// The rest of the [B, T] objectives, each on the CPU engine. `bytes` is what
+// the op must move at least (inputs read once, outputs written once).
+template <class F>
+void run_case(benchmark::State& s, int tensors, F&& f) {
+  for (auto _ : s) {
+    f();
+    benchmark::ClobberMemory();
+  }
+  s.SetBytesProcessed(s.iterations() * s.range(0) * s.range(1) * static_cast<int64_t>(sizeof(float)) * tensors);
+}
+constexpr auto fast = rlhf::cpu.unchecked();
+
+void variant(benchmark::State& s, rlhf::ppo::policy_loss_kind k) {
+  batch b(s.range(0), s.range(1));
+  auto v = rlhf::ppo::variant_params::verl(k);
+  if (k == rlhf::ppo::policy_loss_kind::dro) v.dro_beta = 0.1;
+  run_case(s, 5, [&] {
+    benchmark::DoNotOptimize(rlhf::ppo::policy_loss_variant(fast, b.logp.view(), b.old.view(), b.adv.view(),
+                                                            b.mask.view(), v, b.grad.view()));
+  });
+}
+void BM_variant_gspo(benchmark::State& s) { variant(s, rlhf::ppo::policy_loss_kind::gspo); }
+void BM_variant_sapo(benchmark::State& s) { variant(s, rlhf::ppo::policy_loss_kind::sapo); }
+void BM_variant_cispo(benchmark::State& s) { variant(s, rlhf::ppo::policy_loss_kind::cispo); }
+void BM_variant_dppo_tv(benchmark::State& s) { variant(s, rlhf::ppo::policy_loss_kind::dppo_tv); }
+BENCHMARK(BM_variant_gspo)->Args({256, 4096})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_variant_sapo)->Args({256, 4096})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_variant_cispo)->Args({256, 4096})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_variant_dppo_tv)->Args({256, 4096})->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_is_weights(benchmark::State& s) {  // old, rollout, mask read; weights written
+  batch b(s.range(0), s.range(1));
+  const rlhf::ppo::is_params p{rlhf::ppo::is_correction::tis, 0.0, 2.0};
+  run_case(s, 4, [&] {
+    benchmark::DoNotOptimize(rlhf::ppo::rollout_is_weights(fast, b.old.view(), b.logp.view(), b.mask.view(), p, b.grad.view()));
+  });
+}
+BENCHMARK(BM_is_weights)->Args({256, 4096})->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_a2c_loss(benchmark::State& s) {  // 6 inputs read, 3 gradients written
+  batch b(s.range(0), s.range(1));
+  rlhf::tensor<float, 2> dv({s.range(0), s.range(1)}), dh({s.range(0), s.range(1)});
+  auto p = rlhf::a2c::params::sb3();
+  p.ent_coef = 0.01;
+  run_case(s, 9, [&] {
+    benchmark::DoNotOptimize(rlhf::a2c::loss(fast, b.logp.view(), b.old.view(), b.adv.view(), b.adv.view(), b.old.view(),
+                                             b.mask.view(), p, b.grad.view(), dv.view(), dh.view()));
+  });
+}
+BENCHMARK(BM_a2c_loss)->Args({256, 4096})->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_kl_loss(benchmark::State& s) {  // logp, ref, mask read; dlogp written
+  batch b(s.range(0), s.range(1));
+  const auto kp = rlhf::kl_params::verl(rlhf::kl_estimator::k3);
+  run_case(s, 4, [&] {
+    benchmark::DoNotOptimize(rlhf::kl::loss(fast, b.logp.view(), b.old.view(), b.mask.view(), 0.001, kp, rlhf::agg_params{},
+                                            b.grad.view()));
+  });
+}
+BENCHMARK(BM_kl_loss)->Args({256, 4096})->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_kl_reward(benchmark::State& s) {  // scores, logp, ref, mask read; rewards written
+  batch b(s.range(0), s.range(1));
+  const auto kp = rlhf::kl_params::verl(rlhf::kl_estimator::k1);
+  run_case(s, 5, [&] {
+    benchmark::DoNotOptimize(rlhf::kl::apply_in_reward(fast, b.adv.view(), b.logp.view(), b.old.view(), b.mask.view(), 0.05,
+                                                       kp, b.grad.view()));
+  });
+}
+BENCHMARK(BM_kl_reward)->Args({256, 4096})->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_kl_estimate(benchmark::State& s) {  // logp, ref read; estimate and derivative written
+  batch b(s.range(0), s.range(1));
+  rlhf::tensor<float, 2> d({s.range(0), s.range(1)});
+  const auto kp = rlhf::kl_params::verl(rlhf::kl_estimator::k3);
+  run_case(s, 4, [&] { rlhf::kl::estimate(fast, b.logp.view(), b.old.view(), kp, b.grad.view(), d.view()); });
+}
+BENCHMARK(BM_kl_estimate)->Args({256, 4096})->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_actor_loss(benchmark::State& s) {  // logp, old, adv, mask, entropy, ref read; dlogp, dentropy written
+  batch b(s.range(0), s.range(1));
+  rlhf::tensor<float, 2> dh({s.range(0), s.range(1)});
+  rlhf::ppo::actor_params p{};
+  p.policy = rlhf::ppo::policy_params::verl();
+  p.entropy_coef = 0.01;
+  p.kl_coef = 0.001;
+  run_case(s, 8, [&] {
+    benchmark::DoNotOptimize(rlhf::ppo::actor_loss(fast, b.logp.view(), b.old.view(), b.adv.view(), b.mask.view(),
+                                                   b.adv.view(), b.old.view(), p, b.grad.view(), dh.view()));
+  });
+}
+BENCHMARK(BM_actor_loss)->Args({256, 4096})->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_masked_whiten(benchmark::State& s) {  // values, mask read; out written
+  batch b(s.range(0), s.range(1));
+  run_case(s, 3, [&] {
+    benchmark::DoNotOptimize(rlhf::ops::masked_whiten(fast, b.adv.view(), b.mask.view(), rlhf::whiten_params::verl(),
+                                                      b.grad.view()));
+  });
+}
+BENCHMARK(BM_masked_whiten)->Args({256, 4096})->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_masked_mean(benchmark::State& s) {  // values, mask read; gradient written
+  batch b(s.range(0), s.range(1));
+  run_case(s, 3, [&] {
+    benchmark::DoNotOptimize(rlhf::ops::masked_mean(fast, b.adv.view(), b.mask.view(), 1e-8, b.grad.view()));
+  });
+}
+BENCHMARK(BM_masked_mean)->Args({256, 4096})->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_aggregate(benchmark::State& s) {  // loss, mask read; gradient written
+  batch b(s.range(0), s.range(1));
+  rlhf::agg_params p{};
+  p.mode = rlhf::agg_mode::seq_mean_token_mean;
+  run_case(s, 3, [&] {
+    benchmark::DoNotOptimize(rlhf::ops::aggregate(fast, b.adv.view(), b.mask.view(), p, b.grad.view()));
+  });
+}
+BENCHMARK(BM_aggregate)->Args({256, 4096})->Unit(benchmark::kMillisecond)->UseRealTime();
+
 void BM_copy(benchmark::State& s) { rlhf_bench::copy_bandwidth(s); }
 // 512 MiB: the memory's copy bandwidth; 20 MiB: a copy of the objectives'
 // working set (20 MB at 256 x 4096 float), which stays in this machine's

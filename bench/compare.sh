@@ -18,7 +18,7 @@ echo "== PyTorch eager (Debian python3-torch with OpenBLAS)"
 /usr/bin/python3 bench/ratios.py "$out/rlhf_bench.json" "$out/torch.csv" | tee "$out/ratios.md"
 echo "== the [B, T] objectives (median of 5), 1 and 2 threads"
 for t in 1 2; do
-  OMP_NUM_THREADS=$t build/bench/bench/rlhf-bench-objectives --benchmark_filter="policy|value|entropy|gae|reinforce|copy/(512|20)/$t/" \
+  OMP_NUM_THREADS=$t build/bench/bench/rlhf-bench-objectives --benchmark_filter="policy|value|entropy|gae|reinforce|variant|is_w|a2c|kl_|actor|masked|aggregate|copy/(512|20)/$t/" \
     --benchmark_repetitions=5 --benchmark_report_aggregates_only=true \
     --benchmark_out="$out/objectives_$t.json" --benchmark_out_format=json | grep median
 done

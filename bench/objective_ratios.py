@@ -19,6 +19,11 @@ def medians(path):
     return med
 
 
+CASES = ("ppo_policy_loss", "variant_gspo", "variant_sapo", "variant_cispo", "variant_dppo_tv", "is_weights",
+         "ppo_value_loss", "entropy_bonus", "a2c_loss", "kl_loss", "kl_reward", "kl_estimate", "actor_loss",
+         "masked_mean", "masked_whiten", "aggregate", "gae", "reinforce_pp")
+
+
 def main(torch_csv, *runs):
     torch = {}
     for row in csv.DictReader(open(torch_csv)):
@@ -34,7 +39,7 @@ def main(torch_csv, *runs):
         copy = med.get(f"BM_copy/512/{t}", (0, 0))[1]
         small = med.get(f"BM_copy/20/{t}", (0, 0))[1]
         copies.append((t, copy, small))
-        for case in ("ppo_policy_loss", "ppo_value_loss", "entropy_bonus", "gae", "reinforce_pp"):
+        for case in CASES:
             b = med.get(f"BM_{case}/256/4096")
             if not b:
                 continue

@@ -506,6 +506,43 @@ TEST_CASE("extreme but finite inputs are reported, never returned as NaN", "[err
   expect_error([&] { (void)rlhf::kl::estimate(cpu, far.cview(), ref.cview(), rlhf::kl_params::trl_grpo()); },
                error_kind::non_finite, "logp");
   CHECK(rlhf::kl::estimate(cpu, far.cview(), ref.cview(), rlhf::kl_params::verl(kl_estimator::k3))(0, 0) == 10.0);
+  // the overflow is found before anything is written (the second token is fine, the error is at [0, 0])
+  mat kout(1, 2, 7.0), dout(1, 2, 7.0);
+  expect_error([&] { rlhf::kl::estimate(cpu, far.cview(), ref.cview(), rlhf::kl_params::trl_grpo(), kout.view(), dout.view()); },
+               error_kind::non_finite, "[0, 0]");
+  CHECK(kout(0, 1) == 7.0);
+  CHECK(dout(0, 1) == 7.0);
+  // with the log ratio clamped (|d| <= 20) no precheck runs, and no estimate can overflow, even in float
+  // for inputs whose difference overflows
+  for (auto e : {kl_estimator::k1, kl_estimator::k2, kl_estimator::k3, kl_estimator::abs}) {
+    rlhf::kl_params kp{e, false, 20.0, INFINITY};
+    CHECK_FALSE(rlhf::kl::may_overflow(kp));
+    std::vector<float> lo = {-3e38f, 3e38f, 0.f}, hi = {3e38f, -3e38f, 0.f}, ko(3), dk(3);
+    rlhf::kl::estimate(cpu, rlhf::tensor_view<const float, 2>(lo.data(), {1, 3}), rlhf::tensor_view<const float, 2>(hi.data(), {1, 3}),
+                       kp, rlhf::tensor_view<float, 2>(ko.data(), {1, 3}), rlhf::tensor_view<float, 2>(dk.data(), {1, 3}));
+    for (int i = 0; i < 3; ++i) CHECK((std::isfinite(ko[i]) && std::isfinite(dk[i])));
+  }
+  CHECK(rlhf::kl::may_overflow(rlhf::kl_params::trl_grpo()));
+  CHECK(rlhf::kl::may_overflow(rlhf::kl_params{kl_estimator::k3, true, 20.0, 10.0}));
+  // wide rows (vector path and tail) against the scalar formula, float and double
+  rng r(3);
+  const index_t B = 3, T = 41;
+  mat x = r.normal_mat(B, T, -1, 0.5), y = r.normal_mat(B, T, -1, 0.5), k(B, T), d(B, T);
+  std::vector<float> xf(x.v.begin(), x.v.end()), yf(y.v.begin(), y.v.end()), kf(x.v.size()), df(x.v.size());
+  for (auto e : {kl_estimator::k1, kl_estimator::k2, kl_estimator::k3, kl_estimator::abs}) {
+    const auto kp = rlhf::kl_params::verl(e);
+    rlhf::kl::estimate(cpu, x.cview(), y.cview(), kp, k.view(), d.view());
+    rlhf::kl::estimate(cpu, rlhf::tensor_view<const float, 2>(xf.data(), {B, T}), rlhf::tensor_view<const float, 2>(yf.data(), {B, T}),
+                       kp, rlhf::tensor_view<float, 2>(kf.data(), {B, T}), rlhf::tensor_view<float, 2>(df.data(), {B, T}));
+    for (index_t i = 0; i < B * T; ++i) {
+      const auto want = rlhf::math::kl_token(x.v[i], y.v[i], kp);
+      CHECK(k.v[i] == Approx(want.value).epsilon(1e-13).margin(1e-14));
+      CHECK(d.v[i] == Approx(want.dlogp).epsilon(1e-13).margin(1e-14));
+      const auto wf = rlhf::math::kl_token(static_cast<double>(xf[i]), static_cast<double>(yf[i]), kp);
+      CHECK(kf[i] == Approx(wf.value).epsilon(1e-5).margin(1e-6));
+      CHECK(df[i] == Approx(wf.dlogp).epsilon(1e-5).margin(1e-6));
+    }
+  }
 }
 
 TEST_CASE("value loss and IS correction: each error kind", "[errors]") {

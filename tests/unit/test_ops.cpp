@@ -76,6 +76,81 @@ TEST_CASE("masked statistics: bad input", "[ops][errors]") {
   expect_error([&] { (void)ops::masked_mean(cpu, e.cview(), e.cview()); }, error_kind::empty, "values");
 }
 
+TEST_CASE("masked sums and means on the engine: wide rows, fractional masks, float and double, against plain loops",
+          "[ops][engine]") {
+  // 5 x 37: the vector path and the row tail (37 = 2 * 16 + 5 floats); a
+  // fractional mask and a masked NaN-free huge value
+  rng r(7);
+  const index_t B = 5, T = 37;
+  mat v = r.normal_mat(B, T), m(B, T);
+  for (index_t b = 0; b < B; ++b)
+    for (index_t t = 0; t < T; ++t) m(b, t) = (b + t) % 3 == 0 ? 0.0 : ((b + t) % 3 == 1 ? 1.0 : 0.5);
+  v(1, 3) = 1e300 * (m(1, 3) == 0 ? 1 : 0) + v(1, 3) * (m(1, 3) != 0 ? 1 : 0);
+  std::vector<double> row_s(B, 0.0), row_c(B, 0.0);
+  double tot = 0, n = 0;
+  for (index_t b = 0; b < B; ++b)
+    for (index_t t = 0; t < T; ++t) {
+      row_c[b] += m(b, t);
+      if (m(b, t) != 0) row_s[b] += m(b, t) * v(b, t);
+    }
+  for (index_t b = 0; b < B; ++b) tot += row_s[b], n += row_c[b];
+  CHECK(ops::masked_sum(cpu, v.cview(), m.cview()) == Approx(tot).epsilon(1e-14));
+  mat g(B, T, -7.0);
+  CHECK(ops::masked_mean(cpu, v.cview(), m.cview(), 1e-8, g.view()) == Approx(tot / (n + 1e-8)).epsilon(1e-14));
+  for (index_t b = 0; b < B; ++b)
+    for (index_t t = 0; t < T; ++t) CHECK(g(b, t) == Approx(m(b, t) / (n + 1e-8)).epsilon(1e-15));
+  std::vector<double> rows(B);
+  ops::masked_sum_rows(cpu, v.cview(), m.cview(), rlhf::view(rows));
+  for (index_t b = 0; b < B; ++b) CHECK(rows[b] == Approx(row_s[b]).epsilon(1e-14));
+  ops::masked_mean_rows(cpu, v.cview(), m.cview(), 0.0, rlhf::view(rows));
+  for (index_t b = 0; b < B; ++b) CHECK(rows[b] == Approx(row_s[b] / row_c[b]).epsilon(1e-14));
+  std::vector<double> cot = {0.5, -1, 2, 0.25, 3};
+  ops::masked_sum_rows_backward(cpu, m.cview(), rlhf::tensor_view<const double, 1>(cot.data(), {B}), g.view());
+  for (index_t b = 0; b < B; ++b)
+    for (index_t t = 0; t < T; ++t) CHECK(g(b, t) == cot[b] * m(b, t));
+  // float data: float lanes, sums in double (0.5 and 1 masks: exact products)
+  std::vector<float> vf(v.v.begin(), v.v.end()), mf(m.v.begin(), m.v.end()), gf(v.v.size());
+  rlhf::tensor_view<const float, 2> vfv(vf.data(), {B, T}), mfv(mf.data(), {B, T});
+  double totf = 0;
+  for (index_t b = 0; b < B; ++b)
+    for (index_t t = 0; t < T; ++t)
+      if (mf[b * T + t] != 0) totf += static_cast<double>(mf[b * T + t] * vf[b * T + t]);
+  CHECK(ops::masked_sum(cpu, vfv, mfv) == Approx(totf).epsilon(1e-13));
+  ops::masked_mean(cpu, vfv, mfv, 0.0, rlhf::tensor_view<float, 2>(gf.data(), {B, T}));
+  for (index_t b = 0; b < B; ++b)
+    for (index_t t = 0; t < T; ++t) CHECK(gf[b * T + t] == static_cast<float>(static_cast<float>(1.0 / n) * mf[b * T + t]));
+}
+
+TEST_CASE("masked sums, means and aggregation: every argument checked (shape, null storage, NaN)", "[ops][errors]") {
+  mat v(2, 3, 1.0), m(2, 3, 1.0), wrong(2, 2, 1.0);
+  // a mask of another shape used to be read out of bounds by masked_sum
+  expect_error([&] { (void)ops::masked_sum(cpu, v.cview(), wrong.cview()); }, error_kind::shape, "mask");
+  std::vector<double> rows(2), bad_rows(3);
+  expect_error([&] { ops::masked_sum_rows(cpu, v.cview(), wrong.cview(), rlhf::view(rows)); }, error_kind::shape, "mask");
+  expect_error([&] { ops::masked_sum_rows(cpu, v.cview(), m.cview(), rlhf::view(bad_rows)); }, error_kind::shape, "out");
+  // a view with a shape but no storage, in any argument
+  rlhf::tensor_view<const double, 2> null_mask(nullptr, {2, 3});
+  expect_error([&] { (void)ops::masked_sum(cpu, v.cview(), null_mask); }, error_kind::shape, "mask");
+  expect_error([&] { (void)ops::masked_mean(cpu, v.cview(), null_mask); }, error_kind::shape, "mask");
+  expect_error([&] { (void)ops::aggregate(cpu, v.cview(), null_mask, {}); }, error_kind::shape, "loss_mask");
+  expect_error([&] { (void)ops::masked_sum(cpu, null_mask, m.cview()); }, error_kind::shape, "values");
+  rlhf::tensor_view<double, 1> null_out(nullptr, {2});
+  expect_error([&] { ops::masked_mean_rows(cpu, v.cview(), m.cview(), 0.0, null_out); }, error_kind::shape, "out");
+  std::vector<double> cot = {1.0, NAN};
+  mat g(2, 3, 5.0);
+  expect_error([&] { ops::masked_sum_rows_backward(cpu, m.cview(), rlhf::tensor_view<const double, 1>(cot.data(), {2}), g.view()); },
+               error_kind::non_finite, "cot");
+  expect_error([&] { ops::masked_mean_rows_backward(cpu, m.cview(), -1.0, rlhf::tensor_view<const double, 1>(cot.data(), {2}), g.view()); },
+               error_kind::param, "eps");
+  CHECK(g(0, 0) == 5.0);  // nothing written
+  v(1, 2) = NAN;
+  expect_error([&] { (void)ops::masked_sum(cpu, v.cview(), m.cview()); }, error_kind::non_finite, "values");
+  expect_error([&] { ops::masked_sum_rows(cpu, v.cview(), m.cview(), rlhf::view(rows)); }, error_kind::non_finite, "values");
+  // a masked-out NaN with the scan off is skipped, not multiplied
+  m(1, 2) = 0;
+  CHECK(ops::masked_sum(cpu.unchecked(), v.cview(), m.cview()) == 5.0);
+}
+
 TEST_CASE("aggregation modes: hand-computed values", "[ops][agg]") {
   // rows: [1 2 3 | m 1 1 0], [4 5 6 | m 1 0 0], [7 8 9 | m 0 0 0]
   mat L(3, 3, {1, 2, 3, 4, 5, 6, 7, 8, 9});

@@ -15,9 +15,19 @@
 
 namespace rlhf::detail {
 
+/// A view with a non-zero extent must have storage (a null pointer would be
+/// dereferenced).
+template <class T, std::size_t R, class S>
+void require_storage(const char* fn, const char* arg, const tensor_view<T, R, S>& v) {
+  if (v.size() != 0 && v.data() == nullptr) fail(error_kind::shape, fn, arg, "has no storage (null pointer)");
+}
+
+/// `v` has the shape of `ref` (and both have storage when not empty).
 template <class T, std::size_t R, class S, class U, std::size_t R2, class S2>
 void require_same_shape(const char* fn, const char* arg, const tensor_view<T, R, S>& v,
                         const char* ref_arg, const tensor_view<U, R2, S2>& ref) {
+  require_storage(fn, ref_arg, ref);
+  require_storage(fn, arg, v);
   bool same = R == R2;
   if (same)
     for (std::size_t d = 0; d < R; ++d) same = same && v.extent(d) == ref.extent(d);
@@ -29,6 +39,7 @@ void require_same_shape(const char* fn, const char* arg, const tensor_view<T, R,
 template <class T, std::size_t R, class S>
 void require_extent(const char* fn, const char* arg, const tensor_view<T, R, S>& v, std::size_t d,
                     index_t want, const char* what) {
+  require_storage(fn, arg, v);
   if (v.extent(d) != want)
     fail(error_kind::shape, fn, arg,
          "has shape " + shape_string(v) + ": dimension " + std::to_string(d) + " must be " +

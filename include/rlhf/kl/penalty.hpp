@@ -64,49 +64,6 @@ struct in_loss_result {
   double mean_kl;  ///< agg(KL), the logged "actor/kl_loss"
 };
 
-namespace rules {
-/// The KL estimate of one token as a loss (both engines): value and d / d logp.
-template <class A>
-struct loss_token {
-  A logp, ref;
-  kl_params p;
-  template <class L = double>
-  RLHF_HD_INLINE token_out<1, 0, math::real_t<L>> operator()(index_t b, index_t t) const {
-    const auto k = math::kl_token(logp.template get<L>(b, t), ref.template get<L>(b, t), p);
-    token_out<1, 0, math::real_t<L>> r;
-    r.loss = k.value;
-    r.grad[0] = k.dlogp;
-    return r;
-  }
-};
-}  // namespace rules
-
-namespace precheck {
-/// The CPU engine's precheck of kl::loss and kl::apply_in_reward: a token
-/// whose estimate (or its derivative) is not finite, masked or not, is an
-/// error before any write. F: a rule whose loss and grad[0] are the
-/// estimate and its derivative.
-template <class F, class V>
-struct overflow_check {
-  static constexpr bool active = true;
-  const F& f;
-  tensor_view<const V, 2> logp, ref;
-  const char* fn;
-  template <class L>
-  RLHF_ALWAYS_INLINE math::mask_of<math::real_t<L>> bad(index_t b, index_t t) const {
-    const auto o = f.template operator()<L>(b, t);
-    using S = math::scalar_of<math::real_t<L>>;
-    return ((o.loss - o.loss) != S(0)) | ((o.grad[0] - o.grad[0]) != S(0));
-  }
-  [[noreturn]] void fail(index_t b, index_t t) const {
-    std::ostringstream os;
-    os << "and 'ref_logp' differ by " << static_cast<double>(logp(b, t)) - static_cast<double>(ref(b, t)) << " at ["
-       << b << ", " << t << "]: the estimate overflows; set log_ratio_clamp / value_clamp (kl_params::verl does)";
-    rlhf::detail::fail(error_kind::non_finite, fn, "logp", os.str());
-  }
-};
-}  // namespace precheck
-
 /// The shape and parameter checks of kl::loss (every backend).
 template <class L, class R, class M, class O>
 void check_loss(const char* fn, const L& logp, const R& ref_logp, const M& mask, const O& dlogp, double kl_coef,
@@ -130,10 +87,11 @@ in_loss_result loss(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 2> ref_logp, t
   check_loss(fn, logp, ref_logp, mask, dlogp, kl_coef, p);
   using V = value_t<T>;
   const rules::loss_token<strided2<V>> f{strided(logp), strided(ref_logp), p};
-  const auto s = cpu_engine::run<1, 0>(fn, f, mask, agg, std::array<tensor_view<V, 2>, 1>{dlogp},
-                                       cpu_engine::inputs<V, 2>{tag.check_finite, {"logp", "ref_logp"}, {logp, ref_logp}},
-                                       {kl_coef, accumulate, "loss_mask", false},
-                                       precheck::overflow_check<rules::loss_token<strided2<V>>, V>{f, logp, ref_logp, fn});
+  const auto s = with_overflow_check<V>(p, f, logp, ref_logp, fn, [&](const auto& pre) {
+    return cpu_engine::run<1, 0>(fn, f, mask, agg, std::array<tensor_view<V, 2>, 1>{dlogp},
+                                 cpu_engine::inputs<V, 2>{tag.check_finite, {"logp", "ref_logp"}, {logp, ref_logp}},
+                                 {kl_coef, accumulate, "loss_mask", false}, pre);
+  });
   rlhf::detail::require_finite_result(s.value, fn, "logp", "the aggregated KL overflows");
   return {kl_coef * s.value, s.value};
 }
@@ -160,10 +118,12 @@ in_reward_stats apply_in_reward(cpu_t tag, tensor_view<T, 2> scores, in_view<T, 
   o.row_stats = row_kl.data();
   o.row_counts = row_n.data();
   const agg_params sum = agg_params::token_sum();
-  cpu_engine::run<1, 1>(fn, f, mask, sum, std::array<tensor_view<V, 2>, 1>{rewards},
-                        cpu_engine::inputs<V, 3>{tag.check_finite, {"token_level_scores", "logp", "ref_logp"},
-                                                 {scores, logp, ref_logp}},
-                        o, precheck::overflow_check<rules::loss_token<strided2<V>>, V>{est, logp, ref_logp, fn});
+  with_overflow_check<V>(p, est, logp, ref_logp, fn, [&](const auto& pre) {
+    cpu_engine::run<1, 1>(fn, f, mask, sum, std::array<tensor_view<V, 2>, 1>{rewards},
+                          cpu_engine::inputs<V, 3>{tag.check_finite, {"token_level_scores", "logp", "ref_logp"},
+                                                   {scores, logp, ref_logp}},
+                          o, pre);
+  });
   double sum_rows = 0;
   for (std::size_t b = 0; b < row_kl.size(); ++b) sum_rows += row_kl[b] / (row_n[b] + 1e-8);
   return {sum_rows / static_cast<double>(B), beta};

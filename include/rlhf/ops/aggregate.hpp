@@ -18,27 +18,22 @@ namespace rlhf {
 namespace ops {
 
 /// Aggregates a [B, T] loss matrix to a scalar; writes d loss / d loss_mat into
-/// `dloss_mat` when given (masked entries get 0).
+/// `dloss_mat` when given (masked entries get 0). One pass of the CPU
+/// engine (the objectives aggregate the same way without the matrix).
 template <class T, class M>
 double aggregate(cpu_t tag, tensor_view<T, 2> loss_mat, tensor_view<M, 2> mask, const agg_params& p,
                  out_view<T, 2> dloss_mat = {}) {
   constexpr const char* fn = "ops::aggregate";
-  detail::check_values_mask(tag, fn, loss_mat, mask, "loss_mat", "loss_mask");
+  rlhf::detail::require_same_shape(fn, "loss_mask", mask, "loss_mat", loss_mat);
+  rlhf::detail::require_nonempty(fn, "loss_mat", loss_mat);
   rlhf::detail::require_output(fn, "dloss_mat", dloss_mat, "loss_mat", loss_mat);
-  const index_t B = loss_mat.extent(0), T_ = loss_mat.extent(1);
-  std::vector<double> sum(static_cast<std::size_t>(B), 0.0), count(static_cast<std::size_t>(B), 0.0), weight;
-  for (index_t b = 0; b < B; ++b)
-    for (index_t t = 0; t < T_; ++t) {
-      const double m = static_cast<double>(mask(b, t));
-      count[static_cast<std::size_t>(b)] += m;
-      if (detail::on(mask(b, t))) sum[static_cast<std::size_t>(b)] += m * static_cast<double>(loss_mat(b, t));
-    }
-  const double value = detail::agg_finish(sum, count, T_, p, weight, fn);
-  if (!dloss_mat.null())
-    cpu_loops::for_each_2d(B, T_, [&](index_t b, index_t t) {
-      dloss_mat(b, t) = static_cast<value_t<T>>(static_cast<double>(mask(b, t)) * weight[static_cast<std::size_t>(b)]);
-    });
-  return value;
+  using V = value_t<T>;
+  cpu_engine::run_options o = detail::sum_options();
+  o.mask_name = "loss_mask";
+  return cpu_engine::run<1, 0>(fn, rules::value_token<strided2<V>>{strided(loss_mat)}, mask, p,
+                               std::array<tensor_view<V, 2>, 1>{dloss_mat},
+                               cpu_engine::inputs<V, 1>{tag.check_finite, {"loss_mat"}, {loss_mat}}, o)
+      .value;
 }
 
 }  // namespace ops

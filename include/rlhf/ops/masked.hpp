@@ -45,12 +45,88 @@ void check_values_mask(const Tag& tag, const char* fn, const tensor_view<T, 2>& 
 }
 }  // namespace detail
 
-/// sum of m * v over valid entries (double accumulation).
+namespace rules {
+/// loss = x, gradient 1: a masked sum on the engine (also the entropy bonus's rule).
+template <class A>
+struct value_token {
+  A x;
+  template <class L = double>
+  RLHF_HD_INLINE token_out<1, 0, math::real_t<L>> operator()(index_t b, index_t t) const {
+    using R = math::real_t<L>;
+    token_out<1, 0, R> r;
+    r.loss = x.template get<L>(b, t);
+    r.grad[0] = math::lit<R>(1.0);
+    return r;
+  }
+};
+/// stats [(x - mu)^2, x - mu]: the centred sums of a variance.
+template <class A>
+struct centered_token {
+  A x;
+  double mu;
+  template <class L = double>
+  RLHF_HD_INLINE token_out<1, 2, math::real_t<L>> operator()(index_t b, index_t t) const {
+    using R = math::real_t<L>;
+    const R c = x.template get<L>(b, t) - static_cast<math::scalar_of<R>>(mu);
+    token_out<1, 2, R> r;
+    r.stat[0] = c * c;
+    r.stat[1] = c;
+    return r;
+  }
+};
+/// (x - mean) s, plus the mean unless shift_mean: whitening, an elementwise map.
+template <class A>
+struct whiten_token {
+  A x;
+  double mean, s;
+  bool shift_mean;
+  template <class L = double>
+  RLHF_HD_INLINE token_out<1, 0, math::real_t<L>> operator()(index_t b, index_t t) const {
+    using R = math::real_t<L>;
+    using S = math::scalar_of<R>;
+    const R w = (x.template get<L>(b, t) - static_cast<S>(mean)) * static_cast<S>(s);
+    token_out<1, 0, R> r;
+    r.grad[0] = shift_mean ? w : w + static_cast<S>(mean);
+    return r;
+  }
+};
+/// gradient scale[b], loss 0: the VJPs of the per-row reductions.
+struct row_scale_token {
+  const double* scale;
+  template <class L = double>
+  RLHF_HD_INLINE token_out<1, 0, math::real_t<L>> operator()(index_t b, index_t) const {
+    using R = math::real_t<L>;
+    token_out<1, 0, R> r;
+    r.grad[0] = math::lit<R>(scale[b]);
+    return r;
+  }
+};
+}  // namespace rules
+
+namespace detail {
+/// The engine's settings for a masked sum (token-sum weights, a mask named
+/// "mask", no error for an empty one); `raw` for an elementwise map.
+inline cpu_engine::run_options sum_options(bool raw = false) {
+  cpu_engine::run_options o{};
+  o.mask_name = "mask";
+  o.require_tokens = false;
+  o.raw = raw;
+  return o;
+}
+
+}  // namespace detail
+
+/// sum of m * v over valid entries (double accumulation; the CPU engine:
+/// vectorized, rows in parallel).
 template <class T, class M>
-double masked_sum(cpu_t, tensor_view<T, 2> v, tensor_view<M, 2> m) {
-  return cpu_loops::sum_2d(v.extent(0), v.extent(1), [&](index_t b, index_t t) {
-    return detail::on(m(b, t)) ? static_cast<double>(m(b, t)) * static_cast<double>(v(b, t)) : 0.0;
-  });
+double masked_sum(cpu_t tag, tensor_view<T, 2> v, tensor_view<M, 2> m) {
+  constexpr const char* fn = "ops::masked_sum";
+  rlhf::detail::require_same_shape(fn, "mask", m, "values", v);
+  using V = value_t<T>;
+  return cpu_engine::run<1, 0>(fn, rules::value_token<strided2<V>>{strided(v)}, m, agg_params::token_sum(),
+                               std::array<tensor_view<V, 2>, 1>{}, cpu_engine::inputs<V, 1>{tag.check_finite, {"values"}, {v}},
+                               detail::sum_options())
+      .value;
 }
 
 /// Number of valid tokens (sum of the mask); a NaN / Inf in the mask is an
@@ -65,18 +141,51 @@ template <class T, class M>
 double masked_mean(cpu_t tag, tensor_view<T, 2> values, tensor_view<M, 2> mask, double eps = 1e-8,
                    out_view<T, 2> dvalues = {}) {
   constexpr const char* fn = "ops::masked_mean";
-  detail::check_values_mask(tag, fn, values, mask);
+  rlhf::detail::require_same_shape(fn, "mask", mask, "values", values);
+  rlhf::detail::require_nonempty(fn, "values", values);
   rlhf::detail::require_nonneg_param(eps, fn, "eps");
   rlhf::detail::require_output(fn, "dvalues", dvalues, "values", values);
-  const double n = mask_count(tag, mask);
-  if (!(n > 0)) rlhf::detail::fail(error_kind::empty, fn, "mask", "has no valid element");
-  const double denom = n + eps;
-  if (!dvalues.null())
-    cpu_loops::for_each_2d(values.extent(0), values.extent(1), [&](index_t b, index_t t) {
-      dvalues(b, t) = static_cast<value_t<T>>(static_cast<double>(mask(b, t)) / denom);
-    });
-  return masked_sum(tag, values, mask) / denom;
+  using V = value_t<T>;
+  cpu_engine::inputs<V, 1> in{tag.check_finite, {"values"}, {values}};
+  cpu_engine::run_options o = detail::sum_options();
+  if (!dvalues.null()) {
+    // the gradient m / (n + eps) needs n first: the mask's pass ahead
+    const double n = cpu_engine::check_ahead(fn, mask, in, "mask");
+    if (!(n > 0)) rlhf::detail::fail(error_kind::empty, fn, "mask", "has no valid element");
+    o.grad_scale = 1.0 / (n + eps);
+  }
+  const auto s = cpu_engine::run<1, 0>(fn, rules::value_token<strided2<V>>{strided(values)}, mask,
+                                       agg_params::token_sum(), std::array<tensor_view<V, 2>, 1>{dvalues}, in, o);
+  if (!(s.n > 0)) rlhf::detail::fail(error_kind::empty, fn, "mask", "has no valid element");
+  return s.value / (s.n + eps);
 }
+
+namespace detail {
+/// Each row's masked sum and mask sum (one engine pass).
+template <class T, class M>
+void row_sums(cpu_t tag, const char* fn, tensor_view<T, 2> values, tensor_view<M, 2> mask, std::vector<double>& sums,
+              std::vector<double>& counts) {
+  using V = value_t<T>;
+  const auto B = static_cast<std::size_t>(values.extent(0));
+  sums.assign(B, 0.0);
+  counts.assign(B, 0.0);
+  cpu_engine::run_options o = sum_options();
+  o.row_sums = sums.data();
+  o.row_counts = counts.data();
+  cpu_engine::run<1, 0>(fn, rules::value_token<strided2<V>>{strided(values)}, mask, agg_params::token_sum(),
+                        std::array<tensor_view<V, 2>, 1>{}, cpu_engine::inputs<V, 1>{tag.check_finite, {"values"}, {values}},
+                        o);
+}
+
+/// dvalues[b, t] = scale[b] * m[b, t] (one engine pass).
+template <class O, class M>
+void write_row_scaled(const char* fn, tensor_view<M, 2> mask, const std::vector<double>& scale, tensor_view<O, 2> dvalues) {
+  using V = std::remove_const_t<O>;
+  cpu_engine::run<1, 0>(fn, rules::row_scale_token{scale.data()}, mask, agg_params::token_sum(),
+                        std::array<tensor_view<V, 2>, 1>{dvalues}, cpu_engine::inputs<V, 0>{false, {}, {}},
+                        sum_options());
+}
+}  // namespace detail
 
 /// Per-row masked mean over the last axis (verl masked_mean(..., axis=-1)).
 /// Rows without a valid element give 0.
@@ -84,35 +193,37 @@ template <class T, class M>
 void masked_mean_rows(cpu_t tag, tensor_view<T, 2> values, tensor_view<M, 2> mask, double eps,
                       out_view<T, 1> out) {
   constexpr const char* fn = "ops::masked_mean_rows";
-  detail::check_values_mask(tag, fn, values, mask);
+  rlhf::detail::require_same_shape(fn, "mask", mask, "values", values);
+  rlhf::detail::require_nonempty(fn, "values", values);
   rlhf::detail::require_nonneg_param(eps, fn, "eps");
   rlhf::detail::require_extent(fn, "out", out, 0, values.extent(0), "one mean per row");
-  const double n = mask_count(tag, mask);
+  std::vector<double> s, c;
+  detail::row_sums(tag, fn, values, mask, s, c);
+  double n = 0;
+  for (double x : c) n += x;
   if (!(n > 0)) rlhf::detail::fail(error_kind::empty, fn, "mask", "has no valid element in any row");
   for (index_t b = 0; b < values.extent(0); ++b) {
-    double s = 0, c = 0;
-    for (index_t t = 0; t < values.extent(1); ++t) {
-      c += static_cast<double>(mask(b, t));
-      if (detail::on(mask(b, t))) s += static_cast<double>(mask(b, t)) * static_cast<double>(values(b, t));
-    }
-    out(b) = static_cast<value_t<T>>(c + eps > 0 ? s / (c + eps) : 0.0);
+    const auto i = static_cast<std::size_t>(b);
+    out(b) = static_cast<value_t<T>>(c[i] + eps > 0 ? s[i] / (c[i] + eps) : 0.0);
   }
 }
 
 /// VJP of masked_mean_rows: dvalues[b, t] = cot[b] * m[b, t] / (n_b + eps).
 template <class T, class M>
-void masked_mean_rows_backward(cpu_t, tensor_view<M, 2> mask, double eps, tensor_view<T, 1> cot,
+void masked_mean_rows_backward(cpu_t tag, tensor_view<M, 2> mask, double eps, tensor_view<T, 1> cot,
                                out_view<T, 2> dvalues) {
   constexpr const char* fn = "ops::masked_mean_rows_backward";
   rlhf::detail::require_same_shape(fn, "dvalues", dvalues, "mask", mask);
   rlhf::detail::require_extent(fn, "cot", cot, 0, mask.extent(0), "one cotangent per row");
+  rlhf::detail::require_nonneg_param(eps, fn, "eps");
+  rlhf::detail::require_finite(tag, fn, "cot", cot);
+  std::vector<double> c;
+  cpu_engine::mask_pass(fn, mask, cpu_engine::inputs<float, 0>{false, {}, {}}, "mask", c);
   for (index_t b = 0; b < mask.extent(0); ++b) {
-    double c = 0;
-    for (index_t t = 0; t < mask.extent(1); ++t) c += static_cast<double>(mask(b, t));
-    for (index_t t = 0; t < mask.extent(1); ++t)
-      dvalues(b, t) = static_cast<value_t<T>>(
-          c + eps > 0 ? static_cast<double>(cot(b)) * static_cast<double>(mask(b, t)) / (c + eps) : 0.0);
+    const auto i = static_cast<std::size_t>(b);
+    c[i] = c[i] + eps > 0 ? static_cast<double>(cot(b)) / (c[i] + eps) : 0.0;
   }
+  detail::write_row_scaled(fn, mask, c, dvalues);
 }
 
 /// Per-row masked sums: out[b] = sum_t m[b, t] v[b, t] (a sequence's
@@ -120,25 +231,24 @@ void masked_mean_rows_backward(cpu_t, tensor_view<M, 2> mask, double eps, tensor
 template <class T, class M>
 void masked_sum_rows(cpu_t tag, tensor_view<T, 2> values, tensor_view<M, 2> mask, out_view<T, 1> out) {
   constexpr const char* fn = "ops::masked_sum_rows";
-  detail::check_values_mask(tag, fn, values, mask);
+  rlhf::detail::require_same_shape(fn, "mask", mask, "values", values);
+  rlhf::detail::require_nonempty(fn, "values", values);
   rlhf::detail::require_extent(fn, "out", out, 0, values.extent(0), "one sum per row");
-  for (index_t b = 0; b < values.extent(0); ++b) {
-    double s = 0;
-    for (index_t t = 0; t < values.extent(1); ++t)
-      if (detail::on(mask(b, t))) s += static_cast<double>(mask(b, t)) * static_cast<double>(values(b, t));
-    out(b) = static_cast<value_t<T>>(s);
-  }
+  std::vector<double> s, c;
+  detail::row_sums(tag, fn, values, mask, s, c);
+  for (index_t b = 0; b < values.extent(0); ++b) out(b) = static_cast<value_t<T>>(s[static_cast<std::size_t>(b)]);
 }
 
 /// VJP of masked_sum_rows: dvalues[b, t] = cot[b] * m[b, t].
 template <class T, class M>
-void masked_sum_rows_backward(cpu_t, tensor_view<M, 2> mask, tensor_view<T, 1> cot, out_view<T, 2> dvalues) {
+void masked_sum_rows_backward(cpu_t tag, tensor_view<M, 2> mask, tensor_view<T, 1> cot, out_view<T, 2> dvalues) {
   constexpr const char* fn = "ops::masked_sum_rows_backward";
   rlhf::detail::require_same_shape(fn, "dvalues", dvalues, "mask", mask);
   rlhf::detail::require_extent(fn, "cot", cot, 0, mask.extent(0), "one cotangent per row");
-  cpu_loops::for_each_2d(mask.extent(0), mask.extent(1), [&](index_t b, index_t t) {
-    dvalues(b, t) = static_cast<value_t<T>>(static_cast<double>(cot(b)) * static_cast<double>(mask(b, t)));
-  });
+  rlhf::detail::require_finite(tag, fn, "cot", cot);
+  std::vector<double> scale(static_cast<std::size_t>(mask.extent(0)));
+  for (index_t b = 0; b < mask.extent(0); ++b) scale[static_cast<std::size_t>(b)] = static_cast<double>(cot(b));
+  detail::write_row_scaled(fn, mask, scale, dvalues);
 }
 
 /// sum of v^2 over every entry (the squared norm of a gradient).
@@ -202,64 +312,8 @@ struct masked_var_result {
   double mean;  ///< the masked mean it was centred on
 };
 
-namespace rules {
-/// loss = x, gradient 1: a masked sum on the engine (also the entropy bonus's rule).
-template <class A>
-struct value_token {
-  A x;
-  template <class L = double>
-  RLHF_HD_INLINE token_out<1, 0, math::real_t<L>> operator()(index_t b, index_t t) const {
-    using R = math::real_t<L>;
-    token_out<1, 0, R> r;
-    r.loss = x.template get<L>(b, t);
-    r.grad[0] = math::lit<R>(1.0);
-    return r;
-  }
-};
-/// stats [(x - mu)^2, x - mu]: the centred sums of a variance.
-template <class A>
-struct centered_token {
-  A x;
-  double mu;
-  template <class L = double>
-  RLHF_HD_INLINE token_out<1, 2, math::real_t<L>> operator()(index_t b, index_t t) const {
-    using R = math::real_t<L>;
-    const R c = x.template get<L>(b, t) - static_cast<math::scalar_of<R>>(mu);
-    token_out<1, 2, R> r;
-    r.stat[0] = c * c;
-    r.stat[1] = c;
-    return r;
-  }
-};
-/// (x - mean) s, plus the mean unless shift_mean: whitening, an elementwise map.
-template <class A>
-struct whiten_token {
-  A x;
-  double mean, s;
-  bool shift_mean;
-  template <class L = double>
-  RLHF_HD_INLINE token_out<1, 0, math::real_t<L>> operator()(index_t b, index_t t) const {
-    using R = math::real_t<L>;
-    using S = math::scalar_of<R>;
-    const R w = (x.template get<L>(b, t) - static_cast<S>(mean)) * static_cast<S>(s);
-    token_out<1, 0, R> r;
-    r.grad[0] = shift_mean ? w : w + static_cast<S>(mean);
-    return r;
-  }
-};
-}  // namespace rules
 
 namespace detail {
-/// The engine's settings for a masked sum (token-sum weights, a mask named
-/// "mask", no error for an empty one); `raw` for an elementwise map.
-inline cpu_engine::run_options sum_options(bool raw = false) {
-  cpu_engine::run_options o{};
-  o.mask_name = "mask";
-  o.require_tokens = false;
-  o.raw = raw;
-  return o;
-}
-
 struct moments {
   double n = 0, mean = 0, ss = 0, sd = 0;  ///< sum m, mean, sum m (v - mean)^2, sum m (v - mean)
 };

@@ -350,6 +350,7 @@ struct run_options {
   bool raw = false;
   double* row_stats = nullptr;   ///< [B, K] (optional): each row's statistics
   double* row_counts = nullptr;  ///< [B] (optional): each row's mask sum
+  double* row_sums = nullptr;    ///< [B] (optional): each row's masked loss sum (unweighted)
 };
 
 /// Runs rule `f` over a [B, T] batch. `pre` (optional) flags tokens the op
@@ -410,7 +411,26 @@ objective_sums<K> run(const char* fn, const F& f, tensor_view<M, 2> mask, const 
     for (std::size_t i = 0; i < static_cast<std::size_t>(B) * K; ++i) o.row_stats[i] = stat[i];
   if (o.row_counts != nullptr)
     for (std::size_t i = 0; i < static_cast<std::size_t>(B); ++i) o.row_counts[i] = count[i];
+  if (o.row_sums != nullptr)
+    for (std::size_t i = 0; i < static_cast<std::size_t>(B); ++i) o.row_sums[i] = sum[i];
   return r;
+}
+
+/// An elementwise map of rule `f` over [B, T] (no mask): each output g is
+/// the rule's grad[g] at every position; the inputs' NaN / Inf scan and
+/// `pre` run first, so every error is raised before anything is written.
+/// `in` must hold at least one view (the map's shape: its first).
+template <int G, class F, class O, class V, std::size_t C, class P = detail::no_precheck>
+void map(const char* fn, const F& f, const std::array<tensor_view<O, 2>, G>& outs, const inputs<V, C>& in,
+         const P& pre = {}) {
+  static_assert(C > 0, "cpu_engine::map: the inputs give the shape");
+  run_options o{};
+  o.raw = true;
+  o.require_tokens = false;
+  o.mask_name = in.names[0];
+  // the first input stands in for the mask: its values only enter the
+  // (discarded) masked sums, and its scan is the inputs' own
+  run<G, 0>(fn, f, in.views[0], agg_params::token_sum(), outs, in, o, pre);
 }
 
 }  // namespace rlhf::cpu_engine

@@ -290,6 +290,29 @@ RLHF_ALWAYS_INLINE void store_as(U* p, const vec<T, W>& v) {
   }
 }
 
+/// Lanes Off .. Off + W - 1 of x (W <= 8): a shuffle, register to register
+/// (a memcpy of each half went through the stack). nvcc's front end has no
+/// __builtin_shufflevector: there the copy.
+template <int W, int Off, class T, class V>
+RLHF_ALWAYS_INLINE vec<T, W> half(const V& x) {
+#if defined(__CUDACC__)
+  vec<T, W> h;
+  std::memcpy(&h, reinterpret_cast<const char*>(&x) + Off * sizeof(T), sizeof h);
+  return h;
+#else
+  static_assert(W == 1 || W == 2 || W == 4 || W == 8);
+  if constexpr (W == 1) {
+    return vec<T, 1>{x[Off]};
+  } else if constexpr (W == 2) {
+    return __builtin_shufflevector(x, x, Off, Off + 1);
+  } else if constexpr (W == 4) {
+    return __builtin_shufflevector(x, x, Off, Off + 1, Off + 2, Off + 3);
+  } else {
+    return __builtin_shufflevector(x, x, Off, Off + 1, Off + 2, Off + 3, Off + 4, Off + 5, Off + 6, Off + 7);
+  }
+#endif
+}
+
 /// acc += x, in double: x's lanes folded onto acc's (a float vector of 2W
 /// lanes adds its halves, low then high).
 template <int W, class T, int X>
@@ -302,11 +325,8 @@ RLHF_ALWAYS_INLINE void add_wide(vec<double, W>& acc, const vec<T, X>& x) {
     if constexpr (X == W) {
       acc += __builtin_convertvector(x, vec<double, W>);
     } else {
-      vec<float, W> lo, hi;
-      std::memcpy(&lo, &x, sizeof lo);
-      std::memcpy(&hi, reinterpret_cast<const char*>(&x) + sizeof lo, sizeof hi);
-      acc += __builtin_convertvector(lo, vec<double, W>);
-      acc += __builtin_convertvector(hi, vec<double, W>);
+      acc += __builtin_convertvector((half<W, 0, T>(x)), vec<double, W>);
+      acc += __builtin_convertvector((half<W, W, T>(x)), vec<double, W>);
     }
   }
 }
