@@ -15,6 +15,7 @@
 #include <rlhf/backend/cuda/fused_linear.cuh>
 #include <rlhf/backend/cuda/logits.cuh>
 #include <rlhf/backend/cuda/objectives.cuh>
+#include <rlhf/objectives/fused.hpp>
 #include <string>
 #include <thread>
 #include <vector>
@@ -191,12 +192,10 @@ int main(int argc, char** argv) {
            ", \"dtype\": \"bf16\", \"ms\": " + num(ms) + ", \"bytes\": " + num(moved) + ", \"gbs\": " +
            num(moved / (ms * 1e6)) + ", \"of_copy\": " + num(moved / (ms * 1e6) / copy_gbs) + "}");
     };
-    setenv("RLHF_CUDA_LOGITS_CACHE", "0", 1);  // the same without the shared-memory row cache
-    const double fused_nocache = time_ms([&] {
-      rlhf::ops::fused_token_objective(rlhf::cuda, zv, lv, rlhf::ops::pg_entropy_objective<double>{adv.data(), w.data(), 0.01},
+    const double fused_nocache = time_ms([&] {  // the same without the shared-memory row cache
+      rlhf::ops::fused_token_objective(rlhf::cuda.cache_rows(false), zv, lv, rlhf::ops::pg_entropy_objective<double>{adv.data(), w.data(), 0.01},
                                        rlhf::device_view<bf16, 2>(dz.data(), {N, V}));
     });
-    unsetenv("RLHF_CUDA_LOGITS_CACHE");
     line("logits_fwd", fwd, bytes);                  // read the logits once
     line("logits_bwd", bwd, 3 * bytes);              // read twice, write the gradient
     line("logits_fwd_bwd_separate", fwd + bwd, 4 * bytes);
@@ -269,7 +268,7 @@ int main(int argc, char** argv) {
       p.chunk_rows = chunk;
       auto run = [&] {
         rlhf::ops::fused_linear_objective(
-            rlhf::cuda, blas, rlhf::device_view<const bf16, 2>(x.data(), {N, H}), rlhf::device_view<const bf16, 2>(wt.data(), {V, H}),
+            rlhf::cuda.with(blas.get()), rlhf::device_view<const bf16, 2>(x.data(), {N, H}), rlhf::device_view<const bf16, 2>(wt.data(), {V, H}),
             rlhf::device_view<const long long, 1>(labels.data(), {N}),
             rlhf::ops::pg_entropy_objective<double>{adv.data(), w.data(), 0.0}, rlhf::device_view<bf16, 2>(dx.data(), {N, H}),
             rlhf::device_view<float, 2>(dw.data(), {V, H}), rlhf::device_view<float, 1>{}, rlhf::device_view<float, 1>{}, p);

@@ -15,9 +15,12 @@
 #include <functional>
 #include <string>
 
+#include "core/backend.hpp"
 #include "core/error.hpp"
 #include "core/tensor_view.hpp"
 #include "core/viewable.hpp"
+
+struct cublasContext;  // cuBLAS's handle type (cublasHandle_t is cublasContext*)
 
 namespace rlhf {
 
@@ -30,11 +33,38 @@ struct cuda_t {
   static constexpr const char* name = "cuda";
   cudaStream_t stream = nullptr;
   bool check_finite = false;
-  [[nodiscard]] constexpr cuda_t on(cudaStream_t s) const noexcept { return cuda_t{s, check_finite}; }
-  [[nodiscard]] constexpr cuda_t unchecked() const noexcept { return cuda_t{stream, false}; }
+  /// The cuBLAS handle of the fused linear ops (not owned); null: one per
+  /// host thread, created on first use.
+  cublasContext* blas = nullptr;
+  /// The logits kernels may keep a row of long vocabularies in shared
+  /// memory (docs/cuda.md); false reads it twice from L2 / HBM instead.
+  bool row_cache = true;
+
+  [[nodiscard]] constexpr cuda_t on(cudaStream_t s) const noexcept {
+    cuda_t t = *this;
+    t.stream = s;
+    return t;
+  }
+  [[nodiscard]] constexpr cuda_t unchecked() const noexcept {
+    cuda_t t = *this;
+    t.check_finite = false;
+    return t;
+  }
+  /// The same tag with cuBLAS handle `h` (rlhf::cublas_handle::get(), or your own).
+  [[nodiscard]] constexpr cuda_t with(cublasContext* h) const noexcept {
+    cuda_t t = *this;
+    t.blas = h;
+    return t;
+  }
+  [[nodiscard]] constexpr cuda_t cache_rows(bool on) const noexcept {
+    cuda_t t = *this;
+    t.row_cache = on;
+    return t;
+  }
 };
 
 inline constexpr cuda_t cuda{};
+static_assert(backend<cuda_t>);
 
 template <class T, std::size_t Rank>
 using device_view = tensor_view<T, Rank, device_space>;

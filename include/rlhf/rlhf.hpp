@@ -38,6 +38,7 @@
 
 #include "objectives/a2c.hpp"
 #include "objectives/dpo.hpp"
+#include "objectives/fused.hpp"
 #include "objectives/is_correction.hpp"
 #include "objectives/policy_variants.hpp"
 #include "objectives/ppo.hpp"

@@ -6,6 +6,7 @@
 #include <cuda_bf16.h>
 
 #include <rlhf/backend/cuda/fused_linear.cuh>
+#include <rlhf/objectives/fused.hpp>
 
 #include "cuda_test.hpp"
 
@@ -71,7 +72,7 @@ void fused_linear_case(index_t N, index_t H, index_t V, index_t chunk, unsigned 
   ops::fused_linear_params p;
   p.chunk_rows = chunk;
   const auto r = ops::fused_linear_objective(
-      rlhf::cuda, blas, rlhf::device_view<const T, 2>(d_x.data(), {N, H}), rlhf::device_view<const T, 2>(d_w.data(), {V, H}),
+      rlhf::cuda.with(blas.get()), rlhf::device_view<const T, 2>(d_x.data(), {N, H}), rlhf::device_view<const T, 2>(d_w.data(), {V, H}),
       rlhf::device_view<const long long, 1>(d_l.data(), {N}),
       ops::pg_entropy_objective<double>{d_adv.data(), d_wt.data(), 0.01}, rlhf::device_view<D, 2>(d_dx.data(), {N, H}),
       rlhf::device_view<D, 2>(d_dw.data(), {V, H}), rlhf::device_view<float, 1>{}, rlhf::device_view<float, 1>{}, p);

@@ -7,6 +7,7 @@
 #include <cuda_fp16.h>
 
 #include <rlhf/backend/cuda/logits.cuh>
+#include <rlhf/objectives/fused.hpp>
 
 #include "cuda_test.hpp"
 

@@ -129,3 +129,14 @@ TEST_CASE("stable numerics: log-sigmoid, softplus, sigmoid, logsumexp", "[core]"
   CHECK(acc.value() == Approx(1000.0));
   CHECK(logaddexp(0.0, 0.0) == Approx(std::log(2.0)));
 }
+
+TEST_CASE("backend tags satisfy rlhf::backend; other types do not", "[core]") {
+  STATIC_REQUIRE(rlhf::backend<rlhf::cpu_t>);
+  STATIC_REQUIRE(rlhf::backend<decltype(rlhf::cpu.unchecked())>);
+  STATIC_REQUIRE_FALSE(rlhf::backend<int>);
+  STATIC_REQUIRE_FALSE(rlhf::backend<const char*>);
+  STATIC_REQUIRE_FALSE(rlhf::backend<rlhf::host_space>);
+  // the one-sentence catch-alls never take a real tag: a call with a tag and
+  // wrong arguments has no viable overload (rather than hitting the catch-all)
+  STATIC_REQUIRE_FALSE(std::is_invocable_v<decltype(rlhf::adv::opo), rlhf::cpu_t, int>);
+}

@@ -6,7 +6,7 @@
 #include <map>
 #include <vector>
 
-#include "../config/choices.hpp"
+#include "../core/choices.hpp"
 #include "../ops/masked.hpp"
 
 
@@ -22,6 +22,29 @@ struct outputs {
 template <class T>
 struct result {
   tensor<T, 2> advantages, returns;
+};
+
+/// The one dispatch of every advantage estimator. `adv::gae`, `adv::opo`,
+/// ... are function objects: the CPU call is each object's own operator()
+/// (its parameters written out, so braced outputs convert), and any other
+/// backend tag goes to `advantage_on(tag, <name>_fn, ...)`, found by
+/// argument-dependent lookup (backend/cuda/advantage.cuh).
+template <class Fn>
+struct dispatch_on_tag {
+  template <class Tag, class... A>
+    requires(!std::is_same_v<std::remove_cvref_t<Tag>, cpu_t>)
+  auto operator()(Tag tag, A&&... a) const
+      -> decltype(advantage_on(tag, std::declval<const Fn&>(), static_cast<A&&>(a)...)) {
+    return advantage_on(tag, static_cast<const Fn&>(*this), static_cast<A&&>(a)...);
+  }
+  /// Not a backend tag: one sentence.
+  template <class Tag, class... A>
+    requires(!backend<std::remove_cvref_t<Tag>>)
+  void operator()(Tag&&, A&&...) const {
+    static_assert(rlhf::detail::not_a_backend<Tag>,
+                  "adv: the first argument must be a backend tag: rlhf::cpu, rlhf::cpu.unchecked(), or rlhf::cuda "
+                  "(<rlhf/cuda.hpp>)");
+  }
 };
 
 namespace detail {

@@ -67,8 +67,9 @@ result<value_t<T>> gae(cpu_t tag, tensor_view<T, 2> token_level_rewards, in_view
 
 }  // namespace impl
 
-/// The function and the structural choice `rlhf::adv::gae` (config/choices.hpp).
-struct gae_fn : estimator_tag<advantage_estimator::gae> {
+/// The function and the structural choice `rlhf::adv::gae` (core/choices.hpp).
+struct gae_fn : estimator_tag<advantage_estimator::gae>, dispatch_on_tag<gae_fn> {
+  using dispatch_on_tag<gae_fn>::operator();
   template <class T, class M>
   void operator()(cpu_t tag, tensor_view<T, 2> token_level_rewards, in_view<T, 2> values,
                   tensor_view<M, 2> response_mask, const gae_params& p, outputs<value_t<T>> out) const {
@@ -78,13 +79,6 @@ struct gae_fn : estimator_tag<advantage_estimator::gae> {
   result<value_t<T>> operator()(cpu_t tag, tensor_view<T, 2> token_level_rewards, in_view<T, 2> values,
                                 tensor_view<M, 2> response_mask, const gae_params& p) const {
     return impl::gae(tag, token_level_rewards, values, response_mask, p);
-  }
-  /// Other backends (rlhf::cuda): found by ADL, advantage_on(tag, gae, ...)
-  /// (backend/cuda/advantage.cuh).
-  template <class Tag, class... A>
-    requires(!std::is_same_v<Tag, cpu_t>)
-  auto operator()(Tag tag, A&&... a) const -> decltype(advantage_on(tag, *this, static_cast<A&&>(a)...)) {
-    return advantage_on(tag, *this, static_cast<A&&>(a)...);
   }
 };
 inline constexpr gae_fn gae{};

@@ -13,6 +13,7 @@ struct gpg_params {
   double f_norm = 1.0;
 };
 
+namespace impl {
 template <class T, class M, class I>
 void gpg(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> response_mask,
          tensor_view<I, 1> index, const gpg_params& p, outputs<value_t<T>> out) {
@@ -31,5 +32,16 @@ void gpg(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> res
   }
   detail::broadcast(a, response_mask, out);
 }
+}  // namespace impl
+
+/// adv::gpg(tag, ...): the CPU call below, other backends by advantage_on (common.hpp).
+struct gpg_fn : dispatch_on_tag<gpg_fn> {
+  using dispatch_on_tag<gpg_fn>::operator();
+  template <class T, class M, class I>
+  void operator()(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> response_mask, tensor_view<I, 1> index, const gpg_params& p, outputs<value_t<T>> out) const {
+    impl::gpg(tag, token_level_rewards, response_mask, index, p, out);
+  }
+};
+inline constexpr gpg_fn gpg{};
 
 }  // namespace rlhf::adv

@@ -61,24 +61,19 @@ void grpo(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> re
 
 }  // namespace impl
 
-/// The function and the structural choice `rlhf::adv::grpo` (config/choices.hpp).
-struct grpo_fn : estimator_tag<advantage_estimator::grpo> {
+/// The function and the structural choice `rlhf::adv::grpo` (core/choices.hpp).
+struct grpo_fn : estimator_tag<advantage_estimator::grpo>, dispatch_on_tag<grpo_fn> {
+  using dispatch_on_tag<grpo_fn>::operator();
   template <class T, class M, class I>
   void operator()(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> response_mask,
                   tensor_view<I, 1> index, const grpo_params& p, outputs<value_t<T>> out) const {
     impl::grpo(tag, token_level_rewards, response_mask, index, p, out);
   }
-  /// Other backends (rlhf::cuda): found by ADL, advantage_on(tag, grpo, ...)
-  /// (backend/cuda/advantage.cuh).
-  template <class Tag, class... A>
-    requires(!std::is_same_v<Tag, cpu_t>)
-  auto operator()(Tag tag, A&&... a) const -> decltype(advantage_on(tag, *this, static_cast<A&&>(a)...)) {
-    return advantage_on(tag, *this, static_cast<A&&>(a)...);
-  }
 };
 inline constexpr grpo_fn grpo{};
 
 /// pass@k: only the best response of each group is credited.
+namespace impl {
 template <class T, class M, class I>
 void grpo_passk(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> response_mask,
                 tensor_view<I, 1> index, const grpo_params& p, outputs<value_t<T>> out) {
@@ -100,5 +95,16 @@ void grpo_passk(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M,
   }
   detail::broadcast(a, response_mask, out);
 }
+}  // namespace impl
+
+/// adv::grpo_passk(tag, ...): the CPU call below, other backends by advantage_on (common.hpp).
+struct grpo_passk_fn : dispatch_on_tag<grpo_passk_fn> {
+  using dispatch_on_tag<grpo_passk_fn>::operator();
+  template <class T, class M, class I>
+  void operator()(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> response_mask, tensor_view<I, 1> index, const grpo_params& p, outputs<value_t<T>> out) const {
+    impl::grpo_passk(tag, token_level_rewards, response_mask, index, p, out);
+  }
+};
+inline constexpr grpo_passk_fn grpo_passk{};
 
 }  // namespace rlhf::adv

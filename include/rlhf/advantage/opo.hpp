@@ -9,6 +9,7 @@
 
 namespace rlhf::adv {
 
+namespace impl {
 template <class T, class M, class I>
 void opo(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> response_mask,
          tensor_view<I, 1> index, outputs<value_t<T>> out) {
@@ -36,5 +37,16 @@ void opo(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> res
   }
   detail::broadcast(a, response_mask, out);
 }
+}  // namespace impl
+
+/// adv::opo(tag, ...): the CPU call below, other backends by advantage_on (common.hpp).
+struct opo_fn : dispatch_on_tag<opo_fn> {
+  using dispatch_on_tag<opo_fn>::operator();
+  template <class T, class M, class I>
+  void operator()(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> response_mask, tensor_view<I, 1> index, outputs<value_t<T>> out) const {
+    impl::opo(tag, token_level_rewards, response_mask, index, out);
+  }
+};
+inline constexpr opo_fn opo{};
 
 }  // namespace rlhf::adv

@@ -50,23 +50,18 @@ void reinforce_pp(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<
 
 }  // namespace impl
 
-/// The function and the structural choice `rlhf::adv::reinforce_pp` (config/choices.hpp).
-struct reinforce_pp_fn : estimator_tag<advantage_estimator::reinforce_pp> {
+/// The function and the structural choice `rlhf::adv::reinforce_pp` (core/choices.hpp).
+struct reinforce_pp_fn : estimator_tag<advantage_estimator::reinforce_pp>, dispatch_on_tag<reinforce_pp_fn> {
+  using dispatch_on_tag<reinforce_pp_fn>::operator();
   template <class T, class M>
   void operator()(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> response_mask,
                   const reinforce_pp_params& p, outputs<value_t<T>> out) const {
     impl::reinforce_pp(tag, token_level_rewards, response_mask, p, out);
   }
-  /// Other backends (rlhf::cuda): found by ADL, advantage_on(tag, reinforce_pp, ...)
-  /// (backend/cuda/advantage.cuh).
-  template <class Tag, class... A>
-    requires(!std::is_same_v<Tag, cpu_t>)
-  auto operator()(Tag tag, A&&... a) const -> decltype(advantage_on(tag, *this, static_cast<A&&>(a)...)) {
-    return advantage_on(tag, *this, static_cast<A&&>(a)...);
-  }
 };
 inline constexpr reinforce_pp_fn reinforce_pp{};
 
+namespace impl {
 template <class T, class M, class I>
 void reinforce_pp_baseline(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> response_mask,
                            tensor_view<I, 1> index, const whiten_params& w, outputs<value_t<T>> out) {
@@ -94,7 +89,19 @@ void reinforce_pp_baseline(cpu_t tag, tensor_view<T, 2> token_level_rewards, ten
     out.returns(b, t) = v;
   });
 }
+}  // namespace impl
 
+/// adv::reinforce_pp_baseline(tag, ...): the CPU call below, other backends by advantage_on (common.hpp).
+struct reinforce_pp_baseline_fn : dispatch_on_tag<reinforce_pp_baseline_fn> {
+  using dispatch_on_tag<reinforce_pp_baseline_fn>::operator();
+  template <class T, class M, class I>
+  void operator()(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> response_mask, tensor_view<I, 1> index, const whiten_params& w, outputs<value_t<T>> out) const {
+    impl::reinforce_pp_baseline(tag, token_level_rewards, response_mask, index, w, out);
+  }
+};
+inline constexpr reinforce_pp_baseline_fn reinforce_pp_baseline{};
+
+namespace impl {
 template <class T, class M>
 void remax(cpu_t tag, tensor_view<T, 2> token_level_rewards, in_view<T, 1> reward_baselines,
            tensor_view<M, 2> response_mask, outputs<value_t<T>> out) {
@@ -115,5 +122,16 @@ void remax(cpu_t tag, tensor_view<T, 2> token_level_rewards, in_view<T, 1> rewar
     }
   }
 }
+}  // namespace impl
+
+/// adv::remax(tag, ...): the CPU call below, other backends by advantage_on (common.hpp).
+struct remax_fn : dispatch_on_tag<remax_fn> {
+  using dispatch_on_tag<remax_fn>::operator();
+  template <class T, class M>
+  void operator()(cpu_t tag, tensor_view<T, 2> token_level_rewards, in_view<T, 1> reward_baselines, tensor_view<M, 2> response_mask, outputs<value_t<T>> out) const {
+    impl::remax(tag, token_level_rewards, reward_baselines, response_mask, out);
+  }
+};
+inline constexpr remax_fn remax{};
 
 }  // namespace rlhf::adv

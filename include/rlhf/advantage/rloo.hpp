@@ -39,19 +39,13 @@ void rloo(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> re
 
 }  // namespace impl
 
-/// The function and the structural choice `rlhf::adv::rloo` (config/choices.hpp).
-struct rloo_fn : estimator_tag<advantage_estimator::rloo> {
+/// The function and the structural choice `rlhf::adv::rloo` (core/choices.hpp).
+struct rloo_fn : estimator_tag<advantage_estimator::rloo>, dispatch_on_tag<rloo_fn> {
+  using dispatch_on_tag<rloo_fn>::operator();
   template <class T, class M, class I>
   void operator()(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> response_mask,
                   tensor_view<I, 1> index, const rloo_params& p, outputs<value_t<T>> out) const {
     impl::rloo(tag, token_level_rewards, response_mask, index, p, out);
-  }
-  /// Other backends (rlhf::cuda): found by ADL, advantage_on(tag, rloo, ...)
-  /// (backend/cuda/advantage.cuh).
-  template <class Tag, class... A>
-    requires(!std::is_same_v<Tag, cpu_t>)
-  auto operator()(Tag tag, A&&... a) const -> decltype(advantage_on(tag, *this, static_cast<A&&>(a)...)) {
-    return advantage_on(tag, *this, static_cast<A&&>(a)...);
   }
 };
 inline constexpr rloo_fn rloo{};

@@ -9,7 +9,7 @@
 //   auto t = rlhf::make_trainer(e, policy, reference, reward, prompts, &critic);
 //   t.run();                               // metrics file starts with e.json()
 //
-// The structural choices (config/choices.hpp) are template arguments, in
+// The structural choices (core/choices.hpp) are template arguments, in
 // any order; a category left out takes its default (PPO, k1, KL in the
 // reward, GAE, token-mean, rlhf::cpu). Incompatible choices stop the
 // compilation with a sentence. The numbers are `options`, a plain struct

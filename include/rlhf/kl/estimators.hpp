@@ -18,16 +18,6 @@
 
 namespace rlhf {
 
-inline const char* to_string(kl_estimator e) noexcept {
-  switch (e) {
-    case kl_estimator::k1: return "k1";
-    case kl_estimator::abs: return "abs";
-    case kl_estimator::k2: return "k2";
-    case kl_estimator::k3: return "k3";
-  }
-  return "?";
-}
-
 struct kl_name {
   kl_estimator estimator;
   bool straight_through;
@@ -54,6 +44,8 @@ inline kl_name parse_kl_estimator(std::string_view s) {
 }
 
 namespace kl {
+
+RLHF_BACKEND_FIRST(estimate)
 
 inline void check_params(const kl_params& p, const char* fn) {
   detail::require_param(p.log_ratio_clamp > 0, fn, "log_ratio_clamp", "must be > 0 (INFINITY = off)");

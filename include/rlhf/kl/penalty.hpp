@@ -18,6 +18,9 @@
 
 namespace rlhf::kl {
 
+RLHF_BACKEND_FIRST(loss)
+RLHF_BACKEND_FIRST(apply_in_reward)
+
 struct in_reward_stats {
   double mean_seq_kl;  ///< mean over rows of the masked per-row mean KL (verl's current_kl)
   double beta;         ///< the coefficient that was applied

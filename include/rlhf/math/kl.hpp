@@ -13,12 +13,11 @@
 
 #include <cmath>
 
+#include "../core/vocabulary.hpp"
 #include "clamp.hpp"
 #include "real.hpp"
 
 namespace rlhf {
-
-enum class kl_estimator { k1, abs, k2, k3 };
 
 /// Numeric conventions of a KL estimate; plain data, usable on device.
 struct kl_params {

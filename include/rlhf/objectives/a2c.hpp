@@ -17,6 +17,8 @@
 
 namespace rlhf::a2c {
 
+RLHF_BACKEND_FIRST(loss)
+
 struct params {
   double ent_coef = 0.0;
   double vf_coef = 0.5;

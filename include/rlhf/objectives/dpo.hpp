@@ -38,6 +38,10 @@
 
 namespace rlhf::dpo {
 
+RLHF_BACKEND_FIRST(loss)
+RLHF_BACKEND_FIRST(weighted_loss)
+RLHF_BACKEND_FIRST(evaluate)
+
 enum class loss_type {
   sigmoid, hinge, ipo, exo_pair, nca_pair, robust, bco_pair, sppo_hard,
   aot, aot_unpaired, apo_zero, apo_down, discopop, sigmoid_norm

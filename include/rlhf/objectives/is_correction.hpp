@@ -22,6 +22,8 @@
 
 namespace rlhf::ppo {
 
+RLHF_BACKEND_FIRST(rollout_is_weights)
+
 enum class is_correction { tis, icepop, seq_mask_tis };
 
 inline is_correction parse_is_correction(std::string_view s) {

@@ -26,6 +26,8 @@
 
 namespace rlhf::ppo {
 
+RLHF_BACKEND_FIRST(policy_loss_variant)
+
 enum class policy_loss_kind { vanilla, gspo, sapo, cispo, gpg, geo_mean, dro, dppo_tv, dppo_kl };
 
 inline const char* to_string(policy_loss_kind k) noexcept {

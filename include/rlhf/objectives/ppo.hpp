@@ -26,6 +26,12 @@
 
 namespace rlhf::ppo {
 
+RLHF_BACKEND_FIRST(policy_loss)
+RLHF_BACKEND_FIRST(value_loss)
+RLHF_BACKEND_FIRST(entropy_bonus)
+RLHF_BACKEND_FIRST(actor_loss)
+RLHF_BACKEND_FIRST(combined_loss)
+
 enum class clipfrac_rule { objective_clipped, ratio_outside };
 enum class approx_kl_rule { neg_log_ratio, half_squared, k3 };
 

@@ -11,21 +11,9 @@
 
 #include "../core/check.hpp"
 #include "../core/config.hpp"
+#include "../core/vocabulary.hpp"
 
 namespace rlhf {
-
-enum class agg_mode { token_mean, token_sum, seq_mean_token_sum, seq_mean_token_mean, seq_mean_token_sum_norm };
-
-inline const char* to_string(agg_mode m) noexcept {
-  switch (m) {
-    case agg_mode::token_mean: return "token-mean";
-    case agg_mode::token_sum: return "token-sum";
-    case agg_mode::seq_mean_token_sum: return "seq-mean-token-sum";
-    case agg_mode::seq_mean_token_mean: return "seq-mean-token-mean";
-    case agg_mode::seq_mean_token_sum_norm: return "seq-mean-token-sum-norm";
-  }
-  return "?";
-}
 
 /// Parses verl's names ("token-mean", ...); unknown names are rlhf::error(param).
 inline agg_mode parse_agg_mode(std::string_view s) {

@@ -17,6 +17,8 @@
 namespace rlhf {
 namespace ops {
 
+RLHF_BACKEND_FIRST(aggregate)
+
 /// Aggregates a [B, T] loss matrix to a scalar; writes d loss / d loss_mat into
 /// `dloss_mat` when given (masked entries get 0). One pass of the CPU
 /// engine (the objectives aggregate the same way without the matrix).

@@ -10,12 +10,12 @@
 //   L = sum_i l_i,   dL/dz = the chain rule through logp_i and H_i
 // The functor is called once per row, possibly from several threads at once
 // (OpenMP): it must only read shared state. Row losses are summed in row
-// order, so the result does not depend on the thread count.
+// order, so the result does not depend on the thread count. The policy
+// objectives that plug into it are in objectives/fused.hpp.
 #pragma once
 
 #include <vector>
 
-#include "../math/ppo.hpp"
 #include "logits.hpp"
 
 namespace rlhf::ops {
@@ -96,35 +96,5 @@ double fused_token_objective(cpu_t tag, tensor_view<T, 2> logits, tensor_view<L,
   rlhf::detail::require_finite_result(total, fn, "logits", "the objective is not finite");
   return total;
 }
-
-/// -w_i (A_i logp_i + c H_i): policy gradient with an entropy bonus, w the
-/// aggregation weight of token i (e.g. mask / number of valid tokens). The
-/// pointers are host pointers with rlhf::cpu and device pointers with rlhf::cuda.
-template <class T>
-struct pg_entropy_objective {
-  const T* advantages;
-  const T* weights;
-  double entropy_coef;
-  RLHF_HD token_terms operator()(index_t i, double logp, double h) const {
-    const double w = static_cast<double>(weights[i]), a = static_cast<double>(advantages[i]);
-    return {-w * (a * logp + entropy_coef * h), -w * a, -w * entropy_coef};
-  }
-};
-
-/// w_i (ppo_clip(logp_i, old_i, A_i) - c H_i): the clipped PPO token loss
-/// (math/ppo.hpp) with an entropy bonus.
-template <class T>
-struct ppo_token_objective {
-  const T* old_logp;
-  const T* advantages;
-  const T* weights;
-  math::ppo_clip_params clip;
-  double entropy_coef = 0;
-  RLHF_HD token_terms operator()(index_t i, double logp, double h) const {
-    const double w = static_cast<double>(weights[i]);
-    const auto t = math::ppo_clip(logp, static_cast<double>(old_logp[i]), static_cast<double>(advantages[i]), clip);
-    return {w * (t.loss - entropy_coef * h), w * t.dlogp, -w * entropy_coef};
-  }
-};
 
 }  // namespace rlhf::ops

@@ -28,6 +28,14 @@
 
 namespace rlhf::ops {
 
+RLHF_BACKEND_FIRST(masked_sum)
+RLHF_BACKEND_FIRST(mask_count)
+RLHF_BACKEND_FIRST(masked_mean)
+RLHF_BACKEND_FIRST(masked_var)
+RLHF_BACKEND_FIRST(masked_whiten)
+RLHF_BACKEND_FIRST(masked_mean_rows)
+RLHF_BACKEND_FIRST(masked_sum_rows)
+
 namespace detail {
 template <class M>
 inline bool on(M m) {

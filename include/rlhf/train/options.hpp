@@ -4,7 +4,7 @@
 // itself, writes and reads JSON and takes command-line overrides
 // (`--ppo.clip_low=0.1`) with no per-field code. Structural choices
 // (algorithm, KL estimator and placement, advantage estimator, aggregation)
-// are not here: they are types (config/choices.hpp).
+// are not here: they are types (core/choices.hpp).
 #pragma once
 
 #include <cmath>

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "../concepts/batch.hpp"
-#include "../config/choices.hpp"
+#include "../core/choices.hpp"
 #include "../core/backend.hpp"
 #include "../kl/estimators.hpp"
 #include "../ops/aggregate.hpp"

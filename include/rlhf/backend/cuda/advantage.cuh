@@ -367,7 +367,7 @@ void advantage_on(cuda_t tag, rloo_fn, tensor_view<T, 2, device_space> token_lev
 
 /// adv::opo on device views: the length-weighted group baseline.
 template <class T, class M, class I>
-void opo(cuda_t tag, tensor_view<T, 2, device_space> token_level_rewards, tensor_view<M, 2, device_space> response_mask,
+void advantage_on(cuda_t tag, opo_fn, tensor_view<T, 2, device_space> token_level_rewards, tensor_view<M, 2, device_space> response_mask,
          tensor_view<I, 1, device_space> index, const dev_outputs<value_t<T>>& out) {
   constexpr const char* fn = "adv::opo (cuda)";
   namespace ck = cuda_kernels;
@@ -384,7 +384,7 @@ void opo(cuda_t tag, tensor_view<T, 2, device_space> token_level_rewards, tensor
 
 /// adv::gpg on device views.
 template <class T, class M, class I>
-void gpg(cuda_t tag, tensor_view<T, 2, device_space> token_level_rewards, tensor_view<M, 2, device_space> response_mask,
+void advantage_on(cuda_t tag, gpg_fn, tensor_view<T, 2, device_space> token_level_rewards, tensor_view<M, 2, device_space> response_mask,
          tensor_view<I, 1, device_space> index, const gpg_params& p, const dev_outputs<value_t<T>>& out) {
   constexpr const char* fn = "adv::gpg (cuda)";
   rlhf::detail::require_positive_param(p.f_norm, fn, "f_norm");
@@ -399,7 +399,7 @@ void gpg(cuda_t tag, tensor_view<T, 2, device_space> token_level_rewards, tensor
 
 /// adv::grpo_passk on device views.
 template <class T, class M, class I>
-void grpo_passk(cuda_t tag, tensor_view<T, 2, device_space> token_level_rewards,
+void advantage_on(cuda_t tag, grpo_passk_fn, tensor_view<T, 2, device_space> token_level_rewards,
                 tensor_view<M, 2, device_space> response_mask, tensor_view<I, 1, device_space> index,
                 const grpo_params& p, const dev_outputs<value_t<T>>& out) {
   constexpr const char* fn = "adv::grpo_passk (cuda)";
@@ -411,7 +411,7 @@ void grpo_passk(cuda_t tag, tensor_view<T, 2, device_space> token_level_rewards,
 
 /// adv::reinforce_pp_baseline on device views: group baseline, then whitening.
 template <class T, class M, class I>
-void reinforce_pp_baseline(cuda_t tag, tensor_view<T, 2, device_space> token_level_rewards,
+void advantage_on(cuda_t tag, reinforce_pp_baseline_fn, tensor_view<T, 2, device_space> token_level_rewards,
                            tensor_view<M, 2, device_space> response_mask, tensor_view<I, 1, device_space> index,
                            const whiten_params& w, const dev_outputs<value_t<T>>& out) {
   constexpr const char* fn = "adv::reinforce_pp_baseline (cuda)";
@@ -433,7 +433,7 @@ void reinforce_pp_baseline(cuda_t tag, tensor_view<T, 2, device_space> token_lev
 
 /// adv::remax on device views (reward_baselines: one per response, device).
 template <class T, class M>
-void remax(cuda_t tag, tensor_view<T, 2, device_space> token_level_rewards, in_dview<T, 1> reward_baselines,
+void advantage_on(cuda_t tag, remax_fn, tensor_view<T, 2, device_space> token_level_rewards, in_dview<T, 1> reward_baselines,
            tensor_view<M, 2, device_space> response_mask, const dev_outputs<value_t<T>>& out) {
   constexpr const char* fn = "adv::remax (cuda)";
   namespace ck = cuda_kernels;

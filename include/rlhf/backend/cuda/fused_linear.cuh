@@ -41,6 +41,15 @@ class cublas_handle {
   cublasHandle_t h_ = nullptr;
 };
 
+namespace cuda_kernels {
+/// The tag's cuBLAS handle, or this host thread's (created on first use).
+inline cublasHandle_t blas_of(const cuda_t& tag) {
+  if (tag.blas != nullptr) return tag.blas;
+  thread_local cublas_handle h;
+  return h.get();
+}
+}  // namespace cuda_kernels
+
 }  // namespace rlhf
 
 namespace rlhf::cuda_kernels {
@@ -87,7 +96,7 @@ namespace rlhf::ops {
 /// index). dhidden [N, H] and dweight [V, H] (overwritten) are each of the
 /// weights' type or, for half / bfloat16 weights, float. logp / entropy [N] optional (float or double).
 template <class T, class L, class Objective, class DX, class DW, class O = float>
-fused_linear_result fused_linear_objective(cuda_t tag, const cublas_handle& blas, tensor_view<T, 2, device_space> hidden,
+fused_linear_result fused_linear_objective(cuda_t tag, tensor_view<T, 2, device_space> hidden,
                                            in_dview<T, 2> weight, tensor_view<L, 1, device_space> labels,
                                            const Objective& objective, tensor_view<DX, 2, device_space> dhidden,
                                            tensor_view<DW, 2, device_space> dweight,
@@ -104,7 +113,7 @@ fused_linear_result fused_linear_objective(cuda_t tag, const cublas_handle& blas
   const index_t chunk = fused_linear_chunk(N, V, sizeof(V_), p);
   stream_buffer<V_> z(static_cast<std::size_t>(chunk * V), tag.stream, fn);
   namespace ck = cuda_kernels;
-  const cublasHandle_t h = blas.get();
+  const cublasHandle_t h = ck::blas_of(tag);
   rlhf::detail::check_cublas(cublasSetStream(h, tag.stream), fn, "cublasSetStream");
   fused_linear_result r{0.0, chunk};
   // every chunk's row losses stay on the device: one read-back at the end,
@@ -136,6 +145,14 @@ fused_linear_result fused_linear_objective(cuda_t tag, const cublas_handle& blas
   r.loss = detail::sum_on_device(tag, fn, row_loss.data(), N);
   rlhf::detail::require_finite_result(r.loss, fn, "hidden", "the objective is not finite");
   return r;
+}
+
+/// The same with an explicit handle (kept for callers of 0.x): the handle
+/// now travels in the tag, rlhf::cuda.with(blas.get()).
+template <class T, class... A>
+fused_linear_result fused_linear_objective(cuda_t tag, const cublas_handle& blas, tensor_view<T, 2, device_space> hidden,
+                                           A&&... a) {
+  return fused_linear_objective(tag.with(blas.get()), hidden, std::forward<A>(a)...);
 }
 
 }  // namespace rlhf::ops

@@ -286,17 +286,17 @@ inline bool aligned16(const void* p, index_t row_stride, std::size_t elem) {
 /// How a two-pass kernel runs: threads per block and the row cache in shared
 /// memory. Rows of 64 KiB or more are cached (as much as one block may hold,
 /// at most 200 KiB): the second pass then reads them from shared memory
-/// instead of L2 / HBM, one 1024-thread block per SM. RLHF_CUDA_LOGITS_CACHE=0
+/// instead of L2 / HBM, one 1024-thread block per SM. rlhf::cuda.cache_rows(false)
 /// turns the cache off (512 threads, the second read from L2 / HBM).
 struct two_pass_plan {
   int threads = logits_threads;
   std::size_t smem = 0;
   index_t cache_vecs = 0;
 };
-inline two_pass_plan plan_two_pass(const void* kernel, index_t V, std::size_t elem, bool aligned, const char* fn) {
+inline two_pass_plan plan_two_pass(const void* kernel, index_t V, std::size_t elem, bool aligned, bool cache,
+                                   const char* fn) {
   two_pass_plan p;
-  const char* env = std::getenv("RLHF_CUDA_LOGITS_CACHE");
-  if (!aligned || (env && env[0] == '0')) return p;
+  if (!aligned || !cache) return p;
   const index_t nv = V / static_cast<index_t>(16 / elem);
   const std::size_t row = static_cast<std::size_t>(nv) * 16;
   if (row < (std::size_t{64} << 10)) return p;
@@ -386,7 +386,8 @@ void logprobs_entropy_backward(cuda_t tag, tensor_view<T, 2, device_space> logit
                             ck::aligned16(logits.data(), logits.stride(0), sizeof(V)),
                             ck::aligned16(dlogits.data(), dlogits.stride(0), sizeof(V))};
   auto kernel = ck::logits_backward<V, value_t<L>, value_t<O>>;
-  const auto plan = ck::plan_two_pass(reinterpret_cast<const void*>(kernel), k.V, sizeof(V), k.aligned && k.daligned, fn);
+  const auto plan = ck::plan_two_pass(reinterpret_cast<const void*>(kernel), k.V, sizeof(V), k.aligned && k.daligned,
+                                      tag.row_cache, fn);
   ck::logits_launch kc = k;
   kc.cache_vecs = plan.cache_vecs;
   kernel<<<ck::logits_grid(N), static_cast<unsigned>(plan.threads), plan.smem, tag.stream>>>(
@@ -426,7 +427,7 @@ void launch_fused_token_objective(cuda_t tag, const char* fn, tensor_view<T, 2, 
                       dlogits.null() ? false : ck::aligned16(dlogits.data(), dlogits.stride(0), sizeof(V))};
   auto kernel = ck::logits_fused<V, value_t<L>, O, Objective>;
   const auto plan = ck::plan_two_pass(reinterpret_cast<const void*>(kernel), k.V, sizeof(V),
-                                      !dlogits.null() && k.aligned && k.daligned, fn);
+                                      !dlogits.null() && k.aligned && k.daligned, tag.row_cache, fn);
   k.cache_vecs = plan.cache_vecs;
   kernel<<<ck::logits_grid(N), static_cast<unsigned>(plan.threads), plan.smem, tag.stream>>>(
       logits.data(), labels.data(), objective, dlogits.data(), logp.data(), entropy.data(), row_loss, k,
@@ -446,8 +447,8 @@ inline double sum_on_device(cuda_t tag, const char* fn, const double* x, index_t
 
 /// fused_token_objective on the device: `objective` is a device-callable
 /// functor (RLHF_HD operator()(index_t i, double logp, double H) ->
-/// token_terms) whose pointers are device pointers, e.g. pg_entropy_objective,
-/// ppo_token_objective. Returns the sum of the row losses.
+/// token_terms) whose pointers are device pointers, e.g. ppo::pg_entropy_objective,
+/// ppo::ppo_token_objective (objectives/fused.hpp). Returns the sum of the row losses.
 template <class T, class L, class Objective, class O = float>
 double fused_token_objective(cuda_t tag, tensor_view<T, 2, device_space> logits, tensor_view<L, 1, device_space> labels,
                              const Objective& objective, tensor_view<value_t<T>, 2, device_space> dlogits,

@@ -201,15 +201,10 @@ struct memory<device_space> {
 namespace rlhf::ops {
 
 /// The fused linear path of the device for generic callers (the trainers):
-/// one cuBLAS handle per thread, created on first use.
+/// the tag's cuBLAS handle, or one per thread, created on first use.
 template <>
 struct fused_linear_impl<cuda_t> {
   static constexpr bool available = true;
-
-  static const cublas_handle& blas() {
-    thread_local cublas_handle h;
-    return h;
-  }
 
   /// logp / entropy [N] of the rows of hidden [N, H] under weight [V, H]
   /// (no gradient): per chunk, Z = X W^T by cuBLAS, then the fused logits forward.
@@ -227,7 +222,7 @@ struct fused_linear_impl<cuda_t> {
     const index_t N = hidden.extent(0), H = hidden.extent(1), V = weight.extent(0);
     const index_t chunk = fused_linear_chunk(N, V, sizeof(T), p);
     stream_buffer<T> z(static_cast<std::size_t>(chunk * V), tag.stream, fn);
-    const cublasHandle_t h = blas().get();
+    const cublasHandle_t h = cuda_kernels::blas_of(tag);
     rlhf::detail::check_cublas(cublasSetStream(h, tag.stream), fn, "cublasSetStream");
     auto part = [](auto v, index_t r0, index_t n) {
       using U = typename decltype(v)::element_type;
@@ -245,7 +240,7 @@ struct fused_linear_impl<cuda_t> {
 
   template <class... A>
   static fused_linear_result objective(cuda_t tag, A&&... a) {
-    return fused_linear_objective(tag, blas(), std::forward<A>(a)...);
+    return fused_linear_objective(tag, std::forward<A>(a)...);
   }
 };
 
