@@ -18,6 +18,7 @@
 #pragma once
 
 #include <cmath>
+#include <vector>
 
 #include "../backend/cpu/loops.hpp"
 #include "../backend/cpu/objective.hpp"
@@ -156,11 +157,14 @@ double masked_mean(cpu_t tag, tensor_view<T, 2> values, tensor_view<M, 2> mask, 
   using V = value_t<T>;
   cpu_engine::inputs<V, 1> in{tag.check_finite, {"values"}, {values}};
   cpu_engine::run_options o = detail::sum_options();
+  std::vector<double> counts;
   if (!dvalues.null()) {
-    // the gradient m / (n + eps) needs n first: the mask's pass ahead
-    const double n = cpu_engine::check_ahead(fn, mask, in, "mask");
+    // the gradient m / (n + eps) needs n first: the mask's pass ahead (its
+    // scans and counts then stand for the rule's pass)
+    const double n = cpu_engine::mask_pass(fn, mask, in, "mask", counts);
     if (!(n > 0)) rlhf::detail::fail(error_kind::empty, fn, "mask", "has no valid element");
     o.grad_scale = 1.0 / (n + eps);
+    o.counts = counts.data();
   }
   const auto s = cpu_engine::run<1, 0>(fn, rules::value_token<strided2<V>>{strided(values)}, mask,
                                        agg_params::token_sum(), std::array<tensor_view<V, 2>, 1>{dvalues}, in, o);
@@ -185,13 +189,16 @@ void row_sums(cpu_t tag, const char* fn, tensor_view<T, 2> values, tensor_view<M
                         o);
 }
 
-/// dvalues[b, t] = scale[b] * m[b, t] (one engine pass).
+/// dvalues[b, t] = scale[b] * m[b, t] (one engine pass; `counts`: the
+/// mask's row sums when its pass has run already).
 template <class O, class M>
-void write_row_scaled(const char* fn, tensor_view<M, 2> mask, const std::vector<double>& scale, tensor_view<O, 2> dvalues) {
+void write_row_scaled(const char* fn, tensor_view<M, 2> mask, const std::vector<double>& scale, tensor_view<O, 2> dvalues,
+                      const double* counts = nullptr) {
   using V = std::remove_const_t<O>;
+  cpu_engine::run_options o = sum_options();
+  o.counts = counts;
   cpu_engine::run<1, 0>(fn, rules::row_scale_token{scale.data()}, mask, agg_params::token_sum(),
-                        std::array<tensor_view<V, 2>, 1>{dvalues}, cpu_engine::inputs<V, 0>{false, {}, {}},
-                        sum_options());
+                        std::array<tensor_view<V, 2>, 1>{dvalues}, cpu_engine::inputs<V, 0>{false, {}, {}}, o);
 }
 }  // namespace detail
 
@@ -227,11 +234,12 @@ void masked_mean_rows_backward(cpu_t tag, tensor_view<M, 2> mask, double eps, te
   rlhf::detail::require_finite(tag, fn, "cot", cot);
   std::vector<double> c;
   cpu_engine::mask_pass(fn, mask, cpu_engine::inputs<float, 0>{false, {}, {}}, "mask", c);
+  std::vector<double> scale(c.size());
   for (index_t b = 0; b < mask.extent(0); ++b) {
     const auto i = static_cast<std::size_t>(b);
-    c[i] = c[i] + eps > 0 ? static_cast<double>(cot(b)) / (c[i] + eps) : 0.0;
+    scale[i] = c[i] + eps > 0 ? static_cast<double>(cot(b)) / (c[i] + eps) : 0.0;
   }
-  detail::write_row_scaled(fn, mask, c, dvalues);
+  detail::write_row_scaled(fn, mask, scale, dvalues, c.data());
 }
 
 /// Per-row masked sums: out[b] = sum_t m[b, t] v[b, t] (a sequence's
@@ -324,23 +332,28 @@ struct masked_var_result {
 namespace detail {
 struct moments {
   double n = 0, mean = 0, ss = 0, sd = 0;  ///< sum m, mean, sum m (v - mean)^2, sum m (v - mean)
+  std::vector<double> counts;             ///< each row's mask sum (for a later pass over the same mask)
 };
-/// The masked moments of `values` in two passes of the CPU engine (each
-/// with its mask pass; the first scans values and mask for NaN / Inf),
-/// the mean over (n + eps). n = 0 gives mean 0 and no error: the caller
-/// checks n with its own message.
+/// The masked moments of `values` in two passes of the CPU engine (the
+/// first with the mask's pass: its NaN / Inf scans and row counts; the
+/// second reuses the counts), the mean over (n + eps). n = 0 gives mean 0
+/// and no error: the caller checks n with its own message.
 template <class T, class M>
 moments masked_moments(cpu_t tag, const char* fn, tensor_view<T, 2> values, tensor_view<M, 2> mask, double eps) {
   using V = value_t<T>;
   const agg_params sum = agg_params::token_sum();
-  const cpu_engine::run_options o = sum_options();
+  cpu_engine::run_options o = sum_options();
   const std::array<tensor_view<V, 2>, 1> none{};
+  moments m;
+  m.counts.assign(static_cast<std::size_t>(values.extent(0)), 0.0);
+  o.row_counts = m.counts.data();
   const auto s1 = cpu_engine::run<1, 0>(fn, rules::value_token<strided2<V>>{strided(values)}, mask, sum, none,
                                         cpu_engine::inputs<V, 1>{tag.check_finite, {"values"}, {values}}, o);
-  moments m;
   m.n = s1.n;
   if (!(m.n > 0)) return m;
   m.mean = s1.value / (m.n + eps);
+  o.row_counts = nullptr;
+  o.counts = m.counts.data();
   const auto s2 = cpu_engine::run<1, 2>(fn, rules::centered_token<strided2<V>>{strided(values), m.mean}, mask, sum,
                                         none, cpu_engine::inputs<V, 1>{false, {"values"}, {values}}, o);
   m.ss = s2.stat[0];
@@ -410,9 +423,11 @@ whiten_stats masked_whiten(cpu_t tag, tensor_view<T, 2> values, tensor_view<M, 2
                        "has zero variance and var_eps = 0: the whitening is undefined");
   // the map (every position, masked ones included): one raw pass of the engine
   using V = value_t<T>;
+  cpu_engine::run_options o = detail::sum_options(true);
+  o.counts = mo.counts.data();  // the moments' mask pass stands
   cpu_engine::run<1, 0>(fn, rules::whiten_token<strided2<V>>{strided(values), mo.mean, s, p.shift_mean}, mask,
                         agg_params::token_sum(), std::array<tensor_view<V, 2>, 1>{out},
-                        cpu_engine::inputs<V, 1>{false, {"values"}, {values}}, detail::sum_options(true));
+                        cpu_engine::inputs<V, 1>{false, {"values"}, {values}}, o);
   return {mo.mean, var};
 }
 
