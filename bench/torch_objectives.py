@@ -39,8 +39,8 @@ def masked_mean(x, m):
     return (x * m).sum() / (m.sum() + 1e-8)
 
 
-def policy(logp0, old, adv, mask):
-    logp = logp0.detach().requires_grad_(True)
+def ppo_terms(logp, old, adv, mask):
+    """verl's clipped token loss with dual clip: (pg, clipfrac, ppo_kl, clipfrac_lower)."""
     neg_kl = torch.clamp(logp - old, -20.0, 20.0)
     ratio = torch.exp(neg_kl)
     ppo_kl = masked_mean(-neg_kl, mask)
@@ -51,8 +51,13 @@ def policy(logp0, old, adv, mask):
     l3 = -adv * 3.0
     c2 = torch.min(l3, c1)
     lower = masked_mean(torch.gt(c1, l3) * (adv < 0).float(), mask)
-    pg = torch.where(adv < 0, c2, c1)
-    loss = masked_mean(pg, mask)
+    pg = masked_mean(torch.where(adv < 0, c2, c1), mask)
+    return pg, clipfrac, ppo_kl, lower
+
+
+def policy(logp0, old, adv, mask):
+    logp = logp0.detach().requires_grad_(True)
+    loss, clipfrac, ppo_kl, lower = ppo_terms(logp, old, adv, mask)
     loss.backward()
     return loss.item(), clipfrac.item(), ppo_kl.item(), lower.item(), logp.grad
 
@@ -221,17 +226,7 @@ def kl_estimate(logp0, ref):
 def actor(logp0, old, adv, mask, h0, ref):
     logp = logp0.detach().requires_grad_(True)
     h = h0.detach().requires_grad_(True)
-    neg_kl = torch.clamp(logp - old, -20.0, 20.0)
-    ratio = torch.exp(neg_kl)
-    ppo_kl = masked_mean(-neg_kl, mask)
-    l1 = -adv * ratio
-    l2 = -adv * torch.clamp(ratio, 0.8, 1.2)
-    c1 = torch.maximum(l1, l2)
-    clipfrac = masked_mean(torch.gt(l2, l1).float(), mask)
-    l3 = -adv * 3.0
-    c2 = torch.min(l3, c1)
-    lower = masked_mean(torch.gt(c1, l3) * (adv < 0).float(), mask)
-    pg = masked_mean(torch.where(adv < 0, c2, c1), mask)
+    pg, clipfrac, ppo_kl, lower = ppo_terms(logp, old, adv, mask)
     ent = masked_mean(h, mask)
     kl = masked_mean(k3(logp, ref), mask)
     loss = pg - 0.01 * ent + 0.001 * kl
