@@ -13,8 +13,7 @@
 namespace {
 struct batch {
   rlhf::tensor<float, 2> logp, old, adv, mask, grad;
-  batch(rlhf::index_t B, rlhf::index_t T)
-      : logp({B, T}), old({B, T}), adv({B, T}), mask({B, T}, 1.0f), grad({B, T}) {
+  batch(rlhf::index_t B, rlhf::index_t T) : logp({B, T}), old({B, T}), adv({B, T}), mask({B, T}, 1.0f), grad({B, T}) {
     std::mt19937 g(1);
     std::normal_distribution<float> n(0, 1);
     for (rlhf::index_t i = 0; i < B * T; ++i) {
@@ -30,8 +29,8 @@ void BM_ppo_policy_loss(benchmark::State& s) {
   batch b(B, T);
   const auto p = rlhf::ppo::policy_params::verl();
   for (auto _ : s) {
-    auto r = rlhf::ppo::policy_loss(rlhf::cpu.unchecked(), b.logp.view(), b.old.view(), b.adv.view(), b.mask.view(),
-                                    p, b.grad.view());
+    auto r = rlhf::ppo::policy_loss(rlhf::cpu.unchecked(), b.logp.view(), b.old.view(), b.adv.view(), b.mask.view(), p,
+                                    b.grad.view());
     benchmark::DoNotOptimize(r);
   }
   s.SetBytesProcessed(s.iterations() * B * T * static_cast<int64_t>(sizeof(float)) * 5);
@@ -124,7 +123,8 @@ void BM_is_weights(benchmark::State& s) {  // old, rollout, mask read; weights w
   batch b(s.range(0), s.range(1));
   const rlhf::ppo::is_params p{rlhf::ppo::is_correction::tis, 0.0, 2.0};
   run_case(s, 4, [&] {
-    benchmark::DoNotOptimize(rlhf::ppo::rollout_is_weights(fast, b.old.view(), b.logp.view(), b.mask.view(), p, b.grad.view()));
+    benchmark::DoNotOptimize(
+        rlhf::ppo::rollout_is_weights(fast, b.old.view(), b.logp.view(), b.mask.view(), p, b.grad.view()));
   });
 }
 BENCHMARK(BM_is_weights)->Args({256, 4096})->Unit(benchmark::kMillisecond)->UseRealTime();
@@ -135,8 +135,8 @@ void BM_a2c_loss(benchmark::State& s) {  // 6 inputs read, 3 gradients written
   auto p = rlhf::a2c::params::sb3();
   p.ent_coef = 0.01;
   run_case(s, 9, [&] {
-    benchmark::DoNotOptimize(rlhf::a2c::loss(fast, b.logp.view(), b.old.view(), b.adv.view(), b.adv.view(), b.old.view(),
-                                             b.mask.view(), p, b.grad.view(), dv.view(), dh.view()));
+    benchmark::DoNotOptimize(rlhf::a2c::loss(fast, b.logp.view(), b.old.view(), b.adv.view(), b.adv.view(),
+                                             b.old.view(), b.mask.view(), p, b.grad.view(), dv.view(), dh.view()));
   });
 }
 BENCHMARK(BM_a2c_loss)->Args({256, 4096})->Unit(benchmark::kMillisecond)->UseRealTime();
@@ -145,8 +145,8 @@ void BM_kl_loss(benchmark::State& s) {  // logp, ref, mask read; dlogp written
   batch b(s.range(0), s.range(1));
   const auto kp = rlhf::kl_params::verl(rlhf::kl_estimator::k3);
   run_case(s, 4, [&] {
-    benchmark::DoNotOptimize(rlhf::kl::loss(fast, b.logp.view(), b.old.view(), b.mask.view(), 0.001, kp, rlhf::agg_params{},
-                                            b.grad.view()));
+    benchmark::DoNotOptimize(
+        rlhf::kl::loss(fast, b.logp.view(), b.old.view(), b.mask.view(), 0.001, kp, rlhf::agg_params{}, b.grad.view()));
   });
 }
 BENCHMARK(BM_kl_loss)->Args({256, 4096})->Unit(benchmark::kMillisecond)->UseRealTime();
@@ -155,8 +155,8 @@ void BM_kl_reward(benchmark::State& s) {  // scores, logp, ref, mask read; rewar
   batch b(s.range(0), s.range(1));
   const auto kp = rlhf::kl_params::verl(rlhf::kl_estimator::k1);
   run_case(s, 5, [&] {
-    benchmark::DoNotOptimize(rlhf::kl::apply_in_reward(fast, b.adv.view(), b.logp.view(), b.old.view(), b.mask.view(), 0.05,
-                                                       kp, b.grad.view()));
+    benchmark::DoNotOptimize(rlhf::kl::apply_in_reward(fast, b.adv.view(), b.logp.view(), b.old.view(), b.mask.view(),
+                                                       0.05, kp, b.grad.view()));
   });
 }
 BENCHMARK(BM_kl_reward)->Args({256, 4096})->Unit(benchmark::kMillisecond)->UseRealTime();
@@ -186,8 +186,8 @@ BENCHMARK(BM_actor_loss)->Args({256, 4096})->Unit(benchmark::kMillisecond)->UseR
 void BM_masked_whiten(benchmark::State& s) {  // values, mask read; out written
   batch b(s.range(0), s.range(1));
   run_case(s, 3, [&] {
-    benchmark::DoNotOptimize(rlhf::ops::masked_whiten(fast, b.adv.view(), b.mask.view(), rlhf::whiten_params::verl(),
-                                                      b.grad.view()));
+    benchmark::DoNotOptimize(
+        rlhf::ops::masked_whiten(fast, b.adv.view(), b.mask.view(), rlhf::whiten_params::verl(), b.grad.view()));
   });
 }
 BENCHMARK(BM_masked_whiten)->Args({256, 4096})->Unit(benchmark::kMillisecond)->UseRealTime();
@@ -214,7 +214,13 @@ void BM_copy(benchmark::State& s) { rlhf_bench::copy_bandwidth(s); }
 // 512 MiB: the memory's copy bandwidth; 20 MiB: a copy of the objectives'
 // working set (20 MB at 256 x 4096 float), which stays in this machine's
 // cache when it is large (the objectives' own data does too)
-BENCHMARK(BM_copy)->Args({512, 1})->Args({512, 2})->Args({20, 1})->Args({20, 2})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_copy)
+    ->Args({512, 1})
+    ->Args({512, 2})
+    ->Args({20, 1})
+    ->Args({20, 2})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 }  // namespace
 
 BENCHMARK_MAIN();

@@ -43,7 +43,8 @@ struct logits_case {
   index_t N, V;
   std::vector<float> z, dz, adv, w;
   std::vector<int> labels;
-  logits_case(index_t n, index_t v) : N(n), V(v), z(static_cast<std::size_t>(n * v)), dz(z.size()), adv(n), w(n, 1.0f / n), labels(n) {
+  logits_case(index_t n, index_t v)
+      : N(n), V(v), z(static_cast<std::size_t>(n * v)), dz(z.size()), adv(n), w(n, 1.0f / n), labels(n) {
     std::mt19937 g(1);
     std::normal_distribution<float> nd(0, 2);
     for (auto& x : z) x = nd(g);
@@ -83,8 +84,16 @@ struct linear_case {
   std::vector<float> X, W, dX, dW, adv, w;
   std::vector<int> labels;
   linear_case(index_t n, index_t v, index_t h)
-      : N(n), V(v), H(h), X(static_cast<std::size_t>(n * h)), W(static_cast<std::size_t>(v * h)), dX(X.size()), dW(W.size()),
-        adv(n), w(n, 1.0f / n), labels(n) {
+      : N(n),
+        V(v),
+        H(h),
+        X(static_cast<std::size_t>(n * h)),
+        W(static_cast<std::size_t>(v * h)),
+        dX(X.size()),
+        dW(W.size()),
+        adv(n),
+        w(n, 1.0f / n),
+        labels(n) {
     std::mt19937 g(2);
     std::normal_distribution<float> nd(0, 1);
     for (auto& x : X) x = nd(g);
@@ -155,16 +164,36 @@ void BM_read(benchmark::State& s) {
 BENCHMARK(BM_copy)->Args({512, 1})->Args({512, 2})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_read)->Args({512, 1})->Args({512, 2})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_logits_fwd_bwd)
-    ->Args({2048, 32000, 1})->Args({2048, 32000, 2})->Args({512, 128256, 1})->Args({512, 128256, 2})
-    ->Unit(benchmark::kMillisecond)->UseRealTime();
+    ->Args({2048, 32000, 1})
+    ->Args({2048, 32000, 2})
+    ->Args({512, 128256, 1})
+    ->Args({512, 128256, 2})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 BENCHMARK(BM_logits_fwd)
-    ->Args({2048, 32000, 1})->Args({2048, 32000, 2})->Args({512, 128256, 1})->Args({512, 128256, 2})
-    ->Unit(benchmark::kMillisecond)->UseRealTime();
+    ->Args({2048, 32000, 1})
+    ->Args({2048, 32000, 2})
+    ->Args({512, 128256, 1})
+    ->Args({512, 128256, 2})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 BENCHMARK(BM_fused_linear)
-    ->Args({2048, 32000, 1024, 1})->Args({2048, 32000, 1024, 2})->Args({512, 128256, 1024, 1})->Args({512, 128256, 1024, 2})
-    ->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1)->Repetitions(3);
+    ->Args({2048, 32000, 1024, 1})
+    ->Args({2048, 32000, 1024, 2})
+    ->Args({512, 128256, 1024, 1})
+    ->Args({512, 128256, 1024, 2})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->Iterations(1)
+    ->Repetitions(3);
 BENCHMARK(BM_gemm3)
-    ->Args({2048, 32000, 1024, 1})->Args({2048, 32000, 1024, 2})->Args({512, 128256, 1024, 1})->Args({512, 128256, 1024, 2})
-    ->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1)->Repetitions(3);
+    ->Args({2048, 32000, 1024, 1})
+    ->Args({2048, 32000, 1024, 2})
+    ->Args({512, 128256, 1024, 1})
+    ->Args({512, 128256, 1024, 2})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->Iterations(1)
+    ->Repetitions(3);
 
 BENCHMARK_MAIN();

@@ -35,11 +35,15 @@ int main(int argc, char** argv) {
   double scale = 1.0;
   std::string dir;
   for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--steps-scale") && i + 1 < argc) scale = std::stod(argv[++i]);
-    else if (!std::strcmp(argv[i], "--metrics-dir") && i + 1 < argc) dir = argv[++i];
+    if (!std::strcmp(argv[i], "--steps-scale") && i + 1 < argc)
+      scale = std::stod(argv[++i]);
+    else if (!std::strcmp(argv[i], "--metrics-dir") && i + 1 < argc)
+      dir = argv[++i];
   }
   const problem pb(2024);
-  auto steps = [&](long long n) { return std::max(1LL, static_cast<long long>(std::llround(n * scale))); };
+  auto steps = [&](long long n) {
+    return std::max(1LL, static_cast<long long>(std::llround(static_cast<double>(n) * scale)));
+  };
   auto path = [&](const char* name) { return dir.empty() ? std::string() : dir + "/bandit_" + name + ".jsonl"; };
 
   // PPO, k1 KL in the reward (the InstructGPT placement), RLOO baseline.
@@ -84,8 +88,8 @@ int main(int argc, char** argv) {
     o.seed = 2;
     using S = rlhf::train::rl_structure<rlhf::train::algorithm::a2c, rlhf::kl_estimator::k1,
                                         rlhf::train::kl_placement::reward, rlhf::train::advantage_estimator::gae>;
-    rlhf::train::rl_trainer<S, tabular_policy, tabular_policy, table_reward, tabular_value> t(pi, ref, rm, pb.prompts(), o,
-                                                                                              &critic);
+    rlhf::train::rl_trainer<S, tabular_policy, tabular_policy, table_reward, tabular_value> t(pi, ref, rm, pb.prompts(),
+                                                                                              o, &critic);
     t.run([&](long long s) {
       if (s == o.steps / 2) pi.lr = 0.01;  // anneal
     });

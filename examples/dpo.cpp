@@ -32,8 +32,10 @@ std::vector<tr::preference> make_pairs(const mlp_lm& ref, index_t n, rlhf::rng_t
     auto ya = response(a, i), yb = response(b, i);
     if (true_score(ya) == true_score(yb)) continue;  // only informative pairs
     const double pa = 1 / (1 + std::exp(-5.0 * (true_score(ya) - true_score(yb))));
-    if (u(g) < pa) out.push_back({{BOS}, ya, yb});
-    else out.push_back({{BOS}, yb, ya});
+    if (u(g) < pa)
+      out.push_back({{BOS}, ya, yb});
+    else
+      out.push_back({{BOS}, yb, ya});
   }
   return out;
 }
@@ -63,7 +65,8 @@ std::pair<double, double> kl_and_truth(const mlp_lm& policy, const mlp_lm& ref, 
   const auto lp = policy.log_probs(b), lr = ref.log_probs(b);
   double kl = 0, truth = 0;
   for (index_t i = 0; i < n; ++i) {
-    for (index_t t = 0; t < b.length(); ++t) kl += b.response_mask(i, t) * (lp(i, t) - lr(i, t)) / static_cast<double>(n);
+    for (index_t t = 0; t < b.length(); ++t)
+      kl += b.response_mask(i, t) * (lp(i, t) - lr(i, t)) / static_cast<double>(n);
     truth += true_score(response(b, i)) / static_cast<double>(n);
   }
   return {kl, truth};

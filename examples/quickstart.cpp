@@ -38,9 +38,9 @@ int main() {
   // 1. KL toward the reference, in the reward.
   rlhf::kl::adaptive_controller beta(0.05, 0.02, 10000);
   rlhf::tensor<double, 2> rewards({B, T});
-  const auto kl = rlhf::kl::apply_in_reward(cpu, scores.view(), old_logp.view(), ref_logp.view(), mask.view(),
-                                            beta.value(), rlhf::kl_params::verl(rlhf::kl_estimator::k1),
-                                            rewards.view());
+  const auto kl =
+      rlhf::kl::apply_in_reward(cpu, scores.view(), old_logp.view(), ref_logp.view(), mask.view(), beta.value(),
+                                rlhf::kl_params::verl(rlhf::kl_estimator::k1), rewards.view());
 
   // 2. Advantages and returns.
   auto adv = rlhf::adv::gae(cpu, rewards.view(), values.view(), mask.view(), rlhf::adv::gae_params{1.0, 0.95});

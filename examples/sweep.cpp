@@ -46,7 +46,9 @@ using dpo = experiment<algo::dpo, KL>;
 // may override any of them afterwards.
 template <class E>
 void defaults(E& e, const bandit::problem& pb, double scale) {
-  auto steps = [&](long long n) { return std::max(1LL, static_cast<long long>(std::llround(n * scale))); };
+  auto steps = [&](long long n) {
+    return std::max(1LL, static_cast<long long>(std::llround(static_cast<double>(n) * scale)));
+  };
   auto& o = e.options;
   o.progress = false;
   if constexpr (E::algo == rlhf::algorithm::dpo) {
@@ -83,13 +85,12 @@ int main(int argc, char** argv) try {
   const bandit::problem pb(2024);
 
   namespace hana = boost::hana;
-  constexpr auto all = hana::tuple_t<ppo<kl::k1, rlhf::kl_in_reward>, ppo<kl::k2, rlhf::kl_in_reward>,
-                                     ppo<kl::k3, rlhf::kl_in_reward>, ppo<kl::k1, rlhf::kl_in_loss>,
-                                     ppo<kl::k2, rlhf::kl_in_loss>, ppo<kl::k3, rlhf::kl_in_loss>,
-                                     a2c<kl::k1, rlhf::kl_in_reward>, a2c<kl::k2, rlhf::kl_in_reward>,
-                                     a2c<kl::k3, rlhf::kl_in_reward>, a2c<kl::k1, rlhf::kl_in_loss>,
-                                     a2c<kl::k2, rlhf::kl_in_loss>, a2c<kl::k3, rlhf::kl_in_loss>,
-                                     dpo<kl::k1>, dpo<kl::k2>, dpo<kl::k3>>;
+  constexpr auto all =
+      hana::tuple_t<ppo<kl::k1, rlhf::kl_in_reward>, ppo<kl::k2, rlhf::kl_in_reward>, ppo<kl::k3, rlhf::kl_in_reward>,
+                    ppo<kl::k1, rlhf::kl_in_loss>, ppo<kl::k2, rlhf::kl_in_loss>, ppo<kl::k3, rlhf::kl_in_loss>,
+                    a2c<kl::k1, rlhf::kl_in_reward>, a2c<kl::k2, rlhf::kl_in_reward>, a2c<kl::k3, rlhf::kl_in_reward>,
+                    a2c<kl::k1, rlhf::kl_in_loss>, a2c<kl::k2, rlhf::kl_in_loss>, a2c<kl::k3, rlhf::kl_in_loss>,
+                    dpo<kl::k1>, dpo<kl::k2>, dpo<kl::k3>>;
 
   // Every --key=value must be an option of at least one experiment.
   hana::unpack(all, [&](auto... t) { cl.require_known<typename decltype(t)::type...>(); });

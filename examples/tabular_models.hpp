@@ -30,7 +30,8 @@ struct tabular_policy {
   double lr = 0.05;
   long long t = 0;
 
-  explicit tabular_policy(std::vector<double> init) : theta(std::move(init)), grad(theta.size()), m1(theta.size()), m2(theta.size()) {}
+  explicit tabular_policy(std::vector<double> init)
+      : theta(std::move(init)), grad(theta.size()), m1(theta.size()), m2(theta.size()) {}
 
   const double* row(index_t x) const { return theta.data() + x * M; }
   std::vector<double> probs(index_t x) const {
@@ -194,7 +195,8 @@ struct problem {
       if (a == b) continue;
       const double pa = 1 / (1 + std::exp(-(reward[x * M + a] - reward[x * M + b])));
       const bool a_wins = u(g) < pa;
-      data.push_back({{static_cast<token_t>(x)}, {static_cast<token_t>(a_wins ? a : b)}, {static_cast<token_t>(a_wins ? b : a)}});
+      data.push_back(
+          {{static_cast<token_t>(x)}, {static_cast<token_t>(a_wins ? a : b)}, {static_cast<token_t>(a_wins ? b : a)}});
     }
     return data;
   }

@@ -93,8 +93,10 @@ bow_reward train_reward_model(const mlp_lm& ref, rlhf::rng_t& g, index_t pairs) 
   for (index_t i = 0; i < pairs; ++i) {
     auto y1 = response(b1, i), y2 = response(b2, i);
     const double p1 = 1 / (1 + std::exp(-5.0 * (true_score(y1) - true_score(y2))));
-    if (u(g) < p1) data.emplace_back(y1, y2);
-    else data.emplace_back(y2, y1);
+    if (u(g) < p1)
+      data.emplace_back(y1, y2);
+    else
+      data.emplace_back(y2, y1);
   }
   bow_reward rm;
   for (int epoch = 0; epoch < 200; ++epoch) {
@@ -107,8 +109,11 @@ bow_reward train_reward_model(const mlp_lm& ref, rlhf::rng_t& g, index_t pairs) 
       for (auto t : c) gw[static_cast<std::size_t>(t)] += gd;
       for (auto t : r) gw[static_cast<std::size_t>(t)] -= gd;
     }
-    for (std::size_t k = 0; k < rm.w.size(); ++k) rm.w[k] -= 2.0 * (gw[k] / static_cast<double>(data.size()) + 1e-3 * rm.w[k]);
-    if (epoch == 199) std::printf("  reward model: pairwise loss %.4f on %zu pairs\n", loss / static_cast<double>(data.size()), data.size());
+    for (std::size_t k = 0; k < rm.w.size(); ++k)
+      rm.w[k] -= 2.0 * (gw[k] / static_cast<double>(data.size()) + 1e-3 * rm.w[k]);
+    if (epoch == 199)
+      std::printf("  reward model: pairwise loss %.4f on %zu pairs\n", loss / static_cast<double>(data.size()),
+                  data.size());
   }
   return rm;
 }
@@ -137,8 +142,8 @@ run_summary ppo_run(const char* name, double beta, const mlp_lm& ref, const bow_
   using S = tr::rl_structure<tr::algorithm::ppo, rlhf::kl_estimator::k1, tr::kl_placement::reward,
                              tr::advantage_estimator::rloo>;
   tr::rl_trainer<S, mlp_lm, mlp_lm, scored_reward> trainer(policy, reference, reward, {{BOS}}, o);
-  std::printf("\n== PPO %s (beta = %.2f): %lld steps, metrics in %s\n", beta > 0 ? "with the KL penalty" : "WITHOUT the KL penalty",
-              beta, steps, o.metrics_path.c_str());
+  std::printf("\n== PPO %s (beta = %.2f): %lld steps, metrics in %s\n",
+              beta > 0 ? "with the KL penalty" : "WITHOUT the KL penalty", beta, steps, o.metrics_path.c_str());
   std::ofstream tsv(out + "/" + name + ".tsv");
   tsv << "step\trm_score\ttrue_score\tkl_ref\tfluency\tgrammatical\n";
   run_summary s;
@@ -148,7 +153,8 @@ run_summary ppo_run(const char* name, double beta, const mlp_lm& ref, const bow_
                 r.set("true_score", reward.last_true).set("fluency", reward.last_fluency);
                 r.set("grammatical", reward.last_grammatical);
                 tsv << r.number("step") << '\t' << r.number("reward") << '\t' << reward.last_true << '\t'
-                    << r.number("log_ratio_ref") << '\t' << reward.last_fluency << '\t' << reward.last_grammatical << '\n';
+                    << r.number("log_ratio_ref") << '\t' << reward.last_fluency << '\t' << reward.last_grammatical
+                    << '\n';
                 if (r.number("step") > static_cast<double>(steps - tail)) {
                   const double k = 1.0 / static_cast<double>(tail);
                   s.rm += k * r.number("reward");
@@ -187,16 +193,19 @@ int main(int argc, char** argv) {
 
   std::printf("\n== results (mean over the last 10%% of steps)\n");
   for (auto [name, s] : {std::pair{"kl", with_kl}, std::pair{"no_kl", no_kl}})
-    std::printf("RESULT run=%s rm_score=%.3f true_score=%.3f kl_to_ref=%.3f fluency=%.3f grammatical=%.3f\n", name, s.rm,
-                s.truth, s.kl, s.fluency, s.grammatical);
-  std::printf("(rm_score: learned reward; true_score: hidden preference; kl_to_ref: sum over tokens of\n"
-              " log pi - log pi_ref; fluency: mean log-likelihood per token under the reference model)\n");
+    std::printf("RESULT run=%s rm_score=%.3f true_score=%.3f kl_to_ref=%.3f fluency=%.3f grammatical=%.3f\n", name,
+                s.rm, s.truth, s.kl, s.fluency, s.grammatical);
+  std::printf(
+      "(rm_score: learned reward; true_score: hidden preference; kl_to_ref: sum over tokens of\n"
+      " log pi - log pi_ref; fluency: mean log-likelihood per token under the reference model)\n");
 
   // Plot with gnuplot when it is installed.
   std::ofstream gp(out + "/plot.gp");
   gp << "set terminal png size 1400,900\nset output '" << out << "/tiny_lm.png'\nset multiplot layout 2,2\n"
      << "set key center right opaque box\nset xlabel 'PPO step'\n";
-  const char* cols[][2] = {{"2", "reward-model score"}, {"3", "true score"}, {"4", "KL to reference (nats/sequence)"},
+  const char* cols[][2] = {{"2", "reward-model score"},
+                           {"3", "true score"},
+                           {"4", "KL to reference (nats/sequence)"},
                            {"5", "fluency: log-likelihood per token under the reference"}};
   for (auto& c : cols)
     gp << "set title '" << c[1] << "'\nplot '" << out << "/ppo_kl.tsv' using 1:" << c[0]

@@ -30,8 +30,8 @@ using MapMat = Eigen::Map<Mat>;
 
 // ---------------------------------------------------------------------------
 // The language: S = NP VERB NP "."   NP = DET [ADJ] NOUN
-const std::vector<std::string> vocab = {"<s>",   ".",     "the",  "a",    "good", "great", "happy", "bad",  "sad",
-                                        "big",   "small", "cat",  "dog",  "bird", "kid",   "sees",  "likes", "finds"};
+const std::vector<std::string> vocab = {"<s>", ".",     "the", "a",   "good", "great", "happy", "bad",   "sad",
+                                        "big", "small", "cat", "dog", "bird", "kid",   "sees",  "likes", "finds"};
 inline constexpr token_t BOS = 0, EOS = 1;
 inline bool is_det(token_t t) { return t == 2 || t == 3; }
 inline bool is_adj(token_t t) { return t >= 4 && t <= 10; }
@@ -266,12 +266,15 @@ class mlp_lm {
   /// The C tokens before response position t of row i (prompt, then response).
   static ctx_t context_of(const rlhf::batch& b, index_t i, index_t t) {
     ctx_t c{};
-    const index_t plen = b.prompts.lengths.empty() ? b.prompts.tokens.extent(1) : b.prompts.lengths[static_cast<std::size_t>(i)];
+    const index_t plen =
+        b.prompts.lengths.empty() ? b.prompts.tokens.extent(1) : b.prompts.lengths[static_cast<std::size_t>(i)];
     for (index_t k = 0; k < C; ++k) {
       const index_t pos = t - C + k;  // response index; negative = prompt
       token_t tok = BOS;
-      if (pos >= 0) tok = b.responses(i, pos);
-      else if (plen + pos >= 0) tok = b.prompts.tokens(i, plen + pos);
+      if (pos >= 0)
+        tok = b.responses(i, pos);
+      else if (plen + pos >= 0)
+        tok = b.prompts.tokens(i, plen + pos);
       c.tok[k] = tok;
     }
     c.pos = std::min<index_t>(t, TMAX - 1);
@@ -346,8 +349,10 @@ struct example_args {
 inline example_args parse_example_args(int argc, char** argv, example_args a) {
   for (int i = 1; i < argc; ++i) {
     const std::string s = argv[i];
-    if (s == "--steps" && i + 1 < argc) a.steps = std::stoll(argv[++i]);
-    else if (s == "--out" && i + 1 < argc) a.out = argv[++i];
+    if (s == "--steps" && i + 1 < argc)
+      a.steps = std::stoll(argv[++i]);
+    else if (s == "--out" && i + 1 < argc)
+      a.out = argv[++i];
     else if (s == "--quick") {
       a.steps = 3;
       a.fit_steps = 200;

@@ -128,7 +128,8 @@ int main(int argc, char** argv) {
   }
   cudaDeviceProp prop{};
   check(cudaGetDeviceProperties(&prop, 0), "properties");
-  emit(std::string("{\"case\": \"device\", \"name\": \"") + prop.name + "\", \"sms\": " + std::to_string(prop.multiProcessorCount) +
+  emit(std::string("{\"case\": \"device\", \"name\": \"") + prop.name +
+       "\", \"sms\": " + std::to_string(prop.multiProcessorCount) +
        ", \"memory_gib\": " + num(static_cast<double>(prop.totalGlobalMem) / (1 << 30)) + "}");
 
   // 1. device-to-device copy: the bandwidth reference (bytes read + written)
@@ -137,9 +138,11 @@ int main(int argc, char** argv) {
     const std::size_t bytes = quick ? (std::size_t{256} << 20) : (std::size_t{4} << 30);
     rlhf::device_buffer<char> a(bytes), b(bytes);
     check(cudaMemset(a.data(), 1, bytes), "memset");
-    const double ms = time_ms([&] { check(cudaMemcpyAsync(b.data(), a.data(), bytes, cudaMemcpyDeviceToDevice), "copy"); });
+    const double ms =
+        time_ms([&] { check(cudaMemcpyAsync(b.data(), a.data(), bytes, cudaMemcpyDeviceToDevice), "copy"); });
     copy_gbs = 2.0 * static_cast<double>(bytes) / (ms * 1e6);
-    emit("{\"case\": \"copy\", \"bytes\": " + std::to_string(bytes) + ", \"ms\": " + num(ms) + ", \"gbs\": " + num(copy_gbs) + "}");
+    emit("{\"case\": \"copy\", \"bytes\": " + std::to_string(bytes) + ", \"ms\": " + num(ms) +
+         ", \"gbs\": " + num(copy_gbs) + "}");
   }
 
   // 2. bf16 GEMM peak (8192^3), the tensor-core reference
@@ -147,15 +150,17 @@ int main(int argc, char** argv) {
   const rlhf::cublas_handle blas;
   {
     const index_t n = quick ? 2048 : 8192;
-    rlhf::device_buffer<bf16> A(static_cast<std::size_t>(n * n)), B(static_cast<std::size_t>(n * n)), C(static_cast<std::size_t>(n * n));
+    rlhf::device_buffer<bf16> A(static_cast<std::size_t>(n * n)), B(static_cast<std::size_t>(n * n)),
+        C(static_cast<std::size_t>(n * n));
     fill(A.data(), A.size(), 1);
     fill(B.data(), B.size(), 2);
     const double ms = time_ms([&] {
-      rlhf::cuda_kernels::gemm<bf16, bf16>(blas.get(), "bench", CUBLAS_OP_N, CUBLAS_OP_N, n, n, n, A.data(), n, B.data(), n,
-                                           C.data(), n, 0.0);
+      rlhf::cuda_kernels::gemm<bf16, bf16>(blas.get(), "bench", CUBLAS_OP_N, CUBLAS_OP_N, n, n, n, A.data(), n,
+                                           B.data(), n, C.data(), n, 0.0);
     });
     peak_tflops = 2.0 * static_cast<double>(n) * n * n / (ms * 1e9);
-    emit("{\"case\": \"gemm_bf16\", \"n\": " + std::to_string(n) + ", \"ms\": " + num(ms) + ", \"tflops\": " + num(peak_tflops) + "}");
+    emit("{\"case\": \"gemm_bf16\", \"n\": " + std::to_string(n) + ", \"ms\": " + num(ms) +
+         ", \"tflops\": " + num(peak_tflops) + "}");
   }
 
   // 3. fused logits, bf16 [N, V]: forward, backward, fused forward+backward
@@ -164,7 +169,8 @@ int main(int argc, char** argv) {
     const std::size_t n = static_cast<std::size_t>(N * V);
     rlhf::device_buffer<bf16> z(n), dz(n);
     rlhf::device_buffer<long long> labels(static_cast<std::size_t>(N));
-    rlhf::device_buffer<float> lp(static_cast<std::size_t>(N)), h(static_cast<std::size_t>(N)), g(static_cast<std::size_t>(N));
+    rlhf::device_buffer<float> lp(static_cast<std::size_t>(N)), h(static_cast<std::size_t>(N)),
+        g(static_cast<std::size_t>(N));
     rlhf::device_buffer<double> adv(static_cast<std::size_t>(N)), w(static_cast<std::size_t>(N));
     fill(z.data(), n, 3, 2.0f);
     fill(g.data(), static_cast<std::size_t>(N), 4);
@@ -184,20 +190,22 @@ int main(int argc, char** argv) {
                                            rlhf::device_view<bf16, 2>(dz.data(), {N, V}));
     });
     const double fused = time_ms([&] {
-      rlhf::ops::fused_token_objective(rlhf::cuda, zv, lv, rlhf::ops::pg_entropy_objective<double>{adv.data(), w.data(), 0.01},
+      rlhf::ops::fused_token_objective(rlhf::cuda, zv, lv,
+                                       rlhf::ops::pg_entropy_objective<double>{adv.data(), w.data(), 0.01},
                                        rlhf::device_view<bf16, 2>(dz.data(), {N, V}));
     });
     auto line = [&](const char* name, double ms, double moved) {
       emit(std::string("{\"case\": \"") + name + "\", \"N\": " + std::to_string(N) + ", \"V\": " + std::to_string(V) +
-           ", \"dtype\": \"bf16\", \"ms\": " + num(ms) + ", \"bytes\": " + num(moved) + ", \"gbs\": " +
-           num(moved / (ms * 1e6)) + ", \"of_copy\": " + num(moved / (ms * 1e6) / copy_gbs) + "}");
+           ", \"dtype\": \"bf16\", \"ms\": " + num(ms) + ", \"bytes\": " + num(moved) +
+           ", \"gbs\": " + num(moved / (ms * 1e6)) + ", \"of_copy\": " + num(moved / (ms * 1e6) / copy_gbs) + "}");
     };
     const double fused_nocache = time_ms([&] {  // the same without the shared-memory row cache
-      rlhf::ops::fused_token_objective(rlhf::cuda.cache_rows(false), zv, lv, rlhf::ops::pg_entropy_objective<double>{adv.data(), w.data(), 0.01},
+      rlhf::ops::fused_token_objective(rlhf::cuda.cache_rows(false), zv, lv,
+                                       rlhf::ops::pg_entropy_objective<double>{adv.data(), w.data(), 0.01},
                                        rlhf::device_view<bf16, 2>(dz.data(), {N, V}));
     });
-    line("logits_fwd", fwd, bytes);                  // read the logits once
-    line("logits_bwd", bwd, 3 * bytes);              // read twice, write the gradient
+    line("logits_fwd", fwd, bytes);      // read the logits once
+    line("logits_bwd", bwd, 3 * bytes);  // read twice, write the gradient
     line("logits_fwd_bwd_separate", fwd + bwd, 4 * bytes);
     line("logits_fused_fwd_bwd", fused, 2 * bytes);  // the bytes it must move: read once, write once
     line("logits_fused_fwd_bwd_nocache", fused_nocache, 2 * bytes);
@@ -218,7 +226,8 @@ int main(int argc, char** argv) {
     auto v = [&](const rlhf::device_buffer<float>& x) { return rlhf::device_view<const float, 2>(x.data(), {B, T}); };
     const auto pp = rlhf::ppo::policy_params::verl();
     const double pol = time_ms([&] {
-      rlhf::ppo::policy_loss(rlhf::cuda, v(lp), v(old), v(adv), v(mask), pp, rlhf::device_view<float, 2>(dlp.data(), {B, T}));
+      rlhf::ppo::policy_loss(rlhf::cuda, v(lp), v(old), v(adv), v(mask), pp,
+                             rlhf::device_view<float, 2>(dlp.data(), {B, T}));
     });
     const double bytes_pol = 5.0 * static_cast<double>(n) * sizeof(float);  // 4 inputs + the gradient
     // the asynchronous form: queued work only (the scalars stay on the device)
@@ -234,7 +243,8 @@ int main(int argc, char** argv) {
          num(bytes_pol / (pol * 1e6)) + ", \"of_copy\": " + num(bytes_pol / (pol * 1e6) / copy_gbs) + "}");
     const auto vp = rlhf::ppo::value_params::verl(0.2);
     const double vl = time_ms([&] {
-      rlhf::ppo::value_loss(rlhf::cuda, v(vals), v(ret), v(old), v(mask), vp, rlhf::device_view<float, 2>(dlp.data(), {B, T}));
+      rlhf::ppo::value_loss(rlhf::cuda, v(vals), v(ret), v(old), v(mask), vp,
+                            rlhf::device_view<float, 2>(dlp.data(), {B, T}));
     });
     emit("{\"case\": \"ppo_value_loss\", \"B\": " + std::to_string(B) + ", \"T\": " + std::to_string(T) +
          ", \"dtype\": \"float\", \"ms\": " + num(vl) + ", \"bytes\": " + num(bytes_pol) + ", \"gbs\": " +
@@ -253,7 +263,8 @@ int main(int argc, char** argv) {
   // 5. fused linear: hidden [N, H] x weight [V, H], bf16, dweight in float
   {
     const index_t N = quick ? 2048 : 16384, H = quick ? 1024 : 4096, V = 128256;
-    rlhf::device_buffer<bf16> x(static_cast<std::size_t>(N * H)), wt(static_cast<std::size_t>(V * H)), dx(static_cast<std::size_t>(N * H));
+    rlhf::device_buffer<bf16> x(static_cast<std::size_t>(N * H)), wt(static_cast<std::size_t>(V * H)),
+        dx(static_cast<std::size_t>(N * H));
     rlhf::device_buffer<float> dw(static_cast<std::size_t>(V * H));
     rlhf::device_buffer<long long> labels(static_cast<std::size_t>(N));
     rlhf::device_buffer<double> adv(static_cast<std::size_t>(N)), w(static_cast<std::size_t>(N));
@@ -268,20 +279,23 @@ int main(int argc, char** argv) {
       p.chunk_rows = chunk;
       auto run = [&] {
         rlhf::ops::fused_linear_objective(
-            rlhf::cuda.with(blas.get()), rlhf::device_view<const bf16, 2>(x.data(), {N, H}), rlhf::device_view<const bf16, 2>(wt.data(), {V, H}),
+            rlhf::cuda.with(blas.get()), rlhf::device_view<const bf16, 2>(x.data(), {N, H}),
+            rlhf::device_view<const bf16, 2>(wt.data(), {V, H}),
             rlhf::device_view<const long long, 1>(labels.data(), {N}),
-            rlhf::ops::pg_entropy_objective<double>{adv.data(), w.data(), 0.0}, rlhf::device_view<bf16, 2>(dx.data(), {N, H}),
-            rlhf::device_view<float, 2>(dw.data(), {V, H}), rlhf::device_view<float, 1>{}, rlhf::device_view<float, 1>{}, p);
+            rlhf::ops::pg_entropy_objective<double>{adv.data(), w.data(), 0.0},
+            rlhf::device_view<bf16, 2>(dx.data(), {N, H}), rlhf::device_view<float, 2>(dw.data(), {V, H}),
+            rlhf::device_view<float, 1>{}, rlhf::device_view<float, 1>{}, p);
       };
       const double ms = time_ms(run, 2, 5);
       const std::size_t extra = peak_extra_bytes(run);
       const double outputs = static_cast<double>(N * H) * sizeof(bf16) + static_cast<double>(V * H) * sizeof(float);
       const double tflops = 6.0 * static_cast<double>(N) * H * V / (ms * 1e9);
-      emit("{\"case\": \"fused_linear\", \"N\": " + std::to_string(N) + ", \"H\": " + std::to_string(H) + ", \"V\": " +
-           std::to_string(V) + ", \"chunk\": " + std::to_string(chunk) + ", \"dtype\": \"bf16 (dW float)\", \"ms\": " + num(ms) +
-           ", \"tflops\": " + num(tflops) + ", \"of_gemm_peak\": " + num(tflops / peak_tflops) +
-           ", \"peak_extra_mib\": " + num(static_cast<double>(extra) / (1 << 20)) + ", \"outputs_mib\": " +
-           num(outputs / (1 << 20)) + ", \"memory_ratio\": " + num((outputs + static_cast<double>(extra)) / outputs) + "}");
+      emit("{\"case\": \"fused_linear\", \"N\": " + std::to_string(N) + ", \"H\": " + std::to_string(H) +
+           ", \"V\": " + std::to_string(V) + ", \"chunk\": " + std::to_string(chunk) +
+           ", \"dtype\": \"bf16 (dW float)\", \"ms\": " + num(ms) + ", \"tflops\": " + num(tflops) +
+           ", \"of_gemm_peak\": " + num(tflops / peak_tflops) + ", \"peak_extra_mib\": " +
+           num(static_cast<double>(extra) / (1 << 20)) + ", \"outputs_mib\": " + num(outputs / (1 << 20)) +
+           ", \"memory_ratio\": " + num((outputs + static_cast<double>(extra)) / outputs) + "}");
     }
   }
   return 0;

@@ -73,8 +73,8 @@ namespace detail {
 /// Turns a CUDA status into rlhf::error(device) carrying CUDA's message.
 inline void check_cuda(cudaError_t status, const char* fn, const char* what) {
   if (status != cudaSuccess)
-    fail(error_kind::device, fn, "", std::string(what) + " failed: " + cudaGetErrorName(status) + ": " +
-                                         cudaGetErrorString(status));
+    fail(error_kind::device, fn, "",
+         std::string(what) + " failed: " + cudaGetErrorName(status) + ": " + cudaGetErrorString(status));
 }
 }  // namespace detail
 
@@ -91,7 +91,8 @@ class device_buffer {
  public:
   device_buffer() = default;
   explicit device_buffer(std::size_t n) : n_(n) {
-    if (n > 0) detail::check_cuda(cudaMalloc(reinterpret_cast<void**>(&p_), n * sizeof(T)), "device_buffer", "cudaMalloc");
+    if (n > 0)
+      detail::check_cuda(cudaMalloc(reinterpret_cast<void**>(&p_), n * sizeof(T)), "device_buffer", "cudaMalloc");
   }
   device_buffer(const device_buffer&) = delete;
   device_buffer& operator=(const device_buffer&) = delete;
@@ -115,10 +116,12 @@ class device_buffer {
   [[nodiscard]] std::size_t size() const noexcept { return n_; }
 
   void copy_from_host(const T* host, std::size_t n) {
-    detail::check_cuda(cudaMemcpy(p_, host, n * sizeof(T), cudaMemcpyHostToDevice), "device_buffer", "cudaMemcpy (to device)");
+    detail::check_cuda(cudaMemcpy(p_, host, n * sizeof(T), cudaMemcpyHostToDevice), "device_buffer",
+                       "cudaMemcpy (to device)");
   }
   void copy_to_host(T* host, std::size_t n) const {
-    detail::check_cuda(cudaMemcpy(host, p_, n * sizeof(T), cudaMemcpyDeviceToHost), "device_buffer", "cudaMemcpy (to host)");
+    detail::check_cuda(cudaMemcpy(host, p_, n * sizeof(T), cudaMemcpyDeviceToHost), "device_buffer",
+                       "cudaMemcpy (to host)");
   }
   /// Row-major [d0, d1] device view of the buffer.
   [[nodiscard]] device_view<T, 2> view(index_t d0, index_t d1) const noexcept { return {p_, {d0, d1}}; }
@@ -219,12 +222,14 @@ class stream_buffer {
   /// Host to device on the buffer's stream (the host memory may be reused on return: pageable copies are staged).
   void upload(const T* host, std::size_t n, const char* fn = "stream_buffer") {
     if (n > 0)
-      detail::check_cuda(cudaMemcpyAsync(p_, host, n * sizeof(T), cudaMemcpyHostToDevice, s_), fn, "cudaMemcpyAsync (to device)");
+      detail::check_cuda(cudaMemcpyAsync(p_, host, n * sizeof(T), cudaMemcpyHostToDevice, s_), fn,
+                         "cudaMemcpyAsync (to device)");
   }
   /// Device to host after the stream's queued work (synchronizes the stream).
   void download(T* host, std::size_t n, const char* fn = "stream_buffer") const {
     if (n > 0)
-      detail::check_cuda(cudaMemcpyAsync(host, p_, n * sizeof(T), cudaMemcpyDeviceToHost, s_), fn, "cudaMemcpyAsync (to host)");
+      detail::check_cuda(cudaMemcpyAsync(host, p_, n * sizeof(T), cudaMemcpyDeviceToHost, s_), fn,
+                         "cudaMemcpyAsync (to host)");
     detail::check_cuda(cudaStreamSynchronize(s_), fn, "cudaStreamSynchronize");
   }
 

@@ -23,15 +23,21 @@ inline int failures = 0;
 /// float <-> the device element types (half and bfloat16 included), on the host.
 template <class T>
 float as_float(T x) {
-  if constexpr (std::is_same_v<T, __half>) return __half2float(x);
-  else if constexpr (std::is_same_v<T, __nv_bfloat16>) return __bfloat162float(x);
-  else return static_cast<float>(x);
+  if constexpr (std::is_same_v<T, __half>)
+    return __half2float(x);
+  else if constexpr (std::is_same_v<T, __nv_bfloat16>)
+    return __bfloat162float(x);
+  else
+    return static_cast<float>(x);
 }
 template <class T>
 T from_float(float x) {
-  if constexpr (std::is_same_v<T, __half>) return __float2half_rn(x);
-  else if constexpr (std::is_same_v<T, __nv_bfloat16>) return __float2bfloat16_rn(x);
-  else return static_cast<T>(x);
+  if constexpr (std::is_same_v<T, __half>)
+    return __float2half_rn(x);
+  else if constexpr (std::is_same_v<T, __nv_bfloat16>)
+    return __float2bfloat16_rn(x);
+  else
+    return static_cast<T>(x);
 }
 
 /// A 1-D array on the host and on the device.
@@ -99,7 +105,9 @@ pair2<T> ragged_mask(index_t B, index_t T_) {
   return m;
 }
 
-inline bool near(double a, double b, double rtol, double atol) { return std::fabs(a - b) <= atol + rtol * std::fabs(b); }
+inline bool near(double a, double b, double rtol, double atol) {
+  return std::fabs(a - b) <= atol + rtol * std::fabs(b);
+}
 
 inline void check(const std::string& what, double device, double cpu, double rtol, double atol) {
   if (!near(device, cpu, rtol, atol) && !(std::isnan(device) && std::isnan(cpu))) {

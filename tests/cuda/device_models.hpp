@@ -20,16 +20,18 @@ rlhf::device_tensor<T, 2> upload(rlhf::tensor_view<const T, 2> h) {
   for (index_t i = 0; i < h.extent(0); ++i)
     for (index_t j = 0; j < h.extent(1); ++j) c(i, j) = h(i, j);
   rlhf::device_tensor<T, 2> d(h.shape());
-  rlhf::detail::check_cuda(cudaMemcpy(d.data(), c.data(), static_cast<std::size_t>(c.size()) * sizeof(T), cudaMemcpyHostToDevice),
-                           "device_test", "upload");
+  rlhf::detail::check_cuda(
+      cudaMemcpy(d.data(), c.data(), static_cast<std::size_t>(c.size()) * sizeof(T), cudaMemcpyHostToDevice),
+      "device_test", "upload");
   return d;
 }
 template <class T>
 rlhf::tensor<T, 2> download(rlhf::tensor_view<const T, 2, rlhf::device_space> d) {
   rlhf::tensor<T, 2> h(d.shape());
   rlhf::detail::check_cuda(cudaDeviceSynchronize(), "device_test", "synchronize");
-  rlhf::detail::check_cuda(cudaMemcpy(h.data(), d.data(), static_cast<std::size_t>(d.size()) * sizeof(T), cudaMemcpyDeviceToHost),
-                           "device_test", "download");
+  rlhf::detail::check_cuda(
+      cudaMemcpy(h.data(), d.data(), static_cast<std::size_t>(d.size()) * sizeof(T), cudaMemcpyDeviceToHost),
+      "device_test", "download");
   return h;
 }
 template <class X>
@@ -52,50 +54,35 @@ class device_model {
   explicit device_model(A&&... a) : m(std::forward<A>(a)...) {}
 
   // Policy
-  auto generate(const rlhf::basic_prompt_batch<token_type>& x, const rlhf::sampling& s, rlhf::rng_t& g) const
-    requires requires { m.generate(x, s, g); }
-  {
-    return m.generate(x, s, g);
+  auto generate(const rlhf::basic_prompt_batch<token_type>& x, const rlhf::sampling& s,
+                rlhf::rng_t& g) const requires requires {
+    m.generate(x, s, g);
   }
-  void step()
-    requires requires { m.step(); }
-  {
-    m.step();
-  }
+  { return m.generate(x, s, g); }
+  void step() requires requires { m.step(); }
+  { m.step(); }
 
   // the stateless forms
-  const auto& log_probs(const batch& b)
-    requires requires { m.log_probs(b); }
-  {
-    return keep(logp_out, m.log_probs(b));
-  }
+  const auto& log_probs(const batch& b) requires requires { m.log_probs(b); }
+  { return keep(logp_out, m.log_probs(b)); }
   template <class G>
-    requires requires(M& q, const batch& b, rlhf::tensor_view<const G, 2> g) { q.backward(b, g); }
+  requires requires(M& q, const batch& b, rlhf::tensor_view<const G, 2> g) { q.backward(b, g); }
   void backward(const batch& b, rlhf::tensor_view<const G, 2, rlhf::device_space> g) {
     const auto h = download<G>(g);
     m.backward(b, h.view());
   }
-  const auto& logits(const batch& b)
-    requires requires { m.logits(b); }
-  {
-    return keep(logits_out, m.logits(b));
-  }
+  const auto& logits(const batch& b) requires requires { m.logits(b); }
+  { return keep(logits_out, m.logits(b)); }
   template <class G>
-    requires requires(M& q, const batch& b, rlhf::tensor_view<const G, 2> g) { q.backward_logits(b, g); }
+  requires requires(M& q, const batch& b, rlhf::tensor_view<const G, 2> g) { q.backward_logits(b, g); }
   void backward_logits(const batch& b, rlhf::tensor_view<const G, 2, rlhf::device_space> dz) {
     const auto h = download<G>(dz);
     m.backward_logits(b, h.view());
   }
-  const auto& hidden_states(const batch& b)
-    requires requires { m.hidden_states(b); }
-  {
-    return keep(hidden_out, m.hidden_states(b));
-  }
-  const auto& lm_head()
-    requires requires { m.lm_head(); }
-  {
-    return keep(head_out, m.lm_head());
-  }
+  const auto& hidden_states(const batch& b) requires requires { m.hidden_states(b); }
+  { return keep(hidden_out, m.hidden_states(b)); }
+  const auto& lm_head() requires requires { m.lm_head(); }
+  { return keep(head_out, m.lm_head()); }
 
   // the handle form: the host handle and the device copy of its output
   template <class Inner, class T>
@@ -110,8 +97,7 @@ class device_model {
     rlhf::device_tensor<T, 2> h;
     rlhf::tensor_view<const T, 2, rlhf::device_space> hidden_states() const { return h.view(); }
   };
-  auto forward(const batch& b)
-    requires requires { m.forward(b); }
+  auto forward(const batch& b) requires requires { m.forward(b); }
   {
     auto f = m.forward(b);
     using Inner = decltype(f);
@@ -136,28 +122,17 @@ class device_model {
   }
 
   // ValueFunction (stateless form)
-  const auto& values(const batch& b)
-    requires requires { m.values(b); }
-  {
-    return keep(values_out, m.values(b));
-  }
+  const auto& values(const batch& b) requires requires { m.values(b); }
+  { return keep(values_out, m.values(b)); }
 
   // Blendable (reference updates) and Checkpointable
   template <class O>
-    requires requires(M& q, const O& o) { q.blend_from(o, 0.5); }
-  void blend_from(const device_model<O>& o, double a) {
-    m.blend_from(o.m, a);
-  }
-  void save(std::ostream& os) const
-    requires requires { m.save(os); }
-  {
-    m.save(os);
-  }
-  void load(std::istream& in)
-    requires requires { m.load(in); }
-  {
-    m.load(in);
-  }
+  requires requires(M& q, const O& o) { q.blend_from(o, 0.5); }
+  void blend_from(const device_model<O>& o, double a) { m.blend_from(o.m, a); }
+  void save(std::ostream& os) const requires requires { m.save(os); }
+  { m.save(os); }
+  void load(std::istream& in) requires requires { m.load(in); }
+  { m.load(in); }
 
  private:
   /// One output buffer per member and element type (each stays valid until
@@ -167,9 +142,12 @@ class device_model {
   auto& keep(which w, const X& x) {
     using T = elem_of<X>;
     auto& slot = [&]() -> auto& {
-      if constexpr (std::is_same_v<T, float>) return f_[w];
-      else return d_[w];
-    }();
+      if constexpr (std::is_same_v<T, float>)
+        return f_[w];
+      else
+        return d_[w];
+    }
+    ();
     slot = upload_of(x);
     return slot;
   }

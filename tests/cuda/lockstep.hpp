@@ -19,7 +19,8 @@ inline void check(bool ok, const std::string& what) {
 }
 
 /// Every number of two records agrees to rel (the same fields).
-inline void same_record(const rlhf::train::record& a, const rlhf::train::record& b, double rel, const std::string& what) {
+inline void same_record(const rlhf::train::record& a, const rlhf::train::record& b, double rel,
+                        const std::string& what) {
   check(a.items().size() == b.items().size(), what + ": the same fields");
   for (const auto& [k, v] : a.items()) {
     if (!b.has(k)) {

@@ -13,8 +13,8 @@ namespace {
 
 template <class T>
 void estimators(index_t B, index_t T_, unsigned seed) {
-  const std::string tag = std::string(sizeof(T) == 8 ? "double" : "float") + " " + std::to_string(B) + "x" +
-                          std::to_string(T_) + " ";
+  const std::string tag =
+      std::string(sizeof(T) == 8 ? "double" : "float") + " " + std::to_string(B) + "x" + std::to_string(T_) + " ";
   const double rt = sizeof(T) == 8 ? 1e-10 : 2e-4, at = sizeof(T) == 8 ? 1e-12 : 2e-5;
   auto r = normal<T>(B, T_, seed), v = normal<T>(B, T_, seed + 1);
   auto m = ragged_mask<T>(B, T_);
@@ -76,10 +76,10 @@ void estimators(index_t B, index_t T_, unsigned seed) {
     pair2<T> ap(Bp, T_), rp(Bp, T_);
     const rlhf::tensor_view<const T, 2> rh(r.h.data(), {Bp, T_}), mh(m.h.data(), {Bp, T_});
     const rlhf::device_view<const T, 2> rd(r.d.data(), {Bp, T_}), md(m.d.data(), {Bp, T_});
-    adv::grpo_passk(rlhf::cpu, rh, mh, rlhf::tensor_view<const long long, 1>(pairs.data(), {Bp}), adv::grpo_params::verl(),
-                    adv::outputs<T>{ap.hv(), rp.hv()});
-    adv::grpo_passk(rlhf::cuda, rd, md, rlhf::device_view<const long long, 1>(d_pairs.data(), {Bp}), adv::grpo_params::verl(),
-                    adv::dev_outputs<T>{ap.dv(), rp.dv()});
+    adv::grpo_passk(rlhf::cpu, rh, mh, rlhf::tensor_view<const long long, 1>(pairs.data(), {Bp}),
+                    adv::grpo_params::verl(), adv::outputs<T>{ap.hv(), rp.hv()});
+    adv::grpo_passk(rlhf::cuda, rd, md, rlhf::device_view<const long long, 1>(d_pairs.data(), {Bp}),
+                    adv::grpo_params::verl(), adv::dev_outputs<T>{ap.dv(), rp.dv()});
     check_all(tag + "passk advantages", ap.download(), ap.h, rt, at);
   }
   for (bool keep : {true, false}) {

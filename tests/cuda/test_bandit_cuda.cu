@@ -25,7 +25,6 @@ namespace tr = rlhf::train;
 using device_test::check;
 using device_test::same_record;
 
-
 void same_policy(const tabular_policy& a, const tabular_policy& b, double rel, const std::string& what) {
   double worst = 0;
   for (std::size_t i = 0; i < a.theta.size(); ++i) worst = std::fmax(worst, std::fabs(a.theta[i] - b.theta[i]));
@@ -36,7 +35,8 @@ void same_policy(const tabular_policy& a, const tabular_policy& b, double rel, c
 /// Runs both trainers step by step and compares.
 template <class A, class B>
 void lockstep(A& cpu, B& gpu, long long steps, const std::string& what) {
-  for (long long s = 0; s < steps; ++s) same_record(cpu.step(), gpu.step(), 1e-9, what + " step " + std::to_string(s + 1));
+  for (long long s = 0; s < steps; ++s)
+    same_record(cpu.step(), gpu.step(), 1e-9, what + " step " + std::to_string(s + 1));
 }
 
 constexpr double rel = 1e-9;

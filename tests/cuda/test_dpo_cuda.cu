@@ -31,8 +31,9 @@ void family(index_t B, unsigned seed) {
          dr = vec1<T>(B, 0, 0, 1);
     const auto cpu = dpo::weighted_loss(rlhf::cpu, c.hc(), r.hc(), rc.hc(), rr.hc(), terms,
                                         dpo::outputs<T>{l.hv(), cw.hv(), rw.hv(), dc.hv(), dr.hv()}, lc.hc(), lr.hc());
-    const auto dev = dpo::weighted_loss(rlhf::cuda, c.dc(), r.dc(), rc.dc(), rr.dc(), terms,
-                                        dpo::dev_outputs<T>{l.dv(), cw.dv(), rw.dv(), dc.dv(), dr.dv()}, lc.dc(), lr.dc());
+    const auto dev =
+        dpo::weighted_loss(rlhf::cuda, c.dc(), r.dc(), rc.dc(), rr.dc(), terms,
+                           dpo::dev_outputs<T>{l.dv(), cw.dv(), rw.dv(), dc.dv(), dr.dv()}, lc.dc(), lr.dc());
     check(tag + name + " loss", dev.loss, cpu.loss, rt, at);
     check(tag + name + " margin", dev.reward_margin, cpu.reward_margin, rt, at);
     check(tag + name + " accuracy", dev.reward_accuracy, cpu.reward_accuracy, rt, at);

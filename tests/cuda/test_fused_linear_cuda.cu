@@ -18,7 +18,9 @@ namespace {
 /// T: device inputs; D: device gradients.
 template <class T, class D>
 void fused_linear_case(index_t N, index_t H, index_t V, index_t chunk, unsigned seed) {
-  const std::string tag = std::string(std::is_same_v<T, double> ? "double" : std::is_same_v<T, float> ? "float" : "bf16") +
+  const std::string tag = std::string(std::is_same_v<T, double>  ? "double"
+                                      : std::is_same_v<T, float> ? "float"
+                                                                 : "bf16") +
                           " N " + std::to_string(N) + " H " + std::to_string(H) + " V " + std::to_string(V) +
                           " chunk " + std::to_string(chunk) + " ";
   std::mt19937 g(seed);
@@ -72,8 +74,8 @@ void fused_linear_case(index_t N, index_t H, index_t V, index_t chunk, unsigned 
   ops::fused_linear_params p;
   p.chunk_rows = chunk;
   const auto r = ops::fused_linear_objective(
-      rlhf::cuda.with(blas.get()), rlhf::device_view<const T, 2>(d_x.data(), {N, H}), rlhf::device_view<const T, 2>(d_w.data(), {V, H}),
-      rlhf::device_view<const long long, 1>(d_l.data(), {N}),
+      rlhf::cuda.with(blas.get()), rlhf::device_view<const T, 2>(d_x.data(), {N, H}),
+      rlhf::device_view<const T, 2>(d_w.data(), {V, H}), rlhf::device_view<const long long, 1>(d_l.data(), {N}),
       ops::pg_entropy_objective<double>{d_adv.data(), d_wt.data(), 0.01}, rlhf::device_view<D, 2>(d_dx.data(), {N, H}),
       rlhf::device_view<D, 2>(d_dw.data(), {V, H}), rlhf::device_view<float, 1>{}, rlhf::device_view<float, 1>{}, p);
   rlhf::detail::check_cuda(cudaDeviceSynchronize(), "test", "synchronize");

@@ -22,8 +22,8 @@ void check_estimator(const rlhf::kl_params& p, rlhf::index_t B, rlhf::index_t T_
     ref[i] = static_cast<T>(n(g));
   }
   rlhf::kl::estimate(rlhf::cpu, rlhf::tensor_view<const T, 2>(lp.data(), {B, T_}),
-                     rlhf::tensor_view<const T, 2>(ref.data(), {B, T_}), p, rlhf::tensor_view<T, 2>(ckl.data(), {B, T_}),
-                     rlhf::tensor_view<T, 2>(cdkl.data(), {B, T_}));
+                     rlhf::tensor_view<const T, 2>(ref.data(), {B, T_}), p,
+                     rlhf::tensor_view<T, 2>(ckl.data(), {B, T_}), rlhf::tensor_view<T, 2>(cdkl.data(), {B, T_}));
   rlhf::device_buffer<T> d_lp(size), d_ref(size), d_kl(size), d_dkl(size);
   d_lp.copy_from_host(lp.data(), size);
   d_ref.copy_from_host(ref.data(), size);

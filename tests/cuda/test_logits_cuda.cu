@@ -16,14 +16,15 @@ namespace ops = rlhf::ops;
 
 namespace {
 
-
 /// T: the device logits type; R: the CPU reference type (double for double, float otherwise).
 template <class T>
 void logits_case(index_t N, index_t V, index_t pad, unsigned seed, double tau) {
   using R = std::conditional_t<std::is_same_v<T, double>, double, float>;
   const index_t S = V + pad;  // row stride
-  const std::string tag = std::string(std::is_same_v<T, double> ? "double" : std::is_same_v<T, float> ? "float"
-                                      : std::is_same_v<T, __half> ? "half" : "bf16") +
+  const std::string tag = std::string(std::is_same_v<T, double>   ? "double"
+                                      : std::is_same_v<T, float>  ? "float"
+                                      : std::is_same_v<T, __half> ? "half"
+                                                                  : "bf16") +
                           " " + std::to_string(N) + "x" + std::to_string(V) + "+" + std::to_string(pad) + " tau " +
                           std::to_string(tau) + " ";
   const bool low = !std::is_same_v<T, double> && !std::is_same_v<T, float>;
@@ -55,8 +56,8 @@ void logits_case(index_t N, index_t V, index_t pad, unsigned seed, double tau) {
   // forward
   using O = std::conditional_t<std::is_same_v<T, double>, double, float>;
   std::vector<R> lp(static_cast<std::size_t>(N)), h(lp.size()), lse(lp.size());
-  ops::logprobs_entropy(rlhf::cpu, hx, hl, rlhf::tensor_view<R, 1>(lp.data(), {N}), rlhf::tensor_view<R, 1>(h.data(), {N}),
-                        rlhf::tensor_view<R, 1>(lse.data(), {N}), p);
+  ops::logprobs_entropy(rlhf::cpu, hx, hl, rlhf::tensor_view<R, 1>(lp.data(), {N}),
+                        rlhf::tensor_view<R, 1>(h.data(), {N}), rlhf::tensor_view<R, 1>(lse.data(), {N}), p);
   pair1<O> dlp(std::vector<O>(lp.size())), dh(std::vector<O>(lp.size())), dlse(std::vector<O>(lp.size()));
   ops::logprobs_entropy(rlhf::cuda, vx, vl, rlhf::device_view<O, 1>(dlp.d.data(), {N}),
                         rlhf::device_view<O, 1>(dh.d.data(), {N}), rlhf::device_view<O, 1>(dlse.d.data(), {N}), p);
@@ -75,7 +76,8 @@ void logits_case(index_t N, index_t V, index_t pad, unsigned seed, double tau) {
   }
   std::vector<R> dref(static_cast<std::size_t>(N * V));
   ops::logprobs_entropy_backward(rlhf::cpu, hx, hl, rlhf::tensor_view<const R, 1>(glp.data(), {N}),
-                                 rlhf::tensor_view<const R, 1>(gh.data(), {N}), rlhf::tensor_view<R, 2>(dref.data(), {N, V}), p);
+                                 rlhf::tensor_view<const R, 1>(gh.data(), {N}),
+                                 rlhf::tensor_view<R, 2>(dref.data(), {N, V}), p);
   std::vector<O> glpo(glp.begin(), glp.end()), gho(gh.begin(), gh.end());
   pair1<O> dglp(glpo), dgh(gho);
   pair1<T> dd(std::vector<T>(x.size()));
@@ -88,7 +90,8 @@ void logits_case(index_t N, index_t V, index_t pad, unsigned seed, double tau) {
     double scale = 0;
     for (index_t j = 0; j < V; ++j) scale = std::fmax(scale, std::fabs(static_cast<double>(dref[i * V + j])));
     for (index_t j = 0; j < V; ++j) {
-      const double dv = as_float(grad[static_cast<std::size_t>(i * S + j)]), cv = dref[static_cast<std::size_t>(i * V + j)];
+      const double dv = as_float(grad[static_cast<std::size_t>(i * S + j)]),
+                   cv = dref[static_cast<std::size_t>(i * V + j)];
       if (!near(dv, cv, 0, (low ? 8e-3 : std::is_same_v<T, float> ? 1e-5 : 1e-12) * (scale + 1e-30))) {
         std::printf("FAIL %sdlogits [%lld, %lld]: device %.9g cpu %.9g (row scale %.3g)\n", tag.c_str(),
                     static_cast<long long>(i), static_cast<long long>(j), dv, cv, scale);
@@ -107,7 +110,8 @@ void logits_case(index_t N, index_t V, index_t pad, unsigned seed, double tau) {
   const auto inplace = dx2.read();
   for (index_t i = 0; i < N; ++i)
     for (index_t j = 0; j < V; ++j)
-      if (as_float(inplace[static_cast<std::size_t>(i * S + j)]) != as_float(grad[static_cast<std::size_t>(i * S + j)])) {
+      if (as_float(inplace[static_cast<std::size_t>(i * S + j)]) !=
+          as_float(grad[static_cast<std::size_t>(i * S + j)])) {
         std::printf("FAIL %sin-place backward differs at [%lld, %lld]\n", tag.c_str(), static_cast<long long>(i),
                     static_cast<long long>(j));
         ++failures;
@@ -119,19 +123,22 @@ void logits_case(index_t N, index_t V, index_t pad, unsigned seed, double tau) {
   std::vector<R> adv(lp.size()), w(lp.size(), R(1.0 / N));
   for (auto& v : adv) v = static_cast<R>(nd(g));
   std::vector<R> fref(static_cast<std::size_t>(N * V));
-  const double cpu_loss = ops::fused_token_objective(
-      rlhf::cpu, hx, hl, ops::pg_entropy_objective<R>{adv.data(), w.data(), 0.01}, rlhf::tensor_view<R, 2>(fref.data(), {N, V}));
+  const double cpu_loss =
+      ops::fused_token_objective(rlhf::cpu, hx, hl, ops::pg_entropy_objective<R>{adv.data(), w.data(), 0.01},
+                                 rlhf::tensor_view<R, 2>(fref.data(), {N, V}));
   pair1<R> dadv(adv), dw(w);
   pair1<T> df(std::vector<T>(x.size()));
-  const double dev_loss = ops::fused_token_objective(rlhf::cuda, vx, vl, ops::pg_entropy_objective<R>{dadv.d.data(), dw.d.data(), 0.01},
-                                                     rlhf::device_view<T, 2>(df.d.data(), {N, V}, {S, 1}));
+  const double dev_loss =
+      ops::fused_token_objective(rlhf::cuda, vx, vl, ops::pg_entropy_objective<R>{dadv.d.data(), dw.d.data(), 0.01},
+                                 rlhf::device_view<T, 2>(df.d.data(), {N, V}, {S, 1}));
   check(tag + "fused loss", dev_loss, cpu_loss, rt, at * 10);
   const auto fg = df.read();
   double fscale = 0;
   for (auto v : fref) fscale = std::fmax(fscale, std::fabs(static_cast<double>(v)));
   for (index_t i = 0; i < N; ++i)
     for (index_t j = 0; j < V; ++j) {
-      const double dv = as_float(fg[static_cast<std::size_t>(i * S + j)]), cv = fref[static_cast<std::size_t>(i * V + j)];
+      const double dv = as_float(fg[static_cast<std::size_t>(i * S + j)]),
+                   cv = fref[static_cast<std::size_t>(i * V + j)];
       if (!near(dv, cv, 0, (low ? 8e-3 : std::is_same_v<T, float> ? 1e-5 : 1e-12) * fscale)) {
         std::printf("FAIL %sfused dlogits [%lld, %lld]: device %.9g cpu %.9g\n", tag.c_str(), static_cast<long long>(i),
                     static_cast<long long>(j), dv, cv);

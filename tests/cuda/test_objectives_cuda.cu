@@ -43,8 +43,8 @@ void policy_case(const std::string& name, const ppo::policy_params& p, index_t B
 
 template <class T>
 void objectives(index_t B, index_t T_, unsigned seed) {
-  const std::string tag = std::string(sizeof(T) == 8 ? "double" : "float") + " " + std::to_string(B) + "x" +
-                          std::to_string(T_) + " ";
+  const std::string tag =
+      std::string(sizeof(T) == 8 ? "double" : "float") + " " + std::to_string(B) + "x" + std::to_string(T_) + " ";
   using rlhf::agg_mode;
   for (auto mode : {agg_mode::token_mean, agg_mode::token_sum, agg_mode::seq_mean_token_sum,
                     agg_mode::seq_mean_token_mean, agg_mode::seq_mean_token_sum_norm}) {
@@ -103,12 +103,12 @@ void objectives(index_t B, index_t T_, unsigned seed) {
         ap.normalize_advantage = norm;
         ap.ent_coef = 0.01;
         pair2<T> gl(B, T_), gv(B, T_), gh(B, T_);
-        const auto cpu = rlhf::a2c::loss(rlhf::cpu, lp.hc(), v.hc(), a.hc(), ret.hc(),
-                                         with_h ? h.hc() : rlhf::tensor_view<const T, 2>{}, m.hc(), ap, gl.hv(), gv.hv(),
-                                         gh.hv());
-        const auto dev = rlhf::a2c::loss(rlhf::cuda, lp.dc(), v.dc(), a.dc(), ret.dc(),
-                                         with_h ? h.dc() : rlhf::device_view<const T, 2>{}, m.dc(), ap, gl.dv(), gv.dv(),
-                                         gh.dv());
+        const auto cpu =
+            rlhf::a2c::loss(rlhf::cpu, lp.hc(), v.hc(), a.hc(), ret.hc(),
+                            with_h ? h.hc() : rlhf::tensor_view<const T, 2>{}, m.hc(), ap, gl.hv(), gv.hv(), gh.hv());
+        const auto dev =
+            rlhf::a2c::loss(rlhf::cuda, lp.dc(), v.dc(), a.dc(), ret.dc(),
+                            with_h ? h.dc() : rlhf::device_view<const T, 2>{}, m.dc(), ap, gl.dv(), gv.dv(), gh.dv());
         const std::string n = tag + "a2c" + (norm ? " normalized" : "") + (with_h ? " entropy" : "") + " ";
         check(n + "loss", dev.loss, cpu.loss, rt, at);
         check(n + "policy", dev.policy_loss, cpu.policy_loss, rt, at);
@@ -198,8 +198,10 @@ void objectives(index_t B, index_t T_, unsigned seed) {
       rlhf::detail::check_cuda(cudaDeviceSynchronize(), "test", "sync");
       md.copy_to_host(got.data(), got.size());
       check_all(tag + "masked_mean_rows", got, mh, rt, at);
-      rlhf::ops::masked_mean_rows_backward(rlhf::cpu, m.hc(), 1e-8, rlhf::tensor_view<const T, 1>(ch.data(), {B}), g.hv());
-      rlhf::ops::masked_mean_rows_backward(rlhf::cuda, m.dc(), 1e-8, rlhf::device_view<const T, 1>(cd.data(), {B}), g.dv());
+      rlhf::ops::masked_mean_rows_backward(rlhf::cpu, m.hc(), 1e-8, rlhf::tensor_view<const T, 1>(ch.data(), {B}),
+                                           g.hv());
+      rlhf::ops::masked_mean_rows_backward(rlhf::cuda, m.dc(), 1e-8, rlhf::device_view<const T, 1>(cd.data(), {B}),
+                                           g.dv());
       check_all(tag + "masked_mean_rows backward", g.download(), g.h, rt, at);
     }
   }
@@ -246,9 +248,7 @@ void batch_invariance(index_t B, index_t T_, unsigned seed) {
   ppo::policy_loss(rlhf::cuda, lp.dc(), old.dc(), adv.dc(), m.dc(), p, g.dv());
   const auto all = g.download();
   for (index_t r : {index_t{0}, B / 2, B - 1}) {
-    auto row = [&](const pair2<T>& x) {
-      return rlhf::device_view<const T, 2>(x.d.data() + r * T_, {1, T_});
-    };
+    auto row = [&](const pair2<T>& x) { return rlhf::device_view<const T, 2>(x.d.data() + r * T_, {1, T_}); };
     if (r == 2 && B > 2) continue;  // (the fully masked row: "empty")
     pair2<T> g1(1, T_);
     ppo::policy_loss(rlhf::cuda, row(lp), row(old), row(adv), row(m), p, g1.dv());

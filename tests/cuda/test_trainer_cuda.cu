@@ -37,20 +37,24 @@ class low_precision_logits {
   using batch = rlhf::basic_batch<std::int32_t>;
   lin::model<float, kind::logits> m;
   explicit low_precision_logits(unsigned seed) : m(seed) {}
-  auto generate(const rlhf::prompt_batch& x, const rlhf::sampling& s, rlhf::rng_t& g) const { return m.generate(x, s, g); }
+  auto generate(const rlhf::prompt_batch& x, const rlhf::sampling& s, rlhf::rng_t& g) const {
+    return m.generate(x, s, g);
+  }
   void step() { m.step(); }
   const rlhf::device_tensor<H, 2>& logits(const batch& b) {
     const auto z = m.logits(b);
     std::vector<H> h(static_cast<std::size_t>(z.size()));
     for (std::size_t i = 0; i < h.size(); ++i) h[i] = H(z.data()[i]);
     z_.resize(z.shape());
-    rlhf::detail::check_cuda(cudaMemcpy(z_.data(), h.data(), h.size() * sizeof(H), cudaMemcpyHostToDevice), "test", "upload");
+    rlhf::detail::check_cuda(cudaMemcpy(z_.data(), h.data(), h.size() * sizeof(H), cudaMemcpyHostToDevice), "test",
+                             "upload");
     return z_;
   }
   void backward_logits(const batch& b, rlhf::tensor_view<const H, 2, rlhf::device_space> dz) {
     std::vector<H> h(static_cast<std::size_t>(dz.size()));
     rlhf::detail::check_cuda(cudaDeviceSynchronize(), "test", "synchronize");
-    rlhf::detail::check_cuda(cudaMemcpy(h.data(), dz.data(), h.size() * sizeof(H), cudaMemcpyDeviceToHost), "test", "download");
+    rlhf::detail::check_cuda(cudaMemcpy(h.data(), dz.data(), h.size() * sizeof(H), cudaMemcpyDeviceToHost), "test",
+                             "download");
     rlhf::tensor<float, 2> f(dz.shape());
     for (std::size_t i = 0; i < h.size(); ++i) f.data()[i] = static_cast<float>(h[i]);
     m.backward_logits(b, f.view());
@@ -151,8 +155,7 @@ void dpo_case(const std::string& name, double rel) {
   using M = lin::model<F, cpu_kind<K>>;
   using D = device_test::device_model<lin::model<F, K>>;
   std::vector<tr::preference> data;
-  for (int i = 0; i < 20; ++i)
-    data.push_back({{1 + i % 5}, {3, i % 2 ? 3 : 0}, {1 + i % 4, 0}});
+  for (int i = 0; i < 20; ++i) data.push_back({{1 + i % 5}, {3, i % 2 ? 3 : 0}, {1 + i % 4, 0}});
   tr::dpo_options o;
   o.steps = 3;
   o.batch_size = 8;

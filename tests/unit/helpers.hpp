@@ -52,9 +52,8 @@ struct rng {
 
 /// Central differences of f at x (modified in place and restored), compared
 /// element-wise with `grad`: |fd - g| <= atol + rtol |g|.
-inline void check_gradient(std::vector<double>& x, const std::vector<double>& grad,
-                           const std::function<double()>& f, double h = 1e-6, double rtol = 1e-6,
-                           double atol = 1e-8) {
+inline void check_gradient(std::vector<double>& x, const std::vector<double>& grad, const std::function<double()>& f,
+                           double h = 1e-6, double rtol = 1e-6, double atol = 1e-8) {
   REQUIRE(x.size() == grad.size());
   for (std::size_t i = 0; i < x.size(); ++i) {
     const double x0 = x[i];

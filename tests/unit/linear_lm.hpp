@@ -60,7 +60,8 @@ class model {
   // --- shared math ---------------------------------------------------
   static Tok prev(const batch& b, index_t i, index_t t) {
     if (t > 0) return b.responses(i, t - 1);
-    const index_t len = b.prompts.lengths.empty() ? b.prompts.tokens.extent(1) : b.prompts.lengths[static_cast<std::size_t>(i)];
+    const index_t len =
+        b.prompts.lengths.empty() ? b.prompts.tokens.extent(1) : b.prompts.lengths[static_cast<std::size_t>(i)];
     return b.prompts.tokens(i, len - 1);
   }
   tensor<F, 2> hidden(const batch& b) const {
@@ -69,7 +70,8 @@ class model {
     for (index_t i = 0; i < B; ++i)
       for (index_t t = 0; t < T; ++t)
         for (index_t k = 0; k < H; ++k)
-          h(i * T + t, k) = p_.E[static_cast<std::size_t>(prev(b, i, t) * H + k)] + p_.P[static_cast<std::size_t>(t * H + k)];
+          h(i * T + t, k) =
+              p_.E[static_cast<std::size_t>(prev(b, i, t) * H + k)] + p_.P[static_cast<std::size_t>(t * H + k)];
     return h;
   }
   tensor<F, 2> logits_of(const tensor<F, 2>& h) const {
@@ -132,9 +134,7 @@ class model {
     tensor_view<const F, 2> hidden_states() const { return h.view(); }
   };
 
-  auto forward(const batch& b)
-    requires(K != kind::logits)
-  {
+  auto forward(const batch& b) requires(K != kind::logits) {
     ++forwards;
     if constexpr (K == kind::log_probs) {
       logp_handle f{&b, hidden(b), {}, {}, {}};
@@ -145,17 +145,13 @@ class model {
       return hidden_handle{&b, hidden(b)};
     }
   }
-  tensor<F, 2> log_probs(const batch& b) const
-    requires(K == kind::log_probs)
-  {
+  tensor<F, 2> log_probs(const batch& b) const requires(K == kind::log_probs) {
     tensor<F, 2> lp;
     tensor<double, 2> probs;
     row_logp(logits_of(hidden(b)), b, lp, probs);
     return lp;
   }
-  void backward(logp_handle& f, tensor_view<const F, 2> dlogp)
-    requires(K == kind::log_probs)
-  {
+  void backward(logp_handle& f, tensor_view<const F, 2> dlogp) requires(K == kind::log_probs) {
     const batch& b = *f.b;
     const index_t N = b.size() * b.length();
     tensor<F, 2> dz({N, V});
@@ -166,36 +162,22 @@ class model {
     accumulate_dz(b, f.h, dz.view());
     ++backwards;
   }
-  tensor<F, 2> logits(const batch& b) const
-    requires(K == kind::logits)
-  {
-    return logits_of(hidden(b));
-  }
-  void backward_logits(const batch& b, tensor_view<const F, 2> dz)
-    requires(K == kind::logits)
-  {
+  tensor<F, 2> logits(const batch& b) const requires(K == kind::logits) { return logits_of(hidden(b)); }
+  void backward_logits(const batch& b, tensor_view<const F, 2> dz) requires(K == kind::logits) {
     accumulate_dz(b, hidden(b), dz);
     ++backwards;
   }
-  tensor<F, 2> hidden_states(const batch& b) const
-    requires(K == kind::hidden)
-  {
-    return hidden(b);
-  }
-  tensor_view<const F, 2> lm_head() const
-    requires(K == kind::hidden)
-  {
-    return {p_.W.data(), {V, H}};
-  }
-  void backward_hidden(hidden_handle& f, tensor_view<const F, 2> dh, tensor_view<const F, 2> dw)
-    requires(K == kind::hidden)
-  {
+  tensor<F, 2> hidden_states(const batch& b) const requires(K == kind::hidden) { return hidden(b); }
+  tensor_view<const F, 2> lm_head() const requires(K == kind::hidden) { return {p_.W.data(), {V, H}}; }
+  void backward_hidden(hidden_handle& f, tensor_view<const F, 2> dh,
+                       tensor_view<const F, 2> dw) requires(K == kind::hidden) {
     for (index_t i = 0; i < V * H; ++i) gW_[static_cast<std::size_t>(i)] += dw.data()[i];
     accumulate_dh(*f.b, dh);
     ++backwards;
   }
 
-  rlhf::basic_rollout<Tok> generate(const rlhf::basic_prompt_batch<Tok>& x, const rlhf::sampling& s, rlhf::rng_t& g) const {
+  rlhf::basic_rollout<Tok> generate(const rlhf::basic_prompt_batch<Tok>& x, const rlhf::sampling& s,
+                                    rlhf::rng_t& g) const {
     const index_t B = x.size(), T = std::min<index_t>(s.max_new_tokens, TMAX);
     rlhf::basic_rollout<Tok> r;
     r.seqs.prompts = x;
@@ -213,7 +195,8 @@ class model {
         double mx = -INFINITY, sum = 0;
         std::vector<double> pr(V);
         for (index_t v = 0; v < V; ++v) mx = std::fmax(mx, z(row, v) / s.temperature);
-        for (index_t v = 0; v < V; ++v) sum += pr[static_cast<std::size_t>(v)] = std::exp(z(row, v) / s.temperature - mx);
+        for (index_t v = 0; v < V; ++v)
+          sum += pr[static_cast<std::size_t>(v)] = std::exp(z(row, v) / s.temperature - mx);
         double c = 0, pick = u(g) * sum;
         index_t y = V - 1;
         for (index_t v = 0; v < V; ++v)

@@ -42,8 +42,11 @@ TEST_CASE("GAE: hand-computed, with and without a masked hole", "[adv][gae]") {
   mat one(1, 3, {1, 0, 0});
   expect_error([&] { adv::gae(cpu, rw.cview(), v.cview(), one.cview(), adv::gae_params{}, o.view()); },
                error_kind::empty, "response_mask");
-  expect_error([&] { adv::gae(cpu, rw.cview(), v.cview(), m.cview(), adv::gae_params{1.5, 1.0}, o.view()); },
-               error_kind::param, "gamma");
+  expect_error(
+      [&] {
+        adv::gae(cpu, rw.cview(), v.cview(), m.cview(), adv::gae_params{1.5, 1.0}, o.view());
+      },
+      error_kind::param, "gamma");
 }
 
 TEST_CASE("GRPO, Dr. GRPO, RLOO, pass@k, OPO, GPG: hand-computed", "[adv][group]") {
@@ -55,7 +58,7 @@ TEST_CASE("GRPO, Dr. GRPO, RLOO, pass@k, OPO, GPG: hand-computed", "[adv][group]
   adv::grpo(cpu, rw.cview(), m.cview(), I, adv::grpo_params{0.0, true}, o.view());
   CHECK(o.a(0, 0) == Approx(-1 / std::sqrt(2.0)));
   CHECK(o.a(1, 0) == Approx(1 / std::sqrt(2.0)));
-  CHECK(o.a(1, 1) == 0.0);  // masked
+  CHECK(o.a(1, 1) == 0.0);          // masked
   CHECK(o.a(2, 1) == Approx(5.0));  // singleton: mean 0, std 1
   CHECK(o.r(0, 0) == o.a(0, 0));
   adv::grpo(cpu, rw.cview(), m.cview(), I, adv::grpo_params{1e-6, false}, o.view());
@@ -77,13 +80,14 @@ TEST_CASE("GRPO, Dr. GRPO, RLOO, pass@k, OPO, GPG: hand-computed", "[adv][group]
   mat rw4(4, 1, {1, 3, 5, 5}), m4(4, 1, 1.0);
   std::vector<long long> idx4 = {0, 0, 1, 1};
   out2 o4(4, 1);
-  adv::grpo_passk(cpu, rw4.cview(), m4.cview(), rlhf::view(std::as_const(idx4)), adv::grpo_params{0.0, true}, o4.view());
+  adv::grpo_passk(cpu, rw4.cview(), m4.cview(), rlhf::view(std::as_const(idx4)), adv::grpo_params{0.0, true},
+                  o4.view());
   CHECK(o4.a(0, 0) == 0.0);
   CHECK(o4.a(1, 0) == Approx(2 / std::sqrt(2.0)));
   CHECK(o4.a(2, 0) == 0.0);
   CHECK(o4.a(3, 0) == 0.0);
-  expect_error([&] { adv::grpo_passk(cpu, rw.cview(), m.cview(), I, adv::grpo_params{}, o.view()); },
-               error_kind::empty, "index");
+  expect_error([&] { adv::grpo_passk(cpu, rw.cview(), m.cview(), I, adv::grpo_params{}, o.view()); }, error_kind::empty,
+               "index");
   std::vector<long long> short_idx = {1, 2};
   expect_error([&] { adv::grpo(cpu, rw.cview(), m.cview(), rlhf::view(std::as_const(short_idx)), {}, o.view()); },
                error_kind::shape, "index");

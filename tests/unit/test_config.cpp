@@ -16,8 +16,8 @@ namespace cfg = rlhf::config;
 namespace {
 
 using ppo_default = rlhf::experiment<>;
-using ppo_grpo = rlhf::experiment<rlhf::algo::ppo, rlhf::kl::k3, rlhf::kl_in_loss, rlhf::adv::grpo,
-                                  rlhf::agg::seq_mean_token_mean>;
+using ppo_grpo =
+    rlhf::experiment<rlhf::algo::ppo, rlhf::kl::k3, rlhf::kl_in_loss, rlhf::adv::grpo, rlhf::agg::seq_mean_token_mean>;
 using a2c_k2 = rlhf::experiment<rlhf::kl::k2, rlhf::algo::a2c>;  // any order
 using dpo_k3 = rlhf::experiment<rlhf::algo::dpo, rlhf::kl::k3>;
 using ppo_unchecked = rlhf::experiment<rlhf::adv::rloo, rlhf::cpu.unchecked()>;
@@ -45,14 +45,19 @@ int perturb(S& s) {
   cfg::for_each_field(s, [&](const std::string& name, auto& v) {
     using T = std::remove_cvref_t<decltype(v)>;
     ++n;
-    if constexpr (cfg::is_optional<T>::value) v = 3.0 + 1.0 / 7.0;
-    else if constexpr (std::is_same_v<T, bool>) v = !v;
-    else if constexpr (std::is_same_v<T, std::string>) v = name + " \"quoted\"\\path";
+    if constexpr (cfg::is_optional<T>::value)
+      v = 3.0 + 1.0 / 7.0;
+    else if constexpr (std::is_same_v<T, bool>)
+      v = !v;
+    else if constexpr (std::is_same_v<T, std::string>)
+      v = name + " \"quoted\"\\path";
     else if constexpr (std::is_enum_v<T>) {
       const int next = static_cast<int>(v) + 1;
       v = std::string(to_string(static_cast<T>(next))) == "?" ? static_cast<T>(0) : static_cast<T>(next);
-    } else if constexpr (std::is_floating_point_v<T>) v = std::isinf(v) ? 0.1 + 1e-17 : v * (1.0 + 1.0 / 3.0) + 1.0 / 3.0;
-    else v = static_cast<T>(v + 7);
+    } else if constexpr (std::is_floating_point_v<T>)
+      v = std::isinf(v) ? 0.1 + 1e-17 : v * (1.0 + 1.0 / 3.0) + 1.0 / 3.0;
+    else
+      v = static_cast<T>(v + 7);
   });
   return n;
 }
@@ -108,10 +113,11 @@ TEST_CASE("config: the JSON has the structure and dotted option names", "[config
   ppo_grpo e;
   e.options.ppo.clip_low = 0.1;
   const std::string j = e.json();
-  CHECK(j.rfind("{\"record\": \"config\", \"algorithm\": \"ppo\", \"kl_estimator\": \"k3\", \"kl_placement\": \"loss\", "
-                "\"advantage\": \"grpo\", \"aggregation\": \"seq-mean-token-mean\", \"backend\": \"cpu\", "
-                "\"precision\": \"double\", \"steps\": 100",
-                0) == 0);
+  CHECK(
+      j.rfind("{\"record\": \"config\", \"algorithm\": \"ppo\", \"kl_estimator\": \"k3\", \"kl_placement\": \"loss\", "
+              "\"advantage\": \"grpo\", \"aggregation\": \"seq-mean-token-mean\", \"backend\": \"cpu\", "
+              "\"precision\": \"double\", \"steps\": 100",
+              0) == 0);
   CHECK(j.find("\"ppo.clip_low\": 0.1,") != std::string::npos);
   CHECK(j.find("\"diag.window\": 10") != std::string::npos);
   CHECK(ppo_grpo::name() == "ppo/k3/loss/grpo/seq-mean-token-mean");
@@ -152,8 +158,15 @@ TEST_CASE("config: reading JSON: nested objects, partial files, and errors that 
 }
 
 TEST_CASE("config: command-line overrides", "[config]") {
-  const char* argv[] = {"prog", "--ppo.clip_low=0.1", "--jsonl", "out.jsonl", "--kl_coef", "0.02",
-                        "--adaptive_kl=true", "--ppo.agg.loss_scale_factor=none", "--quick"};
+  const char* argv[] = {"prog",
+                        "--ppo.clip_low=0.1",
+                        "--jsonl",
+                        "out.jsonl",
+                        "--kl_coef",
+                        "0.02",
+                        "--adaptive_kl=true",
+                        "--ppo.agg.loss_scale_factor=none",
+                        "--quick"};
   cfg::command_line cl(9, argv, {"--jsonl", "--quick"});
   CHECK(cl.value("--jsonl") == "out.jsonl");
   CHECK(cl.has("--quick"));
@@ -219,8 +232,9 @@ TEST_CASE("config: make_trainer runs an experiment; the metrics file starts with
   bandit::tabular_policy pi(pb.ref_logits), ref(pb.ref_logits);
   bandit::table_reward rm{pb.reward};
   auto t = rlhf::make_trainer(e, pi, ref, rm, pb.prompts());
-  static_assert(std::is_same_v<decltype(t), tr::rl_trainer<ppo_grpo, bandit::tabular_policy, bandit::tabular_policy,
-                                                           bandit::table_reward>>);
+  static_assert(
+      std::is_same_v<decltype(t),
+                     tr::rl_trainer<ppo_grpo, bandit::tabular_policy, bandit::tabular_policy, bandit::table_reward>>);
   t.run();
   CHECK(t.step_count() == 3);
   // the aggregation is the type's
@@ -237,9 +251,12 @@ TEST_CASE("config: make_trainer runs an experiment; the metrics file starts with
   // a run-time aggregation that contradicts the type is refused
   tr::rl_options o = e.options;
   o.ppo.agg.mode = rlhf::agg_mode::token_sum;
-  expect_error([&] { tr::rl_trainer<ppo_grpo, bandit::tabular_policy, bandit::tabular_policy, bandit::table_reward>(
-                         pi, ref, rm, pb.prompts(), o); },
-               error_kind::param, "argument 'ppo.agg.mode' is token-sum but the structure's aggregation is");
+  expect_error(
+      [&] {
+        tr::rl_trainer<ppo_grpo, bandit::tabular_policy, bandit::tabular_policy, bandit::table_reward>(pi, ref, rm,
+                                                                                                       pb.prompts(), o);
+      },
+      error_kind::param, "argument 'ppo.agg.mode' is token-sum but the structure's aggregation is");
 
   // DPO from its pairs: it logs the sequence log-ratios of the dataset's completions (named for
   // what they are: not a KL, the completions are not the policy's samples)
@@ -282,10 +299,11 @@ TEST_CASE("config: sweep runs each experiment type in order", "[config]") {
   CHECK(again[1].name == "ppo/k3/loss/grpo/seq-mean-token-mean");
   std::ostringstream table;
   rlhf::print_table(table, rows, {"x"});
-  CHECK(table.str() == "experiment                                 x\n"
-                       "ppo/k1/reward/gae/token-mean         1.00000\n"
-                       "a2c/k2/reward/gae/token-mean         2.00000\n"
-                       "dpo/k3                               3.00000\n");
+  CHECK(table.str() ==
+        "experiment                                 x\n"
+        "ppo/k1/reward/gae/token-mean         1.00000\n"
+        "a2c/k2/reward/gae/token-mean         2.00000\n"
+        "dpo/k3                               3.00000\n");
 }
 
 TEST_CASE("config: the advantage choices are also the advantage functions", "[config]") {

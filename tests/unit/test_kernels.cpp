@@ -27,7 +27,8 @@ TEST_CASE("fused kernels match the plain loops, in double and float, any V and t
       std::vector<long long> lab(N);
       for (index_t i = 0; i < N; ++i) lab[i] = (i * 13) % V;
       auto L = rlhf::view(std::as_const(lab));
-      std::vector<double> lp(N), H(N), lse(N), plp(N), pH(N), plse(N), g = {0.3, -1, 2, 0.5, 1}, h = {1, 0.2, -0.4, 0, 2};
+      std::vector<double> lp(N), H(N), lse(N), plp(N), pH(N), plse(N), g = {0.3, -1, 2, 0.5, 1},
+                                                                       h = {1, 0.2, -0.4, 0, 2};
       const ops::logits_params p{tau};
       ops::logprobs_entropy(cpu, z.cview(), L, rlhf::view(lp), rlhf::view(H), rlhf::view(lse), p);
       ops::plain_logprobs_entropy(cpu, z.cview(), L, rlhf::view(plp), rlhf::view(pH), rlhf::view(plse), p);
@@ -92,7 +93,8 @@ TEST_CASE("fused token objective: loss and gradient equal forward, objective, ba
   ops::pg_entropy_objective<double> pg{adv.data(), w.data(), 0.01};
   mat dz(N, V);
   const double loss = ops::fused_token_objective(cpu, z.cview(), L, pg, dz.view());
-  check_gradient(z.v, dz.v, [&] { return ops::fused_token_objective(cpu, z.cview(), L, pg, rlhf::tensor_view<double, 2>{}); });
+  check_gradient(z.v, dz.v,
+                 [&] { return ops::fused_token_objective(cpu, z.cview(), L, pg, rlhf::tensor_view<double, 2>{}); });
   // the same via the separate steps
   std::vector<double> lp(N), H(N);
   ops::logprobs_entropy(cpu, z.cview(), L, rlhf::view(lp), rlhf::view(H));
@@ -105,7 +107,9 @@ TEST_CASE("fused token objective: loss and gradient equal forward, objective, ba
   const ops::logits_params tp{0.8};
   mat out(N, V), inplace = z;
   ops::fused_token_objective(cpu, z.cview(), L, ppo, out.view(), {}, {}, tp);
-  check_gradient(z.v, out.v, [&] { return ops::fused_token_objective(cpu, z.cview(), L, ppo, rlhf::tensor_view<double, 2>{}, {}, {}, tp); });
+  check_gradient(z.v, out.v, [&] {
+    return ops::fused_token_objective(cpu, z.cview(), L, ppo, rlhf::tensor_view<double, 2>{}, {}, {}, tp);
+  });
   ops::fused_token_objective(cpu, inplace.cview(), L, ppo, inplace.view(), {}, {}, tp);
   for (std::size_t k = 0; k < out.v.size(); ++k) CHECK(inplace.v[k] == Approx(out.v[k]).epsilon(1e-11).margin(1e-15));
 }

@@ -69,8 +69,8 @@ TEST_CASE("KL: estimates, penalty in reward and in loss; gradients", "[kl][grad]
   mat scores(3, 6, 0.0), rewards(3, 6);
   scores(0, 0) = 1.0;
   const auto p3 = kl_params::verl(kl_estimator::k1);
-  const auto st = rlhf::kl::apply_in_reward(cpu, scores.cview(), b.logp.cview(), b.old.cview(), b.mask.cview(), 0.1,
-                                            p3, rewards.view());
+  const auto st = rlhf::kl::apply_in_reward(cpu, scores.cview(), b.logp.cview(), b.old.cview(), b.mask.cview(), 0.1, p3,
+                                            rewards.view());
   double mean_seq = 0;
   for (index_t i = 0; i < 3; ++i) {
     double s = 0, c = 0;
@@ -89,8 +89,9 @@ TEST_CASE("KL: estimates, penalty in reward and in loss; gradients", "[kl][grad]
   mat g(3, 6);
   const auto pk = kl_params::verl(kl_estimator::k3);
   rlhf::kl::loss(cpu, b.logp.cview(), b.old.cview(), b.mask.cview(), 0.05, pk, agg, g.view());
-  check_gradient(b.logp.v, g.v,
-                 [&] { return rlhf::kl::loss(cpu, b.logp.cview(), b.old.cview(), b.mask.cview(), 0.05, pk, agg).loss; });
+  check_gradient(b.logp.v, g.v, [&] {
+    return rlhf::kl::loss(cpu, b.logp.cview(), b.old.cview(), b.mask.cview(), 0.05, pk, agg).loss;
+  });
 }
 
 TEST_CASE("KL controllers: fixed and adaptive", "[kl]") {
@@ -114,7 +115,7 @@ TEST_CASE("PPO clipped term: hand-computed cases", "[ppo]") {
   auto pos = rlhf::math::ppo_clip(lp, 0.0, 1.0, p);  // ratio 1.5 > 1.2: clipped, no gradient
   CHECK(pos.loss == Approx(-1.2));
   CHECK(pos.dlogp == 0.0);
-  CHECK(pos.clipped);  // l2 = -1.2 > l1 = -1.5: the clip is active
+  CHECK(pos.clipped);                                 // l2 = -1.2 > l1 = -1.5: the clip is active
   auto neg = rlhf::math::ppo_clip(lp, 0.0, -1.0, p);  // A < 0: unclipped branch, gradient -A r
   CHECK(neg.loss == Approx(1.5));
   CHECK(neg.dlogp == Approx(1.5));
@@ -139,8 +140,8 @@ TEST_CASE("PPO policy loss: clip fraction, statistics, presets", "[ppo]") {
   CHECK(r.ppo_kl == Approx(-(std::log(1.5) + std::log(0.5)) / 2));
   CHECK(r.clipfrac_lower == 0.0);
   // SB3 counts |r - 1| > eps regardless of the advantage's sign
-  const auto s = rlhf::ppo::policy_loss(cpu, logp.cview(), old.cview(), adv.cview(), m.cview(),
-                                        rlhf::ppo::policy_params::sb3());
+  const auto s =
+      rlhf::ppo::policy_loss(cpu, logp.cview(), old.cview(), adv.cview(), m.cview(), rlhf::ppo::policy_params::sb3());
   CHECK(s.clipfrac == Approx(1.0));
   CHECK(s.ppo_kl == Approx(((0.5 - std::log(1.5)) + (-0.5 - std::log(0.5))) / 2));
 }
@@ -266,8 +267,8 @@ TEST_CASE("actor and combined PPO loss: entropy bonus, KL in loss, gradients", "
   const auto res = rlhf::ppo::combined_loss(cpu, b.logp.cview(), b.old.cview(), b.adv.cview(), b.mask.cview(),
                                             H.cview(), ref.cview(), vpred.cview(), ret.cview(), oldv.cview(), p,
                                             glp.view(), gh.view(), gv.view());
-  CHECK(res.loss == Approx(res.actor.policy.loss - 0.01 * res.actor.entropy + 0.05 * res.actor.kl +
-                           0.5 * res.value.loss));
+  CHECK(res.loss ==
+        Approx(res.actor.policy.loss - 0.01 * res.actor.entropy + 0.05 * res.actor.kl + 0.5 * res.value.loss));
   check_gradient(b.logp.v, glp.v, f);
   check_gradient(H.v, gh.v, f);
   check_gradient(vpred.v, gv.v, f);
@@ -362,16 +363,18 @@ TEST_CASE("DPO family: every loss type's gradient matches finite differences", "
       o.dchosen = rlhf::view(dc);
       o.drejected = rlhf::view(dr);
       run(o);
-      check_gradient(c, dc, [&] { return run(); }, 1e-4, 1e-5, 1e-7);
-      check_gradient(r, dr, [&] { return run(); }, 1e-4, 1e-5, 1e-7);
+      check_gradient(
+          c, dc, [&] { return run(); }, 1e-4, 1e-5, 1e-7);
+      check_gradient(
+          r, dr, [&] { return run(); }, 1e-4, 1e-5, 1e-7);
     }
 }
 
 TEST_CASE("DPO: DiscoPOP stays finite where the reference overflows", "[dpo]") {
   std::vector<double> c = {-2000.0}, r = {0.0}, z = {0.0};
-  auto res = rlhf::dpo::evaluate(cpu, rlhf::view(std::as_const(c)), rlhf::view(std::as_const(r)),
-                                 rlhf::view(std::as_const(z)), rlhf::view(std::as_const(z)),
-                                 rlhf::dpo::params::trl(rlhf::dpo::loss_type::discopop, 0.1));
+  auto res =
+      rlhf::dpo::evaluate(cpu, rlhf::view(std::as_const(c)), rlhf::view(std::as_const(r)), rlhf::view(std::as_const(z)),
+                          rlhf::view(std::as_const(z)), rlhf::dpo::params::trl(rlhf::dpo::loss_type::discopop, 0.1));
   // z = -200: w = sigmoid(-4000) ~ 0, loss ~ -log sigmoid(-200) = 200
   CHECK(std::isfinite(res.stats.loss));
   CHECK(res.stats.loss == Approx(200.0).epsilon(1e-6));
@@ -382,46 +385,60 @@ TEST_CASE("objectives: one error of each kind per family", "[errors]") {
   mat wrong(3, 5, 0.0), zero(3, 6, 0.0), g(3, 6);
   auto pp = rlhf::ppo::policy_params::verl();
   // PPO
-  expect_error([&] { (void)rlhf::ppo::policy_loss(cpu, b.logp.cview(), wrong.cview(), b.adv.cview(), b.mask.cview(), pp); },
-               error_kind::shape, "old_log_prob");
-  expect_error([&] { (void)rlhf::ppo::policy_loss(cpu, b.logp.cview(), b.old.cview(), b.adv.cview(), zero.cview(), pp); },
-               error_kind::empty, "response_mask");
+  expect_error(
+      [&] { (void)rlhf::ppo::policy_loss(cpu, b.logp.cview(), wrong.cview(), b.adv.cview(), b.mask.cview(), pp); },
+      error_kind::shape, "old_log_prob");
+  expect_error(
+      [&] { (void)rlhf::ppo::policy_loss(cpu, b.logp.cview(), b.old.cview(), b.adv.cview(), zero.cview(), pp); },
+      error_kind::empty, "response_mask");
   auto bad = pp;
   bad.dual_clip = 0.9;
-  expect_error([&] { (void)rlhf::ppo::policy_loss(cpu, b.logp.cview(), b.old.cview(), b.adv.cview(), b.mask.cview(), bad); },
-               error_kind::param, "dual_clip");
+  expect_error(
+      [&] { (void)rlhf::ppo::policy_loss(cpu, b.logp.cview(), b.old.cview(), b.adv.cview(), b.mask.cview(), bad); },
+      error_kind::param, "dual_clip");
   bad = pp;
   bad.clip_low = NAN;
-  expect_error([&] { (void)rlhf::ppo::policy_loss(cpu, b.logp.cview(), b.old.cview(), b.adv.cview(), b.mask.cview(), bad); },
-               error_kind::param, "clip_low");
+  expect_error(
+      [&] { (void)rlhf::ppo::policy_loss(cpu, b.logp.cview(), b.old.cview(), b.adv.cview(), b.mask.cview(), bad); },
+      error_kind::param, "clip_low");
   mat nan_adv = b.adv;
   nan_adv(1, 1) = NAN;
-  expect_error([&] { (void)rlhf::ppo::policy_loss(cpu, b.logp.cview(), b.old.cview(), nan_adv.cview(), b.mask.cview(), pp); },
-               error_kind::non_finite, "advantages");
+  expect_error(
+      [&] { (void)rlhf::ppo::policy_loss(cpu, b.logp.cview(), b.old.cview(), nan_adv.cview(), b.mask.cview(), pp); },
+      error_kind::non_finite, "advantages");
   expect_error([] { (void)rlhf::ppo::parse_policy_loss_kind("ppo2"); }, error_kind::param, "policy_loss");
   auto dro = rlhf::ppo::variant_params::verl(rlhf::ppo::policy_loss_kind::dro);
   expect_error(
-      [&] { (void)rlhf::ppo::policy_loss_variant(cpu, b.logp.cview(), b.old.cview(), b.adv.cview(), b.mask.cview(), dro); },
+      [&] {
+        (void)rlhf::ppo::policy_loss_variant(cpu, b.logp.cview(), b.old.cview(), b.adv.cview(), b.mask.cview(), dro);
+      },
       error_kind::param, "dro_beta");
   // value
   auto vp = rlhf::ppo::value_params::verl(-1.0);
-  expect_error([&] { (void)rlhf::ppo::value_loss(cpu, b.logp.cview(), b.adv.cview(), b.old.cview(), b.mask.cview(), vp); },
-               error_kind::param, "clip");
-  expect_error([&] {
-    (void)rlhf::ppo::value_loss(cpu, b.logp.cview(), b.adv.cview(), wrong.cview(), b.mask.cview(),
-                                rlhf::ppo::value_params::verl());
-  }, error_kind::shape, "values");
+  expect_error(
+      [&] { (void)rlhf::ppo::value_loss(cpu, b.logp.cview(), b.adv.cview(), b.old.cview(), b.mask.cview(), vp); },
+      error_kind::param, "clip");
+  expect_error(
+      [&] {
+        (void)rlhf::ppo::value_loss(cpu, b.logp.cview(), b.adv.cview(), wrong.cview(), b.mask.cview(),
+                                    rlhf::ppo::value_params::verl());
+      },
+      error_kind::shape, "values");
   // KL
   expect_error([&] { (void)rlhf::kl::estimate(cpu, b.logp.cview(), wrong.cview(), kl_params{}); }, error_kind::shape,
                "ref_logp");
   expect_error([&] { (void)rlhf::kl::estimate(cpu, nan_adv.cview(), b.old.cview(), kl_params{}); },
                error_kind::non_finite, "logp");
-  expect_error([&] {
-    (void)rlhf::kl::loss(cpu, b.logp.cview(), b.old.cview(), zero.cview(), 0.1, kl_params{}, rlhf::agg_params{});
-  }, error_kind::empty, "loss_mask");
-  expect_error([&] {
-    (void)rlhf::kl::loss(cpu, b.logp.cview(), b.old.cview(), b.mask.cview(), -0.1, kl_params{}, rlhf::agg_params{});
-  }, error_kind::param, "kl_coef");
+  expect_error(
+      [&] {
+        (void)rlhf::kl::loss(cpu, b.logp.cview(), b.old.cview(), zero.cview(), 0.1, kl_params{}, rlhf::agg_params{});
+      },
+      error_kind::empty, "loss_mask");
+  expect_error(
+      [&] {
+        (void)rlhf::kl::loss(cpu, b.logp.cview(), b.old.cview(), b.mask.cview(), -0.1, kl_params{}, rlhf::agg_params{});
+      },
+      error_kind::param, "kl_coef");
   // DPO
   std::vector<double> c = {-1, -2}, r3 = {-1, -2, -3}, nanv = {NAN, -1};
   auto cv = rlhf::view(std::as_const(c));
@@ -440,20 +457,29 @@ TEST_CASE("objectives: one error of each kind per family", "[errors]") {
   auto ipo = rlhf::dpo::params::trl_v1(rlhf::dpo::loss_type::ipo);
   expect_error([&] { (void)rlhf::dpo::loss(cpu, cv, cv, cv, cv, ipo); }, error_kind::shape, "chosen_lengths");
   // A2C
-  expect_error([&] {
-    (void)rlhf::a2c::loss(cpu, b.logp.cview(), wrong.cview(), b.adv.cview(), b.adv.cview(), {}, b.mask.cview(), {});
-  }, error_kind::shape, "values");
-  expect_error([&] {
-    (void)rlhf::a2c::loss(cpu, b.logp.cview(), b.old.cview(), nan_adv.cview(), b.adv.cview(), {}, b.mask.cview(), {});
-  }, error_kind::non_finite, "advantages");
-  expect_error([&] {
-    (void)rlhf::a2c::loss(cpu, b.logp.cview(), b.old.cview(), b.adv.cview(), b.adv.cview(), {}, zero.cview(), {});
-  }, error_kind::empty, "mask");
-  expect_error([&] {
-    rlhf::a2c::params ap;
-    ap.vf_coef = -1;
-    (void)rlhf::a2c::loss(cpu, b.logp.cview(), b.old.cview(), b.adv.cview(), b.adv.cview(), {}, b.mask.cview(), ap);
-  }, error_kind::param, "vf_coef");
+  expect_error(
+      [&] {
+        (void)rlhf::a2c::loss(cpu, b.logp.cview(), wrong.cview(), b.adv.cview(), b.adv.cview(), {}, b.mask.cview(), {});
+      },
+      error_kind::shape, "values");
+  expect_error(
+      [&] {
+        (void)rlhf::a2c::loss(cpu, b.logp.cview(), b.old.cview(), nan_adv.cview(), b.adv.cview(), {}, b.mask.cview(),
+                              {});
+      },
+      error_kind::non_finite, "advantages");
+  expect_error(
+      [&] {
+        (void)rlhf::a2c::loss(cpu, b.logp.cview(), b.old.cview(), b.adv.cview(), b.adv.cview(), {}, zero.cview(), {});
+      },
+      error_kind::empty, "mask");
+  expect_error(
+      [&] {
+        rlhf::a2c::params ap;
+        ap.vf_coef = -1;
+        (void)rlhf::a2c::loss(cpu, b.logp.cview(), b.old.cview(), b.adv.cview(), b.adv.cview(), {}, b.mask.cview(), ap);
+      },
+      error_kind::param, "vf_coef");
 }
 
 TEST_CASE("policy-loss variants: hand-computed single tokens", "[ppo]") {
@@ -495,12 +521,16 @@ TEST_CASE("policy-loss variants: hand-computed single tokens", "[ppo]") {
 TEST_CASE("extreme but finite inputs are reported, never returned as NaN", "[errors]") {
   mat lp(1, 2, {1000.0, 0.0}), old(1, 2, 0.0), a(1, 2, {0.0, 1.0}), m(1, 2, 1.0);
   // TRL's preset has no log-ratio clamp: exp(1000) overflows and A = 0 makes inf * 0
-  expect_error([&] {
-    (void)rlhf::ppo::policy_loss(cpu, lp.cview(), old.cview(), a.cview(), m.cview(), rlhf::ppo::policy_params::trl());
-  }, error_kind::non_finite, "log_prob");
+  expect_error(
+      [&] {
+        (void)rlhf::ppo::policy_loss(cpu, lp.cview(), old.cview(), a.cview(), m.cview(),
+                                     rlhf::ppo::policy_params::trl());
+      },
+      error_kind::non_finite, "log_prob");
   // verl's clamp keeps it finite
   CHECK(std::isfinite(
-      rlhf::ppo::policy_loss(cpu, lp.cview(), old.cview(), a.cview(), m.cview(), rlhf::ppo::policy_params::verl()).loss));
+      rlhf::ppo::policy_loss(cpu, lp.cview(), old.cview(), a.cview(), m.cview(), rlhf::ppo::policy_params::verl())
+          .loss));
   // an unclamped k3 overflows
   mat ref(1, 2, {0.0, 0.0}), far(1, 2, {-1000.0, 0.0});
   expect_error([&] { (void)rlhf::kl::estimate(cpu, far.cview(), ref.cview(), rlhf::kl_params::trl_grpo()); },
@@ -508,8 +538,9 @@ TEST_CASE("extreme but finite inputs are reported, never returned as NaN", "[err
   CHECK(rlhf::kl::estimate(cpu, far.cview(), ref.cview(), rlhf::kl_params::verl(kl_estimator::k3))(0, 0) == 10.0);
   // the overflow is found before anything is written (the second token is fine, the error is at [0, 0])
   mat kout(1, 2, 7.0), dout(1, 2, 7.0);
-  expect_error([&] { rlhf::kl::estimate(cpu, far.cview(), ref.cview(), rlhf::kl_params::trl_grpo(), kout.view(), dout.view()); },
-               error_kind::non_finite, "[0, 0]");
+  expect_error(
+      [&] { rlhf::kl::estimate(cpu, far.cview(), ref.cview(), rlhf::kl_params::trl_grpo(), kout.view(), dout.view()); },
+      error_kind::non_finite, "[0, 0]");
   CHECK(kout(0, 1) == 7.0);
   CHECK(dout(0, 1) == 7.0);
   // with the log ratio clamped (|d| <= 20) no precheck runs, and no estimate can overflow, even in float
@@ -518,8 +549,9 @@ TEST_CASE("extreme but finite inputs are reported, never returned as NaN", "[err
     rlhf::kl_params kp{e, false, 20.0, INFINITY};
     CHECK_FALSE(rlhf::kl::may_overflow(kp));
     std::vector<float> lo = {-3e38f, 3e38f, 0.f}, hi = {3e38f, -3e38f, 0.f}, ko(3), dk(3);
-    rlhf::kl::estimate(cpu, rlhf::tensor_view<const float, 2>(lo.data(), {1, 3}), rlhf::tensor_view<const float, 2>(hi.data(), {1, 3}),
-                       kp, rlhf::tensor_view<float, 2>(ko.data(), {1, 3}), rlhf::tensor_view<float, 2>(dk.data(), {1, 3}));
+    rlhf::kl::estimate(cpu, rlhf::tensor_view<const float, 2>(lo.data(), {1, 3}),
+                       rlhf::tensor_view<const float, 2>(hi.data(), {1, 3}), kp,
+                       rlhf::tensor_view<float, 2>(ko.data(), {1, 3}), rlhf::tensor_view<float, 2>(dk.data(), {1, 3}));
     for (int i = 0; i < 3; ++i) CHECK((std::isfinite(ko[i]) && std::isfinite(dk[i])));
   }
   CHECK(rlhf::kl::may_overflow(rlhf::kl_params::trl_grpo()));
@@ -532,8 +564,9 @@ TEST_CASE("extreme but finite inputs are reported, never returned as NaN", "[err
   for (auto e : {kl_estimator::k1, kl_estimator::k2, kl_estimator::k3, kl_estimator::abs}) {
     const auto kp = rlhf::kl_params::verl(e);
     rlhf::kl::estimate(cpu, x.cview(), y.cview(), kp, k.view(), d.view());
-    rlhf::kl::estimate(cpu, rlhf::tensor_view<const float, 2>(xf.data(), {B, T}), rlhf::tensor_view<const float, 2>(yf.data(), {B, T}),
-                       kp, rlhf::tensor_view<float, 2>(kf.data(), {B, T}), rlhf::tensor_view<float, 2>(df.data(), {B, T}));
+    rlhf::kl::estimate(cpu, rlhf::tensor_view<const float, 2>(xf.data(), {B, T}),
+                       rlhf::tensor_view<const float, 2>(yf.data(), {B, T}), kp,
+                       rlhf::tensor_view<float, 2>(kf.data(), {B, T}), rlhf::tensor_view<float, 2>(df.data(), {B, T}));
     for (index_t i = 0; i < B * T; ++i) {
       const auto want = rlhf::math::kl_token(x.v[i], y.v[i], kp);
       CHECK(k.v[i] == Approx(want.value).epsilon(1e-13).margin(1e-14));
@@ -625,19 +658,22 @@ TEST_CASE("objective engine: the same bits for any thread count; a row's gradien
   for (index_t i = 0; i < B * T; ++i) n += x.mask.v[static_cast<std::size_t>(i)];
   for (index_t t = 0; t < T; ++t) n5 += x.mask.v[static_cast<std::size_t>(5 * T + t)];
   for (index_t t = 0; t < T; ++t)
-    CHECK(gm.v[static_cast<std::size_t>(5 * T + t)] == Approx(gm1.v[static_cast<std::size_t>(t)] * n5 / n).margin(1e-15));
+    CHECK(gm.v[static_cast<std::size_t>(5 * T + t)] ==
+          Approx(gm1.v[static_cast<std::size_t>(t)] * n5 / n).margin(1e-15));
 }
 
 TEST_CASE("the rules' exp (simd::vexp_full): std::exp over the whole range, inf above, NaN kept", "[engine][simd]") {
   namespace s = rlhf::simd;
-  std::vector<double> xs = {-800,   -746,  -745.2, -745.1, -744, -720, -708.5, -708.3, -700, -50, -1, -1e-10, 0, -0.0,
-                            1e-300, 1e-10, 0.3465, 0.5,    1,    50,   700,    709,    709.5, 709.78, 709.79, 710, 800};
+  std::vector<double> xs = {-800, -746, -745.2, -745.1, -744,  -720,   -708.5, -708.3, -700,
+                            -50,  -1,   -1e-10, 0,      -0.0,  1e-300, 1e-10,  0.3465, 0.5,
+                            1,    50,   700,    709,    709.5, 709.78, 709.79, 710,    800};
   rng r(3);
   for (int i = 0; i < 4000; ++i) xs.push_back(r.uniform(-745, 709.7));
   for (int i = 0; i < 1000; ++i) xs.push_back(r.uniform(-1, 1));
   auto close = [](double got, double want, double rel) {
     if (std::isinf(want)) return got == want;
-    return std::fabs(got - want) <= rel * want || std::fabs(got - want) <= 2 * std::numeric_limits<double>::denorm_min();
+    return std::fabs(got - want) <= rel * want ||
+           std::fabs(got - want) <= 2 * std::numeric_limits<double>::denorm_min();
   };
   for (std::size_t i = 0; i + 8 <= xs.size(); i += 8) {
     s::vec<double, 8> v;
@@ -696,9 +732,7 @@ TEST_CASE("objective engine: strided views, float data, and a NaN input", "[ppo]
     };
     const auto lt = transposed(x.logp), ot = transposed(x.old), at = transposed(x.adv), mt = transposed(x.mask);
     std::vector<double> gt(static_cast<std::size_t>(B * T), 0.0);
-    auto v = [&](const std::vector<double>& d) {
-      return rlhf::tensor_view<const double, 2>(d.data(), {B, T}, {1, B});
-    };
+    auto v = [&](const std::vector<double>& d) { return rlhf::tensor_view<const double, 2>(d.data(), {B, T}, {1, B}); };
     const auto rs = rlhf::ppo::policy_loss(cpu, v(lt), v(ot), v(at), v(mt), p,
                                            rlhf::tensor_view<double, 2>(gt.data(), {B, T}, {1, B}));
     CHECK(rs.loss == Approx(r.loss).epsilon(1e-14));
@@ -738,12 +772,16 @@ TEST_CASE("objective engine: strided views, float data, and a NaN input", "[ppo]
     CHECK(std::all_of(gb.v.begin(), gb.v.end(), [](double v) { return v == 7.0; }));
     mat bm = x.mask;
     bm(8, 36) = INFINITY;
-    expect_error([&] { rlhf::ppo::policy_loss(cpu, x.logp.cview(), x.old.cview(), x.adv.cview(), bm.cview(), p, gb.view()); },
-                 error_kind::non_finite, "response_mask");
+    expect_error(
+        [&] { rlhf::ppo::policy_loss(cpu, x.logp.cview(), x.old.cview(), x.adv.cview(), bm.cview(), p, gb.view()); },
+        error_kind::non_finite, "response_mask");
     // unchecked skips the inputs' scan, never the mask's
-    expect_error([&] {
-      rlhf::ppo::policy_loss(cpu.unchecked(), x.logp.cview(), x.old.cview(), x.adv.cview(), bm.cview(), p, gb.view());
-    }, error_kind::non_finite, "response_mask");
+    expect_error(
+        [&] {
+          rlhf::ppo::policy_loss(cpu.unchecked(), x.logp.cview(), x.old.cview(), x.adv.cview(), bm.cview(), p,
+                                 gb.view());
+        },
+        error_kind::non_finite, "response_mask");
     CHECK(std::all_of(gb.v.begin(), gb.v.end(), [](double v) { return v == 7.0; }));
   }
 }
@@ -771,14 +809,15 @@ TEST_CASE("kl::loss on the engine: an estimate that overflows is an error naming
     rf.data()[i] = -1.0f;
   }
   lf(1, 4) = -100.0f;
-  expect_error([&] { rlhf::kl::loss(cpu, lf.view(), rf.view(), mf.view(), 0.1, rlhf::kl_params::trl_grpo(), {}, gf.view()); },
-               error_kind::non_finite, "[1, 4]");
+  expect_error(
+      [&] { rlhf::kl::loss(cpu, lf.view(), rf.view(), mf.view(), 0.1, rlhf::kl_params::trl_grpo(), {}, gf.view()); },
+      error_kind::non_finite, "[1, 4]");
   CHECK(gf(0, 0) == 3.0f);
   // clamped (verl's k3): finite, and the value is the clamp for that token; gradient = coef / n * dk
   lp(2, 17) = -1.0;
   mat g2(B, T);
-  const auto k = rlhf::kl::loss(cpu, lp.cview(), ref.cview(), m.cview(), 0.1, rlhf::kl_params::verl(kl_estimator::k3), {},
-                                g2.view());
+  const auto k = rlhf::kl::loss(cpu, lp.cview(), ref.cview(), m.cview(), 0.1, rlhf::kl_params::verl(kl_estimator::k3),
+                                {}, g2.view());
   double s = 0, n = 0;
   for (index_t b = 0; b < B; ++b)
     for (index_t t = 0; t < T; ++t) {
@@ -821,8 +860,8 @@ TEST_CASE("elementwise maps on the engine: IS weights and the KL-penalized rewar
   mat scores = r.normal_mat(B, T), lp = r.normal_mat(B, T, -1, 0.3), ref = r.normal_mat(B, T, -1, 0.3);
   const mat before = scores;
   const auto kp = rlhf::kl_params::verl(kl_estimator::k3);
-  const auto st = rlhf::kl::apply_in_reward(cpu, scores.cview(), lp.cview(), ref.cview(), m.cview(), 0.05, kp,
-                                            scores.view());
+  const auto st =
+      rlhf::kl::apply_in_reward(cpu, scores.cview(), lp.cview(), ref.cview(), m.cview(), 0.05, kp, scores.view());
   double rows = 0;
   for (index_t b = 0; b < B; ++b) {
     double sk = 0, c = 0;

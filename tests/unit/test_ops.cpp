@@ -118,7 +118,8 @@ TEST_CASE("masked sums and means on the engine: wide rows, fractional masks, flo
   CHECK(ops::masked_sum(cpu, vfv, mfv) == Approx(totf).epsilon(1e-13));
   ops::masked_mean(cpu, vfv, mfv, 0.0, rlhf::tensor_view<float, 2>(gf.data(), {B, T}));
   for (index_t b = 0; b < B; ++b)
-    for (index_t t = 0; t < T; ++t) CHECK(gf[b * T + t] == static_cast<float>(static_cast<float>(1.0 / n) * mf[b * T + t]));
+    for (index_t t = 0; t < T; ++t)
+      CHECK(gf[b * T + t] == static_cast<float>(static_cast<float>(1.0 / n) * mf[b * T + t]));
 }
 
 TEST_CASE("masked sums, means and aggregation: every argument checked (shape, null storage, NaN)", "[ops][errors]") {
@@ -126,8 +127,10 @@ TEST_CASE("masked sums, means and aggregation: every argument checked (shape, nu
   // a mask of another shape used to be read out of bounds by masked_sum
   expect_error([&] { (void)ops::masked_sum(cpu, v.cview(), wrong.cview()); }, error_kind::shape, "mask");
   std::vector<double> rows(2), bad_rows(3);
-  expect_error([&] { ops::masked_sum_rows(cpu, v.cview(), wrong.cview(), rlhf::view(rows)); }, error_kind::shape, "mask");
-  expect_error([&] { ops::masked_sum_rows(cpu, v.cview(), m.cview(), rlhf::view(bad_rows)); }, error_kind::shape, "out");
+  expect_error([&] { ops::masked_sum_rows(cpu, v.cview(), wrong.cview(), rlhf::view(rows)); }, error_kind::shape,
+               "mask");
+  expect_error([&] { ops::masked_sum_rows(cpu, v.cview(), m.cview(), rlhf::view(bad_rows)); }, error_kind::shape,
+               "out");
   // a view with a shape but no storage, in any argument
   rlhf::tensor_view<const double, 2> null_mask(nullptr, {2, 3});
   expect_error([&] { (void)ops::masked_sum(cpu, v.cview(), null_mask); }, error_kind::shape, "mask");
@@ -138,14 +141,22 @@ TEST_CASE("masked sums, means and aggregation: every argument checked (shape, nu
   expect_error([&] { ops::masked_mean_rows(cpu, v.cview(), m.cview(), 0.0, null_out); }, error_kind::shape, "out");
   std::vector<double> cot = {1.0, NAN};
   mat g(2, 3, 5.0);
-  expect_error([&] { ops::masked_sum_rows_backward(cpu, m.cview(), rlhf::tensor_view<const double, 1>(cot.data(), {2}), g.view()); },
-               error_kind::non_finite, "cot");
-  expect_error([&] { ops::masked_mean_rows_backward(cpu, m.cview(), -1.0, rlhf::tensor_view<const double, 1>(cot.data(), {2}), g.view()); },
-               error_kind::param, "eps");
+  expect_error(
+      [&] {
+        ops::masked_sum_rows_backward(cpu, m.cview(), rlhf::tensor_view<const double, 1>(cot.data(), {2}), g.view());
+      },
+      error_kind::non_finite, "cot");
+  expect_error(
+      [&] {
+        ops::masked_mean_rows_backward(cpu, m.cview(), -1.0, rlhf::tensor_view<const double, 1>(cot.data(), {2}),
+                                       g.view());
+      },
+      error_kind::param, "eps");
   CHECK(g(0, 0) == 5.0);  // nothing written
   v(1, 2) = NAN;
   expect_error([&] { (void)ops::masked_sum(cpu, v.cview(), m.cview()); }, error_kind::non_finite, "values");
-  expect_error([&] { ops::masked_sum_rows(cpu, v.cview(), m.cview(), rlhf::view(rows)); }, error_kind::non_finite, "values");
+  expect_error([&] { ops::masked_sum_rows(cpu, v.cview(), m.cview(), rlhf::view(rows)); }, error_kind::non_finite,
+               "values");
   // a masked-out NaN with the scan off is skipped, not multiplied
   m(1, 2) = 0;
   CHECK(ops::masked_sum(cpu.unchecked(), v.cview(), m.cview()) == 5.0);
@@ -244,8 +255,8 @@ TEST_CASE("logits: backward matches finite differences (with temperature, in pla
     });
     // in place over the logits buffer gives the same gradient
     mat inplace = z;
-    ops::logprobs_entropy_backward(cpu, inplace.cview(), L, rlhf::view(std::as_const(g)),
-                                   rlhf::view(std::as_const(h)), inplace.view(), p);
+    ops::logprobs_entropy_backward(cpu, inplace.cview(), L, rlhf::view(std::as_const(g)), rlhf::view(std::as_const(h)),
+                                   inplace.view(), p);
     for (std::size_t i = 0; i < dz.v.size(); ++i) CHECK(inplace.v[i] == Approx(dz.v[i]).epsilon(1e-12));
   }
 }
@@ -267,6 +278,9 @@ TEST_CASE("logits: bad input", "[ops][logits][errors]") {
   expect_error([&] { ops::logprobs_entropy(cpu, Z, rlhf::view(ok.data(), {2}), rlhf::view(lp)); },
                error_kind::non_finite, "logits");
   std::vector<double> e;
-  expect_error([&] { ops::logprobs_entropy(cpu, rlhf::view(e.data(), {0, 4}), rlhf::view(ok.data(), {0}), rlhf::view(lp)); },
-               error_kind::empty, "logits");
+  expect_error(
+      [&] {
+        ops::logprobs_entropy(cpu, rlhf::view(e.data(), {0, 4}), rlhf::view(ok.data(), {0}), rlhf::view(lp));
+      },
+      error_kind::empty, "logits");
 }

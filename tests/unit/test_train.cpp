@@ -43,8 +43,8 @@ std::string as_straight(std::string s) {
 
 using ppo_gae = tr::rl_structure<tr::algorithm::ppo, rlhf::kl_estimator::k3, tr::kl_placement::reward,
                                  tr::advantage_estimator::gae>;
-using ppo_grpo = tr::rl_structure<tr::algorithm::ppo, rlhf::kl_estimator::k1, tr::kl_placement::loss,
-                                  tr::advantage_estimator::grpo>;
+using ppo_grpo =
+    tr::rl_structure<tr::algorithm::ppo, rlhf::kl_estimator::k1, tr::kl_placement::loss, tr::advantage_estimator::grpo>;
 
 tr::rl_options small_options(const std::string& metrics) {
   tr::rl_options o;
@@ -176,7 +176,7 @@ TEST_CASE("checkpoints: corrupted or truncated files are rejected, never half-wr
   t.save("ck.ckpt");
   const std::string good = slurp("ck.ckpt");
   CHECK(std::ifstream("ck.ckpt.tmp").good() == false);  // the temporary was renamed
-  {  // truncated
+  {                                                     // truncated
     std::ofstream out("ck_trunc.ckpt");
     out << good.substr(0, good.size() / 2);
   }
@@ -236,8 +236,9 @@ TEST_CASE("trainers: bad models and bad options stop with a named rlhf::error", 
   }
   {
     wide_policy wp{tabular_policy(init_logits(1))};
-    expect_error([&] { tr::rl_trainer<ppo_grpo, wide_policy, tabular_policy, table_reward> t(wp, ref, rm, prompts(), o); },
-                 error_kind::param, "entropy_coef");  // no logits, no entropy: no entropy bonus
+    expect_error(
+        [&] { tr::rl_trainer<ppo_grpo, wide_policy, tabular_policy, table_reward> t(wp, ref, rm, prompts(), o); },
+        error_kind::param, "entropy_coef");  // no logits, no entropy: no entropy bonus
     auto o0 = o;
     o0.entropy_coef = 0;
     tr::rl_trainer<ppo_grpo, wide_policy, tabular_policy, table_reward> t(wp, ref, rm, prompts(), o0);
@@ -245,8 +246,9 @@ TEST_CASE("trainers: bad models and bad options stop with a named rlhf::error", 
   }
   auto o1 = o;
   o1.group_size = 1;
-  expect_error([&] { tr::rl_trainer<ppo_grpo, tabular_policy, tabular_policy, table_reward> t(pi, ref, rm, prompts(), o1); },
-               error_kind::param, "group_size");
+  expect_error(
+      [&] { tr::rl_trainer<ppo_grpo, tabular_policy, tabular_policy, table_reward> t(pi, ref, rm, prompts(), o1); },
+      error_kind::param, "group_size");
   {
     frozen_only fr{tabular_policy(init_logits(1))};
     auto o2 = o;
@@ -255,7 +257,8 @@ TEST_CASE("trainers: bad models and bad options stop with a named rlhf::error", 
     expect_error([&] { t.step(); }, error_kind::param, "blend_from");
   }
   std::vector<tr::preference> none;
-  expect_error([&] { tr::dpo_trainer<tabular_policy, tabular_policy> t(pi, ref, none, {}); }, error_kind::empty, "data");
+  expect_error([&] { tr::dpo_trainer<tabular_policy, tabular_policy> t(pi, ref, none, {}); }, error_kind::empty,
+               "data");
 }
 
 TEST_CASE("reference updates: frozen, hard sync, EMA", "[train]") {

@@ -183,7 +183,8 @@ TEMPLATE_TEST_CASE("trainers: every precision and model path trains and resumes 
   const std::string resumed = run_rl<F, K>(tag, true);
   CHECK(std::count(straight.begin(), straight.end(), '\n') == 7);  // config + 6 steps
   CHECK(straight == resumed);
-  CHECK(straight.find(std::string("\"precision\": \"") + (sizeof(F) == 4 ? "float" : "double") + "\"") != std::string::npos);
+  CHECK(straight.find(std::string("\"precision\": \"") + (sizeof(F) == 4 ? "float" : "double") + "\"") !=
+        std::string::npos);
   // every step: 2 epochs x 2 minibatches, each one backward and one optimizer step
   CHECK(trained.steps == 6 * 4);
   CHECK(trained.backwards == 6 * 4);
@@ -191,8 +192,10 @@ TEMPLATE_TEST_CASE("trainers: every precision and model path trains and resumes 
   for (const auto& rec : numbers(straight))
     for (double x : rec) CHECK(std::isfinite(x));
   // the entropy: exact on the logits / hidden paths, estimated from the samples on the log-prob path
-  if (K == kind::log_probs) CHECK(straight.find("\"entropy\":") == std::string::npos);
-  else CHECK(straight.find("\"entropy\":") != std::string::npos);
+  if (K == kind::log_probs)
+    CHECK(straight.find("\"entropy\":") == std::string::npos);
+  else
+    CHECK(straight.find("\"entropy\":") != std::string::npos);
   CHECK(straight.find("\"entropy_sampled\":") != std::string::npos);
 
   const std::string dpo_straight = run_dpo<F, K>(tag, false), dpo_resumed = run_dpo<F, K>(tag, true);
@@ -228,7 +231,8 @@ TEST_CASE("trainers: the hidden-state, logits and log-prob paths give the same l
     for (float x : g) scale = std::fmax(scale, std::fabs(x));
   REQUIRE(scale > 0);
   for (std::size_t s = 0; s < a.grad_log.size(); ++s)
-    for (std::size_t i = 0; i < a.grad_log[s].size(); ++i) CHECK(std::fabs(h.grad_log[s][i] - a.grad_log[s][i]) <= 1e-5 * scale);
+    for (std::size_t i = 0; i < a.grad_log[s].size(); ++i)
+      CHECK(std::fabs(h.grad_log[s][i] - a.grad_log[s][i]) <= 1e-5 * scale);
   // without the entropy bonus the log-prob path has the same gradient too
   o.entropy_coef = 0;
   lin::model<float, kind::logits> a0(1), ra0(1);
@@ -325,7 +329,8 @@ TEST_CASE("trainers: the call order, and each backward gets its forward's handle
   auto o = rl_opts("", false);
   o.prompts_per_step = 2;  // 8 responses, minibatches of 4
   o.minibatch_size = 4;
-  tr::rl_trainer<rl_s<double>, recording, lin::model<double, kind::log_probs>, lin::reward> t(pi, ref, rm, prompts32(), o);
+  tr::rl_trainer<rl_s<double>, recording, lin::model<double, kind::log_probs>, lin::reward> t(pi, ref, rm, prompts32(),
+                                                                                              o);
   t.step();
   CHECK(join(log) ==
         "generate, log_probs, forward 0, backward 0, step, forward 1, backward 1, step, "

@@ -121,7 +121,8 @@ std::map<std::string, handler<T>> handlers() {
     auto mk = c.in.mat("mask");
     if (!c.has_param("axis")) {
       auto g = c.in.out2(v);
-      r.outputs["mean"] = scalar(on_backend(c, [&](auto tag, auto& m_) { return ops::masked_mean(tag, m_(v), m_(mk), 1e-8, m_.out(g)); }));
+      r.outputs["mean"] = scalar(
+          on_backend(c, [&](auto tag, auto& m_) { return ops::masked_mean(tag, m_(v), m_(mk), 1e-8, m_.out(g)); }));
       r.grads["values"] = scaled(g, c.cot_scalar("mean"));
       return;
     }
@@ -150,7 +151,8 @@ std::map<std::string, handler<T>> handlers() {
     auto g = c.in.out2(v);
     auto mk = c.in.mat("mask");
     const bool unbiased = c.flag_or("unbiased", true);
-    const auto st = on_backend(c, [&](auto tag, auto& m_) { return ops::masked_var(tag, m_(v), m_(mk), unbiased, 1e-8, m_.out(g)); });
+    const auto st = on_backend(
+        c, [&](auto tag, auto& m_) { return ops::masked_var(tag, m_(v), m_(mk), unbiased, 1e-8, m_.out(g)); });
     r.outputs["var"] = scalar(st.var);
     r.grads["values"] = scaled(g, c.cot_scalar("var"));
   };
@@ -175,7 +177,8 @@ std::map<std::string, handler<T>> handlers() {
     auto g = c.in.out2(lm);
     const auto a = h::agg_from(c, parse_agg_mode(c.str("loss_agg_mode")));
     auto lmask = c.in.mat("loss_mask");
-    r.outputs["loss"] = scalar(on_backend(c, [&](auto tag, auto& m_) { return ops::aggregate(tag, m_(lm), m_(lmask), a, m_.out(g)); }));
+    r.outputs["loss"] =
+        scalar(on_backend(c, [&](auto tag, auto& m_) { return ops::aggregate(tag, m_(lm), m_(lmask), a, m_.out(g)); }));
     r.grads["loss_mat"] = scaled(g, c.cot_scalar("loss"));
   };
 
@@ -184,7 +187,8 @@ std::map<std::string, handler<T>> handlers() {
     auto z = c.in.mat("logits");
     auto labels = c.in.ints("labels");
     auto lp = c.in.out1(z.extent(0));
-    ops::detail::check_logits(cpu.unchecked(), "logprobs_from_logits", z, labels, true);  // labels in range (not checked on the device)
+    ops::detail::check_logits(cpu.unchecked(), "logprobs_from_logits", z, labels,
+                              true);  // labels in range (not checked on the device)
     on_backend(c, [&](auto tag, auto& m_) { ops::logprobs_entropy(tag, m_(z), m_(labels), m_.out(lp)); });
     r.outputs["logprobs"] = to_nd(lp);
     auto cv = c.cot_array("logprobs", z.extent(0));
@@ -192,7 +196,8 @@ std::map<std::string, handler<T>> handlers() {
     for (index_t i = 0; i < cot.extent(0); ++i) cot(i) = static_cast<T>(cv[i]);
     auto g = c.in.out2(z);
     on_backend(c, [&](auto tag, auto& m_) {
-      ops::logprobs_entropy_backward(tag, m_(z), m_(labels), m_(tensor_view<const T, 1>(cot)), m_(tensor_view<const T, 1>{}), m_.out(g));
+      ops::logprobs_entropy_backward(tag, m_(z), m_(labels), m_(tensor_view<const T, 1>(cot)),
+                                     m_(tensor_view<const T, 1>{}), m_.out(g));
     });
     r.grads["logits"] = to_nd(g);
   };
@@ -200,14 +205,17 @@ std::map<std::string, handler<T>> handlers() {
     auto z = c.in.mat("logits");
     auto h_ = c.in.out1(z.extent(0));
     tensor_view<const long long, 1> none{};
-    on_backend(c, [&](auto tag, auto& m_) { ops::logprobs_entropy(tag, m_(z), m_(none), m_.out(tensor_view<T, 1>{}), m_.out(h_)); });
+    on_backend(c, [&](auto tag, auto& m_) {
+      ops::logprobs_entropy(tag, m_(z), m_(none), m_.out(tensor_view<T, 1>{}), m_.out(h_));
+    });
     r.outputs["entropy"] = to_nd(h_);
     auto cv = c.cot_array("entropy", z.extent(0));
     auto cot = c.in.out1(z.extent(0));
     for (index_t i = 0; i < cot.extent(0); ++i) cot(i) = static_cast<T>(cv[i]);
     auto g = c.in.out2(z);
     on_backend(c, [&](auto tag, auto& m_) {
-      ops::logprobs_entropy_backward(tag, m_(z), m_(none), m_(tensor_view<const T, 1>{}), m_(tensor_view<const T, 1>(cot)), m_.out(g));
+      ops::logprobs_entropy_backward(tag, m_(z), m_(none), m_(tensor_view<const T, 1>{}),
+                                     m_(tensor_view<const T, 1>(cot)), m_.out(g));
     });
     r.grads["logits"] = to_nd(g);
   };
@@ -319,9 +327,8 @@ std::map<std::string, handler<T>> handlers() {
     auto v = c.in.mat("vpreds");
     auto g = c.in.out2(v);
     auto ret = c.in.mat("returns"), old = c.in.mat("values"), mask = c.in.mat("response_mask");
-    const auto res = on_backend(c, [&](auto tag, auto& m_) {
-      return ppo::value_loss(tag, m_(v), m_(ret), m_(old), m_(mask), p, m_.out(g));
-    });
+    const auto res = on_backend(
+        c, [&](auto tag, auto& m_) { return ppo::value_loss(tag, m_(v), m_(ret), m_(old), m_(mask), p, m_.out(g)); });
     r.outputs["vf_loss"] = scalar(res.loss);
     r.outputs["vf_clipfrac"] = scalar(res.clipfrac);
     r.grads["vpreds"] = scaled(g, c.cot_scalar("vf_loss"));
@@ -332,9 +339,8 @@ std::map<std::string, handler<T>> handlers() {
     auto v = c.in.mat("values");
     auto g = c.in.out2(v);
     auto ret = c.in.mat("returns"), old = c.in.mat("old_values"), mask = c.in.mat("action_mask");
-    const auto res = on_backend(c, [&](auto tag, auto& m_) {
-      return ppo::value_loss(tag, m_(v), m_(ret), m_(old), m_(mask), p, m_.out(g));
-    });
+    const auto res = on_backend(
+        c, [&](auto tag, auto& m_) { return ppo::value_loss(tag, m_(v), m_(ret), m_(old), m_(mask), p, m_.out(g)); });
     r.outputs["loss"] = scalar(res.loss);
     r.grads["values"] = scaled(g, c.cot_scalar("loss"));
   };
@@ -391,7 +397,8 @@ std::map<std::string, handler<T>> handlers() {
     dpo::outputs<T> o{c.in.out1(B), c.in.out1(B), c.in.out1(B), c.in.out1(B), c.in.out1(B)};
     auto rj = c.in.vec("policy_rejected_logps"), rc = c.in.vec("reference_chosen_logps"),
          rr = c.in.vec("reference_rejected_logps");
-    const auto s = on_backend(c, [&](auto tag, auto& m_) { return dpo::loss(tag, m_(ch), m_(rj), m_(rc), m_(rr), p, m_.outputs(o)); });
+    const auto s = on_backend(
+        c, [&](auto tag, auto& m_) { return dpo::loss(tag, m_(ch), m_(rj), m_(rc), m_(rr), p, m_.outputs(o)); });
     r.outputs["loss"] = scalar(s.loss);
     r.outputs["chosen_rewards"] = to_nd(o.chosen_rewards);
     r.outputs["rejected_rewards"] = to_nd(o.rejected_rewards);
@@ -473,14 +480,18 @@ std::map<std::string, handler<T>> handlers() {
     h::advantages(c, r, [&](auto rw, auto out) {
       auto mask = c.in.mat("response_mask");
       auto idx = c.in.ints("index");
-      on_backend(c, [&](auto tag, auto& m_) { adv::rloo(tag, m_(rw), m_(mask), m_(idx), adv::rloo_params{true}, m_.outputs(out)); });
+      on_backend(c, [&](auto tag, auto& m_) {
+        adv::rloo(tag, m_(rw), m_(mask), m_(idx), adv::rloo_params{true}, m_.outputs(out));
+      });
     });
   };
   m["rloo_vectorized_advantage"] = [](ctx<T>& c, result& r) {
     h::advantages(c, r, [&](auto rw, auto out) {
       auto mask = c.in.mat("response_mask");
       auto idx = c.in.ints("index");
-      on_backend(c, [&](auto tag, auto& m_) { adv::rloo(tag, m_(rw), m_(mask), m_(idx), adv::rloo_params{false}, m_.outputs(out)); });
+      on_backend(c, [&](auto tag, auto& m_) {
+        adv::rloo(tag, m_(rw), m_(mask), m_(idx), adv::rloo_params{false}, m_.outputs(out));
+      });
     });
   };
   m["opo_advantage"] = [](ctx<T>& c, result& r) {

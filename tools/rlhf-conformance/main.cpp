@@ -20,12 +20,18 @@ int main(int argc, char** argv) {
   std::vector<std::string> files;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--float") use_float = true;
-    else if (a == "--summary") summary = true;
-    else if (a == "--backend" && i + 1 < argc) backend = argv[++i];
-    else if (a.rfind("--backend=", 0) == 0) backend = a.substr(10);
-    else if (a == "--float-rtol" && i + 1 < argc) float_tol.rtol = std::stod(argv[++i]);
-    else if (a == "--float-atol" && i + 1 < argc) float_tol.atol = std::stod(argv[++i]);
+    if (a == "--float")
+      use_float = true;
+    else if (a == "--summary")
+      summary = true;
+    else if (a == "--backend" && i + 1 < argc)
+      backend = argv[++i];
+    else if (a.rfind("--backend=", 0) == 0)
+      backend = a.substr(10);
+    else if (a == "--float-rtol" && i + 1 < argc)
+      float_tol.rtol = std::stod(argv[++i]);
+    else if (a == "--float-atol" && i + 1 < argc)
+      float_tol.atol = std::stod(argv[++i]);
     else if (a == "--help" || a == "-h") {
       std::cout << "usage: rlhf-conformance [--float] [--summary] [--backend cpu|cuda] FILE...\n"
                    "  --float    run in single precision with the documented float tolerances\n"
@@ -33,7 +39,8 @@ int main(int argc, char** argv) {
                    "  --backend  cpu (default) or cuda (the ops run on the device; needs a CUDA build and a GPU)\n"
                    "  --float-rtol X, --float-atol Y  override the float tolerances (1e-5, 1e-6)\n";
       return 0;
-    } else files.push_back(a);
+    } else
+      files.push_back(a);
   }
   if (backend == "cuda") {
 #ifdef RLHF_CONFORMANCE_CUDA
@@ -100,7 +107,9 @@ int main(int argc, char** argv) {
     host_only += fh;
   }
   std::cout << passed << " passed, " << failed << " failed";
-  if (use_cuda) std::cout << " (" << (passed + failed - host_only) << " on the device, " << host_only << " on the CPU: no device implementation or a NaN-input case)";
+  if (use_cuda)
+    std::cout << " (" << (passed + failed - host_only) << " on the device, " << host_only
+              << " on the CPU: no device implementation or a NaN-input case)";
   std::cout << "\n";
   return failed == 0 ? 0 : 1;
 }

@@ -205,7 +205,7 @@ std::map<std::string, handler<T>> handlers();  // defined in handlers.hpp
 
 struct case_outcome {
   bool passed = false;
-  std::string message;  // worst element / error description
+  std::string message;    // worst element / error description
   bool on_device = true;  // under --backend cuda: every op of the case ran on the device
 };
 
@@ -228,9 +228,9 @@ inline std::string compare(const std::string& what, const nd& got, const nd& wan
   index_t at = -1;
   for (index_t i = 0; i < want.size(); ++i) {
     if (close(got.data[i], want.data[i], t)) continue;
-    const double err = std::isfinite(want.data[i]) ? std::fabs(got.data[i] - want.data[i]) /
-                                                         (t.atol + t.rtol * std::fabs(want.data[i]))
-                                                   : INFINITY;
+    const double err = std::isfinite(want.data[i])
+                           ? std::fabs(got.data[i] - want.data[i]) / (t.atol + t.rtol * std::fabs(want.data[i]))
+                           : INFINITY;
     if (err > worst || at < 0) {
       worst = err;
       at = i;
@@ -240,8 +240,8 @@ inline std::string compare(const std::string& what, const nd& got, const nd& wan
   ok = false;
   std::ostringstream os;
   os.precision(17);
-  os << what << "[" << at << "]: got " << got.data[at] << ", want " << want.data[at] << " (|err| = "
-     << std::fabs(got.data[at] - want.data[at]) << ")";
+  os << what << "[" << at << "]: got " << got.data[at] << ", want " << want.data[at]
+     << " (|err| = " << std::fabs(got.data[at] - want.data[at]) << ")";
   return os.str();
 }
 

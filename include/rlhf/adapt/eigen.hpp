@@ -33,26 +33,24 @@ tensor_view<S, 2> eigen_matrix_view(S* data, const M& m, bool row_major) {
 }  // namespace detail
 
 template <class Derived>
-  requires detail::eigen_direct_v<Derived>
-auto view(Eigen::PlainObjectBase<Derived>& m) {
-  return detail::eigen_matrix_view(m.data(), m, Derived::IsRowMajor);
-}
+requires detail::eigen_direct_v<Derived>
+auto view(Eigen::PlainObjectBase<Derived>& m) { return detail::eigen_matrix_view(m.data(), m, Derived::IsRowMajor); }
 
 template <class Derived>
-  requires detail::eigen_direct_v<Derived>
+requires detail::eigen_direct_v<Derived>
 auto view(const Eigen::PlainObjectBase<Derived>& m) {
   return detail::eigen_matrix_view(m.data(), m, Derived::IsRowMajor);
 }
 
 /// Maps, Refs and Blocks (anything exposing data(), strides and direct access).
 template <class Derived>
-  requires(detail::eigen_direct_v<Derived> && !std::is_base_of_v<Eigen::PlainObjectBase<Derived>, Derived>)
-auto view(Eigen::MapBase<Derived, Eigen::WriteAccessors>& m) {
+requires(detail::eigen_direct_v<Derived> && !std::is_base_of_v<Eigen::PlainObjectBase<Derived>, Derived>) auto view(
+    Eigen::MapBase<Derived, Eigen::WriteAccessors>& m) {
   return detail::eigen_matrix_view(m.data(), m, Derived::IsRowMajor);
 }
 
 template <class Derived>
-  requires detail::eigen_direct_v<Derived>
+requires detail::eigen_direct_v<Derived>
 auto view_vector(Eigen::DenseBase<Derived>& v) {
   using S = typename Derived::Scalar;
   auto& d = v.derived();
@@ -60,7 +58,7 @@ auto view_vector(Eigen::DenseBase<Derived>& v) {
 }
 
 template <class Derived>
-  requires detail::eigen_direct_v<Derived>
+requires detail::eigen_direct_v<Derived>
 auto view_vector(const Eigen::DenseBase<Derived>& v) {
   using S = const typename Derived::Scalar;
   const auto& d = v.derived();
@@ -75,7 +73,8 @@ struct eigen_direct : std::bool_constant<eigen_direct_v<X>> {};
 }  // namespace detail
 
 template <class X>
-struct view_adapter<X, std::enable_if_t<std::conjunction_v<std::is_base_of<Eigen::DenseBase<X>, X>, detail::eigen_direct<X>>>> {
+struct view_adapter<
+    X, std::enable_if_t<std::conjunction_v<std::is_base_of<Eigen::DenseBase<X>, X>, detail::eigen_direct<X>>>> {
   static auto get(X& m) { return detail::eigen_matrix_view(m.data(), m, X::IsRowMajor); }
   static auto get(const X& m) {
     using S = const typename X::Scalar;

@@ -20,8 +20,8 @@ namespace detail {
 template <std::size_t Rank, class E, class S>
 tensor_view<S, Rank> xt_view(E& x, S* data) {
   if (x.dimension() != Rank)
-    fail(error_kind::shape, "view", "xtensor", "has " + std::to_string(x.dimension()) + " dimensions, expected " +
-                                                   std::to_string(Rank));
+    fail(error_kind::shape, "view", "xtensor",
+         "has " + std::to_string(x.dimension()) + " dimensions, expected " + std::to_string(Rank));
   std::array<index_t, Rank> shape{}, strides{};
   for (std::size_t d = 0; d < Rank; ++d) {
     shape[d] = static_cast<index_t>(x.shape()[d]);

@@ -9,7 +9,6 @@
 #include "../core/choices.hpp"
 #include "../ops/masked.hpp"
 
-
 namespace rlhf::adv {
 
 /// Advantages and returns, both [B, T]. They may be the same view.
@@ -32,15 +31,13 @@ struct result {
 template <class Fn>
 struct dispatch_on_tag {
   template <class Tag, class... A>
-    requires(!std::is_same_v<std::remove_cvref_t<Tag>, cpu_t>)
-  auto operator()(Tag tag, A&&... a) const
+  requires(!std::is_same_v<std::remove_cvref_t<Tag>, cpu_t>) auto operator()(Tag tag, A&&... a) const
       -> decltype(advantage_on(tag, std::declval<const Fn&>(), static_cast<A&&>(a)...)) {
     return advantage_on(tag, static_cast<const Fn&>(*this), static_cast<A&&>(a)...);
   }
   /// Not a backend tag: one sentence.
   template <class Tag, class... A>
-    requires(!backend<std::remove_cvref_t<Tag>>)
-  void operator()(Tag&&, A&&...) const {
+  requires(!backend<std::remove_cvref_t<Tag>>) void operator()(Tag&&, A&&...) const {
     static_assert(rlhf::detail::not_a_backend<Tag>,
                   "adv: the first argument must be a backend tag: rlhf::cpu, rlhf::cpu.unchecked(), or rlhf::cuda "
                   "(<rlhf/cuda.hpp>)");

@@ -14,7 +14,7 @@ namespace rlhf::adv {
 struct gae_params {
   double gamma = 1.0;
   double lam = 1.0;
-  bool whiten = true;                         ///< verl whitens over the batch
+  bool whiten = true;  ///< verl whitens over the batch
   whiten_params whitening = whiten_params::verl();
 };
 

@@ -15,8 +15,8 @@ struct gpg_params {
 
 namespace impl {
 template <class T, class M, class I>
-void gpg(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> response_mask,
-         tensor_view<I, 1> index, const gpg_params& p, outputs<value_t<T>> out) {
+void gpg(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> response_mask, tensor_view<I, 1> index,
+         const gpg_params& p, outputs<value_t<T>> out) {
   constexpr const char* fn = "adv::gpg";
   detail::check_rewards(tag, fn, token_level_rewards, response_mask, out);
   detail::check_index(fn, index, token_level_rewards);
@@ -38,7 +38,8 @@ void gpg(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> res
 struct gpg_fn : dispatch_on_tag<gpg_fn> {
   using dispatch_on_tag<gpg_fn>::operator();
   template <class T, class M, class I>
-  void operator()(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> response_mask, tensor_view<I, 1> index, const gpg_params& p, outputs<value_t<T>> out) const {
+  void operator()(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> response_mask,
+                  tensor_view<I, 1> index, const gpg_params& p, outputs<value_t<T>> out) const {
     impl::gpg(tag, token_level_rewards, response_mask, index, p, out);
   }
 };

@@ -44,8 +44,8 @@ RLHF_HD inline double grpo_value(double s, double mean, double std, double n, co
 
 namespace impl {
 template <class T, class M, class I>
-void grpo(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> response_mask,
-          tensor_view<I, 1> index, const grpo_params& p, outputs<value_t<T>> out) {
+void grpo(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> response_mask, tensor_view<I, 1> index,
+          const grpo_params& p, outputs<value_t<T>> out) {
   constexpr const char* fn = "adv::grpo";
   detail::check_rewards(tag, fn, token_level_rewards, response_mask, out);
   detail::check_index(fn, index, token_level_rewards);
@@ -101,7 +101,8 @@ void grpo_passk(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M,
 struct grpo_passk_fn : dispatch_on_tag<grpo_passk_fn> {
   using dispatch_on_tag<grpo_passk_fn>::operator();
   template <class T, class M, class I>
-  void operator()(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> response_mask, tensor_view<I, 1> index, const grpo_params& p, outputs<value_t<T>> out) const {
+  void operator()(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> response_mask,
+                  tensor_view<I, 1> index, const grpo_params& p, outputs<value_t<T>> out) const {
     impl::grpo_passk(tag, token_level_rewards, response_mask, index, p, out);
   }
 };

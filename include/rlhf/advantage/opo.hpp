@@ -11,8 +11,8 @@ namespace rlhf::adv {
 
 namespace impl {
 template <class T, class M, class I>
-void opo(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> response_mask,
-         tensor_view<I, 1> index, outputs<value_t<T>> out) {
+void opo(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> response_mask, tensor_view<I, 1> index,
+         outputs<value_t<T>> out) {
   constexpr const char* fn = "adv::opo";
   detail::check_rewards(tag, fn, token_level_rewards, response_mask, out);
   detail::check_index(fn, index, token_level_rewards);
@@ -29,8 +29,9 @@ void opo(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> res
     double base = 0;
     if (rows.size() > 1) {
       if (!(den > 0))
-        rlhf::detail::fail(error_kind::empty, fn, "response_mask",
-                           "has a group whose responses have no valid token: the length-weighted baseline is undefined");
+        rlhf::detail::fail(
+            error_kind::empty, fn, "response_mask",
+            "has a group whose responses have no valid token: the length-weighted baseline is undefined");
       base = num / den;
     }
     for (auto b : rows) a[b] = s[b] - base;
@@ -43,7 +44,8 @@ void opo(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> res
 struct opo_fn : dispatch_on_tag<opo_fn> {
   using dispatch_on_tag<opo_fn>::operator();
   template <class T, class M, class I>
-  void operator()(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> response_mask, tensor_view<I, 1> index, outputs<value_t<T>> out) const {
+  void operator()(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> response_mask,
+                  tensor_view<I, 1> index, outputs<value_t<T>> out) const {
     impl::opo(tag, token_level_rewards, response_mask, index, out);
   }
 };

@@ -41,10 +41,10 @@ void reinforce_pp(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<
       }
     }
   });
-  ops::masked_whiten(tag.unchecked(), tensor_view<const V, 2>(out.returns), response_mask, p.whitening,
-                     out.advantages);
+  ops::masked_whiten(tag.unchecked(), tensor_view<const V, 2>(out.returns), response_mask, p.whitening, out.advantages);
   cpu_loops::for_each_2d(B, T_, [&](index_t b, index_t t) {
-    out.advantages(b, t) = static_cast<V>(static_cast<double>(out.advantages(b, t)) * static_cast<double>(response_mask(b, t)));
+    out.advantages(b, t) =
+        static_cast<V>(static_cast<double>(out.advantages(b, t)) * static_cast<double>(response_mask(b, t)));
   });
 }
 
@@ -95,7 +95,8 @@ void reinforce_pp_baseline(cpu_t tag, tensor_view<T, 2> token_level_rewards, ten
 struct reinforce_pp_baseline_fn : dispatch_on_tag<reinforce_pp_baseline_fn> {
   using dispatch_on_tag<reinforce_pp_baseline_fn>::operator();
   template <class T, class M, class I>
-  void operator()(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> response_mask, tensor_view<I, 1> index, const whiten_params& w, outputs<value_t<T>> out) const {
+  void operator()(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> response_mask,
+                  tensor_view<I, 1> index, const whiten_params& w, outputs<value_t<T>> out) const {
     impl::reinforce_pp_baseline(tag, token_level_rewards, response_mask, index, w, out);
   }
 };
@@ -128,7 +129,8 @@ void remax(cpu_t tag, tensor_view<T, 2> token_level_rewards, in_view<T, 1> rewar
 struct remax_fn : dispatch_on_tag<remax_fn> {
   using dispatch_on_tag<remax_fn>::operator();
   template <class T, class M>
-  void operator()(cpu_t tag, tensor_view<T, 2> token_level_rewards, in_view<T, 1> reward_baselines, tensor_view<M, 2> response_mask, outputs<value_t<T>> out) const {
+  void operator()(cpu_t tag, tensor_view<T, 2> token_level_rewards, in_view<T, 1> reward_baselines,
+                  tensor_view<M, 2> response_mask, outputs<value_t<T>> out) const {
     impl::remax(tag, token_level_rewards, reward_baselines, response_mask, out);
   }
 };

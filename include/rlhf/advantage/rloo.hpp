@@ -22,8 +22,8 @@ RLHF_HD inline double rloo_value(double s, double mean, double n, const rloo_par
 
 namespace impl {
 template <class T, class M, class I>
-void rloo(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> response_mask,
-          tensor_view<I, 1> index, const rloo_params& p, outputs<value_t<T>> out) {
+void rloo(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> response_mask, tensor_view<I, 1> index,
+          const rloo_params& p, outputs<value_t<T>> out) {
   constexpr const char* fn = "adv::rloo";
   detail::check_rewards(tag, fn, token_level_rewards, response_mask, out);
   detail::check_index(fn, index, token_level_rewards);

@@ -46,9 +46,9 @@ using rng_t = std::mt19937_64;
 template <class Tok>
 struct basic_prompt_batch {
   using token_type = Tok;
-  tensor<Tok, 2> tokens;              ///< [B, P], left-aligned, padded with 0
-  std::vector<index_t> lengths;       ///< valid prompt tokens per row
-  std::vector<index_t> ids;           ///< dataset index of each prompt (groups, caching)
+  tensor<Tok, 2> tokens;         ///< [B, P], left-aligned, padded with 0
+  std::vector<index_t> lengths;  ///< valid prompt tokens per row
+  std::vector<index_t> ids;      ///< dataset index of each prompt (groups, caching)
   [[nodiscard]] index_t size() const noexcept { return tokens.extent(0); }
 };
 
@@ -56,9 +56,9 @@ template <class Tok>
 struct basic_batch {
   using token_type = Tok;
   basic_prompt_batch<Tok> prompts;
-  tensor<Tok, 2> responses;           ///< [B, T]
-  tensor<double, 2> response_mask;    ///< [B, T], 1 = generated token
-  double temperature = 1.0;           ///< log-probs are asked for at this temperature
+  tensor<Tok, 2> responses;         ///< [B, T]
+  tensor<double, 2> response_mask;  ///< [B, T], 1 = generated token
+  double temperature = 1.0;         ///< log-probs are asked for at this temperature
   [[nodiscard]] index_t size() const noexcept { return responses.extent(0); }
   [[nodiscard]] index_t length() const noexcept { return responses.extent(1); }
 };
@@ -88,7 +88,7 @@ struct token_type_of {
   using type = token_t;
 };
 template <class M>
-  requires requires { typename M::token_type; }
+requires requires { typename M::token_type; }
 struct token_type_of<M> {
   using type = typename M::token_type;
 };

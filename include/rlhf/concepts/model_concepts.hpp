@@ -95,7 +95,9 @@ concept ReferenceModel = LogProbModel<M, B> || LogitsModel<M, B> || HiddenStateM
 enum class model_path { log_probs, logits, hidden_states };
 
 template <class P, class B = batch_for<P>>
-concept HasForward = requires(P& p, const B& b) { p.forward(b); };
+concept HasForward = requires(P& p, const B& b) {
+  p.forward(b);
+};
 
 template <class P, class B>
 using handle_t = decltype(std::declval<P&>().forward(std::declval<const B&>()));
@@ -128,8 +130,8 @@ using f_values_t = decltype(std::declval<F&>().values());
 template <class P, class B>
 concept stateless_hidden = HiddenStateModel<P, B> &&
     requires(P& p, const B& b, grad_view_t<hidden_t<P, B>> dh, grad_view_t<lm_head_t<P>> dw) {
-      p.backward_hidden(b, dh, dw);
-    };
+  p.backward_hidden(b, dh, dw);
+};
 template <class P, class B>
 concept stateless_logits = LogitsModel<P, B> && requires(P& p, const B& b, grad_view_t<logits_t<P, B>> d) {
   p.backward_logits(b, d);
@@ -143,17 +145,18 @@ template <class P, class F>
 concept handle_hidden = requires(P& p, F& f) {
   { f.hidden_states() } -> viewable<2>;
   { p.lm_head() } -> viewable<2>;
-} && requires(P& p, F& f, grad_view_t<f_hidden_t<F>> dh, grad_view_t<lm_head_t<P>> dw) {
-  p.backward_hidden(f, dh, dw);
-};
+}
+&&requires(P& p, F& f, grad_view_t<f_hidden_t<F>> dh, grad_view_t<lm_head_t<P>> dw) { p.backward_hidden(f, dh, dw); };
 template <class P, class F>
 concept handle_logits = requires(F& f) {
   { f.logits() } -> viewable<2>;
-} && requires(P& p, F& f, grad_view_t<f_logits_t<F>> d) { p.backward_logits(f, d); };
+}
+&&requires(P& p, F& f, grad_view_t<f_logits_t<F>> d) { p.backward_logits(f, d); };
 template <class P, class F>
 concept handle_logp = requires(F& f) {
   { f.log_probs() } -> viewable<2>;
-} && requires(P& p, F& f, grad_view_t<f_log_probs_t<F>> d) { p.backward(f, d); };
+}
+&&requires(P& p, F& f, grad_view_t<f_log_probs_t<F>> d) { p.backward(f, d); };
 
 template <class P, class B>
 consteval bool has_grad_path() {
@@ -171,35 +174,44 @@ template <class P, class B = batch_for<P>>
 consteval model_path grad_path() {
   if constexpr (HasForward<P, B>) {
     using F = handle_t<P, B>;
-    if constexpr (detail::handle_hidden<P, F>) return model_path::hidden_states;
-    else if constexpr (detail::handle_logits<P, F>) return model_path::logits;
-    else return model_path::log_probs;
+    if constexpr (detail::handle_hidden<P, F>)
+      return model_path::hidden_states;
+    else if constexpr (detail::handle_logits<P, F>)
+      return model_path::logits;
+    else
+      return model_path::log_probs;
   } else {
-    if constexpr (detail::stateless_hidden<P, B>) return model_path::hidden_states;
-    else if constexpr (detail::stateless_logits<P, B>) return model_path::logits;
-    else return model_path::log_probs;
+    if constexpr (detail::stateless_hidden<P, B>)
+      return model_path::hidden_states;
+    else if constexpr (detail::stateless_logits<P, B>)
+      return model_path::logits;
+    else
+      return model_path::log_probs;
   }
 }
 
 /// The path of a no-gradient call (hidden states, then logits, then log-probs).
 template <class M, class B = batch_for<M>>
 consteval model_path nograd_path() {
-  if constexpr (HiddenStateModel<M, B>) return model_path::hidden_states;
-  else if constexpr (LogitsModel<M, B>) return model_path::logits;
-  else return model_path::log_probs;
+  if constexpr (HiddenStateModel<M, B>)
+    return model_path::hidden_states;
+  else if constexpr (LogitsModel<M, B>)
+    return model_path::logits;
+  else
+    return model_path::log_probs;
 }
 
 template <class P, class B = batch_for<P>>
 concept Policy = ReferenceModel<P, B> && detail::has_grad_path<P, B>() &&
-                 requires(P& p, const basic_prompt_batch<typename B::token_type>& x, const sampling& s, rng_t& g) {
-                   { p.generate(x, s, g) } -> std::convertible_to<basic_rollout<typename B::token_type>>;
-                   p.step();
-                 };
+    requires(P& p, const basic_prompt_batch<typename B::token_type>& x, const sampling& s, rng_t& g) {
+  { p.generate(x, s, g) } -> std::convertible_to<basic_rollout<typename B::token_type>>;
+  p.step();
+};
 
 template <class P, class B = batch_for<P>>
-concept LogitsPolicy = Policy<P, B> && (grad_path<P, B>() == model_path::logits);
+concept LogitsPolicy = Policy<P, B> &&(grad_path<P, B>() == model_path::logits);
 template <class P, class B = batch_for<P>>
-concept HiddenStatePolicy = Policy<P, B> && (grad_path<P, B>() == model_path::hidden_states);
+concept HiddenStatePolicy = Policy<P, B> &&(grad_path<P, B>() == model_path::hidden_states);
 
 /// A log-prob policy that also gives its entropy (for the entropy bonus):
 /// f.entropy() and p.backward(f, dlogp, dentropy), or p.entropy(b) and
@@ -209,13 +221,19 @@ template <class P, class B>
 consteval bool gives_entropy() {
   if constexpr (HasForward<P, B>) {
     using F = handle_t<P, B>;
-    if constexpr (requires(F& f) { { f.entropy() } -> viewable<2>; f.log_probs(); })
-      return requires(P& p, F& f, grad_view_t<f_log_probs_t<F>> d) { p.backward(f, d, d); };
+    if constexpr (requires(F & f) {
+                    { f.entropy() } -> viewable<2>;
+                    f.log_probs();
+                  })
+      return requires(P & p, F & f, grad_view_t<f_log_probs_t<F>> d) { p.backward(f, d, d); };
     else
       return false;
   } else {
-    if constexpr (requires(P& p, const B& b) { { p.entropy(b) } -> viewable<2>; p.log_probs(b); })
-      return requires(P& p, const B& b, grad_view_t<log_probs_t<P, B>> d) { p.backward(b, d, d); };
+    if constexpr (requires(P & p, const B& b) {
+                    { p.entropy(b) } -> viewable<2>;
+                    p.log_probs(b);
+                  })
+      return requires(P & p, const B& b, grad_view_t<log_probs_t<P, B>> d) { p.backward(b, d, d); };
     else
       return false;
   }
@@ -223,14 +241,14 @@ consteval bool gives_entropy() {
 }  // namespace detail
 
 template <class P, class B = batch_for<P>>
-concept EntropyPolicy = Policy<P, B> && (grad_path<P, B>() == model_path::log_probs) && detail::gives_entropy<P, B>();
+concept EntropyPolicy = Policy<P, B> &&(grad_path<P, B>() == model_path::log_probs) && detail::gives_entropy<P, B>();
 
 // ---------------------------------------------------------------------------
 // Reward and value models
 
 template <class R, class B = batch_for<R>>
 concept RewardModel = requires(R& r, const B& b) {
-  { r.score(b) };
+  {r.score(b)};
   requires std::convertible_to<decltype(r.score(b)), std::vector<double>> || viewable<decltype(r.score(b)), 1>;
 };
 
@@ -242,14 +260,18 @@ concept TokenRewardModel = RewardModel<R, B> && requires(R& r, const B& b) {
 namespace detail {
 template <class V, class B>
 consteval bool value_backward() {
-  if constexpr (requires(V& v, const B& b) { v.forward(b); }) {
+  if constexpr (requires(V & v, const B& b) { v.forward(b); }) {
     using F = handle_t<V, B>;
-    if constexpr (requires(F& f) { { f.values() } -> viewable<2>; })
-      return requires(V& v, F& f, grad_view_t<f_values_t<F>> d) { v.backward(f, d); };
+    if constexpr (requires(F & f) {
+                    { f.values() } -> viewable<2>;
+                  })
+      return requires(V & v, F & f, grad_view_t<f_values_t<F>> d) { v.backward(f, d); };
     else
       return false;
-  } else if constexpr (requires(V& v, const B& b) { { v.values(b) } -> viewable<2>; }) {
-    return requires(V& v, const B& b, grad_view_t<values_t<V, B>> d) { v.backward(b, d); };
+  } else if constexpr (requires(V & v, const B& b) {
+                         { v.values(b) } -> viewable<2>;
+                       }) {
+    return requires(V & v, const B& b, grad_view_t<values_t<V, B>> d) { v.backward(b, d); };
   } else {
     return false;
   }
@@ -260,10 +282,13 @@ template <class V, class B = batch_for<V>>
 concept ValueFunction = requires(V& v, const B& b) {
   { v.values(b) } -> viewable<2>;
   v.step();
-} && detail::value_backward<V, B>();
+}
+&&detail::value_backward<V, B>();
 
 template <class R, class P>
-concept BlendableFrom = requires(R& r, const P& p, double alpha) { r.blend_from(p, alpha); };
+concept BlendableFrom = requires(R& r, const P& p, double alpha) {
+  r.blend_from(p, alpha);
+};
 
 template <class M>
 concept Checkpointable = requires(M& m, const M& cm, std::ostream& o, std::istream& i) {
@@ -276,19 +301,22 @@ concept Checkpointable = requires(M& m, const M& cm, std::ostream& o, std::istre
 
 template <class M, class B = batch_for<M>>
 consteval bool check_reference_model() {
-  static_assert(requires(M& m, const B& b) { m.log_probs(b); } || requires(M& m, const B& b) { m.logits(b); } ||
-                    requires(M& m, const B& b) { m.hidden_states(b); },
-                "rlhf: a ReferenceModel needs log_probs(const rlhf::batch&) returning the [B, T] log-probabilities "
-                "of the responses, or logits(batch) [B*T, V], or hidden_states(batch) [B*T, H] with lm_head() "
-                "[V, H] (docs/concepts.md)");
-  static_assert(!requires(M& m, const B& b) { m.log_probs(b); } || LogProbModel<M, B> || LogitsModel<M, B> ||
-                    HiddenStateModel<M, B>,
-                "rlhf: ReferenceModel::log_probs(batch) must return something the library can view as [B, T]: "
-                "an rlhf::tensor or tensor_view of float or double, an Eigen matrix, an xtensor (docs/concepts.md)");
-  static_assert(!requires(M& m, const B& b) { m.hidden_states(b); } || HiddenStateModel<M, B> ||
-                    LogProbModel<M, B> || LogitsModel<M, B>,
-                "rlhf: a model with hidden_states(batch) needs lm_head() returning the [V, H] LM-head weight, both "
-                "viewable (docs/concepts.md)");
+  static_assert(
+      requires(M & m, const B& b) { m.log_probs(b); } || requires(M & m, const B& b) { m.logits(b); } ||
+          requires(M & m, const B& b) { m.hidden_states(b); },
+      "rlhf: a ReferenceModel needs log_probs(const rlhf::batch&) returning the [B, T] log-probabilities "
+      "of the responses, or logits(batch) [B*T, V], or hidden_states(batch) [B*T, H] with lm_head() "
+      "[V, H] (docs/concepts.md)");
+  static_assert(
+      !requires(M & m, const B& b) { m.log_probs(b); } || LogProbModel<M, B> || LogitsModel<M, B> ||
+          HiddenStateModel<M, B>,
+      "rlhf: ReferenceModel::log_probs(batch) must return something the library can view as [B, T]: "
+      "an rlhf::tensor or tensor_view of float or double, an Eigen matrix, an xtensor (docs/concepts.md)");
+  static_assert(
+      !requires(M & m, const B& b) { m.hidden_states(b); } || HiddenStateModel<M, B> || LogProbModel<M, B> ||
+          LogitsModel<M, B>,
+      "rlhf: a model with hidden_states(batch) needs lm_head() returning the [V, H] LM-head weight, both "
+      "viewable (docs/concepts.md)");
   return true;
 }
 
@@ -296,17 +324,19 @@ template <class P, class B = batch_for<P>>
 consteval bool check_policy() {
   check_reference_model<P, B>();
   using Tok = typename B::token_type;
-  static_assert(requires(P& p, const basic_prompt_batch<Tok>& x, const sampling& s, rng_t& g) { p.generate(x, s, g); },
-                "rlhf: a Policy needs generate(const rlhf::prompt_batch&, const rlhf::sampling&, rlhf::rng_t&) "
-                "returning an rlhf::rollout (docs/concepts.md)");
+  static_assert(
+      requires(P & p, const basic_prompt_batch<Tok>& x, const sampling& s, rng_t& g) { p.generate(x, s, g); },
+      "rlhf: a Policy needs generate(const rlhf::prompt_batch&, const rlhf::sampling&, rlhf::rng_t&) "
+      "returning an rlhf::rollout (docs/concepts.md)");
   static_assert(detail::has_grad_path<P, B>(),
                 "rlhf: a Policy needs a backward: backward(const rlhf::batch&, rlhf::tensor_view<const E, 2> dlogp) "
                 "to accumulate dL/dlogp (E: the element type log_probs returns), or backward_logits(batch, dlogits), "
                 "or backward_hidden(batch, dhidden, dweight); with forward(batch) -> F, the same members take the "
                 "handle F (docs/concepts.md)");
-  static_assert(requires(P& p) { p.step(); },
-                "rlhf: a Policy needs step() to apply its optimizer and clear its gradients (docs/concepts.md)");
-  constexpr bool members = requires(P& p, const basic_prompt_batch<Tok>& x, const sampling& s, rng_t& g) {
+  static_assert(
+      requires(P & p) { p.step(); },
+      "rlhf: a Policy needs step() to apply its optimizer and clear its gradients (docs/concepts.md)");
+  constexpr bool members = requires(P & p, const basic_prompt_batch<Tok>& x, const sampling& s, rng_t& g) {
     p.generate(x, s, g);
     p.step();
   };
@@ -318,25 +348,30 @@ consteval bool check_policy() {
 
 template <class R, class B = batch_for<R>>
 consteval bool check_reward_model() {
-  static_assert(requires(R& r, const B& b) { r.score(b); },
-                "rlhf: a RewardModel needs score(const rlhf::batch&) returning one score per sequence "
-                "(std::vector<double> or a viewable [B]) (docs/concepts.md)");
-  static_assert(!requires(R& r, const B& b) { r.score(b); } || RewardModel<R, B>,
-                "rlhf: RewardModel::score must return std::vector<double> or a viewable rank-1 tensor "
-                "(docs/concepts.md)");
+  static_assert(
+      requires(R & r, const B& b) { r.score(b); },
+      "rlhf: a RewardModel needs score(const rlhf::batch&) returning one score per sequence "
+      "(std::vector<double> or a viewable [B]) (docs/concepts.md)");
+  static_assert(
+      !requires(R & r, const B& b) { r.score(b); } || RewardModel<R, B>,
+      "rlhf: RewardModel::score must return std::vector<double> or a viewable rank-1 tensor "
+      "(docs/concepts.md)");
   return true;
 }
 
 template <class V, class B = batch_for<V>>
 consteval bool check_value_function() {
-  static_assert(requires(V& v, const B& b) { v.values(b); },
-                "rlhf: a ValueFunction needs values(const rlhf::batch&) returning [B, T] values (docs/concepts.md)");
-  static_assert(requires(V& v, const B& b) { v.forward(b); } ||
-                    requires(V& v, const B& b, grad_view_t<detail::values_t<V, B>> g) { v.backward(b, g); },
-                "rlhf: a ValueFunction needs backward(const rlhf::batch&, rlhf::tensor_view<const E, 2> dvalues) "
-                "(E: the element type values returns), or forward(batch) -> F and backward(F&, dvalues) "
-                "(docs/concepts.md)");
-  static_assert(requires(V& v) { v.step(); }, "rlhf: a ValueFunction needs step() (docs/concepts.md)");
+  static_assert(
+      requires(V & v, const B& b) { v.values(b); },
+      "rlhf: a ValueFunction needs values(const rlhf::batch&) returning [B, T] values (docs/concepts.md)");
+  static_assert(
+      requires(V & v, const B& b) { v.forward(b); } ||
+          requires(V & v, const B& b, grad_view_t<detail::values_t<V, B>> g) { v.backward(b, g); },
+      "rlhf: a ValueFunction needs backward(const rlhf::batch&, rlhf::tensor_view<const E, 2> dvalues) "
+      "(E: the element type values returns), or forward(batch) -> F and backward(F&, dvalues) "
+      "(docs/concepts.md)");
+  static_assert(
+      requires(V & v) { v.step(); }, "rlhf: a ValueFunction needs step() (docs/concepts.md)");
   static_assert(ValueFunction<V, B>,
                 "rlhf: ValueFunction::values must return something the library can view as [B, T] (an rlhf::tensor "
                 "or tensor_view, Eigen, xtensor), and backward must take its gradient (docs/concepts.md)");

@@ -53,9 +53,7 @@ namespace config::detail {
 namespace hana = boost::hana;
 
 template <class Cat>
-constexpr auto in_category = [](auto c) {
-  return hana::bool_c<std::is_same_v<choice::category_t<decltype(c)>, Cat>>;
-};
+constexpr auto in_category = [](auto c) { return hana::bool_c<std::is_same_v<choice::category_t<decltype(c)>, Cat>>; };
 
 /// How many of the choices belong to category Cat.
 template <class Cat, class Tuple>
@@ -68,8 +66,10 @@ template <class Cat, class Tuple, class D>
 constexpr auto pick(Tuple t, D fallback) {
   static_cast<void>(t);  // read only in the branch that a choice of the category takes
   constexpr std::size_t n = decltype(hana::length(hana::filter(t, in_category<Cat>)))::value;
-  if constexpr (n == 0) return fallback;
-  else return hana::front(hana::filter(t, in_category<Cat>));
+  if constexpr (n == 0)
+    return fallback;
+  else
+    return hana::front(hana::filter(t, in_category<Cat>));
 }
 
 }  // namespace config::detail
@@ -86,10 +86,14 @@ struct experiment {
                 "rlhf::kl::k1/k2/k3/abs, rlhf::kl_in_reward/kl_in_loss, rlhf::adv::gae/grpo/rloo/reinforce_pp, "
                 "rlhf::agg::token_mean/..., rlhf::cpu, rlhf::fp32/fp64 (docs/configuration.md)");
   static_assert(n_<choice::algorithm> <= 1, "rlhf::experiment: two algorithms given, one per category is allowed");
-  static_assert(n_<choice::kl_estimator> <= 1, "rlhf::experiment: two KL estimators given, one per category is allowed");
-  static_assert(n_<choice::kl_placement> <= 1, "rlhf::experiment: two KL placements given, one per category is allowed");
-  static_assert(n_<choice::advantage> <= 1, "rlhf::experiment: two advantage estimators given, one per category is allowed");
-  static_assert(n_<choice::aggregation> <= 1, "rlhf::experiment: two aggregation modes given, one per category is allowed");
+  static_assert(n_<choice::kl_estimator> <= 1,
+                "rlhf::experiment: two KL estimators given, one per category is allowed");
+  static_assert(n_<choice::kl_placement> <= 1,
+                "rlhf::experiment: two KL placements given, one per category is allowed");
+  static_assert(n_<choice::advantage> <= 1,
+                "rlhf::experiment: two advantage estimators given, one per category is allowed");
+  static_assert(n_<choice::aggregation> <= 1,
+                "rlhf::experiment: two aggregation modes given, one per category is allowed");
   static_assert(n_<choice::backend> <= 1, "rlhf::experiment: two backends given, one per category is allowed");
   static_assert(n_<choice::precision> <= 1, "rlhf::experiment: two precisions given, one per category is allowed");
 
@@ -113,7 +117,8 @@ struct experiment {
   static constexpr const char* backend_name = rlhf::backend_name<std::remove_cv_t<decltype(backend)>>();
   /// The trainer's working precision (rlhf::fp32 / rlhf::fp64).
   using real_type = typename decltype(real_tag_)::type;
-  static constexpr bool needs_value = algo != algorithm::dpo && (adv == advantage_estimator::gae || algo == algorithm::a2c);
+  static constexpr bool needs_value =
+      algo != algorithm::dpo && (adv == advantage_estimator::gae || algo == algorithm::a2c);
 
   static_assert(algo != algorithm::dpo || n_<choice::kl_placement> == 0,
                 "rlhf::experiment: DPO takes no KL placement: its KL toward the reference is inside its loss (beta); "
@@ -137,8 +142,10 @@ struct experiment {
     std::string s = std::string(to_string(algo)) + "/" + to_string(kl);
     if constexpr (algo != algorithm::dpo)
       s += std::string("/") + to_string(kl_where) + "/" + to_string(adv) + "/" + to_string(agg);
-    if constexpr (!is_host_backend_v<std::remove_cv_t<decltype(backend)>>) s += std::string("/") + backend_name;
-    else if (!backend.check_finite) s += "/unchecked";
+    if constexpr (!is_host_backend_v<std::remove_cv_t<decltype(backend)>>)
+      s += std::string("/") + backend_name;
+    else if (!backend.check_finite)
+      s += "/unchecked";
     if constexpr (std::is_same_v<real_type, float>) s += "/fp32";
     return s;
   }
@@ -195,14 +202,19 @@ struct experiment {
 // Trainers from an experiment.
 
 template <class E>
-concept an_experiment = requires { typename E::options_type; E::algo; E::kl; };
+concept an_experiment = requires {
+  typename E::options_type;
+  E::algo;
+  E::kl;
+};
 
 /// PPO / A2C: policy, reference, reward model, prompts, and a value function
 /// when the structure needs one (GAE, A2C).
 template <an_experiment E, class P, class R, class RM, class V = no_value_function>
-  requires(!std::is_same_v<std::remove_cvref_t<RM>, std::vector<train::basic_preference<token_type_of_t<P>>>>)
-train::rl_trainer<E, P, R, RM, V> make_trainer(const E& e, P& policy, R& reference, RM& reward,
-                                               std::vector<std::vector<token_type_of_t<P>>> prompts, V* value = nullptr) {
+requires(!std::is_same_v<std::remove_cvref_t<RM>, std::vector<train::basic_preference<token_type_of_t<P>>>>)
+    train::rl_trainer<E, P, R, RM, V> make_trainer(const E& e, P& policy, R& reference, RM& reward,
+                                                   std::vector<std::vector<token_type_of_t<P>>> prompts,
+                                                   V* value = nullptr) {
   if constexpr (E::algo == algorithm::dpo) {
     // rl_trainer's static_assert states the sentence; keep one diagnostic
     return train::rl_trainer<E, P, R, RM, V>(policy, reference, reward, std::move(prompts), train::rl_options{}, value);
@@ -276,7 +288,9 @@ class command_line {
       if (k == flag) r = v;
     return r;
   }
-  [[nodiscard]] const std::vector<std::pair<std::string, std::string>>& overrides() const noexcept { return overrides_; }
+  [[nodiscard]] const std::vector<std::pair<std::string, std::string>>& overrides() const noexcept {
+    return overrides_;
+  }
 
   /// --config FILE (JSON, read_json) first, then every override in order.
   /// Strict: a key that is not an option of E is rlhf::error(param) naming
@@ -297,8 +311,10 @@ class command_line {
         rlhf::detail::fail(error_kind::param, "config::command_line", k,
                            "is a compile-time choice of the experiment type (" + E::name() +
                                "), not a run-time option: declare another rlhf::experiment (docs/configuration.md)");
-      if (lenient) set_field(next.options, k, v);
-      else set_field_or_fail(next.options, k, v);
+      if (lenient)
+        set_field(next.options, k, v);
+      else
+        set_field_or_fail(next.options, k, v);
     }
     e = std::move(next);
   }
@@ -356,8 +372,10 @@ struct sweep_row {
  private:
   template <class X>
   static void put(train::record& r, const std::string& k, const X& x) {
-    if constexpr (std::is_same_v<X, std::monostate>) r.set(k, std::nullopt);
-    else r.set(k, x);
+    if constexpr (std::is_same_v<X, std::monostate>)
+      r.set(k, std::nullopt);
+    else
+      r.set(k, x);
   }
 };
 
@@ -379,8 +397,7 @@ std::vector<sweep_row> sweep(F&& run_one) {
 
 /// The same, over a tuple of experiment types: sweep(hana::tuple_t<E1, E2>, f).
 template <class Types, class F>
-  requires boost::hana::Foldable<Types>::value
-std::vector<sweep_row> sweep(Types types, F&& run_one) {
+requires boost::hana::Foldable<Types>::value std::vector<sweep_row> sweep(Types types, F&& run_one) {
   return boost::hana::unpack(types, [&](auto... t) { return sweep<typename decltype(t)::type...>(run_one); });
 }
 

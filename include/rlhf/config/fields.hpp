@@ -24,7 +24,9 @@ template <class S>
 struct fields;
 
 template <class T>
-concept reflected = requires { fields<std::remove_cvref_t<T>>::list(); };
+concept reflected = requires {
+  fields<std::remove_cvref_t<T>>::list();
+};
 
 }  // namespace rlhf::config
 
@@ -37,12 +39,11 @@ concept reflected = requires { fields<std::remove_cvref_t<T>>::list(); };
 #define RLHF_PP_FOR_EACH(m, T, ...) __VA_OPT__(RLHF_PP_EXPAND(RLHF_PP_FOR_EACH_1(m, T, __VA_ARGS__)))
 #define RLHF_PP_FOR_EACH_1(m, T, a, ...) m(T, a) __VA_OPT__(, RLHF_PP_FOR_EACH_AGAIN RLHF_PP_PARENS(m, T, __VA_ARGS__))
 #define RLHF_PP_FOR_EACH_AGAIN() RLHF_PP_FOR_EACH_1
-#define RLHF_PP_FIELD(T, f) ::rlhf::config::field<T, decltype(T::f)>{#f, &T::f}
+#define RLHF_PP_FIELD(T, f) \
+  ::rlhf::config::field<T, decltype(T::f)> { #f, &T::f }
 
-#define RLHF_REFLECT(T, ...)                                                   \
-  template <>                                                                  \
-  struct rlhf::config::fields<T> {                                             \
-    static constexpr auto list() {                                             \
-      return std::make_tuple(RLHF_PP_FOR_EACH(RLHF_PP_FIELD, T, __VA_ARGS__)); \
-    }                                                                          \
+#define RLHF_REFLECT(T, ...)                                                                                  \
+  template <>                                                                                                 \
+  struct rlhf::config::fields<T> {                                                                            \
+    static constexpr auto list() { return std::make_tuple(RLHF_PP_FOR_EACH(RLHF_PP_FIELD, T, __VA_ARGS__)); } \
   }

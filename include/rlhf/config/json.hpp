@@ -83,14 +83,30 @@ class json_reader {
       if (i_ >= s_.size()) bad("unterminated escape");
       const char e = s_[i_++];
       switch (e) {
-        case '"': out += '"'; break;
-        case '\\': out += '\\'; break;
-        case '/': out += '/'; break;
-        case 'b': out += '\b'; break;
-        case 'f': out += '\f'; break;
-        case 'n': out += '\n'; break;
-        case 'r': out += '\r'; break;
-        case 't': out += '\t'; break;
+        case '"':
+          out += '"';
+          break;
+        case '\\':
+          out += '\\';
+          break;
+        case '/':
+          out += '/';
+          break;
+        case 'b':
+          out += '\b';
+          break;
+        case 'f':
+          out += '\f';
+          break;
+        case 'n':
+          out += '\n';
+          break;
+        case 'r':
+          out += '\r';
+          break;
+        case 't':
+          out += '\t';
+          break;
         case 'u': {
           if (i_ + 4 > s_.size()) bad("short \\u escape");
           unsigned cp = 0;
@@ -104,7 +120,8 @@ class json_reader {
           utf8(out, cp);
           break;
         }
-        default: bad(std::string("unknown escape \\") + e);
+        default:
+          bad(std::string("unknown escape \\") + e);
       }
     }
   }
@@ -136,8 +153,8 @@ class json_reader {
         out.push_back({key, json_item::kind::null, "null"});
       } else {
         const std::size_t b = i_;
-        while (i_ < s_.size() && (std::string_view("+-.eE").find(s_[i_]) != std::string_view::npos ||
-                                  (s_[i_] >= '0' && s_[i_] <= '9')))
+        while (i_ < s_.size() &&
+               (std::string_view("+-.eE").find(s_[i_]) != std::string_view::npos || (s_[i_] >= '0' && s_[i_] <= '9')))
           ++i_;
         if (i_ == b) bad("expected a value for key '" + key + "'");
         out.push_back({key, json_item::kind::number, std::string(s_.substr(b, i_ - b))});

@@ -33,23 +33,22 @@
 
 RLHF_REFLECT(rlhf::sampling, temperature, max_new_tokens);
 RLHF_REFLECT(rlhf::agg_params, dp_size, batch_num_tokens, global_batch_size, loss_scale_factor, row_eps);
-RLHF_REFLECT(rlhf::ppo::policy_params, clip_low, clip_high, dual_clip, log_ratio_clamp, kl_stat_clamped,
-                        stat_eps, clipfrac, approx_kl, agg);
+RLHF_REFLECT(rlhf::ppo::policy_params, clip_low, clip_high, dual_clip, log_ratio_clamp, kl_stat_clamped, stat_eps,
+             clipfrac, approx_kl, agg);
 RLHF_REFLECT(rlhf::ppo::value_params, clip, style, scale, stat_eps, agg);
 RLHF_REFLECT(rlhf::a2c::params, ent_coef, vf_coef, normalize_advantage, adv_eps, value_scale);
 RLHF_REFLECT(rlhf::adv::grpo_params, epsilon, norm_by_std);
-RLHF_REFLECT(rlhf::dpo::params, type, beta, label_smoothing, score, alpha, exp_cap, reference_free,
-                        smooth_sigmoid, length_normalize, scores_in_pair_losses, exo_zero_smoothing, discopop_tau);
+RLHF_REFLECT(rlhf::dpo::params, type, beta, label_smoothing, score, alpha, exp_cap, reference_free, smooth_sigmoid,
+             length_normalize, scores_in_pair_losses, exo_zero_smoothing, discopop_tau);
 RLHF_REFLECT(rlhf::train::reference_policy, kind, every, alpha);
-RLHF_REFLECT(rlhf::train::diagnostic_params, window, kl_alarm, entropy_floor, entropy_fraction,
-                        clipfrac_alarm, approx_kl_alarm, stagnation_std, stagnation_zero_groups, value_growth,
-                        value_warmup);
-RLHF_REFLECT(rlhf::train::rl_options, steps, prompts_per_step, group_size, sample, ppo_epochs,
-                        minibatch_size, ppo, value, entropy_coef, early_stop_kl, a2c, kl_coef, adaptive_kl, kl_target,
-                        kl_horizon, gamma, lam, whiten_advantages, grpo, ref, diag, metrics_path, progress,
-                        progress_every, checkpoint_path, checkpoint_every, seed);
+RLHF_REFLECT(rlhf::train::diagnostic_params, window, kl_alarm, entropy_floor, entropy_fraction, clipfrac_alarm,
+             approx_kl_alarm, stagnation_std, stagnation_zero_groups, value_growth, value_warmup);
+RLHF_REFLECT(rlhf::train::rl_options, steps, prompts_per_step, group_size, sample, ppo_epochs, minibatch_size, ppo,
+             value, entropy_coef, early_stop_kl, a2c, kl_coef, adaptive_kl, kl_target, kl_horizon, gamma, lam,
+             whiten_advantages, grpo, ref, diag, metrics_path, progress, progress_every, checkpoint_path,
+             checkpoint_every, seed);
 RLHF_REFLECT(rlhf::train::dpo_options, steps, batch_size, loss, ref, metrics_path, progress, progress_every,
-                        checkpoint_path, checkpoint_every, seed);
+             checkpoint_path, checkpoint_every, seed);
 
 namespace rlhf::config {
 
@@ -68,8 +67,10 @@ void for_each_field(S& s, F&& f, const std::string& prefix = "") {
         auto one = [&](auto fd) {
           const std::string name = prefix + fd.name;
           auto& member = s.*(fd.ptr);
-          if constexpr (reflected<decltype(member)>) for_each_field(member, f, name + ".");
-          else f(name, member);
+          if constexpr (reflected<decltype(member)>)
+            for_each_field(member, f, name + ".");
+          else
+            f(name, member);
         };
         (one(fl), ...);
       },
@@ -88,7 +89,8 @@ std::vector<std::string> field_names() {
 namespace detail {
 
 [[noreturn]] inline void bad_value(const std::string& key, std::string_view text, const std::string& expected) {
-  rlhf::detail::fail(error_kind::param, "config", key, "has a bad value '" + std::string(text) + "': expected " + expected);
+  rlhf::detail::fail(error_kind::param, "config", key,
+                     "has a bad value '" + std::string(text) + "': expected " + expected);
 }
 
 template <class E>
@@ -115,9 +117,12 @@ void parse_leaf(const std::string& key, std::string_view text, T& out) {
       out = v;
     }
   } else if constexpr (std::is_same_v<T, bool>) {
-    if (t == "true" || t == "1" || t == "yes" || t == "on") out = true;
-    else if (t == "false" || t == "0" || t == "no" || t == "off") out = false;
-    else bad_value(key, text, "true or false");
+    if (t == "true" || t == "1" || t == "yes" || t == "on")
+      out = true;
+    else if (t == "false" || t == "0" || t == "no" || t == "off")
+      out = false;
+    else
+      bad_value(key, text, "true or false");
   } else if constexpr (std::is_same_v<T, std::string>) {
     out = t;
   } else if constexpr (std::is_enum_v<T>) {
@@ -162,8 +167,10 @@ void parse_leaf(const std::string& key, std::string_view text, T& out) {
 template <class T>
 void put_leaf(train::record& r, const std::string& key, const T& v) {
   if constexpr (is_optional<T>::value) {
-    if (v) put_leaf(r, key, *v);
-    else r.set(key, std::nullopt);
+    if (v)
+      put_leaf(r, key, *v);
+    else
+      r.set(key, std::nullopt);
   } else if constexpr (std::is_same_v<T, bool> || std::is_same_v<T, std::string>) {
     r.set(key, v);
   } else if constexpr (std::is_enum_v<T>) {
@@ -174,7 +181,8 @@ void put_leaf(train::record& r, const std::string& key, const T& v) {
     // a seed above 2^63 - 1 is written as its decimal string
     if (static_cast<unsigned long long>(v) > static_cast<unsigned long long>(std::numeric_limits<long long>::max()))
       r.set(key, std::to_string(v));
-    else r.set(key, static_cast<long long>(v));
+    else
+      r.set(key, static_cast<long long>(v));
   } else {
     r.set(key, static_cast<long long>(v));
   }
@@ -279,8 +287,10 @@ void structure_to_record(train::record& r) {
     r.set("advantage", to_string(S::adv));
     r.set("aggregation", to_string(S::agg));
   }
-  if constexpr (requires { S::backend; }) r.set("backend", rlhf::backend_name<std::remove_cv_t<decltype(S::backend)>>());
-  else r.set("backend", "cpu");
+  if constexpr (requires { S::backend; })
+    r.set("backend", rlhf::backend_name<std::remove_cv_t<decltype(S::backend)>>());
+  else
+    r.set("backend", "cpu");
   r.set("precision", train::precision_name<train::real_of_t<S>>());
 }
 

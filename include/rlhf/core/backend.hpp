@@ -20,8 +20,8 @@ struct device_space {};
 /// `rlhf::cpu.unchecked()` skips that scan for hot loops whose inputs are
 /// known to be finite (shape and parameter checks always run).
 struct cpu_t {
-  using backend_tag = void;   ///< marks a backend tag (an experiment's backend choice)
-  using space = host_space;   ///< where its ops read and write
+  using backend_tag = void;  ///< marks a backend tag (an experiment's backend choice)
+  using space = host_space;  ///< where its ops read and write
   static constexpr const char* name = "cpu";
   bool check_finite = true;
   [[nodiscard]] constexpr cpu_t unchecked() const noexcept { return cpu_t{false}; }
@@ -59,13 +59,12 @@ inline constexpr bool not_a_backend = false;
 /// A wrong first argument of op `name` (not a backend tag) fails with one
 /// sentence instead of a list of overloads: a deleted-in-effect catch-all,
 /// constrained to non-tags, so it never competes with a real overload.
-#define RLHF_BACKEND_FIRST(name)                                                                           \
-  template <class Tag, class... Args>                                                                     \
-    requires(!::rlhf::backend<std::remove_cvref_t<Tag>>)                                                  \
-  void name(Tag&&, Args&&...) {                                                                           \
-    static_assert(::rlhf::detail::not_a_backend<Tag>, #name                                               \
-                  ": the first argument must be a backend tag: rlhf::cpu, rlhf::cpu.unchecked(), or "    \
-                  "rlhf::cuda (<rlhf/cuda.hpp>)");                                                        \
+#define RLHF_BACKEND_FIRST(name)                                                                      \
+  template <class Tag, class... Args>                                                                 \
+  requires(!::rlhf::backend<std::remove_cvref_t<Tag>>) void name(Tag&&, Args&&...) {                  \
+    static_assert(::rlhf::detail::not_a_backend<Tag>, #name                                           \
+                  ": the first argument must be a backend tag: rlhf::cpu, rlhf::cpu.unchecked(), or " \
+                  "rlhf::cuda (<rlhf/cuda.hpp>)");                                                    \
   }
 
 template <class Tag>

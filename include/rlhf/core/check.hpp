@@ -24,8 +24,8 @@ void require_storage(const char* fn, const char* arg, const tensor_view<T, R, S>
 
 /// `v` has the shape of `ref` (and both have storage when not empty).
 template <class T, std::size_t R, class S, class U, std::size_t R2, class S2>
-void require_same_shape(const char* fn, const char* arg, const tensor_view<T, R, S>& v,
-                        const char* ref_arg, const tensor_view<U, R2, S2>& ref) {
+void require_same_shape(const char* fn, const char* arg, const tensor_view<T, R, S>& v, const char* ref_arg,
+                        const tensor_view<U, R2, S2>& ref) {
   require_storage(fn, ref_arg, ref);
   require_storage(fn, arg, v);
   bool same = R == R2;
@@ -37,13 +37,13 @@ void require_same_shape(const char* fn, const char* arg, const tensor_view<T, R,
 }
 
 template <class T, std::size_t R, class S>
-void require_extent(const char* fn, const char* arg, const tensor_view<T, R, S>& v, std::size_t d,
-                    index_t want, const char* what) {
+void require_extent(const char* fn, const char* arg, const tensor_view<T, R, S>& v, std::size_t d, index_t want,
+                    const char* what) {
   require_storage(fn, arg, v);
   if (v.extent(d) != want)
     fail(error_kind::shape, fn, arg,
-         "has shape " + shape_string(v) + ": dimension " + std::to_string(d) + " must be " +
-             std::to_string(want) + " (" + what + ")");
+         "has shape " + shape_string(v) + ": dimension " + std::to_string(d) + " must be " + std::to_string(want) +
+             " (" + what + ")");
 }
 
 template <class T, std::size_t R, class S>
@@ -95,8 +95,8 @@ void require_mask(const char* fn, const char* arg, const tensor_view<T, R, S>& m
 
 /// An output view, when given, must match its input's shape.
 template <class T, std::size_t R, class S, class U, std::size_t R2, class S2>
-void require_output(const char* fn, const char* arg, const tensor_view<T, R, S>& out,
-                    const char* ref_arg, const tensor_view<U, R2, S2>& ref) {
+void require_output(const char* fn, const char* arg, const tensor_view<T, R, S>& out, const char* ref_arg,
+                    const tensor_view<U, R2, S2>& ref) {
   if (!out.null()) require_same_shape(fn, arg, out, ref_arg, ref);
 }
 

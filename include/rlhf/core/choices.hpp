@@ -45,13 +45,13 @@ struct category_of {
   using type = void;
 };
 template <class T>
-  requires requires { typename T::choice_category; }
+requires requires { typename T::choice_category; }
 struct category_of<T> {
   using type = typename T::choice_category;
 };
 /// Backend tags (rlhf::cpu, rlhf::cuda: they declare `backend_tag`).
 template <class T>
-  requires requires { typename T::backend_tag; }
+requires requires { typename T::backend_tag; }
 struct category_of<T> {
   using type = backend;
 };

@@ -19,11 +19,16 @@ enum class error_kind {
 
 inline const char* to_string(error_kind k) noexcept {
   switch (k) {
-    case error_kind::shape: return "shape";
-    case error_kind::non_finite: return "non_finite";
-    case error_kind::empty: return "empty";
-    case error_kind::param: return "param";
-    case error_kind::device: return "device";
+    case error_kind::shape:
+      return "shape";
+    case error_kind::non_finite:
+      return "non_finite";
+    case error_kind::empty:
+      return "empty";
+    case error_kind::param:
+      return "param";
+    case error_kind::device:
+      return "device";
   }
   return "unknown";
 }
@@ -43,11 +48,10 @@ class error : public std::runtime_error {
 };
 
 namespace detail {
-[[noreturn]] inline void fail(error_kind kind, const char* fn, const std::string& arg,
-                              const std::string& what) {
+[[noreturn]] inline void fail(error_kind kind, const char* fn, const std::string& arg, const std::string& what) {
   throw error(kind, arg,
-              std::string("rlhf::") + fn + ": " + (arg.empty() ? "" : "argument '" + arg + "' ") +
-                  what + " [" + to_string(kind) + "]");
+              std::string("rlhf::") + fn + ": " + (arg.empty() ? "" : "argument '" + arg + "' ") + what + " [" +
+                  to_string(kind) + "]");
 }
 }  // namespace detail
 

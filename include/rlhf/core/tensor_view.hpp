@@ -62,9 +62,7 @@ class tensor_view {
   [[nodiscard]] constexpr bool empty() const noexcept { return size() == 0; }
   /// True when no storage is attached (the "not requested" output).
   [[nodiscard]] constexpr bool null() const noexcept { return data_ == nullptr; }
-  [[nodiscard]] constexpr bool contiguous() const noexcept {
-    return strides_ == row_major_strides(shape_);
-  }
+  [[nodiscard]] constexpr bool contiguous() const noexcept { return strides_ == row_major_strides(shape_); }
 
   template <class... I>
   constexpr T& operator()(I... idx) const noexcept {
@@ -76,16 +74,12 @@ class tensor_view {
   }
 
   /// Row r of a rank-2 view as a rank-1 view.
-  [[nodiscard]] constexpr tensor_view<T, 1, Space> row(index_t r) const noexcept
-    requires(Rank == 2)
-  {
+  [[nodiscard]] constexpr tensor_view<T, 1, Space> row(index_t r) const noexcept requires(Rank == 2) {
     return {data_ + r * strides_[0], {shape_[1]}, {strides_[1]}};
   }
 
   /// Swap the two axes of a rank-2 view (no copy).
-  [[nodiscard]] constexpr tensor_view transposed() const noexcept
-    requires(Rank == 2)
-  {
+  [[nodiscard]] constexpr tensor_view transposed() const noexcept requires(Rank == 2) {
     return {data_, {shape_[1], shape_[0]}, {strides_[1], strides_[0]}};
   }
 
@@ -169,8 +163,7 @@ constexpr tensor_view<T, Rank> view(T* data, const index_t (&shape)[Rank]) noexc
   return {data, s};
 }
 template <class T, std::size_t Rank>
-constexpr tensor_view<T, Rank> view(T* data, const index_t (&shape)[Rank],
-                                    const index_t (&strides)[Rank]) noexcept {
+constexpr tensor_view<T, Rank> view(T* data, const index_t (&shape)[Rank], const index_t (&strides)[Rank]) noexcept {
   std::array<index_t, Rank> s{}, st{};
   for (std::size_t d = 0; d < Rank; ++d) {
     s[d] = shape[d];
@@ -183,10 +176,10 @@ constexpr tensor_view<T, Rank> view(T* data, const index_t (&shape)[Rank],
 /// rlhf::view<2>(t.data_ptr<float>(), t.sizes(), t.strides()). A shape of
 /// another rank, or a negative extent, is an rlhf::error(shape).
 template <std::size_t Rank, class T, class Shape>
-  requires requires(const Shape& s) {
-    s.size();
-    static_cast<index_t>(s[0]);
-  }
+requires requires(const Shape& s) {
+  s.size();
+  static_cast<index_t>(s[0]);
+}
 tensor_view<T, Rank> view(T* data, const Shape& shape) {
   std::array<index_t, Rank> s{};
   if (static_cast<std::size_t>(shape.size()) != Rank)
@@ -199,12 +192,12 @@ tensor_view<T, Rank> view(T* data, const Shape& shape) {
   return {data, s};
 }
 template <std::size_t Rank, class T, class Shape, class Strides>
-  requires requires(const Shape& s, const Strides& st) {
-    s.size();
-    st.size();
-    static_cast<index_t>(s[0]);
-    static_cast<index_t>(st[0]);
-  }
+requires requires(const Shape& s, const Strides& st) {
+  s.size();
+  st.size();
+  static_cast<index_t>(s[0]);
+  static_cast<index_t>(st[0]);
+}
 tensor_view<T, Rank> view(T* data, const Shape& shape, const Strides& strides) {
   const auto v = view<Rank>(data, shape);
   if (static_cast<std::size_t>(strides.size()) != Rank)

@@ -49,7 +49,7 @@ auto as_view(X& x) -> decltype(view_adapter<std::remove_cv_t<X>>::get(x)) {
 
 template <class X, std::size_t Rank>
 concept viewable = requires(X& x) {
-  { rlhf::as_view(x) };
+  {rlhf::as_view(x)};
   requires is_tensor_view<decltype(rlhf::as_view(x))>::value;
   requires decltype(rlhf::as_view(x))::rank == Rank;
 };

@@ -23,8 +23,7 @@ class fixed_controller {
     check_update(current_kl, n_steps, "kl::fixed_controller::update");
   }
   static void check_update(double current_kl, double n_steps, const char* fn) {
-    if (!std::isfinite(current_kl))
-      detail::fail(error_kind::non_finite, fn, "current_kl", "is not finite");
+    if (!std::isfinite(current_kl)) detail::fail(error_kind::non_finite, fn, "current_kl", "is not finite");
     detail::require_nonneg_param(n_steps, fn, "n_steps");
   }
 

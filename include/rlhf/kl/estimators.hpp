@@ -120,8 +120,9 @@ inline bool may_overflow(const kl_params& p) { return p.straight_through || !(p.
 /// run(precheck): the overflow precheck of `est` when the parameters allow
 /// an overflow (may_overflow), else none.
 template <class V, class Run>
-decltype(auto) with_overflow_check(const kl_params& p, const rules::loss_token<strided2<V>>& est, tensor_view<const V, 2> logp,
-                                   tensor_view<const V, 2> ref, const char* fn, Run&& run) {
+decltype(auto) with_overflow_check(const kl_params& p, const rules::loss_token<strided2<V>>& est,
+                                   tensor_view<const V, 2> logp, tensor_view<const V, 2> ref, const char* fn,
+                                   Run&& run) {
   if (may_overflow(p)) return run(precheck::overflow_check<rules::loss_token<strided2<V>>, V>{est, logp, ref, fn});
   return run(cpu_engine::detail::no_precheck{});
 }
@@ -130,8 +131,8 @@ decltype(auto) with_overflow_check(const kl_params& p, const rules::loss_token<s
 /// One elementwise pass of the CPU engine; a token whose estimate
 /// overflows is an error before anything is written.
 template <class T>
-void estimate(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 2> ref_logp, const kl_params& p,
-              out_view<T, 2> kl_out, out_view<T, 2> dkl_dlogp = {}) {
+void estimate(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 2> ref_logp, const kl_params& p, out_view<T, 2> kl_out,
+              out_view<T, 2> dkl_dlogp = {}) {
   constexpr const char* fn = "kl::estimate";
   detail::require_same_shape(fn, "ref_logp", ref_logp, "logp", logp);
   detail::require_nonempty(fn, "logp", logp);
@@ -149,8 +150,7 @@ void estimate(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 2> ref_logp, const k
 
 /// Convenience overload: returns the estimate (no gradient).
 template <class T>
-tensor<value_t<T>, 2> estimate(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 2> ref_logp,
-                               const kl_params& p) {
+tensor<value_t<T>, 2> estimate(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 2> ref_logp, const kl_params& p) {
   tensor<value_t<T>, 2> out({logp.extent(0), logp.extent(1)});
   estimate(tag, logp, ref_logp, p, out.view());
   return out;

@@ -83,9 +83,8 @@ void check_loss(const char* fn, const L& logp, const R& ref_logp, const M& mask,
 /// (accumulates with `accumulate = true`, for the combined PPO loss). One
 /// pass of the CPU objective engine.
 template <class T, class M>
-in_loss_result loss(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 2> ref_logp, tensor_view<M, 2> mask,
-                    double kl_coef, const kl_params& p, const agg_params& agg, out_view<T, 2> dlogp = {},
-                    bool accumulate = false) {
+in_loss_result loss(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 2> ref_logp, tensor_view<M, 2> mask, double kl_coef,
+                    const kl_params& p, const agg_params& agg, out_view<T, 2> dlogp = {}, bool accumulate = false) {
   constexpr const char* fn = "kl::loss";
   check_loss(fn, logp, ref_logp, mask, dlogp, kl_coef, p);
   using V = value_t<T>;
@@ -102,17 +101,16 @@ in_loss_result loss(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 2> ref_logp, t
 /// token_level_rewards = token_level_scores - beta * mask * KL(logp, ref_logp).
 /// `rewards` may alias `scores`. One pass of the CPU objective engine.
 template <class T, class M>
-in_reward_stats apply_in_reward(cpu_t tag, tensor_view<T, 2> scores, in_view<T, 2> logp,
-                                in_view<T, 2> ref_logp, tensor_view<M, 2> mask, double beta,
-                                const kl_params& p, out_view<T, 2> rewards) {
+in_reward_stats apply_in_reward(cpu_t tag, tensor_view<T, 2> scores, in_view<T, 2> logp, in_view<T, 2> ref_logp,
+                                tensor_view<M, 2> mask, double beta, const kl_params& p, out_view<T, 2> rewards) {
   constexpr const char* fn = "kl::apply_in_reward";
   check_in_reward(tag, fn, scores, logp, ref_logp, mask, beta, rewards);
   check_params(p, fn);
   using V = value_t<T>;
   using MV = std::remove_const_t<value_t<M>>;
   const index_t B = scores.extent(0);
-  const rules::reward_token<strided2<V>, strided2<MV>> f{strided(scores), strided(logp), strided(ref_logp),
-                                                         strided(mask), p, beta};
+  const rules::reward_token<strided2<V>, strided2<MV>> f{
+      strided(scores), strided(logp), strided(ref_logp), strided(mask), p, beta};
   const rules::loss_token<strided2<V>> est{strided(logp), strided(ref_logp), p};
   std::vector<double> row_kl(static_cast<std::size_t>(B)), row_n(static_cast<std::size_t>(B));
   cpu_engine::run_options o{};
@@ -123,8 +121,8 @@ in_reward_stats apply_in_reward(cpu_t tag, tensor_view<T, 2> scores, in_view<T, 
   const agg_params sum = agg_params::token_sum();
   with_overflow_check<V>(p, est, logp, ref_logp, fn, [&](const auto& pre) {
     cpu_engine::run<1, 1>(fn, f, mask, sum, std::array<tensor_view<V, 2>, 1>{rewards},
-                          cpu_engine::inputs<V, 3>{tag.check_finite, {"token_level_scores", "logp", "ref_logp"},
-                                                   {scores, logp, ref_logp}},
+                          cpu_engine::inputs<V, 3>{
+                              tag.check_finite, {"token_level_scores", "logp", "ref_logp"}, {scores, logp, ref_logp}},
                           o, pre);
   });
   double sum_rows = 0;

@@ -25,7 +25,7 @@ RLHF_HD_INLINE dual_t<R> clamp(const dual_t<R>& x, double lo, double hi) {
   if (lo == -INFINITY && hi == INFINITY) return x;  // (a clamp that is off: the same result, no selects)
   using S = scalar_of<R>;
   const S l = static_cast<S>(lo), h = static_cast<S>(hi);
-  const auto below = x.v < l, above = x.v > h;
+  const auto below = x.v<l, above = x.v> h;
   return {sel(below, l - R{}, sel(above, h - R{}, x.v)), sel(below | above, R{}, x.d)};
 }
 

@@ -53,9 +53,15 @@ RLHF_HD_INLINE kl_term<R> kl_token(const R& logp, const R& ref_logp, const kl_pa
   const dual_t<R> d = clamp(dual_t<R>{raw, lit<R>(1.0)}, -p.log_ratio_clamp, p.log_ratio_clamp);
   dual_t<R> k{};
   switch (p.estimator) {
-    case kl_estimator::k1: k = d; break;
-    case kl_estimator::abs: k = {rabs(d.v), sign(d.v) * d.d}; break;
-    case kl_estimator::k2: k = {S(0.5) * d.v * d.v, d.v * d.d}; break;
+    case kl_estimator::k1:
+      k = d;
+      break;
+    case kl_estimator::abs:
+      k = {rabs(d.v), sign(d.v) * d.d};
+      break;
+    case kl_estimator::k2:
+      k = {S(0.5) * d.v * d.v, d.v * d.d};
+      break;
     case kl_estimator::k3: {
       // verl's order of operations: x = ref - logp; exp(x) - x - 1.
       const R x = -d.v;

@@ -83,10 +83,10 @@ RLHF_HD_INLINE mask_of<R> dppo_valid(const R& logp, const R& old_logp, const R& 
 /// DPPO's token: loss = coef logp with the detached coef = -A min(r, cap) valid.
 template <class R = double>
 struct dppo_term {
-  R coef;              ///< d loss / d logp
-  R log_ratio;         ///< clamped log ratio (its negation is ppo_kl)
-  R ratio;             ///< exp(log_ratio)
-  mask_of<R> valid;    ///< inside the trust region
+  R coef;            ///< d loss / d logp
+  R log_ratio;       ///< clamped log ratio (its negation is ppo_kl)
+  R ratio;           ///< exp(log_ratio)
+  mask_of<R> valid;  ///< inside the trust region
 };
 template <class R>
 RLHF_HD_INLINE dppo_term<R> dppo_token(const R& logp, const R& old_logp, const R& adv, double lo, double hi,

@@ -24,10 +24,10 @@ struct ppo_clip_params {
 template <class R = double>
 struct ppo_clip_term {
   R loss, dlogp;
-  R log_ratio;                 ///< d after the log-ratio clamp
-  R ratio;                     ///< exp(log_ratio)
-  mask_of<R> clipped;          ///< l2 > l1: the clip is active
-  mask_of<R> clipped_lower;    ///< A < 0 and c1 > -A c: the dual clip is active
+  R log_ratio;               ///< d after the log-ratio clamp
+  R ratio;                   ///< exp(log_ratio)
+  mask_of<R> clipped;        ///< l2 > l1: the clip is active
+  mask_of<R> clipped_lower;  ///< A < 0 and c1 > -A c: the dual clip is active
 };
 
 /// The clipped term from a log ratio already carrying its derivative
@@ -55,8 +55,8 @@ RLHF_HD_INLINE ppo_clip_term<R> ppo_clip_log_ratio(const dual_t<R>& d, const R& 
 
 template <class R>
 RLHF_HD_INLINE ppo_clip_term<R> ppo_clip(const R& logp, const R& old_logp, const R& adv, const ppo_clip_params& p) {
-  return ppo_clip_log_ratio(clamp(dual_t<R>{logp - old_logp, lit<R>(1.0)}, -p.log_ratio_clamp, p.log_ratio_clamp),
-                            adv, p);
+  return ppo_clip_log_ratio(clamp(dual_t<R>{logp - old_logp, lit<R>(1.0)}, -p.log_ratio_clamp, p.log_ratio_clamp), adv,
+                            p);
 }
 
 /// The statistics verl/OpenRLHF/TRL/SB3 log per token, by their rules.
@@ -76,8 +76,8 @@ RLHF_HD_INLINE ppo_token_stats<R> ppo_stats(const ppo_clip_term<R>& term, const 
   using S = scalar_of<R>;
   const R d = r.kl_stat_clamped ? term.log_ratio : raw_log_ratio;
   ppo_token_stats<R> s{};
-  s.clipped = r.ratio_outside ? indicator<R>(rabs(term.ratio - S(1)) > static_cast<S>(r.clip_max))
-                              : indicator<R>(term.clipped);
+  s.clipped =
+      r.ratio_outside ? indicator<R>(rabs(term.ratio - S(1)) > static_cast<S>(r.clip_max)) : indicator<R>(term.clipped);
   s.clipped_lower = indicator<R>(term.clipped_lower);
   if (r.approx_kl == 0) {
     s.kl = -d;

@@ -117,9 +117,9 @@ inline void require_two(double n, const char* fn) {
 /// pass of the CPU objective engine (after the advantages' moments, when
 /// normalize_advantage).
 template <class T, class M>
-result loss(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 2> values, in_view<T, 2> advantages,
-            in_view<T, 2> returns, in_view<T, 2> entropy, tensor_view<M, 2> mask, const params& p,
-            out_view<T, 2> dlogp = {}, out_view<T, 2> dvalues = {}, out_view<T, 2> dentropy = {}) {
+result loss(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 2> values, in_view<T, 2> advantages, in_view<T, 2> returns,
+            in_view<T, 2> entropy, tensor_view<M, 2> mask, const params& p, out_view<T, 2> dlogp = {},
+            out_view<T, 2> dvalues = {}, out_view<T, 2> dentropy = {}) {
   constexpr const char* fn = "a2c::loss";
   detail::check_shapes(fn, logp, values, advantages, returns, entropy, mask, dlogp, dvalues, dentropy);
   detail::check_params(p, fn);
@@ -137,11 +137,16 @@ result loss(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 2> values, in_view<T, 
     norm[1] = st.mean * n;
     norm[2] = st.var * (n - 1);
   }
-  const rules::token<strided2<V>> f{strided(logp),    strided(values), strided(advantages), strided(returns),
-                                    strided(entropy), p,               p.normalize_advantage ? norm : nullptr};
-  const auto s = cpu_engine::run<3, 3>(fn, f, mask, agg_params{},
-                                       std::array<tensor_view<V, 2>, 3>{dlogp, dvalues, dentropy}, in,
-                                       {1.0, false, "mask", true});
+  const rules::token<strided2<V>> f{strided(logp),
+                                    strided(values),
+                                    strided(advantages),
+                                    strided(returns),
+                                    strided(entropy),
+                                    p,
+                                    p.normalize_advantage ? norm : nullptr};
+  const auto s =
+      cpu_engine::run<3, 3>(fn, f, mask, agg_params{}, std::array<tensor_view<V, 2>, 3>{dlogp, dvalues, dentropy}, in,
+                            {1.0, false, "mask", true});
   return detail::result_from(s, p, fn);
 }
 

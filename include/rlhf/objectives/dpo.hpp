@@ -43,26 +43,52 @@ RLHF_BACKEND_FIRST(weighted_loss)
 RLHF_BACKEND_FIRST(evaluate)
 
 enum class loss_type {
-  sigmoid, hinge, ipo, exo_pair, nca_pair, robust, bco_pair, sppo_hard,
-  aot, aot_unpaired, apo_zero, apo_down, discopop, sigmoid_norm
+  sigmoid,
+  hinge,
+  ipo,
+  exo_pair,
+  nca_pair,
+  robust,
+  bco_pair,
+  sppo_hard,
+  aot,
+  aot_unpaired,
+  apo_zero,
+  apo_down,
+  discopop,
+  sigmoid_norm
 };
 
 inline const char* to_string(loss_type t) noexcept {
   switch (t) {
-    case loss_type::sigmoid: return "sigmoid";
-    case loss_type::hinge: return "hinge";
-    case loss_type::ipo: return "ipo";
-    case loss_type::exo_pair: return "exo_pair";
-    case loss_type::nca_pair: return "nca_pair";
-    case loss_type::robust: return "robust";
-    case loss_type::bco_pair: return "bco_pair";
-    case loss_type::sppo_hard: return "sppo_hard";
-    case loss_type::aot: return "aot";
-    case loss_type::aot_unpaired: return "aot_unpaired";
-    case loss_type::apo_zero: return "apo_zero";
-    case loss_type::apo_down: return "apo_down";
-    case loss_type::discopop: return "discopop";
-    case loss_type::sigmoid_norm: return "sigmoid_norm";
+    case loss_type::sigmoid:
+      return "sigmoid";
+    case loss_type::hinge:
+      return "hinge";
+    case loss_type::ipo:
+      return "ipo";
+    case loss_type::exo_pair:
+      return "exo_pair";
+    case loss_type::nca_pair:
+      return "nca_pair";
+    case loss_type::robust:
+      return "robust";
+    case loss_type::bco_pair:
+      return "bco_pair";
+    case loss_type::sppo_hard:
+      return "sppo_hard";
+    case loss_type::aot:
+      return "aot";
+    case loss_type::aot_unpaired:
+      return "aot_unpaired";
+    case loss_type::apo_zero:
+      return "apo_zero";
+    case loss_type::apo_down:
+      return "apo_down";
+    case loss_type::discopop:
+      return "discopop";
+    case loss_type::sigmoid_norm:
+      return "sigmoid_norm";
   }
   return "?";
 }
@@ -88,10 +114,14 @@ enum class score_fn {
 
 inline const char* to_string(score_fn f) noexcept {
   switch (f) {
-    case score_fn::identity: return "identity";
-    case score_fn::log_sigmoid: return "log_sigmoid";
-    case score_fn::neg_exp: return "neg_exp";
-    case score_fn::power: return "power";
+    case score_fn::identity:
+      return "identity";
+    case score_fn::log_sigmoid:
+      return "log_sigmoid";
+    case score_fn::neg_exp:
+      return "neg_exp";
+    case score_fn::power:
+      return "power";
   }
   return "?";
 }
@@ -99,15 +129,15 @@ inline const char* to_string(score_fn f) noexcept {
 struct params {
   loss_type type = loss_type::sigmoid;
   double beta = 0.1;
-  double label_smoothing = 0.0;       ///< cDPO / robust / exo epsilon
+  double label_smoothing = 0.0;  ///< cDPO / robust / exo epsilon
   score_fn score = score_fn::identity;
-  double alpha = 1.0;                 ///< alpha-divergence coefficient
-  double exp_cap = 709.7827;          ///< clamp of the exponent in neg_exp/power (TRL cap_exp: float64 max)
-  bool reference_free = false;        ///< drop the reference from the scores (TRL <= 0.28)
-  bool smooth_sigmoid = true;         ///< label smoothing in sigmoid (TRL <= 0.28, OpenRLHF); TRL >= 1.0: false
-  bool length_normalize = false;      ///< ipo, sigmoid_norm: scores / completion length (TRL >= 1.0)
-  bool scores_in_pair_losses = false; ///< nca/sppo/bco/discopop/apo_down use g(x) (TRL >= 1.0), else x
-  double exo_zero_smoothing = 1e-3;   ///< exo_pair with eps = 0 uses this (TRL <= 0.28); 0: rlhf::error(param)
+  double alpha = 1.0;                  ///< alpha-divergence coefficient
+  double exp_cap = 709.7827;           ///< clamp of the exponent in neg_exp/power (TRL cap_exp: float64 max)
+  bool reference_free = false;         ///< drop the reference from the scores (TRL <= 0.28)
+  bool smooth_sigmoid = true;          ///< label smoothing in sigmoid (TRL <= 0.28, OpenRLHF); TRL >= 1.0: false
+  bool length_normalize = false;       ///< ipo, sigmoid_norm: scores / completion length (TRL >= 1.0)
+  bool scores_in_pair_losses = false;  ///< nca/sppo/bco/discopop/apo_down use g(x) (TRL >= 1.0), else x
+  double exo_zero_smoothing = 1e-3;    ///< exo_pair with eps = 0 uses this (TRL <= 0.28); 0: rlhf::error(param)
   double discopop_tau = 0.05;
 
   /// TRL <= 0.28 DPOTrainer.dpo_loss.
@@ -138,10 +168,16 @@ struct params {
 /// -exp(-x), alpha_divergence exp((a-1)x)/(a-1), identity at a = 1).
 inline void set_f_divergence(params& p, std::string_view name, double alpha, bool classic) {
   p.alpha = alpha;
-  if (name == "reverse_kl") p.score = score_fn::identity;
-  else if (name == "js_divergence") p.score = score_fn::log_sigmoid;
-  else if (name == "forward_kl" && !classic) { p.score = score_fn::neg_exp; p.alpha = 1.0; p.exp_cap = INFINITY; }
-  else if (name == "alpha_divergence" && classic) p.score = score_fn::neg_exp;
+  if (name == "reverse_kl")
+    p.score = score_fn::identity;
+  else if (name == "js_divergence")
+    p.score = score_fn::log_sigmoid;
+  else if (name == "forward_kl" && !classic) {
+    p.score = score_fn::neg_exp;
+    p.alpha = 1.0;
+    p.exp_cap = INFINITY;
+  } else if (name == "alpha_divergence" && classic)
+    p.score = score_fn::neg_exp;
   else if (name == "alpha_divergence") {
     p.score = std::fabs(alpha - 1.0) < 1e-6 ? score_fn::identity : score_fn::power;
     p.exp_cap = 80.0;
@@ -158,9 +194,9 @@ struct outputs {
 };
 
 struct summary {
-  double loss = 0;             ///< mean per-pair loss (weighted sum of means for several types)
-  double reward_margin = 0;    ///< mean(chosen_rewards - rejected_rewards)
-  double reward_accuracy = 0;  ///< mean(chosen_rewards > rejected_rewards)
+  double loss = 0;                                ///< mean per-pair loss (weighted sum of means for several types)
+  double reward_margin = 0;                       ///< mean(chosen_rewards - rejected_rewards)
+  double reward_accuracy = 0;                     ///< mean(chosen_rewards > rejected_rewards)
   double chosen_reward = 0, rejected_reward = 0;  ///< means of the implicit rewards
 };
 
@@ -174,8 +210,10 @@ namespace detail {
 
 RLHF_HD inline math::dual score(double x, const params& p) {
   switch (p.score) {
-    case score_fn::identity: return {x, 1.0};
-    case score_fn::log_sigmoid: return {num::log_sigmoid(x), num::sigmoid(-x)};
+    case score_fn::identity:
+      return {x, 1.0};
+    case score_fn::log_sigmoid:
+      return {num::log_sigmoid(x), num::sigmoid(-x)};
     case score_fn::neg_exp: {
       const double e = -p.alpha * x;
       if (e > p.exp_cap) return {-std::exp(p.exp_cap) / p.alpha, 0.0};
@@ -276,7 +314,7 @@ RLHF_HD inline pair_term pair_loss(const params& p, double c, double r, double r
     case loss_type::bco_pair: {
       const double zc = beta * Sc.v, zr = beta * Sr.v;
       return pair_term{-num::log_sigmoid(zc) - num::log_sigmoid(-zr), -num::sigmoid(-zc) * beta * Sc.d,
-          num::sigmoid(zr) * beta * Sr.d};
+                       num::sigmoid(zr) * beta * Sr.d};
     }
     case loss_type::apo_zero: {
       // TRL <= 0.28 honours reference_free here; TRL >= 1.0 uses the raw log ratios.
@@ -295,7 +333,8 @@ RLHF_HD inline pair_term pair_loss(const params& p, double c, double r, double r
       return pair_term{sa + 1.0 - s2, beta * sa * (1 - sa) - beta * s2 * (1 - s2) * d2c, -beta * s2 * (1 - s2) * d2r};
     }
     case loss_type::aot:
-    case loss_type::aot_unpaired: break;  // sorted across pairs: accumulate() handles them
+    case loss_type::aot_unpaired:
+      break;  // sorted across pairs: accumulate() handles them
   }
   return pair_term{0.0, 0.0, 0.0};
 }
@@ -388,7 +427,8 @@ term_needs check_args(Tag tag, const char* fn, const C& chosen, const V& rejecte
   for (const auto& w : terms) {
     check_params(w.p, fn);
     rlhf::detail::require_finite_param(w.weight, fn, "loss_weights");
-    n.need_lengths = n.need_lengths || (w.p.length_normalize && (w.p.type == loss_type::ipo || w.p.type == loss_type::sigmoid_norm));
+    n.need_lengths =
+        n.need_lengths || (w.p.length_normalize && (w.p.type == loss_type::ipo || w.p.type == loss_type::sigmoid_norm));
     n.sorted = n.sorted || w.p.type == loss_type::aot || w.p.type == loss_type::aot_unpaired;
   }
   return n;
@@ -412,7 +452,8 @@ summary weighted_loss(cpu_t tag, tensor_view<T, 1> chosen, in_view<T, 1> rejecte
                       in_view<T, 1> chosen_lengths = {}, in_view<T, 1> rejected_lengths = {}) {
   constexpr const char* fn = "dpo::loss";
   using rlhf::detail::require_same_shape;
-  const bool need_len = detail::check_args(tag, fn, chosen, rejected, ref_chosen, ref_rejected, terms, out).need_lengths;
+  const bool need_len =
+      detail::check_args(tag, fn, chosen, rejected, ref_chosen, ref_rejected, terms, out).need_lengths;
   const index_t B = chosen.extent(0);
   std::vector<double> c(B), r(B), rc(B), rr(B), lc(B, 1.0), lr(B, 1.0), losses(B, 0.0), dc(B, 0.0), dr(B, 0.0);
   for (index_t i = 0; i < B; ++i) {
@@ -471,7 +512,7 @@ struct result {
 /// Convenience: allocates every per-pair output.
 template <class T>
 result<value_t<T>> evaluate(cpu_t tag, tensor_view<T, 1> chosen, in_view<T, 1> rejected, in_view<T, 1> ref_chosen,
-                        in_view<T, 1> ref_rejected, const params& p) {
+                            in_view<T, 1> ref_rejected, const params& p) {
   using V = value_t<T>;
   const index_t B = chosen.extent(0);
   result<V> r{{}, tensor<V, 1>({B}), tensor<V, 1>({B}), tensor<V, 1>({B}), tensor<V, 1>({B}), tensor<V, 1>({B})};

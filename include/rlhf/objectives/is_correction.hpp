@@ -51,8 +51,10 @@ RLHF_HD_INLINE R is_weight(const is_params& p, const R& is, const C& keep_row) {
       const R x = math::sel(is > lo, is, lo - R{});  // fmax(is, lo), fmin(., hi)
       return math::sel(x < hi, x, hi - R{});
     }
-    case is_correction::icepop: return math::sel((is >= lo) & (is <= hi), is, R{});
-    case is_correction::seq_mask_tis: return keep_row ? is : R{};
+    case is_correction::icepop:
+      return math::sel((is >= lo) & (is <= hi), is, R{});
+    case is_correction::seq_mask_tis:
+      return keep_row ? is : R{};
   }
   return R{};
 }
@@ -110,7 +112,8 @@ double rollout_is_weights(cpu_t tag, tensor_view<T, 2> old_logp, in_view<T, 2> r
       keep[static_cast<std::size_t>(b)] = r >= p.low && r <= p.high ? 1.0 : 0.0;
     }
   }
-  const rules::is_token<strided2<V>> f{strided(old_logp), strided(rollout_logp), p, keep.empty() ? nullptr : keep.data()};
+  const rules::is_token<strided2<V>> f{strided(old_logp), strided(rollout_logp), p,
+                                       keep.empty() ? nullptr : keep.data()};
   cpu_engine::run_options o{};
   o.mask_name = "action_mask";
   o.raw = true;

@@ -32,15 +32,24 @@ enum class policy_loss_kind { vanilla, gspo, sapo, cispo, gpg, geo_mean, dro, dp
 
 inline const char* to_string(policy_loss_kind k) noexcept {
   switch (k) {
-    case policy_loss_kind::vanilla: return "vanilla";
-    case policy_loss_kind::gspo: return "gspo";
-    case policy_loss_kind::sapo: return "sapo";
-    case policy_loss_kind::cispo: return "cispo";
-    case policy_loss_kind::gpg: return "gpg";
-    case policy_loss_kind::geo_mean: return "geo_mean";
-    case policy_loss_kind::dro: return "dro";
-    case policy_loss_kind::dppo_tv: return "dppo_tv";
-    case policy_loss_kind::dppo_kl: return "dppo_kl";
+    case policy_loss_kind::vanilla:
+      return "vanilla";
+    case policy_loss_kind::gspo:
+      return "gspo";
+    case policy_loss_kind::sapo:
+      return "sapo";
+    case policy_loss_kind::cispo:
+      return "cispo";
+    case policy_loss_kind::gpg:
+      return "gpg";
+    case policy_loss_kind::geo_mean:
+      return "geo_mean";
+    case policy_loss_kind::dro:
+      return "dro";
+    case policy_loss_kind::dppo_tv:
+      return "dppo_tv";
+    case policy_loss_kind::dppo_kl:
+      return "dppo_kl";
   }
   return "?";
 }
@@ -59,10 +68,10 @@ enum class gspo_gradient { token_stop_gradient, full };
 
 struct variant_params {
   policy_loss_kind kind = policy_loss_kind::vanilla;
-  policy_params base{};       ///< clip range, dual clip, log-ratio clamp, statistics, aggregation
-  double tau_pos = 1.0;       ///< SAPO gate temperature for A > 0
-  double tau_neg = 1.05;      ///< SAPO gate temperature for A <= 0
-  double dro_beta = 0.0;      ///< DRO quadratic coefficient (> 0 required)
+  policy_params base{};          ///< clip range, dual clip, log-ratio clamp, statistics, aggregation
+  double tau_pos = 1.0;          ///< SAPO gate temperature for A > 0
+  double tau_neg = 1.05;         ///< SAPO gate temperature for A <= 0
+  double dro_beta = 0.0;         ///< DRO quadratic coefficient (> 0 required)
   double dppo_ratio_cap = 20.0;  ///< DPPO cap on the detached ratio (verl clip_ratio_c default 20)
   gspo_gradient gspo_grad = gspo_gradient::token_stop_gradient;
   double gspo_log_ratio_max = 10.0;  ///< verl clamps the sequence log ratio at 10; INFINITY = off
@@ -94,7 +103,8 @@ inline void check_variant_params(const variant_params& v, const char* fn) {
     rlhf::detail::require_positive_param(v.tau_neg, fn, "tau_neg");
   }
   if (v.kind == policy_loss_kind::dro) rlhf::detail::require_positive_param(v.dro_beta, fn, "dro_beta");
-  rlhf::detail::require_param(!std::isnan(v.gspo_log_ratio_max), fn, "gspo_log_ratio_max", "must not be NaN (INFINITY = off)");
+  rlhf::detail::require_param(!std::isnan(v.gspo_log_ratio_max), fn, "gspo_log_ratio_max",
+                              "must not be NaN (INFINITY = off)");
   if (v.kind == policy_loss_kind::dppo_tv || v.kind == policy_loss_kind::dppo_kl)
     rlhf::detail::require_positive_param(v.dppo_ratio_cap, fn, "dppo_ratio_cap");
 }
@@ -179,7 +189,8 @@ struct variant_token {
         r.stat[1] = math::indicator<R>(g.clipped & (a < S(0)));
         break;
       }
-      case policy_loss_kind::vanilla: break;
+      case policy_loss_kind::vanilla:
+        break;
     }
     return r;
   }
@@ -196,9 +207,8 @@ policy_result variant_from(const Sums& s, const variant_params& v, const char* f
   rlhf::detail::require_finite_result(r.loss, fn, "log_prob",
                                       "a ratio exp(log_prob - old_log_prob) overflows; set log_ratio_clamp");
   const double d = s.n + v.base.stat_eps;
-  const bool has_clip = k == policy_loss_kind::gspo || k == policy_loss_kind::cispo ||
-                        k == policy_loss_kind::dppo_tv || k == policy_loss_kind::dppo_kl ||
-                        k == policy_loss_kind::geo_mean;
+  const bool has_clip = k == policy_loss_kind::gspo || k == policy_loss_kind::cispo || k == policy_loss_kind::dppo_tv ||
+                        k == policy_loss_kind::dppo_kl || k == policy_loss_kind::geo_mean;
   const bool has_lower =
       k == policy_loss_kind::dppo_tv || k == policy_loss_kind::dppo_kl || k == policy_loss_kind::geo_mean;
   r.clipfrac = has_clip ? s.stat[0] / d : 0.0;
@@ -211,9 +221,22 @@ template <int Fixed = -1, class A>
 rules::variant_token<A, Fixed> variant_rule(const A& logp, const A& old, const A& adv, const A& weights,
                                             const variant_params& v, const double* rows, index_t B) {
   const policy_params& p = v.base;
-  return {logp,      old,         adv,       weights,   v.kind,           {p.clip_low, p.clip_high, p.dual_clip, INFINITY},
-          p.clip_low, p.clip_high, v.tau_pos, v.tau_neg, v.dro_beta,       v.dppo_ratio_cap,
-          p.log_ratio_clamp,       v.gspo_log_ratio_max, rows,      B};
+  return {logp,
+          old,
+          adv,
+          weights,
+          v.kind,
+          {p.clip_low, p.clip_high, p.dual_clip, INFINITY},
+          p.clip_low,
+          p.clip_high,
+          v.tau_pos,
+          v.tau_neg,
+          v.dro_beta,
+          v.dppo_ratio_cap,
+          p.log_ratio_clamp,
+          v.gspo_log_ratio_max,
+          rows,
+          B};
 }
 /// geo_mean spreads each row's loss over its tokens: token-sum weights.
 inline agg_params variant_agg(const variant_params& v) {
@@ -238,9 +261,8 @@ policy_result policy_loss_variant(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 
   check_variant_params(v, fn);
   using V = value_t<T>;
   const index_t B = logp.extent(0), T_ = logp.extent(1);
-  cpu_engine::inputs<V, 4> in{tag.check_finite,
-                              {"log_prob", "old_log_prob", "advantages", "weights"},
-                              {logp, old_logp, adv, weights}};
+  cpu_engine::inputs<V, 4> in{
+      tag.check_finite, {"log_prob", "old_log_prob", "advantages", "weights"}, {logp, old_logp, adv, weights}};
   const bool seq = v.kind == policy_loss_kind::gspo || v.kind == policy_loss_kind::geo_mean;
   std::vector<double> rows(seq ? static_cast<std::size_t>(4 * B) : 0, 0.0);
   if (seq) {
@@ -274,14 +296,22 @@ policy_result policy_loss_variant(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 
   auto run_kind = [&]() {
     switch (v.kind) {
       case K::vanilla:  // (returned above)
-      case K::gspo: return pass(std::integral_constant<K, K::gspo>{});
-      case K::sapo: return pass(std::integral_constant<K, K::sapo>{});
-      case K::cispo: return pass(std::integral_constant<K, K::cispo>{});
-      case K::gpg: return pass(std::integral_constant<K, K::gpg>{});
-      case K::dro: return pass(std::integral_constant<K, K::dro>{});
-      case K::dppo_tv: return pass(std::integral_constant<K, K::dppo_tv>{});
-      case K::dppo_kl: return pass(std::integral_constant<K, K::dppo_kl>{});
-      case K::geo_mean: break;
+      case K::gspo:
+        return pass(std::integral_constant<K, K::gspo>{});
+      case K::sapo:
+        return pass(std::integral_constant<K, K::sapo>{});
+      case K::cispo:
+        return pass(std::integral_constant<K, K::cispo>{});
+      case K::gpg:
+        return pass(std::integral_constant<K, K::gpg>{});
+      case K::dro:
+        return pass(std::integral_constant<K, K::dro>{});
+      case K::dppo_tv:
+        return pass(std::integral_constant<K, K::dppo_tv>{});
+      case K::dppo_kl:
+        return pass(std::integral_constant<K, K::dppo_kl>{});
+      case K::geo_mean:
+        break;
     }
     return pass(std::integral_constant<K, K::geo_mean>{});
   };

@@ -37,30 +37,35 @@ enum class approx_kl_rule { neg_log_ratio, half_squared, k3 };
 
 inline const char* to_string(clipfrac_rule r) noexcept {
   switch (r) {
-    case clipfrac_rule::objective_clipped: return "objective_clipped";
-    case clipfrac_rule::ratio_outside: return "ratio_outside";
+    case clipfrac_rule::objective_clipped:
+      return "objective_clipped";
+    case clipfrac_rule::ratio_outside:
+      return "ratio_outside";
   }
   return "?";
 }
 inline const char* to_string(approx_kl_rule r) noexcept {
   switch (r) {
-    case approx_kl_rule::neg_log_ratio: return "neg_log_ratio";
-    case approx_kl_rule::half_squared: return "half_squared";
-    case approx_kl_rule::k3: return "k3";
+    case approx_kl_rule::neg_log_ratio:
+      return "neg_log_ratio";
+    case approx_kl_rule::half_squared:
+      return "half_squared";
+    case approx_kl_rule::k3:
+      return "k3";
   }
   return "?";
 }
 
 struct policy_params {
-  double clip_low = 0.2;           ///< epsilon below 1 (verl clip_ratio_low)
-  double clip_high = 0.2;          ///< epsilon above 1 (verl clip_ratio_high, DAPO clip-higher)
-  double dual_clip = 3.0;          ///< c > 1 for A < 0; INFINITY = off (verl clip_ratio_c)
-  double log_ratio_clamp = 20.0;   ///< clamp of logp - old_logp before exp; INFINITY = off
-  bool kl_stat_clamped = true;     ///< ppo_kl from the clamped log ratio (verl) or the raw one
-  double stat_eps = 1e-8;          ///< epsilon of the masked means of the statistics (verl 1e-8)
+  double clip_low = 0.2;          ///< epsilon below 1 (verl clip_ratio_low)
+  double clip_high = 0.2;         ///< epsilon above 1 (verl clip_ratio_high, DAPO clip-higher)
+  double dual_clip = 3.0;         ///< c > 1 for A < 0; INFINITY = off (verl clip_ratio_c)
+  double log_ratio_clamp = 20.0;  ///< clamp of logp - old_logp before exp; INFINITY = off
+  bool kl_stat_clamped = true;    ///< ppo_kl from the clamped log ratio (verl) or the raw one
+  double stat_eps = 1e-8;         ///< epsilon of the masked means of the statistics (verl 1e-8)
   clipfrac_rule clipfrac = clipfrac_rule::objective_clipped;
   approx_kl_rule approx_kl = approx_kl_rule::neg_log_ratio;
-  agg_params agg{};                ///< aggregation of the token losses
+  agg_params agg{};  ///< aggregation of the token losses
 
   /// verl compute_policy_loss_vanilla (ActorConfig defaults).
   static policy_params verl(agg_mode m = agg_mode::token_mean) {
@@ -226,12 +231,16 @@ policy_result policy_loss(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 2> old_l
   detail::check_weights_shape(fn, logp, weights);
   check_policy_params(p, fn);
   using V = value_t<T>;
-  const rules::policy_token<strided2<V>> f{strided(logp), strided(old_logp), strided(adv), strided(weights),
-                                           {p.clip_low, p.clip_high, p.dual_clip, p.log_ratio_clamp}, stat_rules(p)};
-  const auto s = cpu_engine::run<1, 3>(fn, f, mask, p.agg, std::array<tensor_view<V, 2>, 1>{dlogp},
-                                       cpu_engine::inputs<V, 4>{tag.check_finite,
-                                                                {"log_prob", "old_log_prob", "advantages", "weights"},
-                                                                {logp, old_logp, adv, weights}});
+  const rules::policy_token<strided2<V>> f{strided(logp),
+                                           strided(old_logp),
+                                           strided(adv),
+                                           strided(weights),
+                                           {p.clip_low, p.clip_high, p.dual_clip, p.log_ratio_clamp},
+                                           stat_rules(p)};
+  const auto s = cpu_engine::run<1, 3>(
+      fn, f, mask, p.agg, std::array<tensor_view<V, 2>, 1>{dlogp},
+      cpu_engine::inputs<V, 4>{
+          tag.check_finite, {"log_prob", "old_log_prob", "advantages", "weights"}, {logp, old_logp, adv, weights}});
   return detail::policy_from(s, p, fn);
 }
 
@@ -242,16 +251,18 @@ enum class value_clip_style { max_of_both, clipped_only };
 
 inline const char* to_string(value_clip_style v) noexcept {
   switch (v) {
-    case value_clip_style::max_of_both: return "max_of_both";
-    case value_clip_style::clipped_only: return "clipped_only";
+    case value_clip_style::max_of_both:
+      return "max_of_both";
+    case value_clip_style::clipped_only:
+      return "clipped_only";
   }
   return "?";
 }
 
 struct value_params {
-  double clip = 0.2;     ///< clip range around the old values; INFINITY = no clip
+  double clip = 0.2;  ///< clip range around the old values; INFINITY = no clip
   value_clip_style style = value_clip_style::max_of_both;
-  double scale = 0.5;    ///< the 0.5 of 0.5 * (v - R)^2 (verl, OpenRLHF, TRL); SB3 uses 1
+  double scale = 0.5;  ///< the 0.5 of 0.5 * (v - R)^2 (verl, OpenRLHF, TRL); SB3 uses 1
   double stat_eps = 1e-8;
   agg_params agg{};
 
@@ -328,10 +339,10 @@ value_result value_loss(cpu_t tag, tensor_view<T, 2> vpreds, in_view<T, 2> retur
   using V = value_t<T>;
   const rules::value_token<strided2<V>> f{strided(vpreds), strided(returns), strided(old_values), p.clip,
                                           p.style == value_clip_style::clipped_only};
-  const auto s = cpu_engine::run<1, 1>(fn, f, mask, p.agg, std::array<tensor_view<V, 2>, 1>{dvpreds},
-                                       cpu_engine::inputs<V, 3>{tag.check_finite, {"vpreds", "returns", "values"},
-                                                                {vpreds, returns, old_values}},
-                                       {p.scale * grad_coef});
+  const auto s = cpu_engine::run<1, 1>(
+      fn, f, mask, p.agg, std::array<tensor_view<V, 2>, 1>{dvpreds},
+      cpu_engine::inputs<V, 3>{tag.check_finite, {"vpreds", "returns", "values"}, {vpreds, returns, old_values}},
+      {p.scale * grad_coef});
   return detail::value_from(s, p, fn);
 }
 
@@ -354,10 +365,9 @@ entropy_result entropy_bonus(cpu_t tag, tensor_view<T, 2> entropy, tensor_view<M
   rlhf::detail::require_finite_param(coef, fn, "entropy_coef");
   rlhf::detail::require_nonempty(fn, "entropy", entropy);
   using V = value_t<T>;
-  const auto s = cpu_engine::run<1, 0>(fn, rules::identity_token<strided2<V>>{strided(entropy)}, mask, agg,
-                                       std::array<tensor_view<V, 2>, 1>{dentropy},
-                                       cpu_engine::inputs<V, 1>{tag.check_finite, {"entropy"}, {entropy}},
-                                       {-coef, accumulate, "loss_mask", false});
+  const auto s = cpu_engine::run<1, 0>(
+      fn, rules::identity_token<strided2<V>>{strided(entropy)}, mask, agg, std::array<tensor_view<V, 2>, 1>{dentropy},
+      cpu_engine::inputs<V, 1>{tag.check_finite, {"entropy"}, {entropy}}, {-coef, accumulate, "loss_mask", false});
   return {-coef * s.value, s.value};
 }
 
@@ -411,8 +421,8 @@ actor_result compose_actor(Tag tag, LP logp, In old_logp, In adv, Mask mask, In 
 /// `dentropy` (optional).
 template <class T, class M>
 actor_result actor_loss(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 2> old_logp, in_view<T, 2> adv,
-                        tensor_view<M, 2> mask, in_view<T, 2> entropy, in_view<T, 2> ref_logp,
-                        const actor_params& p, out_view<T, 2> dlogp = {}, out_view<T, 2> dentropy = {}) {
+                        tensor_view<M, 2> mask, in_view<T, 2> entropy, in_view<T, 2> ref_logp, const actor_params& p,
+                        out_view<T, 2> dlogp = {}, out_view<T, 2> dentropy = {}) {
   return detail::compose_actor(
       tag, logp, old_logp, adv, mask, entropy, ref_logp, p, dlogp, dentropy,
       [](auto&&... a) { return policy_loss(a...); }, [](auto&&... a) { return entropy_bonus(a...); },
@@ -436,8 +446,8 @@ template <class T, class M>
 combined_result combined_loss(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 2> old_logp, in_view<T, 2> adv,
                               tensor_view<M, 2> mask, in_view<T, 2> entropy, in_view<T, 2> ref_logp,
                               in_view<T, 2> vpreds, in_view<T, 2> returns, in_view<T, 2> old_values,
-                              const combined_params& p, out_view<T, 2> dlogp = {},
-                              out_view<T, 2> dentropy = {}, out_view<T, 2> dvpreds = {}) {
+                              const combined_params& p, out_view<T, 2> dlogp = {}, out_view<T, 2> dentropy = {},
+                              out_view<T, 2> dvpreds = {}) {
   rlhf::detail::require_nonneg_param(p.vf_coef, "ppo::combined_loss", "vf_coef");
   combined_result r{};
   r.actor = actor_loss(tag, logp, old_logp, adv, mask, entropy, ref_logp, p.actor, dlogp, dentropy);

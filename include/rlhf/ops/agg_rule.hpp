@@ -17,8 +17,8 @@ namespace rlhf {
 
 /// Parses verl's names ("token-mean", ...); unknown names are rlhf::error(param).
 inline agg_mode parse_agg_mode(std::string_view s) {
-  for (auto m : {agg_mode::token_mean, agg_mode::token_sum, agg_mode::seq_mean_token_sum,
-                 agg_mode::seq_mean_token_mean, agg_mode::seq_mean_token_sum_norm})
+  for (auto m : {agg_mode::token_mean, agg_mode::token_sum, agg_mode::seq_mean_token_sum, agg_mode::seq_mean_token_mean,
+                 agg_mode::seq_mean_token_sum_norm})
     if (s == to_string(m)) return m;
   detail::fail(error_kind::param, "parse_agg_mode", "loss_agg_mode",
                "unknown aggregation mode '" + std::string(s) +
@@ -27,11 +27,11 @@ inline agg_mode parse_agg_mode(std::string_view s) {
 
 struct agg_params {
   agg_mode mode = agg_mode::token_mean;
-  double dp_size = 1;                           ///< data-parallel world size
-  std::optional<double> batch_num_tokens;       ///< global valid-token count (token-mean, dp > 1)
-  std::optional<double> global_batch_size;      ///< global sequence count (seq modes, dp > 1)
-  std::optional<double> loss_scale_factor;      ///< seq-mean-token-sum-norm divisor (default T)
-  double row_eps = 1e-8;                        ///< seq-mean-token-mean per-row epsilon (verl, OpenRLHF)
+  double dp_size = 1;                       ///< data-parallel world size
+  std::optional<double> batch_num_tokens;   ///< global valid-token count (token-mean, dp > 1)
+  std::optional<double> global_batch_size;  ///< global sequence count (seq modes, dp > 1)
+  std::optional<double> loss_scale_factor;  ///< seq-mean-token-sum-norm divisor (default T)
+  double row_eps = 1e-8;                    ///< seq-mean-token-mean per-row epsilon (verl, OpenRLHF)
 
   /// A plain masked sum (weight 1 per valid token).
   static agg_params token_sum() {
@@ -58,8 +58,9 @@ inline agg_rule make_agg_rule(const agg_params& p, index_t T) {
   r.dp = p.dp_size;
   r.tokens = p.batch_num_tokens ? *p.batch_num_tokens : 0.0;
   r.rows = p.global_batch_size ? *p.global_batch_size : 0.0;
-  r.norm = p.mode == agg_mode::seq_mean_token_sum_norm ? (p.loss_scale_factor ? *p.loss_scale_factor : static_cast<double>(T))
-                                                       : 1.0;
+  r.norm = p.mode == agg_mode::seq_mean_token_sum_norm
+               ? (p.loss_scale_factor ? *p.loss_scale_factor : static_cast<double>(T))
+               : 1.0;
   r.row_eps = p.row_eps;
   return r;
 }
@@ -120,8 +121,9 @@ inline double agg_finish(const std::vector<double>& sum, const std::vector<doubl
   for (std::size_t b = 0; b < B; ++b) rows += count[b] > 0 ? 1.0 : 0.0;
   const double d = agg_denominator(rule, n, rows);
   if (!(d > 0))
-    rlhf::detail::fail(error_kind::empty, fn, "loss_mask",
-                       p.mode == agg_mode::token_mean ? "has no valid token (token-mean)" : "has no row with a valid token");
+    rlhf::detail::fail(
+        error_kind::empty, fn, "loss_mask",
+        p.mode == agg_mode::token_mean ? "has no valid token (token-mean)" : "has no row with a valid token");
   for (std::size_t b = 0; b < B; ++b) weight[b] = agg_row_weight(rule, count[b], n, rows);
   if (p.mode == agg_mode::token_sum) return total * p.dp_size;
   if (p.mode == agg_mode::token_mean) return total / d * p.dp_size;

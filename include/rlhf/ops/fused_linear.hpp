@@ -55,9 +55,11 @@ fused_linear_result fused_linear_objective(cpu_t tag, tensor_view<T, 2> hidden, 
     Zc.noalias() = X.middleRows(r0, n) * W.transpose();
     tensor_view<V_, 2> zv(Z.data(), {n, V});
     r.loss += fused_token_objective(
-        tag.unchecked(), tensor_view<const V_, 2>(zv), tensor_view<L, 1>(labels.data() + r0 * labels.stride(0), {n}, {labels.stride(0)}),
+        tag.unchecked(), tensor_view<const V_, 2>(zv),
+        tensor_view<L, 1>(labels.data() + r0 * labels.stride(0), {n}, {labels.stride(0)}),
         [&](index_t i, double lp, double h) { return objective(i + r0, lp, h); }, zv,
-        logp.null() ? tensor_view<V_, 1>{} : tensor_view<V_, 1>(logp.data() + r0 * logp.stride(0), {n}, {logp.stride(0)}),
+        logp.null() ? tensor_view<V_, 1>{}
+                    : tensor_view<V_, 1>(logp.data() + r0 * logp.stride(0), {n}, {logp.stride(0)}),
         entropy.null() ? tensor_view<V_, 1>{}
                        : tensor_view<V_, 1>(entropy.data() + r0 * entropy.stride(0), {n}, {entropy.stride(0)}),
         p.logits);

@@ -42,7 +42,8 @@ double fused_token_objective(cpu_t tag, tensor_view<T, 2> logits, tensor_view<L,
   std::vector<double> row_loss(static_cast<std::size_t>(N), 0.0);
   cpu_kernels::logits_args<value_t<T>> a;
   std::vector<long long> lc;
-  const bool aliased = !dlogits.null() && static_cast<const void*>(dlogits.data()) == static_cast<const void*>(logits.data());
+  const bool aliased =
+      !dlogits.null() && static_cast<const void*>(dlogits.data()) == static_cast<const void*>(logits.data());
   const bool fast = detail::kernel_args(logits, labels, true, a, lc) && (dlogits.null() || dlogits.stride(1) == 1) &&
                     !(aliased && dlogits.stride(0) != logits.stride(0)) && detail::same_stride(logp, entropy);
   if (!fast) {
@@ -78,8 +79,9 @@ double fused_token_objective(cpu_t tag, tensor_view<T, 2> logits, tensor_view<L,
       a.out_stride = 1;
       cpu_kernels::run_logits(a, [](index_t, double, double) { return cpu_kernels::row_grad{}; });
       for (index_t i = 0; i < N; ++i) {
-        row_loss[static_cast<std::size_t>(i)] =
-            objective(i, static_cast<double>(lp[static_cast<std::size_t>(i)]), static_cast<double>(h[static_cast<std::size_t>(i)])).loss;
+        row_loss[static_cast<std::size_t>(i)] = objective(i, static_cast<double>(lp[static_cast<std::size_t>(i)]),
+                                                          static_cast<double>(h[static_cast<std::size_t>(i)]))
+                                                    .loss;
         if (!logp.null()) logp(i) = lp[static_cast<std::size_t>(i)];
         if (!entropy.null()) entropy(i) = h[static_cast<std::size_t>(i)];
       }

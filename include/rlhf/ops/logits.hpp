@@ -95,7 +95,7 @@ inline void row_stats(const Row& z, index_t V, double inv_tau, double& lse, doub
 /// Plain reference loop of logprobs_entropy (any strides).
 template <class T, class L>
 void plain_logprobs_entropy(cpu_t tag, tensor_view<T, 2> logits, tensor_view<L, 1> labels, out_view<T, 1> logp,
-                      out_view<T, 1> entropy = {}, out_view<T, 1> lse = {}, const logits_params& p = {}) {
+                            out_view<T, 1> entropy = {}, out_view<T, 1> lse = {}, const logits_params& p = {}) {
   detail::check_forward(tag, "ops::plain_logprobs_entropy", logits, labels, logp, entropy, lse, p);
   const index_t N = logits.extent(0), V = logits.extent(1);
   const double inv_tau = 1.0 / p.temperature;
@@ -118,9 +118,8 @@ void plain_logprobs_entropy(cpu_t tag, tensor_view<T, 2> logits, tensor_view<L, 
 
 /// Plain reference loop of logprobs_entropy_backward (any strides).
 template <class T, class L>
-void plain_logprobs_entropy_backward(cpu_t tag, tensor_view<T, 2> logits, tensor_view<L, 1> labels,
-                               in_view<T, 1> dlogp, in_view<T, 1> dentropy, out_view<T, 2> dlogits,
-                               const logits_params& p = {}) {
+void plain_logprobs_entropy_backward(cpu_t tag, tensor_view<T, 2> logits, tensor_view<L, 1> labels, in_view<T, 1> dlogp,
+                                     in_view<T, 1> dentropy, out_view<T, 2> dlogits, const logits_params& p = {}) {
   detail::check_backward(tag, "ops::plain_logprobs_entropy_backward", logits, labels, dlogp, dentropy, dlogits, p);
   const index_t N = logits.extent(0), V = logits.extent(1);
   const double inv_tau = 1.0 / p.temperature;
@@ -159,7 +158,8 @@ bool kernel_args(const tensor_view<T, 2>& logits, const tensor_view<L, 1>& label
       a.label_stride = labels.stride(0);
     } else {
       label_copy.resize(static_cast<std::size_t>(labels.extent(0)));
-      for (index_t i = 0; i < labels.extent(0); ++i) label_copy[static_cast<std::size_t>(i)] = static_cast<long long>(labels(i));
+      for (index_t i = 0; i < labels.extent(0); ++i)
+        label_copy[static_cast<std::size_t>(i)] = static_cast<long long>(labels(i));
       a.labels = label_copy.data();
       a.label_bytes = 8;
       a.label_stride = 1;
@@ -181,7 +181,10 @@ void logprobs_entropy(cpu_t tag, tensor_view<T, 2> logits, tensor_view<L, 1> lab
   detail::check_forward(tag, "ops::logprobs_entropy", logits, labels, logp, entropy, lse, p);
   cpu_kernels::logits_args<value_t<T>> a;
   std::vector<long long> lc;
-  const index_t os = !logp.null() ? logp.stride(0) : !entropy.null() ? entropy.stride(0) : !lse.null() ? lse.stride(0) : 1;
+  const index_t os = !logp.null()      ? logp.stride(0)
+                     : !entropy.null() ? entropy.stride(0)
+                     : !lse.null()     ? lse.stride(0)
+                                       : 1;
   if (!detail::kernel_args(logits, labels, !logp.null(), a, lc) || !detail::same_stride(logp, entropy) ||
       !detail::same_stride(logp, lse) || !detail::same_stride(entropy, lse)) {
     plain_logprobs_entropy(tag.unchecked(), logits, labels, logp, entropy, lse, p);
@@ -199,9 +202,8 @@ void logprobs_entropy(cpu_t tag, tensor_view<T, 2> logits, tensor_view<L, 1> lab
 /// `dlogits` may be the same memory as `logits` (in place: zero extra memory,
 /// one more exp per element).
 template <class T, class L>
-void logprobs_entropy_backward(cpu_t tag, tensor_view<T, 2> logits, tensor_view<L, 1> labels,
-                               in_view<T, 1> dlogp, in_view<T, 1> dentropy, out_view<T, 2> dlogits,
-                               const logits_params& p = {}) {
+void logprobs_entropy_backward(cpu_t tag, tensor_view<T, 2> logits, tensor_view<L, 1> labels, in_view<T, 1> dlogp,
+                               in_view<T, 1> dentropy, out_view<T, 2> dlogits, const logits_params& p = {}) {
   detail::check_backward(tag, "ops::logprobs_entropy_backward", logits, labels, dlogp, dentropy, dlogits, p);
   cpu_kernels::logits_args<value_t<T>> a;
   std::vector<long long> lc;

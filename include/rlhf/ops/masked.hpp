@@ -44,9 +44,8 @@ inline bool on(M m) {
 }
 
 template <class Tag, class T, class M>
-void check_values_mask(const Tag& tag, const char* fn, const tensor_view<T, 2>& v,
-                       const tensor_view<M, 2>& m, const char* vname = "values",
-                       const char* mname = "mask") {
+void check_values_mask(const Tag& tag, const char* fn, const tensor_view<T, 2>& v, const tensor_view<M, 2>& m,
+                       const char* vname = "values", const char* mname = "mask") {
   rlhf::detail::require_same_shape(fn, mname, m, vname, v);
   rlhf::detail::require_nonempty(fn, vname, v);
   rlhf::detail::require_finite(tag, fn, vname, v);
@@ -133,8 +132,8 @@ double masked_sum(cpu_t tag, tensor_view<T, 2> v, tensor_view<M, 2> m) {
   rlhf::detail::require_same_shape(fn, "mask", m, "values", v);
   using V = value_t<T>;
   return cpu_engine::run<1, 0>(fn, rules::value_token<strided2<V>>{strided(v)}, m, agg_params::token_sum(),
-                               std::array<tensor_view<V, 2>, 1>{}, cpu_engine::inputs<V, 1>{tag.check_finite, {"values"}, {v}},
-                               detail::sum_options())
+                               std::array<tensor_view<V, 2>, 1>{},
+                               cpu_engine::inputs<V, 1>{tag.check_finite, {"values"}, {v}}, detail::sum_options())
       .value;
 }
 
@@ -185,15 +184,15 @@ void row_sums(cpu_t tag, const char* fn, tensor_view<T, 2> values, tensor_view<M
   o.row_sums = sums.data();
   o.row_counts = counts.data();
   cpu_engine::run<1, 0>(fn, rules::value_token<strided2<V>>{strided(values)}, mask, agg_params::token_sum(),
-                        std::array<tensor_view<V, 2>, 1>{}, cpu_engine::inputs<V, 1>{tag.check_finite, {"values"}, {values}},
-                        o);
+                        std::array<tensor_view<V, 2>, 1>{},
+                        cpu_engine::inputs<V, 1>{tag.check_finite, {"values"}, {values}}, o);
 }
 
 /// dvalues[b, t] = scale[b] * m[b, t] (one engine pass; `counts`: the
 /// mask's row sums when its pass has run already).
 template <class O, class M>
-void write_row_scaled(const char* fn, tensor_view<M, 2> mask, const std::vector<double>& scale, tensor_view<O, 2> dvalues,
-                      const double* counts = nullptr) {
+void write_row_scaled(const char* fn, tensor_view<M, 2> mask, const std::vector<double>& scale,
+                      tensor_view<O, 2> dvalues, const double* counts = nullptr) {
   using V = std::remove_const_t<O>;
   cpu_engine::run_options o = sum_options();
   o.counts = counts;
@@ -205,8 +204,7 @@ void write_row_scaled(const char* fn, tensor_view<M, 2> mask, const std::vector<
 /// Per-row masked mean over the last axis (verl masked_mean(..., axis=-1)).
 /// Rows without a valid element give 0.
 template <class T, class M>
-void masked_mean_rows(cpu_t tag, tensor_view<T, 2> values, tensor_view<M, 2> mask, double eps,
-                      out_view<T, 1> out) {
+void masked_mean_rows(cpu_t tag, tensor_view<T, 2> values, tensor_view<M, 2> mask, double eps, out_view<T, 1> out) {
   constexpr const char* fn = "ops::masked_mean_rows";
   rlhf::detail::require_same_shape(fn, "mask", mask, "values", values);
   rlhf::detail::require_nonempty(fn, "values", values);
@@ -291,7 +289,8 @@ void place_at_last_token(cpu_t tag, tensor_view<T, 1> scores, tensor_view<M, 2> 
       out(b, t) = value_t<T>(0);
       if (detail::on(mask(b, t))) last = t;
     }
-    if (last < 0) rlhf::detail::fail(error_kind::empty, fn, "response_mask", "has an empty response at row " + std::to_string(b));
+    if (last < 0)
+      rlhf::detail::fail(error_kind::empty, fn, "response_mask", "has an empty response at row " + std::to_string(b));
     out(b, last) = scores(b);
   }
 }
@@ -313,7 +312,8 @@ prob_diff_stats prob_diff(cpu_t tag, tensor_view<T, 2> logp_a, tensor_view<U, 2>
   double n = 0, s = 0;
   cpu_loops::for_each_2d(mask.extent(0), mask.extent(1), [&](index_t b, index_t t) {
     if (!detail::on(mask(b, t))) return;
-    const double d = std::fabs(std::exp(static_cast<double>(logp_a(b, t))) - std::exp(static_cast<double>(logp_b(b, t))));
+    const double d =
+        std::fabs(std::exp(static_cast<double>(logp_a(b, t))) - std::exp(static_cast<double>(logp_b(b, t))));
     r.max = std::fmax(r.max, d);
     s += static_cast<double>(mask(b, t)) * d;
     n += static_cast<double>(mask(b, t));
@@ -328,11 +328,10 @@ struct masked_var_result {
   double mean;  ///< the masked mean it was centred on
 };
 
-
 namespace detail {
 struct moments {
   double n = 0, mean = 0, ss = 0, sd = 0;  ///< sum m, mean, sum m (v - mean)^2, sum m (v - mean)
-  std::vector<double> counts;             ///< each row's mask sum (for a later pass over the same mask)
+  std::vector<double> counts;              ///< each row's mask sum (for a later pass over the same mask)
 };
 /// The masked moments of `values` in two passes of the CPU engine (the
 /// first with the mask's pass: its NaN / Inf scans and row counts; the
@@ -364,8 +363,8 @@ moments masked_moments(cpu_t tag, const char* fn, tensor_view<T, 2> values, tens
 
 /// Masked variance (verl masked_var); d var / d values into `dvalues` when given.
 template <class T, class M>
-masked_var_result masked_var(cpu_t tag, tensor_view<T, 2> values, tensor_view<M, 2> mask,
-                             bool unbiased = true, double eps = 1e-8, out_view<T, 2> dvalues = {}) {
+masked_var_result masked_var(cpu_t tag, tensor_view<T, 2> values, tensor_view<M, 2> mask, bool unbiased = true,
+                             double eps = 1e-8, out_view<T, 2> dvalues = {}) {
   constexpr const char* fn = "ops::masked_var";
   rlhf::detail::require_same_shape(fn, "mask", mask, "values", values);
   rlhf::detail::require_nonempty(fn, "values", values);
@@ -406,16 +405,15 @@ struct whiten_stats {
 
 /// out = whitened values (every position). `out` may alias `values`.
 template <class T, class M>
-whiten_stats masked_whiten(cpu_t tag, tensor_view<T, 2> values, tensor_view<M, 2> mask,
-                           const whiten_params& p, out_view<T, 2> out) {
+whiten_stats masked_whiten(cpu_t tag, tensor_view<T, 2> values, tensor_view<M, 2> mask, const whiten_params& p,
+                           out_view<T, 2> out) {
   constexpr const char* fn = "ops::masked_whiten";
   rlhf::detail::require_same_shape(fn, "mask", mask, "values", values);
   rlhf::detail::require_nonempty(fn, "values", values);
   rlhf::detail::require_same_shape(fn, "out", out, "values", values);
   rlhf::detail::require_nonneg_param(p.var_eps, fn, "var_eps");
   const auto mo = detail::masked_moments(tag, fn, values, mask, p.mean_eps);
-  if (!(mo.n >= 2))
-    rlhf::detail::fail(error_kind::empty, fn, "mask", "has fewer than 2 valid elements: cannot whiten");
+  if (!(mo.n >= 2)) rlhf::detail::fail(error_kind::empty, fn, "mask", "has fewer than 2 valid elements: cannot whiten");
   const double var = mo.ss / (mo.n + p.mean_eps) * (p.unbiased ? mo.n / (mo.n - 1) : 1.0);
   const double s = 1.0 / std::sqrt(var + p.var_eps);
   if (!std::isfinite(s))
@@ -433,8 +431,8 @@ whiten_stats masked_whiten(cpu_t tag, tensor_view<T, 2> values, tensor_view<M, 2
 
 /// VJP of masked_whiten: dvalues = J^T cot (through the mean and the variance).
 template <class T, class M>
-void masked_whiten_backward(cpu_t tag, tensor_view<T, 2> values, tensor_view<M, 2> mask,
-                            const whiten_params& p, in_view<T, 2> cot, out_view<T, 2> dvalues) {
+void masked_whiten_backward(cpu_t tag, tensor_view<T, 2> values, tensor_view<M, 2> mask, const whiten_params& p,
+                            in_view<T, 2> cot, out_view<T, 2> dvalues) {
   constexpr const char* fn = "ops::masked_whiten_backward";
   detail::check_values_mask(tag, fn, values, mask);
   rlhf::detail::require_same_shape(fn, "cot", cot, "values", values);

@@ -38,15 +38,19 @@ inline void write_checkpoint(const std::string& path, const std::string& payload
   const std::string tmp = path + ".tmp";
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) rlhf::detail::fail(error_kind::param, "train::write_checkpoint", "checkpoint_path", "cannot write '" + tmp + "'");
+    if (!out)
+      rlhf::detail::fail(error_kind::param, "train::write_checkpoint", "checkpoint_path", "cannot write '" + tmp + "'");
     char hex[17];
     std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(fnv1a64(payload)));
     out << "rlhfpp-checkpoint 1 " << payload.size() << ' ' << hex << '\n' << payload;
     out.flush();
-    if (!out) rlhf::detail::fail(error_kind::param, "train::write_checkpoint", "checkpoint_path", "short write to '" + tmp + "'");
+    if (!out)
+      rlhf::detail::fail(error_kind::param, "train::write_checkpoint", "checkpoint_path",
+                         "short write to '" + tmp + "'");
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0)
-    rlhf::detail::fail(error_kind::param, "train::write_checkpoint", "checkpoint_path", "cannot rename '" + tmp + "' to '" + path + "'");
+    rlhf::detail::fail(error_kind::param, "train::write_checkpoint", "checkpoint_path",
+                       "cannot rename '" + tmp + "' to '" + path + "'");
 }
 
 /// Returns the verified payload.
@@ -66,7 +70,8 @@ inline std::string read_checkpoint(const std::string& path) {
     rlhf::detail::fail(error_kind::param, fn, "checkpoint", "'" + path + "' is truncated or has trailing bytes");
   char want[17];
   std::snprintf(want, sizeof want, "%016llx", static_cast<unsigned long long>(fnv1a64(payload)));
-  if (hex != want) rlhf::detail::fail(error_kind::param, fn, "checkpoint", "'" + path + "' is corrupted (checksum mismatch)");
+  if (hex != want)
+    rlhf::detail::fail(error_kind::param, fn, "checkpoint", "'" + path + "' is corrupted (checksum mismatch)");
   return payload;
 }
 
@@ -135,8 +140,10 @@ class state_reader {
       const std::size_t n = parse_size(size);
       if (n > payload.size() - at || payload.size() - at - n < 1 || payload[at + n] != '\n')
         bad("has a truncated section '" + name + "'");
-      if (tag == "field") fields_[name] = payload.substr(at, n);
-      else models_[name] = payload.substr(at, n);
+      if (tag == "field")
+        fields_[name] = payload.substr(at, n);
+      else
+        models_[name] = payload.substr(at, n);
       at += n + 1;
     }
   }
@@ -172,10 +179,14 @@ class state_reader {
   void expect_model(const std::string& name) const {
     const auto it = models_.find(name);
     if (it == models_.end()) bad("has no section for the " + name + " model");
-    if (it->second.has_value() && !Checkpointable<M>) bad("holds " + name + " weights but the model is not Checkpointable");
-    if (!it->second.has_value() && Checkpointable<M>) bad("holds no " + name + " weights but the model is Checkpointable");
+    if (it->second.has_value() && !Checkpointable<M>)
+      bad("holds " + name + " weights but the model is not Checkpointable");
+    if (!it->second.has_value() && Checkpointable<M>)
+      bad("holds no " + name + " weights but the model is Checkpointable");
   }
-  [[nodiscard]] const std::optional<std::string>& model_bytes(const std::string& name) const { return models_.at(name); }
+  [[nodiscard]] const std::optional<std::string>& model_bytes(const std::string& name) const {
+    return models_.at(name);
+  }
   [[noreturn]] void bad(const std::string& what) const {
     rlhf::detail::fail(error_kind::param, "train::load", "checkpoint", "'" + path_ + "' " + what);
   }
@@ -207,7 +218,7 @@ class state_reader {
 /// model's current state is saved first and restored if any load throws.
 struct model_slot {
   std::string name;
-  std::function<std::string()> save;              // empty for a model that is not Checkpointable
+  std::function<std::string()> save;  // empty for a model that is not Checkpointable
   std::function<void(const std::string&)> load;
 };
 template <class M>

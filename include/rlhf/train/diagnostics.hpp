@@ -30,7 +30,7 @@ namespace rlhf::train {
 
 struct diagnostic_params {
   long long window = 10;
-  double kl_alarm = 5.0;            ///< nats per sequence
+  double kl_alarm = 5.0;  ///< nats per sequence
   double entropy_floor = 0.05;
   double entropy_fraction = 0.1;
   double clipfrac_alarm = 0.4;
@@ -55,8 +55,8 @@ class diagnostics {
       kls_.pop_front();
     }
     const bool full = static_cast<long long>(rewards_.size()) == p_.window + 1;
-    const bool hacking = full && rewards_.back() > rewards_.front() && kl > p_.kl_alarm && kls_.front() > 0 &&
-                         kl > 2.0 * kls_.front();
+    const bool hacking =
+        full && rewards_.back() > rewards_.front() && kl > p_.kl_alarm && kls_.front() > 0 && kl > 2.0 * kls_.front();
     flag(step, r, "reward_hacking", hacking, 0,
          "reward is rising while the KL to the reference model explodes: the policy is gaming the reward model "
          "(raise the KL coefficient or use an adaptive controller)");

@@ -71,7 +71,8 @@ class dpo_trainer : public runnable<dpo_trainer<P, R, S>> {
     if (data_.empty()) rlhf::detail::fail(error_kind::empty, fn, "data", "holds no preference pair");
     for (std::size_t i = 0; i < data_.size(); ++i)
       if (data_[i].prompt.empty() || data_[i].chosen.empty() || data_[i].rejected.empty())
-        rlhf::detail::fail(error_kind::empty, fn, "data", "pair " + std::to_string(i) + " has an empty prompt or response");
+        rlhf::detail::fail(error_kind::empty, fn, "data",
+                           "pair " + std::to_string(i) + " has an empty prompt or response");
     check_dpo_options(o_, fn);
     order_ = detail::permutation(static_cast<index_t>(data_.size()), rng_);
   }
@@ -111,7 +112,8 @@ class dpo_trainer : public runnable<dpo_trainer<P, R, S>> {
 
   /// One step; a step that throws leaves the cursor, the engine and the order of the pairs as they were.
   record step() {
-    return detail::guarded_step(prof_, [&] { return step_impl(); }, cursor_, rng_, order_);
+    return detail::guarded_step(
+        prof_, [&] { return step_impl(); }, cursor_, rng_, order_);
   }
 
   void save(const std::string& path) const {

@@ -36,9 +36,10 @@ struct step_buffers {
 /// statistics into `r` and returns the controller's input (mean over
 /// sequences of the per-token mean KL, verl's current_kl).
 template <class S, class W, class Tag, class B, class Space>
-double kl_and_advantages(Tag be, const B& b, tensor_view<const double, 2, Space> m, tensor_view<const W, 2, Space> old_logp,
-                         tensor_view<const W, 2, Space> ref_logp, tensor_view<const W, 2, Space> old_values, double beta,
-                         const rl_options& o, step_buffers<W, Space>& ws, record& r, step_profile& prof) {
+double kl_and_advantages(Tag be, const B& b, tensor_view<const double, 2, Space> m,
+                         tensor_view<const W, 2, Space> old_logp, tensor_view<const W, 2, Space> ref_logp,
+                         tensor_view<const W, 2, Space> old_values, double beta, const rl_options& o,
+                         step_buffers<W, Space>& ws, record& r, step_profile& prof) {
   using CV = tensor_view<const W, 2, Space>;
   const index_t B_ = b.size(), T = b.length();
   ws.rewards.resize({B_, T});
@@ -49,8 +50,8 @@ double kl_and_advantages(Tag be, const B& b, tensor_view<const double, 2, Space>
     const kl_params klp = kl_params::verl(S::kl);
     const CV scores = ws.scores.token_scores.view();
     // in the reward: r = score - beta KL; in the loss: rewards are the scores (beta 0), the KL is only measured
-    const auto kst = kl::apply_in_reward(be, scores, old_logp, ref_logp, m, S::kl_where == kl_placement::reward ? beta : 0.0,
-                                         klp, ws.rewards.view());
+    const auto kst = kl::apply_in_reward(be, scores, old_logp, ref_logp, m,
+                                         S::kl_where == kl_placement::reward ? beta : 0.0, klp, ws.rewards.view());
     // the logged KL to the reference, nats per sequence: k3 (never negative, unbiased on the
     // policy's own samples) and the plain log-ratio sum (k1, the same expectation, any sign)
     kl::estimate(be, old_logp, ref_logp, kl_params::verl(kl_estimator::k3), ws.kl_tok.view());
@@ -71,9 +72,12 @@ double kl_and_advantages(Tag be, const B& b, tensor_view<const double, 2, Space>
     if (S::adv == advantage_estimator::grpo || S::adv == advantage_estimator::rloo || o.group_size >= 2) {
       ws.groups.resize(static_cast<std::size_t>(B_));
       for (index_t i = 0; i < B_; ++i) ws.groups[static_cast<std::size_t>(i)] = i / o.group_size;
-      const auto idx = bring<long long, Space>(be, tensor_view<const long long, 1>(ws.groups.data(), {B_}), ws.groups_dev, prof.batch_bytes);
-      if constexpr (S::adv == advantage_estimator::grpo) adv::grpo(be, rw, m, idx, o.grpo, out);
-      else if constexpr (S::adv == advantage_estimator::rloo) adv::rloo(be, rw, m, idx, adv::rloo_params{true}, out);
+      const auto idx = bring<long long, Space>(be, tensor_view<const long long, 1>(ws.groups.data(), {B_}),
+                                               ws.groups_dev, prof.batch_bytes);
+      if constexpr (S::adv == advantage_estimator::grpo)
+        adv::grpo(be, rw, m, idx, o.grpo, out);
+      else if constexpr (S::adv == advantage_estimator::rloo)
+        adv::rloo(be, rw, m, idx, adv::rloo_params{true}, out);
       if (o.group_size >= 2) zero_groups = adv::zero_variance_fraction(be, rw, idx);
     }
 

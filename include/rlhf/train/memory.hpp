@@ -83,8 +83,8 @@ struct memory<host_space> {
 template <class X, std::size_t R, class Space>
 struct boundary_buf {
   work_t<X, R, Space> dst;
-  tensor<X, R> host_stage;        ///< host -> device: x converted on the host, then uploaded
-  std::vector<std::byte> raw;     ///< device -> host: x's own elements, then converted on the host
+  tensor<X, R> host_stage;     ///< host -> device: x converted on the host, then uploaded
+  std::vector<std::byte> raw;  ///< device -> host: x's own elements, then converted on the host
 };
 
 /// T, as a type that depends on U (so that a discarded branch names the
@@ -95,7 +95,9 @@ struct dependent {
 };
 
 template <class Space>
-inline constexpr bool memory_available_v = requires { memory<Space>::available; };
+inline constexpr bool memory_available_v = requires {
+  memory<Space>::available;
+};
 
 /// x as a view of element type X in memory space Space: x itself when it
 /// already is one (no copy), else converted / copied into `buf` and the bytes
@@ -103,7 +105,8 @@ inline constexpr bool memory_available_v = requires { memory<Space>::available; 
 /// output into the trainer's precision and space, a gradient into the
 /// model's element type and space.
 template <class X, class Space, class Tag, class E, std::size_t R, class S1>
-tensor_view<const X, R, Space> bring(Tag be, tensor_view<E, R, S1> x, boundary_buf<X, R, Space>& buf, std::size_t& bytes) {
+tensor_view<const X, R, Space> bring(Tag be, tensor_view<E, R, S1> x, boundary_buf<X, R, Space>& buf,
+                                     std::size_t& bytes) {
   using E0 = std::remove_const_t<E>;
   const tensor_view<const E0, R, S1> cx = x;
   if constexpr (std::is_same_v<E0, X> && std::is_same_v<S1, Space>) {
@@ -147,7 +150,8 @@ class batch_mirror {
   template <class Tag, class B>
   void set(Tag be, const B& b, std::size_t& bytes) {
     mask_ = bring<double, Space>(be, b.response_mask.view(), mask_buf_, bytes);
-    labels_ = bring<Tok, Space>(be, tensor_view<const Tok, 1>(b.responses.data(), {b.size() * b.length()}), labels_buf_, bytes);
+    labels_ = bring<Tok, Space>(be, tensor_view<const Tok, 1>(b.responses.data(), {b.size() * b.length()}), labels_buf_,
+                                bytes);
   }
   [[nodiscard]] tensor_view<const double, 2, Space> mask() const noexcept { return mask_; }
   /// The responses as one [B*T] vector (row i*T + t is y_t of sequence i).

@@ -37,8 +37,7 @@ class record {
   record& set(const std::string& key, std::string v) { return put(key, std::move(v)); }
   record& set(const std::string& key, std::nullopt_t) { return put(key, std::monostate{}); }
   template <class I>
-    requires(std::is_integral_v<I> && !std::is_same_v<I, bool>)
-  record& set(const std::string& key, I v) {
+  requires(std::is_integral_v<I> && !std::is_same_v<I, bool>) record& set(const std::string& key, I v) {
     return put(key, static_cast<long long>(v));
   }
   [[nodiscard]] const std::vector<std::pair<std::string, metric_value>>& items() const noexcept { return items_; }
@@ -67,9 +66,12 @@ class record {
       first = false;
       s += quote(k) + ": ";
       if (auto* d = std::get_if<double>(&v)) {
-        if (std::isnan(*d)) s += "\"NaN\"";
-        else if (std::isinf(*d)) s += *d > 0 ? "\"Infinity\"" : "\"-Infinity\"";
-        else s += shortest(*d);
+        if (std::isnan(*d))
+          s += "\"NaN\"";
+        else if (std::isinf(*d))
+          s += *d > 0 ? "\"Infinity\"" : "\"-Infinity\"";
+        else
+          s += shortest(*d);
       } else if (auto* i = std::get_if<long long>(&v)) {
         s += std::to_string(*i);
       } else if (auto* b = std::get_if<bool>(&v)) {
@@ -97,10 +99,18 @@ class record {
     std::string s = "\"";
     for (char c : x) {
       switch (c) {
-        case '"': s += "\\\""; break;
-        case '\\': s += "\\\\"; break;
-        case '\n': s += "\\n"; break;
-        case '\t': s += "\\t"; break;
+        case '"':
+          s += "\\\"";
+          break;
+        case '\\':
+          s += "\\\\";
+          break;
+        case '\n':
+          s += "\\n";
+          break;
+        case '\t':
+          s += "\\t";
+          break;
         default:
           if (static_cast<unsigned char>(c) < 0x20) {
             char buf[8];
@@ -136,7 +146,9 @@ class jsonl_sink {
   void open(const std::string& path, bool append = false) {
     path_ = path;
     out_.open(path, append ? std::ios::app : std::ios::trunc);
-    if (!out_) rlhf::detail::fail(error_kind::param, "train::jsonl_sink", "metrics_path", "cannot open '" + path + "' for writing");
+    if (!out_)
+      rlhf::detail::fail(error_kind::param, "train::jsonl_sink", "metrics_path",
+                         "cannot open '" + path + "' for writing");
   }
   [[nodiscard]] bool is_open() const { return out_.is_open(); }
   void write(const record& r) {

@@ -123,7 +123,8 @@ class kept {
 
 /// Adds a boundary crossing (memory.hpp: bring) to the step's boundary bytes.
 template <class X, class Space, class Tag, class E, std::size_t R, class S1>
-tensor_view<const X, R, Space> boundary(Tag be, tensor_view<E, R, S1> x, boundary_buf<X, R, Space>& buf, step_profile& prof) {
+tensor_view<const X, R, Space> boundary(Tag be, tensor_view<E, R, S1> x, boundary_buf<X, R, Space>& buf,
+                                        step_profile& prof) {
   return bring<X, Space>(be, x, buf, prof.boundary_bytes);
 }
 
@@ -172,8 +173,9 @@ void check_labels(const char* fn, const B& b, index_t V) {
     for (index_t i = 0; i < b.size() * b.length(); ++i)
       if (y[i] < 0 || static_cast<long long>(y[i]) >= static_cast<long long>(V))
         rlhf::detail::fail(error_kind::shape, fn, "responses",
-                           "holds " + std::to_string(static_cast<long long>(y[i])) + " at [" + std::to_string(i / b.length()) +
-                               ", " + std::to_string(i % b.length()) + "], outside the vocabulary [0, " + std::to_string(V) + ")");
+                           "holds " + std::to_string(static_cast<long long>(y[i])) + " at [" +
+                               std::to_string(i / b.length()) + ", " + std::to_string(i % b.length()) +
+                               "], outside the vocabulary [0, " + std::to_string(V) + ")");
   }
 }
 
@@ -194,10 +196,11 @@ void logits_rows(Tag be, tensor_view<E, 2, Space> logits, tensor_view<const Tok,
 template <class Tag, class E, class EW, class Space, class Tok, class O, class B>
 void hidden_rows(Tag be, tensor_view<E, 2, Space> hidden, tensor_view<EW, 2, Space> weight,
                  tensor_view<const Tok, 1, Space> labels, const B& b, row_outputs<O, Space>& out, double& ops_s) {
-  static_assert(requires { ops::fused_linear_impl<Tag>::available; },
-                "rlhf: a HiddenStatePolicy / HiddenStateModel uses the fused linear path: #include "
-                "<rlhf/ops/fused_linear.hpp> (Eigen; rlhf::cpu) or <rlhf/backend/cuda/train.cuh> (rlhf::cuda) "
-                "before instantiating the trainer (docs/concepts.md)");
+  static_assert(
+      requires { ops::fused_linear_impl<Tag>::available; },
+      "rlhf: a HiddenStatePolicy / HiddenStateModel uses the fused linear path: #include "
+      "<rlhf/ops/fused_linear.hpp> (Eigen; rlhf::cpu) or <rlhf/backend/cuda/train.cuh> (rlhf::cuda) "
+      "before instantiating the trainer (docs/concepts.md)");
   static_assert(std::is_same_v<value_t<E>, value_t<EW>>,
                 "rlhf: hidden_states() and lm_head() must have the same element type");
   check_rows("train: model hidden_states", "hidden_states", hidden.extent(0), b);
@@ -261,9 +264,12 @@ template <class W, class M, class B, class Space = host_space>
 class nograd_eval {
   static constexpr model_path path = nograd_path<M, B>();
   static decltype(auto) call(M& m, const B& b) {
-    if constexpr (path == model_path::hidden_states) return m.hidden_states(b);
-    else if constexpr (path == model_path::logits) return m.logits(b);
-    else return m.log_probs(b);
+    if constexpr (path == model_path::hidden_states)
+      return m.hidden_states(b);
+    else if constexpr (path == model_path::logits)
+      return m.logits(b);
+    else
+      return m.log_probs(b);
   }
   using ret_t = decltype(call(std::declval<M&>(), std::declval<const B&>()));
   using view_type = view_t<std::remove_reference_t<ret_t>>;
@@ -306,10 +312,14 @@ class grad_pass {
 
   // handle form: F = forward(b); stateless form: the no-gradient member's result
   static decltype(auto) call(P& p, const B& b) {
-    if constexpr (handle) return p.forward(b);
-    else if constexpr (path == model_path::hidden_states) return p.hidden_states(b);
-    else if constexpr (path == model_path::logits) return p.logits(b);
-    else return p.log_probs(b);
+    if constexpr (handle)
+      return p.forward(b);
+    else if constexpr (path == model_path::hidden_states)
+      return p.hidden_states(b);
+    else if constexpr (path == model_path::logits)
+      return p.logits(b);
+    else
+      return p.log_probs(b);
   }
   using call_t = decltype(call(std::declval<P&>(), std::declval<const B&>()));
   struct no_handle {};
@@ -317,9 +327,12 @@ class grad_pass {
 
   template <class F>
   static decltype(auto) output_of(F& f) {
-    if constexpr (path == model_path::hidden_states) return f.hidden_states();
-    else if constexpr (path == model_path::logits) return f.logits();
-    else return f.log_probs();
+    if constexpr (path == model_path::hidden_states)
+      return f.hidden_states();
+    else if constexpr (path == model_path::logits)
+      return f.logits();
+    else
+      return f.log_probs();
   }
   template <class Q, bool H>
   struct out_type {
@@ -345,7 +358,7 @@ class grad_pass {
     using type = decltype(std::declval<Q&>().entropy(std::declval<const B&>()));
   };
   template <class Q>
-    requires HasForward<Q, B>
+  requires HasForward<Q, B>
   struct entropy_type<Q, true> {
     using type = decltype(std::declval<std::remove_reference_t<call_t>&>().entropy());
   };
@@ -373,8 +386,10 @@ class grad_pass {
         if (want_entropy) {
           auto h = timed(prof.model_s, [&] {
             return h_.set([&]() -> decltype(auto) {
-              if constexpr (handle) return handle_->value.entropy();
-              else return p.entropy(b);
+              if constexpr (handle)
+                return handle_->value.entropy();
+              else
+                return p.entropy(b);
             });
           });
           rlhf::detail::require_same_shape("train: policy forward", "entropy", h, "responses", b.responses.view());
@@ -401,7 +416,8 @@ class grad_pass {
     if constexpr (path == model_path::log_probs) {
       using E = elem_t;
       const auto g = boundary<E, model_space>(be, dlogp, conv_g_, prof);
-      const auto gh = dentropy.null() ? tensor_view<const E, 2, model_space>{} : boundary<E, model_space>(be, dentropy, conv_gh_, prof);
+      const auto gh = dentropy.null() ? tensor_view<const E, 2, model_space>{}
+                                      : boundary<E, model_space>(be, dentropy, conv_gh_, prof);
       bool done = false;
       if constexpr (EntropyPolicy<P, B>) {
         if (!gh.null()) {
@@ -415,15 +431,18 @@ class grad_pass {
       using G = row_t;
       using E = elem_t;
       const auto g = boundary<G, Space>(be, dlogp, conv_rg_, prof);
-      const auto gh = dentropy.null() ? tensor_view<const G, 2, Space>{} : boundary<G, Space>(be, dentropy, conv_rgh_, prof);
+      const auto gh =
+          dentropy.null() ? tensor_view<const G, 2, Space>{} : boundary<G, Space>(be, dentropy, conv_rgh_, prof);
       const index_t N = b.size() * b.length();
       const tensor_view<const G, 1, Space> g1(g.data(), {N});
-      const tensor_view<const G, 1, Space> gh1 = gh.null() ? tensor_view<const G, 1, Space>{} : tensor_view<const G, 1, Space>(gh.data(), {N});
+      const tensor_view<const G, 1, Space> gh1 =
+          gh.null() ? tensor_view<const G, 1, Space>{} : tensor_view<const G, 1, Space>(gh.data(), {N});
       const auto v = out_.view();
       if constexpr (path == model_path::logits) {
         dlogits_.resize(v.shape());
         timed(prof.ops_s, [&] {
-          ops::logprobs_entropy_backward(be, v, bm_->labels(), g1, gh1, dlogits_.view(), ops::logits_params{b.temperature});
+          ops::logprobs_entropy_backward(be, v, bm_->labels(), g1, gh1, dlogits_.view(),
+                                         ops::logits_params{b.temperature});
         });
         timed(prof.model_s, [&] { p.backward_logits(target(), tensor_view<const E, 2, Space>(dlogits_.view())); });
       } else {
@@ -452,8 +471,10 @@ class grad_pass {
 
  private:
   decltype(auto) target() {
-    if constexpr (handle) return (handle_->value);
-    else return (*b_);
+    if constexpr (handle)
+      return (handle_->value);
+    else
+      return (*b_);
   }
 
   const B* b_ = nullptr;
@@ -473,10 +494,12 @@ class grad_pass {
 /// The value function's forward (with gradient) and backward, in precision W.
 template <class W, class V, class B, class Space = host_space>
 class value_pass {
-  static constexpr bool handle = requires(V& v, const B& b) { v.forward(b); };
+  static constexpr bool handle = requires(V & v, const B& b) { v.forward(b); };
   static decltype(auto) call(V& v, const B& b) {
-    if constexpr (handle) return v.forward(b);
-    else return v.values(b);
+    if constexpr (handle)
+      return v.forward(b);
+    else
+      return v.values(b);
   }
   using call_t = decltype(call(std::declval<V&>(), std::declval<const B&>()));
   struct no_handle {};
@@ -514,8 +537,10 @@ class value_pass {
   void backward(Tag be, V& v, tensor_view<const W, 2, Space> dv, step_profile& prof) {
     const auto g = boundary<elem_t, model_space>(be, dv, conv_g_, prof);
     timed(prof.model_s, [&] {
-      if constexpr (handle) v.backward(handle_->value, g);
-      else v.backward(*b_, g);
+      if constexpr (handle)
+        v.backward(handle_->value, g);
+      else
+        v.backward(*b_, g);
     });
     out_.clear();
     if constexpr (handle) handle_.reset();

@@ -24,21 +24,21 @@ namespace rlhf::train {
 struct rl_options {
   long long steps = 100;
   long long prompts_per_step = 8;
-  long long group_size = 1;          ///< responses per prompt (GRPO/RLOO need >= 2)
+  long long group_size = 1;  ///< responses per prompt (GRPO/RLOO need >= 2)
   sampling sample{};
   // PPO
   long long ppo_epochs = 4;
-  long long minibatch_size = 0;      ///< responses per minibatch; 0 = the whole batch
+  long long minibatch_size = 0;                         ///< responses per minibatch; 0 = the whole batch
   ppo::policy_params ppo = ppo::policy_params::verl();  ///< clip ranges, statistics rules (aggregation: the structure)
   ppo::value_params value = ppo::value_params::verl(0.2);  ///< critic loss (aggregation: the structure)
   double entropy_coef = 0.0;
-  double early_stop_kl = INFINITY;   ///< stop the epochs when approx KL > 1.5 x this (SB3 target_kl)
+  double early_stop_kl = INFINITY;  ///< stop the epochs when approx KL > 1.5 x this (SB3 target_kl)
   // A2C
   a2c::params a2c = a2c::params::sb3();
   // KL toward the reference
   double kl_coef = 0.05;
   bool adaptive_kl = false;
-  double kl_target = 6.0;            ///< adaptive controller target (verl target_kl)
+  double kl_target = 6.0;  ///< adaptive controller target (verl target_kl)
   double kl_horizon = 10000;
   // advantages
   double gamma = 1.0, lam = 0.95;
@@ -47,10 +47,10 @@ struct rl_options {
   // reference updates, diagnostics, logging
   reference_policy ref{};
   diagnostic_params diag{};
-  std::string metrics_path;          ///< JSONL; empty = none
+  std::string metrics_path;  ///< JSONL; empty = none
   bool progress = true;
   long long progress_every = 10;
-  std::string checkpoint_path;       ///< empty = none
+  std::string checkpoint_path;  ///< empty = none
   long long checkpoint_every = 0;
   unsigned long long seed = 0;
 };
@@ -81,7 +81,8 @@ inline void check_rl_options(const rl_options& o, const char* fn) {
   rlhf::detail::require_positive_param(o.sample.temperature, fn, "sample.temperature");
   rlhf::detail::require_nonneg_param(o.kl_coef, fn, "kl_coef");
   rlhf::detail::require_finite_param(o.entropy_coef, fn, "entropy_coef");
-  require_param(!(o.early_stop_kl <= 0) && !std::isnan(o.early_stop_kl), fn, "early_stop_kl", "must be > 0 (INFINITY = off)");
+  require_param(!(o.early_stop_kl <= 0) && !std::isnan(o.early_stop_kl), fn, "early_stop_kl",
+                "must be > 0 (INFINITY = off)");
   rlhf::detail::require_positive_param(o.kl_target, fn, "kl_target");
   rlhf::detail::require_positive_param(o.kl_horizon, fn, "kl_horizon");
   require_param(o.gamma >= 0 && o.gamma <= 1, fn, "gamma", "must be in [0, 1]");

@@ -17,9 +17,12 @@ enum class ref_update { frozen, hard_sync, ema };
 
 inline const char* to_string(ref_update u) noexcept {
   switch (u) {
-    case ref_update::frozen: return "frozen";
-    case ref_update::hard_sync: return "hard_sync";
-    case ref_update::ema: return "ema";
+    case ref_update::frozen:
+      return "frozen";
+    case ref_update::hard_sync:
+      return "hard_sync";
+    case ref_update::ema:
+      return "ema";
   }
   return "?";
 }
@@ -43,9 +46,10 @@ bool update_reference(R& ref, const P& policy, const reference_policy& r, long l
     ref.blend_from(policy, r.kind == ref_update::hard_sync ? 1.0 : r.alpha);
     return true;
   } else {
-    rlhf::detail::fail(error_kind::param, "train::update_reference", "ref.kind",
-                 std::string("is ") + to_string(r.kind) +
-                     " but the reference model has no blend_from(const Policy&, double) (see Blendable in docs/concepts.md)");
+    rlhf::detail::fail(
+        error_kind::param, "train::update_reference", "ref.kind",
+        std::string("is ") + to_string(r.kind) +
+            " but the reference model has no blend_from(const Policy&, double) (see Blendable in docs/concepts.md)");
   }
 }
 

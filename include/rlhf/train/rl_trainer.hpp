@@ -52,9 +52,10 @@ class rl_trainer : public runnable<rl_trainer<S, P, R, RM, V>> {
   static_assert(check_reward_model<RM, B>());
   static_assert(std::is_same_v<W, float> || std::is_same_v<W, double>,
                 "rlhf: the trainer's working precision (the structure's real_type) is float or double");
-  static_assert(S::algo != algorithm::dpo,
-                "rlhf: a DPO experiment learns from preference pairs, not from a reward model: use "
-                "train::dpo_trainer (or make_trainer with the pairs, std::vector<train::preference>) (docs/configuration.md)");
+  static_assert(
+      S::algo != algorithm::dpo,
+      "rlhf: a DPO experiment learns from preference pairs, not from a reward model: use "
+      "train::dpo_trainer (or make_trainer with the pairs, std::vector<train::preference>) (docs/configuration.md)");
   static_assert(S::algo != algorithm::a2c || S::agg == agg_mode::token_mean,
                 "rlhf: A2C (Stable-Baselines3) averages its losses over tokens: the only aggregation it supports is "
                 "rlhf::agg::token_mean (docs/a2c.md)");
@@ -70,8 +71,15 @@ class rl_trainer : public runnable<rl_trainer<S, P, R, RM, V>> {
 
   rl_trainer(P& policy, R& reference, RM& reward, std::vector<std::vector<token_type>> prompts, rl_options o,
              V* value = nullptr)
-      : policy_(policy), ref_(reference), reward_(reward), value_(value), src_{std::move(prompts), 0},
-        o_(std::move(o)), rng_(o_.seed), kl_ctl_(o_.kl_coef, o_.kl_target, o_.kl_horizon), diag_(o_.diag) {
+      : policy_(policy),
+        ref_(reference),
+        reward_(reward),
+        value_(value),
+        src_{std::move(prompts), 0},
+        o_(std::move(o)),
+        rng_(o_.seed),
+        kl_ctl_(o_.kl_coef, o_.kl_target, o_.kl_horizon),
+        diag_(o_.diag) {
     constexpr const char* fn = "train::rl_trainer";
     // The aggregation is the structure's (a compile-time choice).
     for (auto* a : {&o_.ppo.agg, &o_.value.agg}) {
@@ -114,7 +122,8 @@ class rl_trainer : public runnable<rl_trainer<S, P, R, RM, V>> {
   /// prompt cursor, the random engine, the KL controller and the step count
   /// as they were (the models' own state is theirs: see docs/training.md).
   record step() {
-    return detail::guarded_step(prof_, [&] { return step_impl(); }, src_.cursor, rng_);
+    return detail::guarded_step(
+        prof_, [&] { return step_impl(); }, src_.cursor, rng_);
   }
 
   /// Trainer state and every Checkpointable model, atomically (checkpoint.hpp).
@@ -138,7 +147,8 @@ class rl_trainer : public runnable<rl_trainer<S, P, R, RM, V>> {
     const state_reader st(read_checkpoint(path), path, "rl_trainer", structure_name<S>());
     const long long step = st.integer("step"), cursor = st.integer("cursor");
     const double coef = st.real("kl_coef");
-    if (step < 0 || cursor < 0 || !(coef >= 0) || !std::isfinite(coef)) st.bad("holds a negative step, cursor or KL coefficient");
+    if (step < 0 || cursor < 0 || !(coef >= 0) || !std::isfinite(coef))
+      st.bad("holds a negative step, cursor or KL coefficient");
     rng_t g;
     st.read("rng", g);
     diagnostics d = diag_;

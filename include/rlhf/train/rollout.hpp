@@ -51,13 +51,15 @@ struct prompt_source {
 /// The policy's samples for x, checked: one sequence per prompt, a mask of
 /// the responses' shape, the prompts (ids, lengths) the trainer assigned.
 template <class P, class Tok>
-basic_rollout<Tok> sample(P& policy, const basic_prompt_batch<Tok>& x, const sampling& s, rng_t& g, step_profile& prof) {
+basic_rollout<Tok> sample(P& policy, const basic_prompt_batch<Tok>& x, const sampling& s, rng_t& g,
+                          step_profile& prof) {
   constexpr const char* fn = "train::rl_trainer::step";
   basic_rollout<Tok> ro = timed(prof.model_s, [&] { return basic_rollout<Tok>(policy.generate(x, s, g)); });
   auto& b = ro.seqs;
   if (b.size() != x.size())
-    rlhf::detail::fail(error_kind::shape, fn, "generate",
-                       "returned " + std::to_string(b.size()) + " sequences for " + std::to_string(x.size()) + " prompts");
+    rlhf::detail::fail(
+        error_kind::shape, fn, "generate",
+        "returned " + std::to_string(b.size()) + " sequences for " + std::to_string(x.size()) + " prompts");
   rlhf::detail::require_nonempty(fn, "generate responses", b.responses.view());
   rlhf::detail::require_same_shape(fn, "response_mask", b.response_mask.view(), "responses", b.responses.view());
   rlhf::detail::require_mask(fn, "response_mask", b.response_mask.view());
@@ -69,11 +71,11 @@ basic_rollout<Tok> sample(P& policy, const basic_prompt_batch<Tok>& x, const sam
 /// The reward buffers of a step, in the trainer's precision W and memory Space.
 template <class W, class Space>
 struct score_buffers {
-  tensor<W, 1> seq;                        ///< the sequence scores, on the host
+  tensor<W, 1> seq;                                 ///< the sequence scores, on the host
   boundary_buf<double, 1, host_space> scores_host;  ///< a model's scores read as doubles
-  boundary_buf<W, 1, Space> seq_dev;       ///< ... where the ops run
-  boundary_buf<W, 2, Space> token_model;   ///< a TokenRewardModel's token scores, where the ops run
-  work_t<W, 2, Space> token_scores;        ///< [B, T] token-level scores
+  boundary_buf<W, 1, Space> seq_dev;                ///< ... where the ops run
+  boundary_buf<W, 2, Space> token_model;            ///< a TokenRewardModel's token scores, where the ops run
+  work_t<W, 2, Space> token_scores;                 ///< [B, T] token-level scores
 };
 
 /// The reward model's scores as token-level scores [B, T] in precision W:

@@ -24,8 +24,9 @@ using rlhf::kl_placement;
 
 /// The structural (compile-time) choices of a run. `Real` is the trainer's
 /// working precision: the element type of its [B, T] buffers and objectives.
-template <algorithm Algo = algorithm::ppo, kl_estimator KL = kl_estimator::k1, kl_placement Where = kl_placement::reward,
-          advantage_estimator Adv = advantage_estimator::gae, agg_mode Agg = agg_mode::token_mean, class Real = double>
+template <algorithm Algo = algorithm::ppo, kl_estimator KL = kl_estimator::k1,
+          kl_placement Where = kl_placement::reward, advantage_estimator Adv = advantage_estimator::gae,
+          agg_mode Agg = agg_mode::token_mean, class Real = double>
 struct rl_structure {
   static constexpr algorithm algo = Algo;
   static constexpr kl_estimator kl = KL;
@@ -40,8 +41,10 @@ namespace detail {
 /// The structure's backend tag (rlhf::experiment carries one; rlhf::cpu otherwise).
 template <class S>
 constexpr auto backend_of() {
-  if constexpr (requires { S::backend; }) return S::backend;
-  else return cpu;
+  if constexpr (requires { S::backend; })
+    return S::backend;
+  else
+    return cpu;
 }
 
 template <class S>
@@ -49,7 +52,7 @@ struct real_of {
   using type = double;
 };
 template <class S>
-  requires requires { typename S::real_type; }
+requires requires { typename S::real_type; }
 struct real_of<S> {
   using type = typename S::real_type;
 };
@@ -62,9 +65,12 @@ using real_of_t = typename detail::real_of<S>::type;
 /// "float" or "double" (the record's `precision`).
 template <class W>
 constexpr const char* precision_name() {
-  if constexpr (std::is_same_v<W, float>) return "float";
-  else if constexpr (std::is_same_v<W, double>) return "double";
-  else return "other";
+  if constexpr (std::is_same_v<W, float>)
+    return "float";
+  else if constexpr (std::is_same_v<W, double>)
+    return "double";
+  else
+    return "other";
 }
 
 /// The structure as one word, e.g. "ppo/k1/reward/gae/token-mean/double"
@@ -82,7 +88,8 @@ namespace detail {
 inline void permutation(index_t n, rng_t& g, std::vector<index_t>& v) {
   v.resize(static_cast<std::size_t>(n));
   for (index_t i = 0; i < n; ++i) v[static_cast<std::size_t>(i)] = i;
-  for (index_t i = n - 1; i > 0; --i) std::swap(v[static_cast<std::size_t>(i)], v[g() % static_cast<std::uint64_t>(i + 1)]);
+  for (index_t i = n - 1; i > 0; --i)
+    std::swap(v[static_cast<std::size_t>(i)], v[g() % static_cast<std::uint64_t>(i + 1)]);
 }
 inline std::vector<index_t> permutation(index_t n, rng_t& g) {
   std::vector<index_t> v;

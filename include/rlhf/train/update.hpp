@@ -86,7 +86,8 @@ void ppo_update(Tag be, P& policy, V* value, const B& b, const rollout_views<W, 
       gp.forward(be, policy, u.mb, u.mbm, want_h, prof);
       if constexpr (!is_host_backend_v<Tag>) {  // the host ops check their inputs themselves
         memory<Space>::require_finite(be, "train::rl_trainer::step", "policy log_probs", gp.logp());
-        if (want_h && gp.has_entropy()) memory<Space>::require_finite(be, "train::rl_trainer::step", "policy entropy", gp.entropy());
+        if (want_h && gp.has_entropy())
+          memory<Space>::require_finite(be, "train::rl_trainer::step", "policy entropy", gp.entropy());
       }
       const bool use_h = gp.has_entropy() && want_h;
       const auto res = timed(prof.ops_s, [&] {
@@ -116,7 +117,8 @@ void ppo_update(Tag be, P& policy, V* value, const B& b, const rollout_views<W, 
         gather(be, in.returns, u.rows, u.returns, prof);
         gather(be, in.old_values, u.rows, u.old_values, prof);
         vp->forward(be, *value, u.mb, prof);
-        if constexpr (!is_host_backend_v<Tag>) memory<Space>::require_finite(be, "train::rl_trainer::step", "values", vp->values());
+        if constexpr (!is_host_backend_v<Tag>)
+          memory<Space>::require_finite(be, "train::rl_trainer::step", "values", vp->values());
         u.dvalues.resize({n, T});
         const auto vr = timed(prof.ops_s, [&] {
           return ppo::value_loss(be, vp->values(), CV(u.returns.view()), CV(u.old_values.view()), mm, o.value,
@@ -158,11 +160,12 @@ void a2c_update(Tag be, P& policy, V& value, const B& b, const batch_mirror<type
   const bool use_h = gp.has_entropy();
   double kl_loss = 0, g2 = 0, h = 0;
   const auto res = timed(prof.ops_s, [&] {
-    const auto out = a2c::loss(be, gp.logp(), vp.values(), in.advantages, in.returns,
-                               use_h ? gp.entropy() : CV{}, m, o.a2c, u.dlogp.view(), u.dvalues.view(),
-                               use_h ? u.dentropy.view() : MV{});
+    const auto out = a2c::loss(be, gp.logp(), vp.values(), in.advantages, in.returns, use_h ? gp.entropy() : CV{}, m,
+                               o.a2c, u.dlogp.view(), u.dvalues.view(), use_h ? u.dentropy.view() : MV{});
     if constexpr (S::kl_where == kl_placement::loss)
-      kl_loss = kl::loss(be, gp.logp(), in.ref_logp, m, kl_coef, kl_params::verl(S::kl), agg_params{}, u.dlogp.view(), true).loss;
+      kl_loss =
+          kl::loss(be, gp.logp(), in.ref_logp, m, kl_coef, kl_params::verl(S::kl), agg_params{}, u.dlogp.view(), true)
+              .loss;
     g2 = ops::sum_squares(be, CV(u.dlogp.view()));
     if (use_h) h = ops::masked_mean(be, gp.entropy(), m, 0.0);
     return out;

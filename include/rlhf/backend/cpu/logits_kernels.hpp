@@ -32,14 +32,14 @@ using simd::vec;
 
 template <class T>
 struct logits_args {
-  const T* logits = nullptr;   ///< [N, V], rows contiguous
+  const T* logits = nullptr;  ///< [N, V], rows contiguous
   index_t rows = 0, V = 0, row_stride = 0;
   const void* labels = nullptr;  ///< [N] integers, or null (entropy only)
   int label_bytes = 4;           ///< 4 or 8
   index_t label_stride = 1;
-  T* dlogits = nullptr;          ///< [N, V] or null (forward only); may equal logits
+  T* dlogits = nullptr;  ///< [N, V] or null (forward only); may equal logits
   index_t drow_stride = 0;
-  T* logp = nullptr;             ///< [N] outputs, each optional (stride below)
+  T* logp = nullptr;  ///< [N] outputs, each optional (stride below)
   T* entropy = nullptr;
   T* lse = nullptr;
   index_t out_stride = 1;
@@ -245,7 +245,8 @@ RLHF_ALWAYS_INLINE void logits_row(const logits_args<T>& a, GradFn& grad, index_
 /// Rows [r0, r1) in order.
 template <class T, int W, class GradFn>
 RLHF_ALWAYS_INLINE void logits_rows(const logits_args<T>& a, GradFn& grad, index_t r0, index_t r1) {
-  const bool in_place = a.dlogits != nullptr && static_cast<const void*>(a.dlogits) == static_cast<const void*>(a.logits);
+  const bool in_place =
+      a.dlogits != nullptr && static_cast<const void*>(a.dlogits) == static_cast<const void*>(a.logits);
   for (index_t i = r0; i < r1; ++i) logits_row<T, W>(a, grad, i, in_place);
 }
 
@@ -271,9 +272,14 @@ void run_logits(const logits_args<T>& a, GradFn&& g) {
   auto range = [&](index_t r0, index_t r1) {
 #if RLHF_X86_DISPATCH
     switch (simd::cpu_isa()) {
-      case simd::isa::avx512: logits_rows_avx512<T>(a, g, r0, r1); return;
-      case simd::isa::avx2: logits_rows_avx2<T>(a, g, r0, r1); return;
-      case simd::isa::baseline: break;
+      case simd::isa::avx512:
+        logits_rows_avx512<T>(a, g, r0, r1);
+        return;
+      case simd::isa::avx2:
+        logits_rows_avx2<T>(a, g, r0, r1);
+        return;
+      case simd::isa::baseline:
+        break;
     }
 #endif
     logits_rows_baseline<T>(a, g, r0, r1);
@@ -281,7 +287,7 @@ void run_logits(const logits_args<T>& a, GradFn&& g) {
 #if defined(_OPENMP)
   const bool par = a.parallel && a.rows > 1 && a.rows * a.V >= (index_t{1} << 16) && !omp_in_parallel();
   if (par) {
-#pragma omp parallel
+#  pragma omp parallel
     {
       const index_t nt = omp_get_num_threads(), t = omp_get_thread_num();
       const index_t r0 = a.rows * t / nt, r1 = a.rows * (t + 1) / nt;

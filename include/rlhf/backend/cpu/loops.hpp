@@ -32,7 +32,7 @@ inline double sum_2d(index_t B, index_t T, F&& f) {
 template <class F>
 inline void for_each_row(index_t n, bool heavy, F&& f) {
 #if defined(_OPENMP)
-#pragma omp parallel for schedule(static) if (heavy && n > 1)
+#  pragma omp parallel for schedule(static) if (heavy && n > 1)
   for (index_t r = 0; r < n; ++r) f(r);
 #else
   (void)heavy;

@@ -82,9 +82,14 @@ void run_rows(const Body& body, index_t B, bool heavy) {
   parallel_ranges(B, heavy, [&](index_t r0, index_t r1) {
 #if RLHF_X86_DISPATCH
     switch (simd::cpu_isa()) {
-      case simd::isa::avx512: rows_avx512(body, r0, r1); return;
-      case simd::isa::avx2: rows_avx2(body, r0, r1); return;
-      case simd::isa::baseline: break;
+      case simd::isa::avx512:
+        rows_avx512(body, r0, r1);
+        return;
+      case simd::isa::avx2:
+        rows_avx2(body, r0, r1);
+        return;
+      case simd::isa::baseline:
+        break;
     }
 #endif
     rows_baseline(body, r0, r1);
@@ -369,8 +374,8 @@ struct run_options {
 /// anything is written.
 template <int G, int K, class F, class M, class O, class V, std::size_t C, class P = detail::no_precheck>
 objective_sums<K> run(const char* fn, const F& f, tensor_view<M, 2> mask, const agg_params& p,
-                      const std::array<tensor_view<O, 2>, G>& outs, const inputs<V, C>& in,
-                      const run_options& o = {}, const P& pre = {}) {
+                      const std::array<tensor_view<O, 2>, G>& outs, const inputs<V, C>& in, const run_options& o = {},
+                      const P& pre = {}) {
   ops::detail::check_agg_params(p, fn);
   const index_t B = mask.extent(0), T = mask.extent(1);
   const bool heavy = B * T >= (index_t{1} << 15);
@@ -395,13 +400,13 @@ objective_sums<K> run(const char* fn, const F& f, tensor_view<M, 2> mask, const 
   if (o.require_tokens && !(r.n > 0)) rlhf::detail::fail(error_kind::empty, fn, o.mask_name, "has no valid token");
   const agg_rule rule = make_agg_rule(p, T);
   if (!(agg_denominator(rule, r.n, r.rows) > 0))
-    rlhf::detail::fail(error_kind::empty, fn, o.mask_name,
-                       p.mode == agg_mode::token_mean ? "has no valid token (token-mean)" : "has no row with a valid token");
+    rlhf::detail::fail(
+        error_kind::empty, fn, o.mask_name,
+        p.mode == agg_mode::token_mean ? "has no valid token (token-mean)" : "has no row with a valid token");
   using OV = std::remove_const_t<value_t<O>>;
-  detail::token_body<G, K, F, MV, OV> body{f,          macc,          T,           vector,       {},
-                                           {},         {},            rule,        r.n,          r.rows,
-                                           o.grad_scale, o.accumulate,  o.raw,       count.data(), sum.data(),
-                                           stat.data()};
+  detail::token_body<G, K, F, MV, OV> body{f,     macc,         T,          vector,     {},           {},
+                                           {},    rule,         r.n,        r.rows,     o.grad_scale, o.accumulate,
+                                           o.raw, count.data(), sum.data(), stat.data()};
   for (int g = 0; g < G; ++g) {
     const auto& out = outs[static_cast<std::size_t>(g)];
     const auto gi = static_cast<std::size_t>(g);

@@ -21,8 +21,8 @@ namespace rlhf::cuda_kernels {
 
 /// GAE backwards over each row (the CPU's loop), one thread per row.
 template <class T, class M, class O>
-__global__ void gae_scan(in2<T> r, in2<T> v, in2<M> mask, out2<O> adv, out2<O> ret, index_t B, index_t T_,
-                         double gamma, double lam) {
+__global__ void gae_scan(in2<T> r, in2<T> v, in2<M> mask, out2<O> adv, out2<O> ret, index_t B, index_t T_, double gamma,
+                         double lam) {
   for (index_t b = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; b < B;
        b += static_cast<index_t>(gridDim.x) * blockDim.x) {
     double next_value = 0, last = 0;
@@ -79,8 +79,6 @@ __global__ void copy_2d(in2<O> x, out2<O> out, index_t B, index_t T_) {
   }
 }
 
-
-
 /// One thread per group (rows[offsets[g] .. offsets[g + 1])): the estimator's
 /// rule writes a[b] for each member (aux: per-row extras; err: a flag the
 /// host reads back).
@@ -96,7 +94,8 @@ struct grpo_rule {
   adv::grpo_params p;
   __device__ void operator()(const double* s, const double*, const index_t* rows, index_t n, double* a, int*) const {
     const auto st = adv::detail::group_mean_std(s, rows, n);
-    for (index_t k = 0; k < n; ++k) a[rows[k]] = adv::grpo_value(s[rows[k]], st.mean, st.std, static_cast<double>(n), p);
+    for (index_t k = 0; k < n; ++k)
+      a[rows[k]] = adv::grpo_value(s[rows[k]], st.mean, st.std, static_cast<double>(n), p);
   }
 };
 struct rloo_rule {
@@ -108,7 +107,8 @@ struct rloo_rule {
 };
 /// OPO: the length-weighted group baseline (aux = valid tokens per row).
 struct opo_rule {
-  __device__ void operator()(const double* s, const double* len, const index_t* rows, index_t n, double* a, int* err) const {
+  __device__ void operator()(const double* s, const double* len, const index_t* rows, index_t n, double* a,
+                             int* err) const {
     double num = 0, den = 0;
     for (index_t k = 0; k < n; ++k) {
       num += len[rows[k]] * s[rows[k]];
@@ -116,8 +116,10 @@ struct opo_rule {
     }
     double base = 0;
     if (n > 1) {
-      if (!(den > 0)) *err = 1;
-      else base = num / den;
+      if (!(den > 0))
+        *err = 1;
+      else
+        base = num / den;
     }
     for (index_t k = 0; k < n; ++k) a[rows[k]] = s[rows[k]] - base;
   }
@@ -125,7 +127,8 @@ struct opo_rule {
 /// GPG: alpha (s - group mean) / f_norm; alpha = B / max(#nonzero scores, 1) from aux[0].
 struct gpg_rule {
   double f_norm;
-  __device__ void operator()(const double* s, const double* alpha, const index_t* rows, index_t n, double* a, int*) const {
+  __device__ void operator()(const double* s, const double* alpha, const index_t* rows, index_t n, double* a,
+                             int*) const {
     const double mean = n > 1 ? adv::detail::group_mean_std(s, rows, n).mean : 0.0;
     for (index_t k = 0; k < n; ++k) a[rows[k]] = alpha[0] * (s[rows[k]] - mean) / f_norm;
   }
@@ -166,7 +169,8 @@ __global__ void gpg_alpha(const double* s, index_t B, double* out) {
 
 /// ReMax: returns = reverse cumulative sum of m r; advantages = returns - baseline m, one thread per row.
 template <class T, class M, class O>
-__global__ void remax_scan(in2<T> r, const T* base, index_t bs, in2<M> mask, out2<O> adv, out2<O> ret, index_t B, index_t T_) {
+__global__ void remax_scan(in2<T> r, const T* base, index_t bs, in2<M> mask, out2<O> adv, out2<O> ret, index_t B,
+                           index_t T_) {
   for (index_t b = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; b < B;
        b += static_cast<index_t>(gridDim.x) * blockDim.x) {
     double g = 0;
@@ -214,9 +218,10 @@ void build_groups(cudaStream_t stream, const char* fn, const tensor_view<I, 1, d
   // the ids may come from work queued on the caller's stream
   rlhf::detail::check_cuda(cudaStreamSynchronize(stream), fn, "cudaStreamSynchronize");
   std::vector<std::remove_const_t<I>> ids(static_cast<std::size_t>(B));
-  rlhf::detail::check_cuda(cudaMemcpy2D(ids.data(), sizeof(I), index.data(), static_cast<std::size_t>(index.stride(0)) * sizeof(I),
-                                        sizeof(I), static_cast<std::size_t>(B), cudaMemcpyDeviceToHost),
-                           fn, "cudaMemcpy2D (group ids)");
+  rlhf::detail::check_cuda(
+      cudaMemcpy2D(ids.data(), sizeof(I), index.data(), static_cast<std::size_t>(index.stride(0)) * sizeof(I),
+                   sizeof(I), static_cast<std::size_t>(B), cudaMemcpyDeviceToHost),
+      fn, "cudaMemcpy2D (group ids)");
   std::map<long long, std::size_t> slot;
   std::vector<std::vector<index_t>> g;
   for (index_t b = 0; b < B; ++b) {
@@ -243,9 +248,10 @@ void build_groups(cudaStream_t stream, const char* fn, const tensor_view<I, 1, d
 /// `prepare(s, aux)` may fill aux (B doubles) from the scores on the device
 /// before the rule runs; `min_group` is checked on the host.
 template <class T, class M, class I, class Rule, class Prepare>
-void group_estimator(cuda_t tag, const char* fn, tensor_view<T, 2, device_space> r, tensor_view<M, 2, device_space> mask,
-                     tensor_view<I, 1, device_space> index, Rule rule, const dev_outputs<value_t<T>>& out,
-                     Prepare&& prepare, index_t min_group = 1, const char* empty_group_message = nullptr) {
+void group_estimator(cuda_t tag, const char* fn, tensor_view<T, 2, device_space> r,
+                     tensor_view<M, 2, device_space> mask, tensor_view<I, 1, device_space> index, Rule rule,
+                     const dev_outputs<value_t<T>>& out, Prepare&& prepare, index_t min_group = 1,
+                     const char* empty_group_message = nullptr) {
   check_rewards_dev(fn, r, mask, out);
   const index_t B = r.extent(0), T_ = r.extent(1);
   stream_buffer<index_t> offsets, rows;
@@ -256,7 +262,8 @@ void group_estimator(cuda_t tag, const char* fn, tensor_view<T, 2, device_space>
     offsets.download(off.data(), off.size(), fn);
     for (index_t g = 0; g < groups; ++g)
       if (off[static_cast<std::size_t>(g + 1)] - off[static_cast<std::size_t>(g)] < min_group)
-        rlhf::detail::fail(error_kind::empty, fn, "index", "has a group of one response: pass@k needs at least 2 per group");
+        rlhf::detail::fail(error_kind::empty, fn, "index",
+                           "has a group of one response: pass@k needs at least 2 per group");
   }
   scratch s(static_cast<std::size_t>(B), tag.stream, fn), aux(static_cast<std::size_t>(B), tag.stream, fn);
   stream_buffer<double> a(static_cast<std::size_t>(B), tag.stream, fn);
@@ -266,8 +273,8 @@ void group_estimator(cuda_t tag, const char* fn, tensor_view<T, 2, device_space>
   row_sums<value_t<T>><<<grid_bt(B, T_), block_threads, 0, tag.stream>>>(in(r), T_, s.data());
   check_launch(fn, "row_sums (scores)");
   prepare(s.data(), aux.data());
-  group_advantages<Rule><<<grid_1d(groups), block_threads, 0, tag.stream>>>(s.data(), aux.data(), offsets.data(),
-                                                                            rows.data(), groups, rule, a.data(), err.data());
+  group_advantages<Rule><<<grid_1d(groups), block_threads, 0, tag.stream>>>(
+      s.data(), aux.data(), offsets.data(), rows.data(), groups, rule, a.data(), err.data());
   check_launch(fn, "group_advantages");
   broadcast_rows<value_t<M>, value_t<T>><<<grid_1d(B * T_), block_threads, 0, tag.stream>>>(
       a.data(), in(mask), out2<value_t<T>>{out.advantages.data(), out.advantages.stride(0), out.advantages.stride(1)},
@@ -281,8 +288,9 @@ void group_estimator(cuda_t tag, const char* fn, tensor_view<T, 2, device_space>
 }
 
 template <class T, class M, class I, class Rule>
-void group_estimator(cuda_t tag, const char* fn, tensor_view<T, 2, device_space> r, tensor_view<M, 2, device_space> mask,
-                     tensor_view<I, 1, device_space> index, Rule rule, const dev_outputs<value_t<T>>& out) {
+void group_estimator(cuda_t tag, const char* fn, tensor_view<T, 2, device_space> r,
+                     tensor_view<M, 2, device_space> mask, tensor_view<I, 1, device_space> index, Rule rule,
+                     const dev_outputs<value_t<T>>& out) {
   group_estimator(tag, fn, r, mask, index, rule, out, [](double*, double*) {});
 }
 
@@ -299,7 +307,8 @@ using dev_outputs = cuda_kernels::dev_outputs<T>;
 /// adv::gae on device views (advantages and returns: device views).
 template <class T, class M>
 void advantage_on(cuda_t tag, gae_fn, tensor_view<T, 2, device_space> token_level_rewards, in_dview<T, 2> values,
-         tensor_view<M, 2, device_space> response_mask, const gae_params& p, const dev_outputs<value_t<T>>& out) {
+                  tensor_view<M, 2, device_space> response_mask, const gae_params& p,
+                  const dev_outputs<value_t<T>>& out) {
   constexpr const char* fn = "adv::gae (cuda)";
   namespace ck = cuda_kernels;
   ck::check_rewards_dev(fn, token_level_rewards, response_mask, out);
@@ -341,8 +350,8 @@ void advantage_on(cuda_t tag, reinforce_pp_fn, tensor_view<T, 2, device_space> t
   ck::scratch acc(4, tag.stream, fn);
   ck::whiten_async(tag, fn, ck::in2<V>{ret.p, ret.s0, ret.s1}, ck::in(response_mask), adv, B, T_, p.whitening,
                    acc.data());
-  ck::mask_scale<value_t<M>, V><<<ck::grid_1d(B * T_), ck::block_threads, 0, tag.stream>>>(ck::in(response_mask), adv,
-                                                                                            B, T_);
+  ck::mask_scale<value_t<M>, V>
+      <<<ck::grid_1d(B * T_), ck::block_threads, 0, tag.stream>>>(ck::in(response_mask), adv, B, T_);
   ck::check_launch(fn, "mask_scale");
   if (!(acc.read()[0] >= 2))
     rlhf::detail::fail(error_kind::empty, fn, "response_mask", "has fewer than 2 valid tokens: cannot whiten");
@@ -350,8 +359,9 @@ void advantage_on(cuda_t tag, reinforce_pp_fn, tensor_view<T, 2, device_space> t
 
 /// adv::grpo on device views; `index` (device) holds a group id per response.
 template <class T, class M, class I>
-void advantage_on(cuda_t tag, grpo_fn, tensor_view<T, 2, device_space> token_level_rewards, tensor_view<M, 2, device_space> response_mask,
-          tensor_view<I, 1, device_space> index, const grpo_params& p, const dev_outputs<value_t<T>>& out) {
+void advantage_on(cuda_t tag, grpo_fn, tensor_view<T, 2, device_space> token_level_rewards,
+                  tensor_view<M, 2, device_space> response_mask, tensor_view<I, 1, device_space> index,
+                  const grpo_params& p, const dev_outputs<value_t<T>>& out) {
   constexpr const char* fn = "adv::grpo (cuda)";
   rlhf::detail::require_nonneg_param(p.epsilon, fn, "epsilon");
   cuda_kernels::group_estimator(tag, fn, token_level_rewards, response_mask, index, cuda_kernels::grpo_rule{p}, out);
@@ -359,16 +369,18 @@ void advantage_on(cuda_t tag, grpo_fn, tensor_view<T, 2, device_space> token_lev
 
 /// adv::rloo on device views.
 template <class T, class M, class I>
-void advantage_on(cuda_t tag, rloo_fn, tensor_view<T, 2, device_space> token_level_rewards, tensor_view<M, 2, device_space> response_mask,
-          tensor_view<I, 1, device_space> index, const rloo_params& p, const dev_outputs<value_t<T>>& out) {
+void advantage_on(cuda_t tag, rloo_fn, tensor_view<T, 2, device_space> token_level_rewards,
+                  tensor_view<M, 2, device_space> response_mask, tensor_view<I, 1, device_space> index,
+                  const rloo_params& p, const dev_outputs<value_t<T>>& out) {
   cuda_kernels::group_estimator(tag, "adv::rloo (cuda)", token_level_rewards, response_mask, index,
                                 cuda_kernels::rloo_rule{p}, out);
 }
 
 /// adv::opo on device views: the length-weighted group baseline.
 template <class T, class M, class I>
-void advantage_on(cuda_t tag, opo_fn, tensor_view<T, 2, device_space> token_level_rewards, tensor_view<M, 2, device_space> response_mask,
-         tensor_view<I, 1, device_space> index, const dev_outputs<value_t<T>>& out) {
+void advantage_on(cuda_t tag, opo_fn, tensor_view<T, 2, device_space> token_level_rewards,
+                  tensor_view<M, 2, device_space> response_mask, tensor_view<I, 1, device_space> index,
+                  const dev_outputs<value_t<T>>& out) {
   constexpr const char* fn = "adv::opo (cuda)";
   namespace ck = cuda_kernels;
   const index_t T_ = token_level_rewards.extent(1);
@@ -384,8 +396,9 @@ void advantage_on(cuda_t tag, opo_fn, tensor_view<T, 2, device_space> token_leve
 
 /// adv::gpg on device views.
 template <class T, class M, class I>
-void advantage_on(cuda_t tag, gpg_fn, tensor_view<T, 2, device_space> token_level_rewards, tensor_view<M, 2, device_space> response_mask,
-         tensor_view<I, 1, device_space> index, const gpg_params& p, const dev_outputs<value_t<T>>& out) {
+void advantage_on(cuda_t tag, gpg_fn, tensor_view<T, 2, device_space> token_level_rewards,
+                  tensor_view<M, 2, device_space> response_mask, tensor_view<I, 1, device_space> index,
+                  const gpg_params& p, const dev_outputs<value_t<T>>& out) {
   constexpr const char* fn = "adv::gpg (cuda)";
   rlhf::detail::require_positive_param(p.f_norm, fn, "f_norm");
   namespace ck = cuda_kernels;
@@ -400,20 +413,20 @@ void advantage_on(cuda_t tag, gpg_fn, tensor_view<T, 2, device_space> token_leve
 /// adv::grpo_passk on device views.
 template <class T, class M, class I>
 void advantage_on(cuda_t tag, grpo_passk_fn, tensor_view<T, 2, device_space> token_level_rewards,
-                tensor_view<M, 2, device_space> response_mask, tensor_view<I, 1, device_space> index,
-                const grpo_params& p, const dev_outputs<value_t<T>>& out) {
+                  tensor_view<M, 2, device_space> response_mask, tensor_view<I, 1, device_space> index,
+                  const grpo_params& p, const dev_outputs<value_t<T>>& out) {
   constexpr const char* fn = "adv::grpo_passk (cuda)";
   rlhf::detail::require_nonneg_param(p.epsilon, fn, "epsilon");
   namespace ck = cuda_kernels;
-  ck::group_estimator(tag, fn, token_level_rewards, response_mask, index, ck::passk_rule{p}, out,
-                      [](double*, double*) {}, 2);
+  ck::group_estimator(
+      tag, fn, token_level_rewards, response_mask, index, ck::passk_rule{p}, out, [](double*, double*) {}, 2);
 }
 
 /// adv::reinforce_pp_baseline on device views: group baseline, then whitening.
 template <class T, class M, class I>
 void advantage_on(cuda_t tag, reinforce_pp_baseline_fn, tensor_view<T, 2, device_space> token_level_rewards,
-                           tensor_view<M, 2, device_space> response_mask, tensor_view<I, 1, device_space> index,
-                           const whiten_params& w, const dev_outputs<value_t<T>>& out) {
+                  tensor_view<M, 2, device_space> response_mask, tensor_view<I, 1, device_space> index,
+                  const whiten_params& w, const dev_outputs<value_t<T>>& out) {
   constexpr const char* fn = "adv::reinforce_pp_baseline (cuda)";
   namespace ck = cuda_kernels;
   using V = value_t<T>;
@@ -423,9 +436,11 @@ void advantage_on(cuda_t tag, reinforce_pp_baseline_fn, tensor_view<T, 2, device
   const auto adv = ck::out(out.advantages), ret = ck::out(out.returns);
   ck::scratch acc(4, tag.stream, fn);
   ck::whiten_async(tag, fn, ck::in2<V>{adv.p, adv.s0, adv.s1}, ck::in(response_mask), adv, B, T_, w, acc.data());
-  ck::mask_scale<value_t<M>, V><<<ck::grid_1d(B * T_), ck::block_threads, 0, tag.stream>>>(ck::in(response_mask), adv, B, T_);
+  ck::mask_scale<value_t<M>, V>
+      <<<ck::grid_1d(B * T_), ck::block_threads, 0, tag.stream>>>(ck::in(response_mask), adv, B, T_);
   ck::check_launch(fn, "mask_scale");
-  ck::copy_2d<V><<<ck::grid_1d(B * T_), ck::block_threads, 0, tag.stream>>>(ck::in2<V>{adv.p, adv.s0, adv.s1}, ret, B, T_);
+  ck::copy_2d<V>
+      <<<ck::grid_1d(B * T_), ck::block_threads, 0, tag.stream>>>(ck::in2<V>{adv.p, adv.s0, adv.s1}, ret, B, T_);
   ck::check_launch(fn, "copy_2d");
   if (!(acc.read()[0] >= 2))
     rlhf::detail::fail(error_kind::empty, fn, "response_mask", "has fewer than 2 valid tokens: cannot whiten");
@@ -433,8 +448,9 @@ void advantage_on(cuda_t tag, reinforce_pp_baseline_fn, tensor_view<T, 2, device
 
 /// adv::remax on device views (reward_baselines: one per response, device).
 template <class T, class M>
-void advantage_on(cuda_t tag, remax_fn, tensor_view<T, 2, device_space> token_level_rewards, in_dview<T, 1> reward_baselines,
-           tensor_view<M, 2, device_space> response_mask, const dev_outputs<value_t<T>>& out) {
+void advantage_on(cuda_t tag, remax_fn, tensor_view<T, 2, device_space> token_level_rewards,
+                  in_dview<T, 1> reward_baselines, tensor_view<M, 2, device_space> response_mask,
+                  const dev_outputs<value_t<T>>& out) {
   constexpr const char* fn = "adv::remax (cuda)";
   namespace ck = cuda_kernels;
   ck::check_rewards_dev(fn, token_level_rewards, response_mask, out);
@@ -452,7 +468,8 @@ void advantage_on(cuda_t tag, remax_fn, tensor_view<T, 2, device_space> token_le
 /// adv::zero_variance_fraction on the device: the row scores summed there,
 /// the B scores and group ids read back, the CPU's rule (detail::zero_variance_of).
 template <class T, class I>
-double zero_variance_fraction(cuda_t tag, tensor_view<T, 2, device_space> rewards, tensor_view<I, 1, device_space> index) {
+double zero_variance_fraction(cuda_t tag, tensor_view<T, 2, device_space> rewards,
+                              tensor_view<I, 1, device_space> index) {
   constexpr const char* fn = "adv::zero_variance_fraction (cuda)";
   rlhf::detail::require_nonempty(fn, "token_level_rewards", rewards);
   rlhf::detail::require_extent(fn, "index", index, 0, rewards.extent(0), "one group id per response");
@@ -463,10 +480,12 @@ double zero_variance_fraction(cuda_t tag, tensor_view<T, 2, device_space> reward
   ck::check_launch(fn, "row_sums");
   const std::vector<double> scores = s.read();
   std::vector<std::remove_const_t<I>> ids(static_cast<std::size_t>(B));
-  rlhf::detail::check_cuda(cudaMemcpy2D(ids.data(), sizeof(I), index.data(), static_cast<std::size_t>(index.stride(0)) * sizeof(I),
-                                        sizeof(I), static_cast<std::size_t>(B), cudaMemcpyDeviceToHost),
-                           fn, "cudaMemcpy2D (group ids)");
-  return detail::zero_variance_of(scores, detail::groups(tensor_view<const std::remove_const_t<I>, 1>(ids.data(), {B})));
+  rlhf::detail::check_cuda(
+      cudaMemcpy2D(ids.data(), sizeof(I), index.data(), static_cast<std::size_t>(index.stride(0)) * sizeof(I),
+                   sizeof(I), static_cast<std::size_t>(B), cudaMemcpyDeviceToHost),
+      fn, "cudaMemcpy2D (group ids)");
+  return detail::zero_variance_of(scores,
+                                  detail::groups(tensor_view<const std::remove_const_t<I>, 1>(ids.data(), {B})));
 }
 
 }  // namespace rlhf::adv

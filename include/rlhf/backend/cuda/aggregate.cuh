@@ -86,9 +86,10 @@ double aggregate(cuda_t tag, tensor_view<T, 2, device_space> loss_mat, tensor_vi
     device_buffer<double> d_w(static_cast<std::size_t>(B));
     d_w.copy_from_host(w.data(), w.size());
     const index_t n_el = B * T_;
-    cuda_kernels::row_weights<value_t<T>, value_t<M>><<<static_cast<unsigned>(n_el / 256 + 1 < 4096 ? n_el / 256 + 1 : 4096), 256, 0, tag.stream>>>(
-        mask.data(), d_w.data(), dloss_mat.data(), B, T_, mask.stride(0), mask.stride(1), dloss_mat.stride(0),
-        dloss_mat.stride(1));
+    cuda_kernels::row_weights<value_t<T>, value_t<M>>
+        <<<static_cast<unsigned>(n_el / 256 + 1 < 4096 ? n_el / 256 + 1 : 4096), 256, 0, tag.stream>>>(
+            mask.data(), d_w.data(), dloss_mat.data(), B, T_, mask.stride(0), mask.stride(1), dloss_mat.stride(0),
+            dloss_mat.stride(1));
     rlhf::detail::check_cuda(cudaGetLastError(), fn, "row_weights launch");
     rlhf::detail::check_cuda(cudaStreamSynchronize(tag.stream), fn, "synchronize");
   }

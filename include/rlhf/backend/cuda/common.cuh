@@ -131,6 +131,8 @@ class scratch {
   const char* fn_;
 };
 
-inline void check_launch(const char* fn, const char* kernel) { rlhf::detail::check_cuda(cudaGetLastError(), fn, kernel); }
+inline void check_launch(const char* fn, const char* kernel) {
+  rlhf::detail::check_cuda(cudaGetLastError(), fn, kernel);
+}
 
 }  // namespace rlhf::cuda_kernels

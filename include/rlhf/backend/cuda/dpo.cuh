@@ -96,9 +96,10 @@ summary weighted_loss(cuda_t tag, tensor_view<T, 1, device_space> chosen, in_dvi
     auto down = [&](const tensor_view<const V, 1, device_space>& v) {
       std::vector<V> h(static_cast<std::size_t>(v.null() ? 0 : B));
       if (!v.null())
-        rlhf::detail::check_cuda(cudaMemcpy2D(h.data(), sizeof(V), v.data(), static_cast<std::size_t>(v.stride(0)) * sizeof(V),
-                                              sizeof(V), static_cast<std::size_t>(B), cudaMemcpyDeviceToHost),
-                                 fn, "cudaMemcpy2D (to host)");
+        rlhf::detail::check_cuda(
+            cudaMemcpy2D(h.data(), sizeof(V), v.data(), static_cast<std::size_t>(v.stride(0)) * sizeof(V), sizeof(V),
+                         static_cast<std::size_t>(B), cudaMemcpyDeviceToHost),
+            fn, "cudaMemcpy2D (to host)");
       return h;
     };
     const auto c = down(chosen), r = down(rejected), rc = down(ref_chosen), rr = down(ref_rejected);
@@ -119,19 +120,19 @@ summary weighted_loss(cuda_t tag, tensor_view<T, 1, device_space> chosen, in_dvi
     const summary s = weighted_loss(cpu, hv(c), hv(r), hv(rc), hv(rr), terms, ho, hv(lc), hv(lr));
     for (int k = 0; k < 5; ++k)
       if (!dev[k]->null())
-        rlhf::detail::check_cuda(cudaMemcpy2D(dev[k]->data(), static_cast<std::size_t>(dev[k]->stride(0)) * sizeof(V),
-                                              o[k].data(), sizeof(V), sizeof(V), static_cast<std::size_t>(B),
-                                              cudaMemcpyHostToDevice),
-                                 fn, "cudaMemcpy2D (to device)");
+        rlhf::detail::check_cuda(
+            cudaMemcpy2D(dev[k]->data(), static_cast<std::size_t>(dev[k]->stride(0)) * sizeof(V), o[k].data(),
+                         sizeof(V), sizeof(V), static_cast<std::size_t>(B), cudaMemcpyHostToDevice),
+            fn, "cudaMemcpy2D (to device)");
     return s;
   }
   stream_buffer<weighted> d_terms(terms.size(), tag.stream, fn);
   d_terms.upload(terms.data(), terms.size(), fn);
   ck::scratch acc(4, tag.stream, fn);
   ck::dpo_pairs<V><<<ck::grid_1d(B), ck::block_threads, 0, tag.stream>>>(
-      ck::in_1d(chosen), ck::in_1d(rejected), ck::in_1d(ref_chosen), ck::in_1d(ref_rejected),
-      ck::in_1d(chosen_lengths), ck::in_1d(rejected_lengths), d_terms.data(), static_cast<int>(terms.size()), B,
-      ck::out_1d(out.losses), ck::out_1d(out.chosen_rewards), ck::out_1d(out.rejected_rewards), ck::out_1d(out.dchosen),
+      ck::in_1d(chosen), ck::in_1d(rejected), ck::in_1d(ref_chosen), ck::in_1d(ref_rejected), ck::in_1d(chosen_lengths),
+      ck::in_1d(rejected_lengths), d_terms.data(), static_cast<int>(terms.size()), B, ck::out_1d(out.losses),
+      ck::out_1d(out.chosen_rewards), ck::out_1d(out.rejected_rewards), ck::out_1d(out.dchosen),
       ck::out_1d(out.drejected), acc.data());
   ck::check_launch(fn, "dpo_pairs");
   const auto h = acc.read();

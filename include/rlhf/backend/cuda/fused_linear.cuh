@@ -56,10 +56,14 @@ namespace rlhf::cuda_kernels {
 
 template <class T>
 constexpr cudaDataType_t cuda_type() {
-  if constexpr (std::is_same_v<T, __half>) return CUDA_R_16F;
-  else if constexpr (std::is_same_v<T, __nv_bfloat16>) return CUDA_R_16BF;
-  else if constexpr (std::is_same_v<T, float>) return CUDA_R_32F;
-  else return CUDA_R_64F;
+  if constexpr (std::is_same_v<T, __half>)
+    return CUDA_R_16F;
+  else if constexpr (std::is_same_v<T, __nv_bfloat16>)
+    return CUDA_R_16BF;
+  else if constexpr (std::is_same_v<T, float>)
+    return CUDA_R_32F;
+  else
+    return CUDA_R_64F;
 }
 
 /// The caller's objective seen from a chunk: row i of the chunk is row r0 + i.
@@ -96,9 +100,9 @@ namespace rlhf::ops {
 /// index). dhidden [N, H] and dweight [V, H] (overwritten) are each of the
 /// weights' type or, for half / bfloat16 weights, float. logp / entropy [N] optional (float or double).
 template <class T, class L, class Objective, class DX, class DW, class O = float>
-fused_linear_result fused_linear_objective(cuda_t tag, tensor_view<T, 2, device_space> hidden,
-                                           in_dview<T, 2> weight, tensor_view<L, 1, device_space> labels,
-                                           const Objective& objective, tensor_view<DX, 2, device_space> dhidden,
+fused_linear_result fused_linear_objective(cuda_t tag, tensor_view<T, 2, device_space> hidden, in_dview<T, 2> weight,
+                                           tensor_view<L, 1, device_space> labels, const Objective& objective,
+                                           tensor_view<DX, 2, device_space> dhidden,
                                            tensor_view<DW, 2, device_space> dweight,
                                            tensor_view<O, 1, device_space> logp = {},
                                            tensor_view<O, 1, device_space> entropy = {},
@@ -132,15 +136,16 @@ fused_linear_result fused_linear_objective(cuda_t tag, tensor_view<T, 2, device_
         ck::offset_objective<Objective>{objective, r0}, zv,
         logp.null() ? tensor_view<O, 1, device_space>{}
                     : tensor_view<O, 1, device_space>(logp.data() + r0 * logp.stride(0), {n}, {logp.stride(0)}),
-        entropy.null() ? tensor_view<O, 1, device_space>{}
-                       : tensor_view<O, 1, device_space>(entropy.data() + r0 * entropy.stride(0), {n}, {entropy.stride(0)}),
+        entropy.null()
+            ? tensor_view<O, 1, device_space>{}
+            : tensor_view<O, 1, device_space>(entropy.data() + r0 * entropy.stride(0), {n}, {entropy.stride(0)}),
         p.logits, row_loss.data() + r0);
     // dX [n, H] = dZ W  (column-major: dX^T [H, n] = W^T [H, V] dZ^T [V, n])
     ck::gemm<V_, DX>(h, fn, CUBLAS_OP_N, CUBLAS_OP_N, H, n, V, weight.data(), weight.stride(0), z.data(), V,
-                    dhidden.data() + r0 * dhidden.stride(0), dhidden.stride(0), 0.0);
+                     dhidden.data() + r0 * dhidden.stride(0), dhidden.stride(0), 0.0);
     // dW [V, H] += dZ^T X  (column-major: dW^T [H, V] += X^T [H, n] op_T(dZ^T [V, n]))
     ck::gemm<V_, DW>(h, fn, CUBLAS_OP_N, CUBLAS_OP_T, H, V, n, X, hidden.stride(0), z.data(), V, dweight.data(),
-                    dweight.stride(0), r0 == 0 ? 0.0 : 1.0);
+                     dweight.stride(0), r0 == 0 ? 0.0 : 1.0);
   }
   r.loss = detail::sum_on_device(tag, fn, row_loss.data(), N);
   rlhf::detail::require_finite_result(r.loss, fn, "hidden", "the objective is not finite");
@@ -150,8 +155,8 @@ fused_linear_result fused_linear_objective(cuda_t tag, tensor_view<T, 2, device_
 /// The same with an explicit handle (kept for callers of 0.x): the handle
 /// now travels in the tag, rlhf::cuda.with(blas.get()).
 template <class T, class... A>
-fused_linear_result fused_linear_objective(cuda_t tag, const cublas_handle& blas, tensor_view<T, 2, device_space> hidden,
-                                           A&&... a) {
+fused_linear_result fused_linear_objective(cuda_t tag, const cublas_handle& blas,
+                                           tensor_view<T, 2, device_space> hidden, A&&... a) {
   return fused_linear_objective(tag.with(blas.get()), hidden, std::forward<A>(a)...);
 }
 

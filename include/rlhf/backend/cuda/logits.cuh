@@ -44,9 +44,12 @@ __device__ inline float to_acc(float x) { return x; }
 __device__ inline double to_acc(double x) { return x; }
 template <class T>
 __device__ T from_acc(double x) {
-  if constexpr (std::is_same_v<T, __half>) return __float2half_rn(static_cast<float>(x));
-  else if constexpr (std::is_same_v<T, __nv_bfloat16>) return __float2bfloat16_rn(static_cast<float>(x));
-  else return static_cast<T>(x);
+  if constexpr (std::is_same_v<T, __half>)
+    return __float2half_rn(static_cast<float>(x));
+  else if constexpr (std::is_same_v<T, __nv_bfloat16>)
+    return __float2bfloat16_rn(static_cast<float>(x));
+  else
+    return static_cast<T>(x);
 }
 __device__ inline float fast_exp(float x) { return __expf(x); }
 __device__ inline double fast_exp(double x) { return exp(x); }
@@ -186,7 +189,8 @@ __device__ row_result<acc_t<T>> row_forward(const T* row, index_t V, const L* la
                                             index_t ncache = 0) {
   using A = acc_t<T>;
   row_stats<A> st{-INFINITY, 0, 0};
-  for_row(row, V, inv_tau, aligned, [&](index_t, A z) { st.add(z); }, cache, ncache);
+  for_row(
+      row, V, inv_tau, aligned, [&](index_t, A z) { st.add(z); }, cache, ncache);
   // the label's logit is read before the block's last barrier: in place, a
   // thread may start overwriting the row as soon as it leaves block_stats
   const A z_label = labels ? to_acc(row[static_cast<index_t>(labels[i * ls])]) * inv_tau : A(0);
@@ -204,8 +208,6 @@ struct logits_launch {
   bool aligned, daligned;
   index_t cache_vecs = 0;  ///< 16-byte vectors of each row kept in shared memory between the passes
 };
-
-
 
 template <class T, class L, class O>
 __global__ void __launch_bounds__(logits_threads)
@@ -227,13 +229,16 @@ __device__ void row_backward(const T* row, T* drow, index_t V, const L* labels, 
                              const pack16<T>* cache = nullptr, index_t ncache = 0) {
   using A = acc_t<T>;
   const index_t label = labels ? static_cast<index_t>(labels[i * ls]) : -1;
-  map_row(row, drow, V, inv_tau, aligned, [&](index_t j, A z) -> A {
-    const A onehot = j == label ? A(1) : A(0);
-    const A p = fast_exp(z - r.lse);
-    // p = 0 (z = -inf, a masked-out entry): no entropy term, and no 0 * inf
-    const A dz = p == A(0) ? g_lp * onehot : g_lp * (onehot - p) - g_h * p * (z - r.mean_z);
-    return dz * inv_tau;
-  }, cache, ncache);
+  map_row(
+      row, drow, V, inv_tau, aligned,
+      [&](index_t j, A z) -> A {
+        const A onehot = j == label ? A(1) : A(0);
+        const A p = fast_exp(z - r.lse);
+        // p = 0 (z = -inf, a masked-out entry): no entropy term, and no 0 * inf
+        const A dz = p == A(0) ? g_lp * onehot : g_lp * (onehot - p) - g_h * p * (z - r.mean_z);
+        return dz * inv_tau;
+      },
+      cache, ncache);
 }
 
 extern __shared__ uint4 logits_cache_smem[];
@@ -304,20 +309,20 @@ inline two_pass_plan plan_two_pass(const void* kernel, index_t V, std::size_t el
   rlhf::detail::check_cuda(cudaGetDevice(&dev), fn, "cudaGetDevice");
   rlhf::detail::check_cuda(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), fn,
                            "cudaDeviceGetAttribute");
-  const std::size_t limit = std::min<std::size_t>(std::size_t{200} << 10, optin > 8192 ? static_cast<std::size_t>(optin) - 8192 : 0);
+  const std::size_t limit =
+      std::min<std::size_t>(std::size_t{200} << 10, optin > 8192 ? static_cast<std::size_t>(optin) - 8192 : 0);
   const std::size_t bytes = std::min(row, limit) / 16 * 16;
   if (bytes < (std::size_t{48} << 10)) return p;
-  rlhf::detail::check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)),
-                           fn, "cudaFuncSetAttribute");
+  rlhf::detail::check_cuda(
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)), fn,
+      "cudaFuncSetAttribute");
   p.threads = 1024;
   p.smem = bytes;
   p.cache_vecs = static_cast<index_t>(bytes / 16);
   return p;
 }
 
-inline unsigned logits_grid(index_t N) {
-  return static_cast<unsigned>(N < 1 ? 1 : (N > 1048576 ? 1048576 : N));
-}
+inline unsigned logits_grid(index_t N) { return static_cast<unsigned>(N < 1 ? 1 : (N > 1048576 ? 1048576 : N)); }
 
 template <class T, class L>
 void check_logits_dev(const char* fn, const tensor_view<T, 2, device_space>& logits,
@@ -345,13 +350,23 @@ void logprobs_entropy(cuda_t tag, tensor_view<T, 2, device_space> logits, tensor
   const index_t N = logits.extent(0);
   for (const auto* o : {&logp, &entropy, &lse})
     if (!o->null()) rlhf::detail::require_extent(fn, "output", *o, 0, N, "one value per logits row");
-  const index_t os = !logp.null() ? logp.stride(0) : !entropy.null() ? entropy.stride(0) : !lse.null() ? lse.stride(0) : 1;
+  const index_t os = !logp.null()      ? logp.stride(0)
+                     : !entropy.null() ? entropy.stride(0)
+                     : !lse.null()     ? lse.stride(0)
+                                       : 1;
   rlhf::detail::require_param((logp.null() || logp.stride(0) == os) && (entropy.null() || entropy.stride(0) == os) &&
                                   (lse.null() || lse.stride(0) == os),
                               fn, "logp", "the outputs must share one stride");
   using V = value_t<T>;
-  const ck::logits_launch k{N, logits.extent(1), logits.stride(0), 0, labels.null() ? 0 : labels.stride(0), os, 0,
-                            ck::aligned16(logits.data(), logits.stride(0), sizeof(V)), false};
+  const ck::logits_launch k{N,
+                            logits.extent(1),
+                            logits.stride(0),
+                            0,
+                            labels.null() ? 0 : labels.stride(0),
+                            os,
+                            0,
+                            ck::aligned16(logits.data(), logits.stride(0), sizeof(V)),
+                            false};
   ck::logits_forward<V, value_t<L>, O><<<ck::logits_grid(N), ck::logits_threads, 0, tag.stream>>>(
       logits.data(), logp.null() ? nullptr : labels.data(), logp.data(), entropy.data(), lse.data(), k,
       static_cast<ck::acc_t<V>>(1.0 / p.temperature));
@@ -361,8 +376,9 @@ void logprobs_entropy(cuda_t tag, tensor_view<T, 2, device_space> logits, tensor
 /// Backward on the device: dlogits (may be the logits' memory: in place)
 /// from d/dlogp and d/dentropy (either may be null).
 template <class T, class L, class O>
-void logprobs_entropy_backward(cuda_t tag, tensor_view<T, 2, device_space> logits, tensor_view<L, 1, device_space> labels,
-                               tensor_view<O, 1, device_space> dlogp, tensor_view<O, 1, device_space> dentropy,
+void logprobs_entropy_backward(cuda_t tag, tensor_view<T, 2, device_space> logits,
+                               tensor_view<L, 1, device_space> labels, tensor_view<O, 1, device_space> dlogp,
+                               tensor_view<O, 1, device_space> dentropy,
                                tensor_view<value_t<T>, 2, device_space> dlogits, const logits_params& p = {}) {
   constexpr const char* fn = "ops::logprobs_entropy_backward (cuda)";
   namespace ck = cuda_kernels;
@@ -402,8 +418,9 @@ namespace detail {
 template <class T, class L, class Objective, class O>
 void launch_fused_token_objective(cuda_t tag, const char* fn, tensor_view<T, 2, device_space> logits,
                                   tensor_view<L, 1, device_space> labels, const Objective& objective,
-                                  tensor_view<value_t<T>, 2, device_space> dlogits, tensor_view<O, 1, device_space> logp,
-                                  tensor_view<O, 1, device_space> entropy, const logits_params& p, double* row_loss) {
+                                  tensor_view<value_t<T>, 2, device_space> dlogits,
+                                  tensor_view<O, 1, device_space> logp, tensor_view<O, 1, device_space> entropy,
+                                  const logits_params& p, double* row_loss) {
   namespace ck = cuda_kernels;
   ck::check_logits_dev(fn, logits, labels, true, p.temperature);
   const index_t N = logits.extent(0);
@@ -421,7 +438,9 @@ void launch_fused_token_objective(cuda_t tag, const char* fn, tensor_view<T, 2, 
                       logits.stride(0),
                       dlogits.null() ? 0 : dlogits.stride(0),
                       labels.stride(0),
-                      !logp.null() ? logp.stride(0) : !entropy.null() ? entropy.stride(0) : 1,
+                      !logp.null()      ? logp.stride(0)
+                      : !entropy.null() ? entropy.stride(0)
+                                        : 1,
                       0,
                       ck::aligned16(logits.data(), logits.stride(0), sizeof(V)),
                       dlogits.null() ? false : ck::aligned16(dlogits.data(), dlogits.stride(0), sizeof(V))};

@@ -126,7 +126,6 @@ __global__ void whiten_backward_apply(in2<T> v, in2<M> mask, in2<O> cot, out2<O>
   }
 }
 
-
 /// dvalues[b, t] = cot[b] m[b, t] / (count_b + eps).
 template <class M, class O>
 __global__ void mean_rows_grad(in2<M> mask, const O* cot, index_t cs, out2<O> out, index_t B, index_t T_, double eps,
@@ -232,7 +231,8 @@ masked_var_result masked_var(cuda_t tag, tensor_view<T, 2, device_space> values,
   const double n = h[0];
   if (!(n > 0)) rlhf::detail::fail(error_kind::empty, fn, "mask", "has no valid element");
   if (unbiased && !(n > 1))
-    rlhf::detail::fail(error_kind::empty, fn, "mask", "has fewer than 2 valid elements: the unbiased variance is undefined");
+    rlhf::detail::fail(error_kind::empty, fn, "mask",
+                       "has fewer than 2 valid elements: the unbiased variance is undefined");
   const double D = n + eps;
   return {h[2] / D * (unbiased ? n / (n - 1) : 1.0), h[1] / D};
 }
@@ -255,7 +255,8 @@ whiten_stats masked_whiten(cuda_t tag, tensor_view<T, 2, device_space> values, t
   const double D = n + p.mean_eps;
   const double var = h[2] / D * (p.unbiased ? n / (n - 1) : 1.0);
   if (!std::isfinite(1.0 / std::sqrt(var + p.var_eps)))
-    rlhf::detail::fail(error_kind::empty, fn, "values", "has zero variance and var_eps = 0: the whitening is undefined");
+    rlhf::detail::fail(error_kind::empty, fn, "values",
+                       "has zero variance and var_eps = 0: the whitening is undefined");
   return {h[1] / D, var};
 }
 
@@ -291,8 +292,8 @@ void masked_whiten_backward(cuda_t tag, tensor_view<T, 2, device_space> values, 
   const index_t B = values.extent(0), T_ = values.extent(1);
   ck::scratch acc(6, tag.stream, fn);
   ck::launch_moments(tag, fn, ck::in(values), ck::in(mask), B, T_, p.mean_eps, true, acc.data());
-  ck::cot_sums<V, V><<<ck::grid_bt(B, T_), ck::block_threads, 0, tag.stream>>>(ck::in(values), ck::in(cot), T_, p.mean_eps,
-                                                                                acc.data());
+  ck::cot_sums<V, V><<<ck::grid_bt(B, T_), ck::block_threads, 0, tag.stream>>>(ck::in(values), ck::in(cot), T_,
+                                                                               p.mean_eps, acc.data());
   ck::check_launch(fn, "cot_sums");
   ck::whiten_backward_apply<V, value_t<M>, V><<<ck::grid_1d(B * T_), ck::block_threads, 0, tag.stream>>>(
       ck::in(values), ck::in(mask), ck::in(cot), ck::out(dvalues), B, T_, p, acc.data());
@@ -300,7 +301,8 @@ void masked_whiten_backward(cuda_t tag, tensor_view<T, 2, device_space> values, 
   const auto h = acc.read();
   if (!(h[0] > 0)) rlhf::detail::fail(error_kind::empty, fn, "mask", "has no valid element");
   if (p.unbiased && !(h[0] > 1))
-    rlhf::detail::fail(error_kind::empty, fn, "mask", "has fewer than 2 valid elements: the unbiased variance is undefined");
+    rlhf::detail::fail(error_kind::empty, fn, "mask",
+                       "has fewer than 2 valid elements: the unbiased variance is undefined");
 }
 
 /// Per-row masked means (out [B]) on the device; a row without a valid
@@ -316,8 +318,8 @@ void masked_mean_rows(cuda_t tag, tensor_view<T, 2, device_space> values, tensor
   namespace ck = cuda_kernels;
   const index_t B = values.extent(0), T_ = values.extent(1);
   ck::scratch rows(static_cast<std::size_t>(2 * B), tag.stream, fn);
-  ck::masked_moments<value_t<T>, value_t<M>><<<ck::grid_bt(B, T_), ck::block_threads, 0, tag.stream>>>(
-      ck::in(values), ck::in(mask), T_, rows.data(), true);
+  ck::masked_moments<value_t<T>, value_t<M>>
+      <<<ck::grid_bt(B, T_), ck::block_threads, 0, tag.stream>>>(ck::in(values), ck::in(mask), T_, rows.data(), true);
   ck::check_launch(fn, "masked_moments (rows)");
   const auto h = rows.read();
   std::vector<value_t<T>> res(static_cast<std::size_t>(B));
@@ -328,10 +330,10 @@ void masked_mean_rows(cuda_t tag, tensor_view<T, 2, device_space> values, tensor
     res[static_cast<std::size_t>(b)] = static_cast<value_t<T>>(c + eps > 0 ? s / (c + eps) : 0.0);
   }
   if (!(n > 0)) rlhf::detail::fail(error_kind::empty, fn, "mask", "has no valid element in any row");
-  rlhf::detail::check_cuda(cudaMemcpy2D(out.data(), static_cast<std::size_t>(out.stride(0)) * sizeof(value_t<T>), res.data(),
-                                        sizeof(value_t<T>), sizeof(value_t<T>), static_cast<std::size_t>(B),
-                                        cudaMemcpyHostToDevice),
-                           fn, "cudaMemcpy2D (row means)");
+  rlhf::detail::check_cuda(
+      cudaMemcpy2D(out.data(), static_cast<std::size_t>(out.stride(0)) * sizeof(value_t<T>), res.data(),
+                   sizeof(value_t<T>), sizeof(value_t<T>), static_cast<std::size_t>(B), cudaMemcpyHostToDevice),
+      fn, "cudaMemcpy2D (row means)");
 }
 
 }  // namespace rlhf::ops
@@ -389,8 +391,10 @@ template <class S, class O>
 __global__ void put_last(const S* scores, index_t ss, const int* last, out2<O> out, index_t B, int* empty) {
   for (index_t b = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; b < B;
        b += static_cast<index_t>(gridDim.x) * blockDim.x) {
-    if (last[b] < 0) atomicAdd(empty, 1);
-    else out.set(b, last[b], static_cast<double>(scores[b * ss]));
+    if (last[b] < 0)
+      atomicAdd(empty, 1);
+    else
+      out.set(b, last[b], static_cast<double>(scores[b * ss]));
   }
 }
 
@@ -437,8 +441,8 @@ void masked_sum_rows(cuda_t tag, tensor_view<T, 2, device_space> values, tensor_
   if (B == 0) return;
   ck::scratch rows(static_cast<std::size_t>(2 * B), tag.stream, fn);
   if (T_ > 0) {
-    ck::masked_moments<value_t<T>, value_t<M>><<<ck::grid_bt(B, T_), ck::block_threads, 0, tag.stream>>>(
-        ck::in(values), ck::in(mask), T_, rows.data(), true);
+    ck::masked_moments<value_t<T>, value_t<M>>
+        <<<ck::grid_bt(B, T_), ck::block_threads, 0, tag.stream>>>(ck::in(values), ck::in(mask), T_, rows.data(), true);
     ck::check_launch(fn, "masked_moments (rows)");
   }
   ck::take_row_sums<<<ck::grid_1d(B), ck::block_threads, 0, tag.stream>>>(rows.data(), B, out.data(), out.stride(0));
@@ -456,7 +460,7 @@ void masked_sum_rows_backward(cuda_t tag, tensor_view<M, 2, device_space> mask, 
   const index_t B = mask.extent(0), T_ = mask.extent(1);
   if (B * T_ == 0) return;
   ck::row_broadcast<<<ck::grid_1d(B * T_), ck::block_threads, 0, tag.stream>>>(ck::in(mask), cot.data(), cot.stride(0),
-                                                                                ck::out(dvalues), B, T_);
+                                                                               ck::out(dvalues), B, T_);
   ck::check_launch(fn, "row_broadcast");
 }
 
@@ -467,7 +471,8 @@ double sum_squares(cuda_t tag, tensor_view<T, 2, device_space> v) {
   namespace ck = cuda_kernels;
   if (v.size() == 0) return 0.0;
   ck::scratch acc(1, tag.stream, fn);
-  ck::sum_sq<<<ck::grid_bt(v.extent(0), v.extent(1)), ck::block_threads, 0, tag.stream>>>(ck::in(v), v.extent(1), acc.data());
+  ck::sum_sq<<<ck::grid_bt(v.extent(0), v.extent(1)), ck::block_threads, 0, tag.stream>>>(ck::in(v), v.extent(1),
+                                                                                          acc.data());
   ck::check_launch(fn, "sum_sq");
   return acc.read()[0];
 }
@@ -484,20 +489,20 @@ void place_at_last_token(cuda_t tag, tensor_view<T, 1, device_space> scores, ten
   const index_t B = mask.extent(0), T_ = mask.extent(1);
   if (B == 0) return;
   stream_buffer<int> last(static_cast<std::size_t>(B) + 1, tag.stream, fn);
-  rlhf::detail::check_cuda(cudaMemsetAsync(last.data(), 0xff, static_cast<std::size_t>(B) * sizeof(int), tag.stream), fn,
-                           "cudaMemsetAsync");
+  rlhf::detail::check_cuda(cudaMemsetAsync(last.data(), 0xff, static_cast<std::size_t>(B) * sizeof(int), tag.stream),
+                           fn, "cudaMemsetAsync");
   rlhf::detail::check_cuda(cudaMemsetAsync(last.data() + B, 0, sizeof(int), tag.stream), fn, "cudaMemsetAsync");
   if (T_ > 0) {
     ck::zero_and_last<<<ck::grid_1d(B * T_), ck::block_threads, 0, tag.stream>>>(ck::in(mask), ck::out(out), B, T_,
-                                                                                  last.data());
+                                                                                 last.data());
     ck::check_launch(fn, "zero_and_last");
   }
   ck::put_last<<<ck::grid_1d(B), ck::block_threads, 0, tag.stream>>>(scores.data(), scores.stride(0), last.data(),
-                                                                       ck::out(out), B, last.data() + B);
+                                                                     ck::out(out), B, last.data() + B);
   ck::check_launch(fn, "put_last");
   int empty = 0;
-  rlhf::detail::check_cuda(cudaMemcpyAsync(&empty, last.data() + B, sizeof(int), cudaMemcpyDeviceToHost, tag.stream), fn,
-                           "cudaMemcpyAsync");
+  rlhf::detail::check_cuda(cudaMemcpyAsync(&empty, last.data() + B, sizeof(int), cudaMemcpyDeviceToHost, tag.stream),
+                           fn, "cudaMemcpyAsync");
   rlhf::detail::check_cuda(cudaStreamSynchronize(tag.stream), fn, "cudaStreamSynchronize");
   if (empty > 0)
     rlhf::detail::fail(error_kind::empty, fn, "response_mask", "has " + std::to_string(empty) + " empty response(s)");
@@ -515,7 +520,8 @@ prob_diff_stats prob_diff(cuda_t tag, tensor_view<T, 2, device_space> logp_a, te
   if (B * T_ == 0) rlhf::detail::fail(error_kind::empty, fn, "mask", "has no valid element");
   ck::scratch acc(3, tag.stream, fn);  // acc[2]: the max, as bits
   ck::prob_diff_kernel<<<ck::grid_bt(B, T_), ck::block_threads, 0, tag.stream>>>(
-      ck::in(logp_a), ck::in(logp_b), ck::in(mask), T_, acc.data(), reinterpret_cast<unsigned long long*>(acc.data() + 2));
+      ck::in(logp_a), ck::in(logp_b), ck::in(mask), T_, acc.data(),
+      reinterpret_cast<unsigned long long*>(acc.data() + 2));
   ck::check_launch(fn, "prob_diff");
   const auto h = acc.read();
   if (!(h[1] > 0)) rlhf::detail::fail(error_kind::empty, fn, "mask", "has no valid element");

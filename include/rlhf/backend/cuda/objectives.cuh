@@ -65,8 +65,8 @@ template <int K>
 struct objective_sums {
   double value = 0;  ///< the aggregated loss (before any outer scale)
   double stat[K > 0 ? K : 1] = {};
-  double n = 0;      ///< valid tokens
-  double rows = 0;   ///< rows with a valid token
+  double n = 0;     ///< valid tokens
+  double rows = 0;  ///< rows with a valid token
 };
 
 /// The engine's work in flight: its device scalars and how to check them.
@@ -89,8 +89,9 @@ struct objective_launch {
     for (int k = 0; k < K; ++k) r.stat[k] = h[static_cast<std::size_t>(3 + k)];
     if (require_tokens && !(r.n > 0)) rlhf::detail::fail(error_kind::empty, fn, mask_name, "has no valid token");
     if (!(agg_denominator(rule, r.n, r.rows) > 0))
-      rlhf::detail::fail(error_kind::empty, fn, mask_name,
-                         mode == agg_mode::token_mean ? "has no valid token (token-mean)" : "has no row with a valid token");
+      rlhf::detail::fail(
+          error_kind::empty, fn, mask_name,
+          mode == agg_mode::token_mean ? "has no valid token (token-mean)" : "has no row with a valid token");
     return r;
   }
 };
@@ -107,8 +108,13 @@ objective_launch<K> launch_objective(cuda_t tag, const char* fn, const F& f, in2
                                      bool require_tokens = true) {
   ops::detail::check_agg_params(p, fn);
   const agg_rule rule = make_agg_rule(p, T);
-  objective_launch<K> l{scratch(static_cast<std::size_t>(B), tag.stream, fn), scratch(3 + K, tag.stream, fn), rule,
-                        p.mode, fn, mask_name, require_tokens};
+  objective_launch<K> l{scratch(static_cast<std::size_t>(B), tag.stream, fn),
+                        scratch(3 + K, tag.stream, fn),
+                        rule,
+                        p.mode,
+                        fn,
+                        mask_name,
+                        require_tokens};
   row_sums<M><<<grid_bt(B, T), block_threads, 0, tag.stream>>>(mask, T, l.counts.data());
   check_launch(fn, "row_sums");
   count_totals<><<<1, block_threads, 0, tag.stream>>>(l.counts.data(), B, l.acc.data());
@@ -164,12 +170,16 @@ result loss(cuda_t tag, tensor_view<T, 2, device_space> logp, in_dview<T, 2> val
   ck::scratch norm(4, tag.stream, fn);
   if (p.normalize_advantage)
     ck::launch_moments(tag, fn, ck::in(advantages), ck::in(mask), B, T_, 0.0, true, norm.data());
-  const ck::a2c_token<value_t<T>> f{ck::in(logp),    ck::in(values),  ck::in(advantages), ck::in(returns),
-                                    ck::in(entropy), p,               p.normalize_advantage ? norm.data() : nullptr};
-  const auto s = ck::run_objective<3, 3>(tag, fn, f, ck::in(mask), B, T_, agg_params{},
-                                         std::array<ck::out2<value_t<T>>, 3>{ck::out(dlogp), ck::out(dvalues),
-                                                                             ck::out(dentropy)},
-                                         1.0, false, "mask");
+  const ck::a2c_token<value_t<T>> f{ck::in(logp),
+                                    ck::in(values),
+                                    ck::in(advantages),
+                                    ck::in(returns),
+                                    ck::in(entropy),
+                                    p,
+                                    p.normalize_advantage ? norm.data() : nullptr};
+  const auto s = ck::run_objective<3, 3>(
+      tag, fn, f, ck::in(mask), B, T_, agg_params{},
+      std::array<ck::out2<value_t<T>>, 3>{ck::out(dlogp), ck::out(dvalues), ck::out(dentropy)}, 1.0, false, "mask");
   if (p.normalize_advantage) detail::require_two(s.n, fn);
   return detail::result_from(s, p, fn);
 }
@@ -192,27 +202,32 @@ deferred<policy_result> policy_loss_async(cuda_t tag, tensor_view<T, 2, device_s
   detail::check_weights_shape(fn, logp, weights);
   check_policy_params(p, fn);
   namespace ck = cuda_kernels;
-  const ck::ppo_policy_token<value_t<T>> f{ck::in(logp), ck::in(old_logp), ck::in(adv), ck::in(weights),
-                                           {p.clip_low, p.clip_high, p.dual_clip, p.log_ratio_clamp}, stat_rules(p)};
-  auto launch = std::make_shared<ck::objective_launch<3>>(ck::launch_objective<1, 3>(
-      tag, fn, f, ck::in(mask), logp.extent(0), logp.extent(1), p.agg,
-      std::array<ck::out2<value_t<T>>, 1>{ck::out(dlogp)}));
-  return deferred<policy_result>([launch, p] { return detail::policy_from(launch->finish(), p, "ppo::policy_loss (cuda)"); });
+  const ck::ppo_policy_token<value_t<T>> f{ck::in(logp),
+                                           ck::in(old_logp),
+                                           ck::in(adv),
+                                           ck::in(weights),
+                                           {p.clip_low, p.clip_high, p.dual_clip, p.log_ratio_clamp},
+                                           stat_rules(p)};
+  auto launch = std::make_shared<ck::objective_launch<3>>(
+      ck::launch_objective<1, 3>(tag, fn, f, ck::in(mask), logp.extent(0), logp.extent(1), p.agg,
+                                 std::array<ck::out2<value_t<T>>, 1>{ck::out(dlogp)}));
+  return deferred<policy_result>(
+      [launch, p] { return detail::policy_from(launch->finish(), p, "ppo::policy_loss (cuda)"); });
 }
 
 /// ppo::policy_loss on device views (same arguments and result as the CPU's).
 template <class T, class M>
-policy_result policy_loss(cuda_t tag, tensor_view<T, 2, device_space> logp, in_dview<T, 2> old_logp,
-                          in_dview<T, 2> adv, tensor_view<M, 2, device_space> mask, const policy_params& p,
-                          out_dview<T, 2> dlogp = {}, in_dview<T, 2> weights = {}) {
+policy_result policy_loss(cuda_t tag, tensor_view<T, 2, device_space> logp, in_dview<T, 2> old_logp, in_dview<T, 2> adv,
+                          tensor_view<M, 2, device_space> mask, const policy_params& p, out_dview<T, 2> dlogp = {},
+                          in_dview<T, 2> weights = {}) {
   return policy_loss_async(tag, logp, old_logp, adv, mask, p, dlogp, weights).get();
 }
 
 /// ppo::value_loss on device views.
 template <class T, class M>
 value_result value_loss(cuda_t tag, tensor_view<T, 2, device_space> vpreds, in_dview<T, 2> returns,
-                        in_dview<T, 2> old_values, tensor_view<M, 2, device_space> mask,
-                        const value_params& p, out_dview<T, 2> dvpreds = {}) {
+                        in_dview<T, 2> old_values, tensor_view<M, 2, device_space> mask, const value_params& p,
+                        out_dview<T, 2> dvpreds = {}) {
   constexpr const char* fn = "ppo::value_loss (cuda)";
   detail::check_value_shapes(fn, vpreds, returns, old_values, mask, dvpreds);
   check_value_params(p, fn);
@@ -234,10 +249,9 @@ entropy_result entropy_bonus(cuda_t tag, tensor_view<T, 2, device_space> entropy
   rlhf::detail::require_output(fn, "dentropy", dentropy, "entropy", entropy);
   rlhf::detail::require_finite_param(coef, fn, "entropy_coef");
   namespace ck = cuda_kernels;
-  const auto s = ck::run_objective<1, 0>(tag, fn, ck::identity_token<value_t<T>>{ck::in(entropy)}, ck::in(mask),
-                                         entropy.extent(0), entropy.extent(1), agg,
-                                         std::array<ck::out2<value_t<T>>, 1>{ck::out(dentropy)}, -coef, accumulate,
-                                         "loss_mask", false);
+  const auto s = ck::run_objective<1, 0>(
+      tag, fn, ck::identity_token<value_t<T>>{ck::in(entropy)}, ck::in(mask), entropy.extent(0), entropy.extent(1), agg,
+      std::array<ck::out2<value_t<T>>, 1>{ck::out(dentropy)}, -coef, accumulate, "loss_mask", false);
   return {-coef * s.value, s.value};
 }
 
@@ -253,10 +267,10 @@ in_loss_result loss(cuda_t tag, tensor_view<T, 2, device_space> logp, in_dview<T
   constexpr const char* fn = "kl::loss (cuda)";
   check_loss(fn, logp, ref_logp, mask, dlogp, kl_coef, p);
   namespace ck = cuda_kernels;
-  const auto s = ck::run_objective<1, 0>(tag, fn, ck::kl_token_fn<value_t<T>>{ck::in(logp), ck::in(ref_logp), p},
-                                         ck::in(mask), logp.extent(0), logp.extent(1), agg,
-                                         std::array<ck::out2<value_t<T>>, 1>{ck::out(dlogp)}, kl_coef, accumulate,
-                                         "loss_mask", false);
+  const auto s =
+      ck::run_objective<1, 0>(tag, fn, ck::kl_token_fn<value_t<T>>{ck::in(logp), ck::in(ref_logp), p}, ck::in(mask),
+                              logp.extent(0), logp.extent(1), agg, std::array<ck::out2<value_t<T>>, 1>{ck::out(dlogp)},
+                              kl_coef, accumulate, "loss_mask", false);
   return {kl_coef * s.value, s.value};
 }
 

@@ -17,7 +17,8 @@
 #pragma once
 
 #ifdef RLHF_TRAINERS_INCLUDED
-#  error "rlhf: include <rlhf/backend/cuda/train.cuh> before <rlhf/rlhf.hpp> (or any rlhf/train/ header): the trainers must see the device ops (docs/cuda.md)"
+#  error \
+      "rlhf: include <rlhf/backend/cuda/train.cuh> before <rlhf/rlhf.hpp> (or any rlhf/train/ header): the trainers must see the device ops (docs/cuda.md)"
 #endif
 
 #include <string>
@@ -42,14 +43,18 @@ namespace rlhf::cuda_kernels {
 /// A value as double (half and bfloat16 through float).
 template <class T>
 __device__ double as_double(T x) {
-  if constexpr (std::is_floating_point_v<T> || std::is_integral_v<T>) return static_cast<double>(x);
-  else return static_cast<double>(static_cast<float>(x));
+  if constexpr (std::is_floating_point_v<T> || std::is_integral_v<T>)
+    return static_cast<double>(x);
+  else
+    return static_cast<double>(static_cast<float>(x));
 }
 /// A double as X (half and bfloat16 through float).
 template <class X>
 __device__ X from_double(double x) {
-  if constexpr (std::is_floating_point_v<X> || std::is_integral_v<X>) return static_cast<X>(x);
-  else return X(static_cast<float>(x));
+  if constexpr (std::is_floating_point_v<X> || std::is_integral_v<X>)
+    return static_cast<X>(x);
+  else
+    return X(static_cast<float>(x));
 }
 
 /// out (contiguous [rows, cols]) = X(x) for a strided x.
@@ -98,14 +103,18 @@ struct memory<device_space> {
 
   template <class Tag>
   static cudaStream_t stream_of(const Tag& be) {
-    if constexpr (std::is_same_v<Tag, cuda_t>) return be.stream;
-    else return nullptr;
+    if constexpr (std::is_same_v<Tag, cuda_t>)
+      return be.stream;
+    else
+      return nullptr;
   }
   /// (rows, cols, s0, s1) of a rank-1 or rank-2 view.
   template <class T, std::size_t R, class S>
   static std::array<index_t, 4> layout(const tensor_view<T, R, S>& x) {
-    if constexpr (R == 1) return {x.extent(0), 1, x.stride(0), 1};
-    else return {x.extent(0), x.extent(1), x.stride(0), x.stride(1)};
+    if constexpr (R == 1)
+      return {x.extent(0), 1, x.stride(0), 1};
+    else
+      return {x.extent(0), x.extent(1), x.stride(0), x.stride(1)};
   }
 
   template <class Tag, class E, class X, std::size_t R>
@@ -114,8 +123,8 @@ struct memory<device_space> {
     const auto [rows, cols, s0, s1] = layout(x);
     if (rows * cols == 0) return;
     namespace ck = cuda_kernels;
-    ck::convert_2d<<<ck::grid_1d(rows * cols), ck::block_threads, 0, stream_of(be)>>>(x.data(), s0, s1, out.data(), rows,
-                                                                                       cols);
+    ck::convert_2d<<<ck::grid_1d(rows * cols), ck::block_threads, 0, stream_of(be)>>>(x.data(), s0, s1, out.data(),
+                                                                                      rows, cols);
     ck::check_launch(fn, "convert_2d");
   }
 
@@ -144,7 +153,8 @@ struct memory<device_space> {
     const auto n = static_cast<unsigned long long>(rows * cols);
     first.upload(&n, 1, fn);
     namespace ck = cuda_kernels;
-    ck::first_non_finite<<<ck::grid_1d(rows * cols), ck::block_threads, 0, s>>>(x.data(), s0, s1, rows, cols, first.data());
+    ck::first_non_finite<<<ck::grid_1d(rows * cols), ck::block_threads, 0, s>>>(x.data(), s0, s1, rows, cols,
+                                                                                first.data());
     ck::check_launch(fn, "first_non_finite");
     unsigned long long i = 0;
     first.download(&i, 1, fn);
@@ -175,9 +185,10 @@ struct memory<device_space> {
     const cudaStream_t s = stream_of(be);
     const bool contiguous = (cols == 1 ? s0 == 1 || rows == 1 : s1 == 1 && (s0 == cols || rows == 1));
     if (contiguous) {
-      rlhf::detail::check_cuda(cudaMemcpyAsync(host.data(), dev.data(), static_cast<std::size_t>(rows * cols) * sizeof(T),
-                                               cudaMemcpyDeviceToHost, s),
-                               fn, "cudaMemcpyAsync (to host)");
+      rlhf::detail::check_cuda(
+          cudaMemcpyAsync(host.data(), dev.data(), static_cast<std::size_t>(rows * cols) * sizeof(T),
+                          cudaMemcpyDeviceToHost, s),
+          fn, "cudaMemcpyAsync (to host)");
     } else if (s1 == 1 || cols == 1) {
       const auto w = static_cast<std::size_t>(cols) * sizeof(T);
       const auto pitch = static_cast<std::size_t>(s0) * sizeof(T);
@@ -209,9 +220,10 @@ struct fused_linear_impl<cuda_t> {
   /// logp / entropy [N] of the rows of hidden [N, H] under weight [V, H]
   /// (no gradient): per chunk, Z = X W^T by cuBLAS, then the fused logits forward.
   template <class T, class L, class O>
-  static void logprobs(cuda_t tag, tensor_view<const T, 2, device_space> hidden, tensor_view<const T, 2, device_space> weight,
-                       tensor_view<L, 1, device_space> labels, tensor_view<O, 1, device_space> logp,
-                       tensor_view<O, 1, device_space> entropy, const fused_linear_params& p = {}) {
+  static void logprobs(cuda_t tag, tensor_view<const T, 2, device_space> hidden,
+                       tensor_view<const T, 2, device_space> weight, tensor_view<L, 1, device_space> labels,
+                       tensor_view<O, 1, device_space> logp, tensor_view<O, 1, device_space> entropy,
+                       const fused_linear_params& p = {}) {
     constexpr const char* fn = "ops::fused_linear_logprobs (cuda)";
     rlhf::detail::require_nonempty(fn, "hidden", hidden);
     rlhf::detail::require_nonempty(fn, "weight", weight);

@@ -13,7 +13,8 @@
 
 namespace rlhf::cuda_kernels {
 
-/// rows[3 b + k] += per-row sums: k = 0: sum m (logp - old), 1: sum m, 2: (geo-mean) sum sa min(...) m, plus A m in [3 B + b].
+/// rows[3 b + k] += per-row sums: k = 0: sum m (logp - old), 1: sum m, 2: (geo-mean) sum sa min(...) m, plus A m in [3
+/// B + b].
 template <class T, class M>
 __global__ void variant_rows(in2<T> logp, in2<T> old, in2<T> adv, in2<M> mask, index_t T_, double clip_low,
                              double clip_high, bool geo, double* rows, index_t B) {
@@ -129,10 +130,11 @@ policy_result policy_loss_variant(cuda_t tag, tensor_view<T, 2, device_space> lo
   const bool full = v.kind == policy_loss_kind::gspo && v.gspo_grad == gspo_gradient::full;
   const auto f = detail::variant_rule(ck::in(logp), ck::in(old_logp), ck::in(adv), ck::in(weights), v, rows.data(), B);
   const agg_params agg = detail::variant_agg(v);
-  const auto s = ck::run_objective<1, 3>(tag, fn, f, ck::in(mask), B, T_, agg, std::array<ck::out2<V>, 1>{ck::out(dlogp)});
+  const auto s =
+      ck::run_objective<1, 3>(tag, fn, f, ck::in(mask), B, T_, agg, std::array<ck::out2<V>, 1>{ck::out(dlogp)});
   if (full && !dlogp.null()) {
-    ck::gspo_full_gradient<value_t<M>, V><<<static_cast<unsigned>(B), ck::block_threads, 0, tag.stream>>>(
-        ck::in(mask), ck::out(dlogp), T_, rows.data());
+    ck::gspo_full_gradient<value_t<M>, V>
+        <<<static_cast<unsigned>(B), ck::block_threads, 0, tag.stream>>>(ck::in(mask), ck::out(dlogp), T_, rows.data());
     ck::check_launch(fn, "gspo_full_gradient");
     rlhf::detail::check_cuda(cudaStreamSynchronize(tag.stream), fn, "cudaStreamSynchronize");
   }
@@ -188,7 +190,8 @@ in_reward_stats apply_in_reward(cuda_t tag, tensor_view<T, 2, device_space> scor
   ck::check_launch(fn, "kl_reward");
   const auto h = rows.read();
   double sum_rows = 0;
-  for (index_t b = 0; b < B; ++b) sum_rows += h[static_cast<std::size_t>(2 * b)] / (h[static_cast<std::size_t>(2 * b + 1)] + 1e-8);
+  for (index_t b = 0; b < B; ++b)
+    sum_rows += h[static_cast<std::size_t>(2 * b)] / (h[static_cast<std::size_t>(2 * b + 1)] + 1e-8);
   return {sum_rows / static_cast<double>(B), beta};
 }
 
