@@ -2,6 +2,7 @@
 // overrides, sweeps, and the trainers built from an experiment.
 #include <cstdio>
 #include <fstream>
+#include <set>
 #include <rlhf/config/experiment.hpp>
 #include <sstream>
 
@@ -316,4 +317,58 @@ TEST_CASE("config: the advantage choices are also the advantage functions", "[co
   static_assert(decltype(rlhf::adv::gae)::value == rlhf::advantage_estimator::gae);
   static_assert(rlhf::choice::is_choice_v<decltype(rlhf::adv::rloo)>);
   static_assert(!rlhf::choice::is_choice_v<int>);
+}
+
+namespace {
+/// The properties every RLHF_NAMED_ENUM has by construction.
+template <class E>
+void check_named_enum() {
+  const auto values = rlhf::enum_values<E>();
+  REQUIRE(values.size() == enum_size(E{}));
+  std::set<std::string> names;
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    CHECK(static_cast<std::size_t>(values[i]) == i);
+    const std::string n = to_string(values[i]);
+    CHECK(n != "?");
+    CHECK(names.insert(n).second);  // unique
+    CHECK(rlhf::parse_enum<E>(n) == values[i]);
+  }
+  CHECK(std::string(to_string(static_cast<E>(values.size()))) == "?");
+  CHECK(!rlhf::parse_enum<E>("no-such-name").has_value());
+}
+}  // namespace
+
+TEST_CASE("config: named enums: one list gives the enumerators, their names and the parser", "[config]") {
+  check_named_enum<rlhf::kl_estimator>();
+  check_named_enum<rlhf::agg_mode>();
+  check_named_enum<rlhf::algorithm>();
+  check_named_enum<rlhf::kl_placement>();
+  check_named_enum<rlhf::advantage_estimator>();
+  check_named_enum<rlhf::error_kind>();
+  check_named_enum<rlhf::ppo::clipfrac_rule>();
+  check_named_enum<rlhf::ppo::approx_kl_rule>();
+  check_named_enum<rlhf::ppo::value_clip_style>();
+  check_named_enum<rlhf::ppo::policy_loss_kind>();
+  check_named_enum<rlhf::dpo::loss_type>();
+  check_named_enum<rlhf::dpo::score_fn>();
+  check_named_enum<tr::ref_update>();
+  // hand-written expectations
+  CHECK(enum_size(rlhf::kl_estimator{}) == 4);
+  CHECK(std::string(to_string(rlhf::agg_mode::seq_mean_token_sum_norm)) == "seq-mean-token-sum-norm");
+  CHECK(rlhf::enum_name_list<rlhf::kl_placement>() == "reward, loss");
+  CHECK(rlhf::parse_enum<rlhf::dpo::loss_type>("sigmoid_norm") == rlhf::dpo::loss_type::sigmoid_norm);
+  CHECK(rlhf::dpo::parse_loss_type("aot_pair") == rlhf::dpo::loss_type::aot_unpaired);  // TRL's old name
+  // a bad enum value in the configuration names the key and lists the values
+  tr::rl_options o;
+  CHECK_THROWS_WITH(cfg::set_field_or_fail(o, "ref.kind", "sometimes"),
+                    Catch::Matchers::Contains("ref.kind") && Catch::Matchers::Contains("frozen, hard_sync, ema"));
+}
+
+TEST_CASE("config: reflection lists are complete (checked when RLHF_REFLECT is compiled)", "[config]") {
+  // the arity the compile-time check compares with, on hand-counted structs
+  STATIC_REQUIRE(cfg::aggregate_arity<rlhf::ppo::policy_params>() == 9);
+  STATIC_REQUIRE(cfg::aggregate_arity<rlhf::agg_params>() == 6);  // mode is omitted: 5 listed
+  STATIC_REQUIRE(std::tuple_size_v<decltype(cfg::fields<rlhf::agg_params>::list())> == 5);
+  STATIC_REQUIRE(cfg::aggregate_arity<rlhf::a2c::params>() == 5);
+  STATIC_REQUIRE(cfg::aggregate_arity<rlhf::sampling>() == 2);
 }

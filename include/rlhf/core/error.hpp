@@ -7,31 +7,16 @@
 #include <stdexcept>
 #include <string>
 
+#include "named_enum.hpp"
+
 namespace rlhf {
 
-enum class error_kind {
-  shape,       ///< inputs of mismatched or invalid shape
-  non_finite,  ///< NaN or Inf in an input
-  empty,       ///< no element to average over where the op needs one
-  param,       ///< a hyper-parameter out of range, or an unknown mode name
-  device,      ///< the accelerator's runtime failed (the message is its own)
-};
-
-inline const char* to_string(error_kind k) noexcept {
-  switch (k) {
-    case error_kind::shape:
-      return "shape";
-    case error_kind::non_finite:
-      return "non_finite";
-    case error_kind::empty:
-      return "empty";
-    case error_kind::param:
-      return "param";
-    case error_kind::device:
-      return "device";
-  }
-  return "unknown";
-}
+/// shape: inputs of mismatched or invalid shape; non_finite: NaN or Inf in an
+/// input; empty: no element to average over where the op needs one; param: a
+/// hyper-parameter out of range, or an unknown mode name; device: the
+/// accelerator's runtime failed (the message is its own).
+RLHF_NAMED_ENUM(error_kind, (shape, "shape"), (non_finite, "non_finite"), (empty, "empty"), (param, "param"),
+                (device, "device"));
 
 class error : public std::runtime_error {
  public:

@@ -6,78 +6,18 @@
 // objects of each).
 #pragma once
 
+#include "named_enum.hpp"
+
 namespace rlhf {
 
-enum class kl_estimator { k1, abs, k2, k3 };
+RLHF_NAMED_ENUM(kl_estimator, (k1, "k1"), (abs, "abs"), (k2, "k2"), (k3, "k3"));
 
-inline const char* to_string(kl_estimator e) noexcept {
-  switch (e) {
-    case kl_estimator::k1:
-      return "k1";
-    case kl_estimator::abs:
-      return "abs";
-    case kl_estimator::k2:
-      return "k2";
-    case kl_estimator::k3:
-      return "k3";
-  }
-  return "?";
-}
+RLHF_NAMED_ENUM(agg_mode, (token_mean, "token-mean"), (token_sum, "token-sum"),
+                (seq_mean_token_sum, "seq-mean-token-sum"), (seq_mean_token_mean, "seq-mean-token-mean"),
+                (seq_mean_token_sum_norm, "seq-mean-token-sum-norm"));
 
-enum class agg_mode { token_mean, token_sum, seq_mean_token_sum, seq_mean_token_mean, seq_mean_token_sum_norm };
-
-inline const char* to_string(agg_mode m) noexcept {
-  switch (m) {
-    case agg_mode::token_mean:
-      return "token-mean";
-    case agg_mode::token_sum:
-      return "token-sum";
-    case agg_mode::seq_mean_token_sum:
-      return "seq-mean-token-sum";
-    case agg_mode::seq_mean_token_mean:
-      return "seq-mean-token-mean";
-    case agg_mode::seq_mean_token_sum_norm:
-      return "seq-mean-token-sum-norm";
-  }
-  return "?";
-}
-
-enum class algorithm { ppo, a2c, dpo };
-enum class kl_placement { reward, loss };
-enum class advantage_estimator { gae, grpo, rloo, reinforce_pp };
-
-inline const char* to_string(algorithm a) noexcept {
-  switch (a) {
-    case algorithm::ppo:
-      return "ppo";
-    case algorithm::a2c:
-      return "a2c";
-    case algorithm::dpo:
-      return "dpo";
-  }
-  return "?";
-}
-inline const char* to_string(kl_placement k) noexcept {
-  switch (k) {
-    case kl_placement::reward:
-      return "reward";
-    case kl_placement::loss:
-      return "loss";
-  }
-  return "?";
-}
-inline const char* to_string(advantage_estimator a) noexcept {
-  switch (a) {
-    case advantage_estimator::gae:
-      return "gae";
-    case advantage_estimator::grpo:
-      return "grpo";
-    case advantage_estimator::rloo:
-      return "rloo";
-    case advantage_estimator::reinforce_pp:
-      return "reinforce_pp";
-  }
-  return "?";
-}
+RLHF_NAMED_ENUM(algorithm, (ppo, "ppo"), (a2c, "a2c"), (dpo, "dpo"));
+RLHF_NAMED_ENUM(kl_placement, (reward, "reward"), (loss, "loss"));
+RLHF_NAMED_ENUM(advantage_estimator, (gae, "gae"), (grpo, "grpo"), (rloo, "rloo"), (reinforce_pp, "reinforce_pp"));
 
 }  // namespace rlhf

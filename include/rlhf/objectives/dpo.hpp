@@ -34,6 +34,7 @@
 #include "../core/args.hpp"
 #include "../core/backend.hpp"
 #include "../core/check.hpp"
+#include "../core/named_enum.hpp"
 #include "../math/dpo.hpp"
 
 namespace rlhf::dpo {
@@ -42,89 +43,25 @@ RLHF_BACKEND_FIRST(loss)
 RLHF_BACKEND_FIRST(weighted_loss)
 RLHF_BACKEND_FIRST(evaluate)
 
-enum class loss_type {
-  sigmoid,
-  hinge,
-  ipo,
-  exo_pair,
-  nca_pair,
-  robust,
-  bco_pair,
-  sppo_hard,
-  aot,
-  aot_unpaired,
-  apo_zero,
-  apo_down,
-  discopop,
-  sigmoid_norm
-};
-
-inline const char* to_string(loss_type t) noexcept {
-  switch (t) {
-    case loss_type::sigmoid:
-      return "sigmoid";
-    case loss_type::hinge:
-      return "hinge";
-    case loss_type::ipo:
-      return "ipo";
-    case loss_type::exo_pair:
-      return "exo_pair";
-    case loss_type::nca_pair:
-      return "nca_pair";
-    case loss_type::robust:
-      return "robust";
-    case loss_type::bco_pair:
-      return "bco_pair";
-    case loss_type::sppo_hard:
-      return "sppo_hard";
-    case loss_type::aot:
-      return "aot";
-    case loss_type::aot_unpaired:
-      return "aot_unpaired";
-    case loss_type::apo_zero:
-      return "apo_zero";
-    case loss_type::apo_down:
-      return "apo_down";
-    case loss_type::discopop:
-      return "discopop";
-    case loss_type::sigmoid_norm:
-      return "sigmoid_norm";
-  }
-  return "?";
-}
+RLHF_NAMED_ENUM(loss_type, (sigmoid, "sigmoid"), (hinge, "hinge"), (ipo, "ipo"), (exo_pair, "exo_pair"),
+                (nca_pair, "nca_pair"), (robust, "robust"), (bco_pair, "bco_pair"), (sppo_hard, "sppo_hard"),
+                (aot, "aot"), (aot_unpaired, "aot_unpaired"), (apo_zero, "apo_zero"), (apo_down, "apo_down"),
+                (discopop, "discopop"), (sigmoid_norm, "sigmoid_norm"));
 
 /// TRL's names; "aot_pair" (TRL <= 0.27) is accepted for aot_unpaired.
 inline loss_type parse_loss_type(std::string_view s) {
   if (s == "aot_pair") return loss_type::aot_unpaired;
-  for (int i = 0; i <= static_cast<int>(loss_type::sigmoid_norm); ++i)
-    if (s == to_string(static_cast<loss_type>(i))) return static_cast<loss_type>(i);
+  if (const auto t = parse_enum<loss_type>(s)) return *t;
   rlhf::detail::fail(error_kind::param, "dpo::parse_loss_type", "loss_type",
-                     "unknown DPO loss type '" + std::string(s) +
-                         "' (sigmoid, hinge, ipo, exo_pair, nca_pair, robust, bco_pair, sppo_hard, aot, "
-                         "aot_unpaired, apo_zero, apo_down, discopop, sigmoid_norm)");
+                     "unknown DPO loss type '" + std::string(s) + "' (" + enum_name_list<loss_type>() + ")");
 }
 
 /// The per-response score g of the f-divergence.
-enum class score_fn {
-  identity,     ///< reverse KL (standard DPO)
-  log_sigmoid,  ///< Jensen-Shannon
-  neg_exp,      ///< -exp(-alpha x) / alpha (TRL <= 0.28 alpha divergence; forward KL at alpha = 1)
-  power,        ///< exp((alpha - 1) x) / (alpha - 1) (TRL >= 1.0 alpha divergence, alpha != 1)
-};
-
-inline const char* to_string(score_fn f) noexcept {
-  switch (f) {
-    case score_fn::identity:
-      return "identity";
-    case score_fn::log_sigmoid:
-      return "log_sigmoid";
-    case score_fn::neg_exp:
-      return "neg_exp";
-    case score_fn::power:
-      return "power";
-  }
-  return "?";
-}
+///   identity     reverse KL (standard DPO)
+///   log_sigmoid  Jensen-Shannon
+///   neg_exp      -exp(-alpha x) / alpha (TRL <= 0.28 alpha divergence; forward KL at alpha = 1)
+///   power        exp((alpha - 1) x) / (alpha - 1) (TRL >= 1.0 alpha divergence, alpha != 1)
+RLHF_NAMED_ENUM(score_fn, (identity, "identity"), (log_sigmoid, "log_sigmoid"), (neg_exp, "neg_exp"), (power, "power"));
 
 struct params {
   loss_type type = loss_type::sigmoid;

@@ -28,40 +28,13 @@ namespace rlhf::ppo {
 
 RLHF_BACKEND_FIRST(policy_loss_variant)
 
-enum class policy_loss_kind { vanilla, gspo, sapo, cispo, gpg, geo_mean, dro, dppo_tv, dppo_kl };
-
-inline const char* to_string(policy_loss_kind k) noexcept {
-  switch (k) {
-    case policy_loss_kind::vanilla:
-      return "vanilla";
-    case policy_loss_kind::gspo:
-      return "gspo";
-    case policy_loss_kind::sapo:
-      return "sapo";
-    case policy_loss_kind::cispo:
-      return "cispo";
-    case policy_loss_kind::gpg:
-      return "gpg";
-    case policy_loss_kind::geo_mean:
-      return "geo_mean";
-    case policy_loss_kind::dro:
-      return "dro";
-    case policy_loss_kind::dppo_tv:
-      return "dppo_tv";
-    case policy_loss_kind::dppo_kl:
-      return "dppo_kl";
-  }
-  return "?";
-}
+RLHF_NAMED_ENUM(policy_loss_kind, (vanilla, "vanilla"), (gspo, "gspo"), (sapo, "sapo"), (cispo, "cispo"), (gpg, "gpg"),
+                (geo_mean, "geo_mean"), (dro, "dro"), (dppo_tv, "dppo_tv"), (dppo_kl, "dppo_kl"));
 
 inline policy_loss_kind parse_policy_loss_kind(std::string_view s) {
-  for (auto k : {policy_loss_kind::vanilla, policy_loss_kind::gspo, policy_loss_kind::sapo, policy_loss_kind::cispo,
-                 policy_loss_kind::gpg, policy_loss_kind::geo_mean, policy_loss_kind::dro, policy_loss_kind::dppo_tv,
-                 policy_loss_kind::dppo_kl})
-    if (s == to_string(k)) return k;
+  if (const auto k = parse_enum<policy_loss_kind>(s)) return *k;
   rlhf::detail::fail(error_kind::param, "ppo::parse_policy_loss_kind", "policy_loss",
-                     "unknown policy loss '" + std::string(s) +
-                         "' (vanilla, gspo, sapo, cispo, gpg, geo_mean, dro, dppo_tv, dppo_kl)");
+                     "unknown policy loss '" + std::string(s) + "' (" + enum_name_list<policy_loss_kind>() + ")");
 }
 
 enum class gspo_gradient { token_stop_gradient, full };

@@ -18,6 +18,7 @@
 
 #include <cmath>
 
+#include "../core/named_enum.hpp"
 #include "../ops/aggregate.hpp"
 #include "../kl/penalty.hpp"
 #include "../math/ppo.hpp"
@@ -32,29 +33,8 @@ RLHF_BACKEND_FIRST(entropy_bonus)
 RLHF_BACKEND_FIRST(actor_loss)
 RLHF_BACKEND_FIRST(combined_loss)
 
-enum class clipfrac_rule { objective_clipped, ratio_outside };
-enum class approx_kl_rule { neg_log_ratio, half_squared, k3 };
-
-inline const char* to_string(clipfrac_rule r) noexcept {
-  switch (r) {
-    case clipfrac_rule::objective_clipped:
-      return "objective_clipped";
-    case clipfrac_rule::ratio_outside:
-      return "ratio_outside";
-  }
-  return "?";
-}
-inline const char* to_string(approx_kl_rule r) noexcept {
-  switch (r) {
-    case approx_kl_rule::neg_log_ratio:
-      return "neg_log_ratio";
-    case approx_kl_rule::half_squared:
-      return "half_squared";
-    case approx_kl_rule::k3:
-      return "k3";
-  }
-  return "?";
-}
+RLHF_NAMED_ENUM(clipfrac_rule, (objective_clipped, "objective_clipped"), (ratio_outside, "ratio_outside"));
+RLHF_NAMED_ENUM(approx_kl_rule, (neg_log_ratio, "neg_log_ratio"), (half_squared, "half_squared"), (k3, "k3"));
 
 struct policy_params {
   double clip_low = 0.2;          ///< epsilon below 1 (verl clip_ratio_low)
@@ -247,17 +227,7 @@ policy_result policy_loss(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 2> old_l
 // ---------------------------------------------------------------------------
 // Value loss
 
-enum class value_clip_style { max_of_both, clipped_only };
-
-inline const char* to_string(value_clip_style v) noexcept {
-  switch (v) {
-    case value_clip_style::max_of_both:
-      return "max_of_both";
-    case value_clip_style::clipped_only:
-      return "clipped_only";
-  }
-  return "?";
-}
+RLHF_NAMED_ENUM(value_clip_style, (max_of_both, "max_of_both"), (clipped_only, "clipped_only"));
 
 struct value_params {
   double clip = 0.2;  ///< clip range around the old values; INFINITY = no clip

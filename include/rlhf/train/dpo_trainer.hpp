@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "../config/reflect.hpp"
+#include "reflect.hpp"
 #include "../objectives/dpo.hpp"
 #include "checkpoint.hpp"
 #include "metrics.hpp"

@@ -10,22 +10,11 @@
 #include <string>
 
 #include "../concepts/model_concepts.hpp"
+#include "../core/named_enum.hpp"
 
 namespace rlhf::train {
 
-enum class ref_update { frozen, hard_sync, ema };
-
-inline const char* to_string(ref_update u) noexcept {
-  switch (u) {
-    case ref_update::frozen:
-      return "frozen";
-    case ref_update::hard_sync:
-      return "hard_sync";
-    case ref_update::ema:
-      return "ema";
-  }
-  return "?";
-}
+RLHF_NAMED_ENUM(ref_update, (frozen, "frozen"), (hard_sync, "hard_sync"), (ema, "ema"));
 
 struct reference_policy {
   ref_update kind = ref_update::frozen;

@@ -22,7 +22,7 @@
 #include <vector>
 
 #include "../concepts/model_concepts.hpp"
-#include "../config/reflect.hpp"
+#include "reflect.hpp"
 #include "../kl/controller.hpp"
 #include "checkpoint.hpp"
 #include "diagnostics.hpp"
