@@ -177,23 +177,13 @@ BENCHMARK(BM_logits_fwd)
     ->Args({512, 128256, 2})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
-BENCHMARK(BM_fused_linear)
-    ->Args({2048, 32000, 1024, 1})
-    ->Args({2048, 32000, 1024, 2})
-    ->Args({512, 128256, 1024, 1})
-    ->Args({512, 128256, 1024, 2})
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime()
-    ->Iterations(1)
-    ->Repetitions(3);
-BENCHMARK(BM_gemm3)
-    ->Args({2048, 32000, 1024, 1})
-    ->Args({2048, 32000, 1024, 2})
-    ->Args({512, 128256, 1024, 1})
-    ->Args({512, 128256, 1024, 2})
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime()
-    ->Iterations(1)
-    ->Repetitions(3);
+// the fused linear op and its three-GEMM baseline on the same shapes (N, V, H, threads)
+void linear_shapes(benchmark::internal::Benchmark* b) {
+  for (const auto& [n, v] : {std::pair<long, long>{2048, 32000}, {512, 128256}})
+    for (long threads : {1, 2}) b->Args({n, v, 1024, threads});
+  b->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1)->Repetitions(3);
+}
+BENCHMARK(BM_fused_linear)->Apply(linear_shapes);
+BENCHMARK(BM_gemm3)->Apply(linear_shapes);
 
 BENCHMARK_MAIN();
