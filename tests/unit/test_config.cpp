@@ -56,7 +56,8 @@ int perturb(S& s) {
       const int next = static_cast<int>(v) + 1;
       v = std::string(to_string(static_cast<T>(next))) == "?" ? static_cast<T>(0) : static_cast<T>(next);
     } else if constexpr (std::is_floating_point_v<T>)
-      v = std::isinf(v) ? 0.1 + 1e-17 : v * (1.0 + 1.0 / 3.0) + 1.0 / 3.0;
+      // in range: a value in [0, 1] (a probability, a discount) stays in [0, 1]
+      v = std::isinf(v) ? 0.1 + 1e-17 : (v >= 0 && v <= 1.0) ? v * 0.5 + 1.0 / 7.0 : v * (1.0 + 1.0 / 3.0) + 1.0 / 3.0;
     else
       v = static_cast<T>(v + 7);
   });
@@ -142,11 +143,11 @@ TEST_CASE("config: reading JSON: nested objects, partial files, and errors that 
   const ppo_grpo before = e;
   expect_error([&] { e.read_json(R"({"ppo.clip_lo": 0.3})"); }, error_kind::param, "did you mean 'ppo.clip_low'");
   expect_error([&] { e.read_json(R"({"kl_coef": 0.5, "ppo.clip_low": "wide"})"); }, error_kind::param,
-               "argument 'ppo.clip_low' has a bad value 'wide': expected a number");
+               "argument 'ppo.clip_low' has a bad value 'wide': expected a JSON number");
   expect_error([&] { e.read_json(R"({"steps": 1.5})"); }, error_kind::param, "'steps' has a bad value '1.5'");
   expect_error([&] { e.read_json(R"({"ref.kind": "sometimes"})"); }, error_kind::param, "frozen, hard_sync, ema");
   expect_error([&] { e.read_json(R"({"seed": -1})"); }, error_kind::param, "'seed'");
-  expect_error([&] { e.read_json(R"({"kl_coef": "NaN"})"); }, error_kind::param, "not NaN");
+  expect_error([&] { e.read_json(R"({"kl_coef": "NaN"})"); }, error_kind::param, "'kl_coef' has a bad value 'NaN'");
   expect_error([&] { e.read_json(R"({"kl_estimator": "k1"})"); }, error_kind::param,
                "argument 'kl_estimator' is 'k1' in the JSON but 'k3' in this experiment type");
   expect_error([&] { e.read_json(R"({"steps": 3)"); }, error_kind::param, "malformed at offset 11");
@@ -371,4 +372,107 @@ TEST_CASE("config: reflection lists are complete (checked when RLHF_REFLECT is c
   STATIC_REQUIRE(std::tuple_size_v<decltype(cfg::fields<rlhf::agg_params>::list())> == 5);
   STATIC_REQUIRE(cfg::aggregate_arity<rlhf::a2c::params>() == 5);
   STATIC_REQUIRE(cfg::aggregate_arity<rlhf::sampling>() == 2);
+}
+
+TEST_CASE("config: the JSON reader is strict: depth, duplicates, null, numbers out of range, types", "[config]") {
+  ppo_grpo e;
+  const ppo_grpo before = e;
+  // deep nesting is an error, not a stack overflow
+  std::string deep;
+  for (int i = 0; i < 100000; ++i) deep += "{\"a\": ";
+  expect_error([&] { e.read_json(deep); }, error_kind::param, "nest deeper than");
+  std::string deep_ok;
+  for (int i = 0; i < 40; ++i) deep_ok += "{\"a\": ";
+  deep_ok += "1" + std::string(40, '}');
+  expect_error([&] { e.read_json(deep_ok); }, error_kind::param, "nest deeper than");
+  // a key once, also across nested and dotted spellings
+  expect_error([&] { e.read_json(R"({"kl_coef": 0.1, "kl_coef": 0.2})"); }, error_kind::param,
+               "duplicate key 'kl_coef'");
+  expect_error([&] { e.read_json(R"({"ppo.clip_low": 0.1, "ppo": {"clip_low": 0.2}})"); }, error_kind::param,
+               "duplicate key 'ppo.clip_low'");
+  // null is a value only for an optional option; a string is not a number
+  expect_error([&] { e.read_json(R"({"metrics_path": null})"); }, error_kind::param, "'metrics_path' has a bad value");
+  expect_error([&] { e.read_json(R"({"kl_coef": null})"); }, error_kind::param, "'kl_coef' has a bad value");
+  expect_error([&] { e.read_json(R"({"kl_coef": "0.5"})"); }, error_kind::param, "expected a JSON number");
+  expect_error([&] { e.read_json(R"({"metrics_path": 5})"); }, error_kind::param, "expected a JSON string");
+  expect_error([&] { e.read_json(R"({"adaptive_kl": 1})"); }, error_kind::param, "JSON boolean");
+  // numbers: the JSON grammar, finite
+  expect_error([&] { e.read_json(R"({"kl_coef": 1e400})"); }, error_kind::param, "out of the range of a double");
+  expect_error([&] { e.read_json(R"({"kl_target": -1e999})"); }, error_kind::param, "out of the range of a double");
+  expect_error([&] { e.read_json(R"({"steps": 012})"); }, error_kind::param, "leading zero");
+  expect_error([&] { e.read_json(R"({"kl_coef": 1.})"); }, error_kind::param, "digits after '.'");
+  expect_error([&] { e.read_json(R"({"kl_coef": +1})"); }, error_kind::param, "expected a value");
+  expect_error([&] { e.read_json(R"({"kl_coef": 1e})"); }, error_kind::param, "exponent digits");
+  expect_error([&] { e.read_json("{\"metrics_path\": \"a\nb\"}"); }, error_kind::param, "control character");
+  CHECK(e == before);
+  // what the writer writes reads back: infinity as a string, null for an unset optional
+  e.read_json(R"({"early_stop_kl": "Infinity", "ppo.agg.loss_scale_factor": null, "kl_coef": 1e-300})");
+  CHECK(std::isinf(e.options.early_stop_kl));
+  CHECK(e.options.kl_coef == 1e-300);
+}
+
+TEST_CASE("config: every option's range is checked when JSON or the command line is read", "[config]") {
+  ppo_grpo e;
+  const ppo_grpo before = e;
+  expect_error([&] { e.read_json(R"({"progress_every": 0})"); }, error_kind::param, "progress_every");
+  expect_error([&] { e.read_json(R"({"sample": {"temperature": 0}})"); }, error_kind::param, "sample.temperature");
+  expect_error([&] { e.read_json(R"({"sample": {"temperature": -1}})"); }, error_kind::param, "sample.temperature");
+  expect_error([&] { e.read_json(R"({"adaptive_kl": true, "kl_horizon": 1})"); }, error_kind::param, "kl_horizon");
+  expect_error([&] { e.read_json(R"({"gamma": 1.5})"); }, error_kind::param, "gamma");
+  expect_error([&] { e.read_json(R"({"diag": {"window": 0}})"); }, error_kind::param, "diag.window");
+  expect_error([&] { e.read_json(R"({"grpo": {"epsilon": -1}})"); }, error_kind::param, "grpo.epsilon");
+  expect_error([&] { e.read_json(R"({"ref": {"alpha": 0}})"); }, error_kind::param, "ref.alpha");
+  CHECK(e == before);
+  const char* zero[] = {"prog", "--progress_every=0"};
+  expect_error([&] { cfg::command_line(2, zero).apply(e); }, error_kind::param, "progress_every");
+  const char* huge[] = {"prog", "--kl_coef=1e400"};
+  expect_error([&] { cfg::command_line(2, huge).apply(e); }, error_kind::param, "'kl_coef' has a bad value '1e400'");
+  CHECK(e == before);
+  dpo_k3 d;
+  expect_error([&] { d.read_json(R"({"batch_size": 0})"); }, error_kind::param, "batch_size");
+  expect_error([&] { d.read_json(R"({"loss": {"beta": -1}})"); }, error_kind::param, "beta");
+}
+
+TEST_CASE("trainers: options out of range are refused when the trainer is built", "[config][train]") {
+  bandit::tabular_policy pi(std::vector<double>(bandit::K * bandit::M, 0.0)),
+      ref(std::vector<double>(bandit::K * bandit::M, 0.0));
+  bandit::table_reward rm{std::vector<double>(bandit::K * bandit::M, 0.5)};
+  using S = tr::rl_structure<tr::algorithm::ppo, rlhf::kl_estimator::k1, tr::kl_placement::loss,
+                             tr::advantage_estimator::grpo>;
+  std::vector<std::vector<bandit::token_t>> prompts{{0}, {1}};
+  auto build = [&](auto edit) {
+    tr::rl_options o;
+    o.group_size = 2;
+    o.progress = false;
+    edit(o);
+    tr::rl_trainer<S, bandit::tabular_policy, bandit::tabular_policy, bandit::table_reward> t(pi, ref, rm, prompts, o);
+  };
+  expect_error([&] { build([](tr::rl_options& o) { o.progress_every = 0; }); }, error_kind::param, "progress_every");
+  expect_error([&] { build([](tr::rl_options& o) { o.sample.temperature = 0; }); }, error_kind::param,
+               "sample.temperature");
+  expect_error(
+      [&] {
+        build([](tr::rl_options& o) {
+          o.adaptive_kl = true;
+          o.kl_horizon = 1;
+        });
+      },
+      error_kind::param, "kl_horizon");
+  expect_error([&] { build([](tr::rl_options& o) { o.kl_coef = INFINITY; }); }, error_kind::param, "kl_coef");
+  // the adaptive controller itself: a factor <= 0 or an overflow is refused, the coefficient kept
+  rlhf::kl::adaptive_controller c(0.1, 1.0, 1.0);
+  expect_error([&] { c.update(0.0, 10.0); }, error_kind::param, "horizon");
+  CHECK(c.value() == 0.1);
+  rlhf::kl::adaptive_controller big(1e308, 1.0, 1.0);
+  expect_error([&] { big.update(100.0, 4.0); }, error_kind::non_finite, "value");
+  CHECK(big.value() == 1e308);
+  // REINFORCE++ discounts by gamma <= 1
+  testing::mat r(1, 3, {0, 0, 1}), m(1, 3, 1.0), a(1, 3), ret(1, 3);
+  rlhf::adv::reinforce_pp_params rp;
+  rp.gamma = 1.5;
+  expect_error(
+      [&] {
+        rlhf::adv::reinforce_pp(rlhf::cpu, r.cview(), m.cview(), rp, {a.view(), ret.view()});
+      },
+      error_kind::param, "gamma");
 }

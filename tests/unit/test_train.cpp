@@ -253,12 +253,99 @@ TEST_CASE("trainers: bad models and bad options stop with a named rlhf::error", 
     frozen_only fr{tabular_policy(init_logits(1))};
     auto o2 = o;
     o2.ref = {tr::ref_update::hard_sync, 1, 1.0};
-    tr::rl_trainer<ppo_grpo, tabular_policy, frozen_only, table_reward> t(pi, fr, rm, prompts(), o2);
-    expect_error([&] { t.step(); }, error_kind::param, "blend_from");
+    // refused when the trainer is built, not in its first step
+    expect_error(
+        [&] { tr::rl_trainer<ppo_grpo, tabular_policy, frozen_only, table_reward> t(pi, fr, rm, prompts(), o2); },
+        error_kind::param, "blend_from");
+    tr::dpo_options d;
+    d.ref = o2.ref;
+    std::vector<tr::preference> data{{{1}, {2}, {3}}};
+    expect_error([&] { tr::dpo_trainer<tabular_policy, frozen_only> t(pi, fr, data, d); }, error_kind::param,
+                 "blend_from");
   }
   std::vector<tr::preference> none;
   expect_error([&] { tr::dpo_trainer<tabular_policy, tabular_policy> t(pi, ref, none, {}); }, error_kind::empty,
                "data");
+}
+
+TEST_CASE("trainers: a step that fails in a later minibatch gives the models their state back", "[train][errors]") {
+  // the critic's values turn NaN in the second minibatch (after the policy
+  // and the critic have stepped once); the policy's optimizer throws once in
+  // the third minibatch; the reference's EMA update throws once
+  struct flaky_value : tabular_value {
+    mutable int calls = 0;
+    int fault = -1;
+    rlhf::tensor<double, 2> values(const rlhf::batch& b) const {
+      auto v = tabular_value::values(b);
+      if (calls++ == fault) v(0, 0) = NAN;
+      return v;
+    }
+  };
+  struct flaky_policy : tabular_policy {
+    using tabular_policy::tabular_policy;
+    int steps = 0, fault = -1, blend_fault = -1, blends = 0;
+    std::vector<double> at_fault;  // the weights when the fault came
+    void step() {
+      if (steps++ == fault) {
+        at_fault = theta;
+        throw std::runtime_error("optimizer failed");
+      }
+      tabular_policy::step();
+    }
+    void blend_from(const flaky_policy& o, double a) {
+      if (blends++ == blend_fault) {
+        at_fault = o.theta;
+        throw std::runtime_error("blend failed");
+      }
+      tabular_policy::blend_from(o, a);
+    }
+  };
+  auto o = small_options("");
+  o.ref = {tr::ref_update::ema, 1, 0.25};
+  using T = tr::rl_trainer<ppo_gae, flaky_policy, flaky_policy, table_reward, flaky_value>;
+  table_reward rm{rewards_table()};
+  auto same = [](const flaky_policy& a, const flaky_policy& b) {
+    return a.theta == b.theta && a.m1 == b.m1 && a.m2 == b.m2 && a.grad == b.grad && a.t == b.t;
+  };
+  for (int which = 0; which < 3; ++which) {
+    INFO("fault " << which);
+    flaky_policy pa(init_logits(1)), ra(init_logits(1)), pb(init_logits(1)), rb(init_logits(1));
+    flaky_value va, vb;
+    T ta(pa, ra, rm, prompts(), o, &va), tb(pb, rb, rm, prompts(), o, &vb);
+    // a clean first step for both, then the fault in the second
+    CHECK(ta.step().json() == tb.step().json());
+    if (which == 0) va.fault = va.calls + 2;  // rollout values, minibatch 1, then minibatch 2
+    if (which == 1) pa.fault = pa.steps + 2;
+    if (which == 2) ra.blend_fault = ra.blends;
+    const auto before = pa.theta;
+    try {
+      ta.step();
+      FAIL("the step did not throw");
+    } catch (const std::exception& e) {
+      INFO(e.what());
+      CHECK(ta.step_count() == 1);
+    }
+    if (which == 1) CHECK(pa.at_fault != before);  // the policy had stepped before the fault
+    if (which == 2) CHECK(ra.at_fault != before);
+    CHECK(pa.theta == before);
+    CHECK(same(pa, pb));
+    CHECK(same(ra, rb));
+    CHECK(va.v == vb.v);
+    for (int k = 0; k < 2; ++k) CHECK(ta.step().json() == tb.step().json());
+    CHECK(same(pa, pb));
+    CHECK(va.v == vb.v);
+  }
+  // rollback = false: the trainer's own state is restored, the models keep what the step did
+  auto o2 = o;
+  o2.rollback = false;
+  flaky_policy pc(init_logits(1)), rc(init_logits(1));
+  flaky_value vc;
+  T tc(pc, rc, rm, prompts(), o2, &vc);
+  vc.fault = 2;
+  const auto before = pc.theta;
+  CHECK_THROWS_AS(tc.step(), rlhf::error);
+  CHECK(tc.step_count() == 0);
+  CHECK(pc.theta != before);
 }
 
 TEST_CASE("reference updates: frozen, hard sync, EMA", "[train]") {

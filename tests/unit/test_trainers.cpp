@@ -480,3 +480,38 @@ TEST_CASE("trainers: a step that fails before the update changes nothing: the ne
   CHECK(dc.step().json() == dd.step().json());
   CHECK(dc.step().json() == dd.step().json());
 }
+
+TEST_CASE("trainers: a DPO step that fails after the policy's update gives the policy its weights back",
+          "[train][errors]") {
+  using M = lin::model<double, kind::logits>;
+  struct flaky_ref : M {  // the EMA update toward the policy throws once
+    using M::M;
+    int blends = 0, fault = -1;
+    void blend_from(const M& p, double a) {
+      if (blends++ == fault) throw std::runtime_error("blend failed");
+      M::blend_from(p, a);
+    }
+  };
+  std::vector<tr::preference> data{{{1}, {3, 0}, {2, 0}}, {{2}, {3, 3, 0}, {1, 0}}, {{4}, {0}, {2, 2, 0}}};
+  tr::dpo_options d;
+  d.batch_size = 2;
+  d.progress = false;
+  d.ref = {tr::ref_update::ema, 1, 0.5};
+  M pa(1), pb(1);
+  flaky_ref ra(1), rb(1);
+  tr::dpo_trainer<M, flaky_ref> ta(pa, ra, data, d), tb(pb, rb, data, d);
+  CHECK(ta.step().json() == tb.step().json());
+  ra.fault = ra.blends;
+  const auto w = pa.parameters().W;
+  try {
+    ta.step();
+    FAIL("the step did not throw");
+  } catch (const std::runtime_error& e) {
+    CHECK(std::string(e.what()) == "blend failed");
+  }
+  CHECK(ta.step_count() == 1);
+  CHECK(pa.parameters().W == w);  // the policy's update of the failed step is undone
+  CHECK(ra.parameters().W == rb.parameters().W);
+  for (int k = 0; k < 3; ++k) CHECK(ta.step().json() == tb.step().json());
+  CHECK(pa.parameters().W == pb.parameters().W);
+}

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <map>
+#include <string>
 #include <vector>
 
 #include "../core/choices.hpp"
@@ -53,6 +54,7 @@ void check_rewards(cpu_t tag, const char* fn, const tensor_view<T, 2>& rewards, 
   rlhf::detail::require_nonempty(fn, "token_level_rewards", rewards);
   rlhf::detail::require_same_shape(fn, "advantages", out.advantages, "token_level_rewards", rewards);
   rlhf::detail::require_same_shape(fn, "returns", out.returns, "token_level_rewards", rewards);
+  rlhf::detail::require_disjoint(fn, "returns", out.returns, "advantages", out.advantages);
   // the rewards' and the mask's NaN / Inf scan in one vectorized pass
   std::vector<double> count;
   using V = std::remove_const_t<value_t<T>>;
@@ -68,11 +70,35 @@ void check_index(const char* fn, const tensor_view<I, 1>& index, const tensor_vi
 /// Outcome score of each response: the sum of its token rewards over all
 /// positions (verl sums without the mask).
 template <class T>
-std::vector<double> scores(const tensor_view<T, 2>& rewards) {
+std::vector<double> scores(const char* fn, const tensor_view<T, 2>& rewards) {
   std::vector<double> s(static_cast<std::size_t>(rewards.extent(0)), 0.0);
-  for (index_t b = 0; b < rewards.extent(0); ++b)
+  for (index_t b = 0; b < rewards.extent(0); ++b) {
     for (index_t t = 0; t < rewards.extent(1); ++t) s[b] += static_cast<double>(rewards(b, t));
+    if (!std::isfinite(s[b]))
+      rlhf::detail::fail(error_kind::non_finite, fn, "token_level_rewards",
+                         "row " + std::to_string(b) + ": the sum of its rewards overflows");
+  }
   return s;
+}
+
+/// Finite rewards whose statistics (a group's mean or spread, a return)
+/// overflow: an error naming the rewards, never a NaN / Inf advantage.
+[[noreturn]] inline void overflow(const char* fn, index_t b) {
+  rlhf::detail::fail(
+      error_kind::non_finite, fn, "token_level_rewards",
+      "row " + std::to_string(b) + ": the advantage overflows (rewards too large for the working precision)");
+}
+
+/// The whitening of an estimator, its overflow reported against the rewards.
+template <class F>
+void whitening(const char* fn, F&& f) {
+  try {
+    f();
+  } catch (const rlhf::error& e) {
+    if (e.kind() != error_kind::non_finite) throw;
+    rlhf::detail::fail(error_kind::non_finite, fn, "token_level_rewards",
+                       std::string("the whitening overflows (") + e.what() + ")");
+  }
 }
 
 /// Rows of each group, groups in order of first appearance.
@@ -113,7 +139,10 @@ inline group_stats stats(const std::vector<double>& s, const std::vector<index_t
 
 /// advantages[b, t] = returns[b, t] = a[b] * mask[b, t].
 template <class V, class M>
-void broadcast(const std::vector<double>& a, const tensor_view<M, 2>& mask, const outputs<V>& out) {
+void broadcast(const char* fn, const std::vector<double>& a, const tensor_view<M, 2>& mask, const outputs<V>& out) {
+  for (std::size_t b = 0; b < a.size(); ++b)
+    if (!std::isfinite(a[b]) || !std::isfinite(static_cast<double>(static_cast<V>(a[b]))))
+      overflow(fn, static_cast<index_t>(b));
   cpu_loops::for_each_2d(mask.extent(0), mask.extent(1), [&](index_t b, index_t t) {
     const V v = static_cast<V>(a[b] * static_cast<double>(mask(b, t)));
     out.advantages(b, t) = v;
@@ -147,7 +176,7 @@ double zero_variance_fraction(cpu_t tag, tensor_view<T, 2> rewards, tensor_view<
   rlhf::detail::require_nonempty(fn, "token_level_rewards", rewards);
   rlhf::detail::require_finite(tag, fn, "token_level_rewards", rewards);
   detail::check_index(fn, index, rewards);
-  return detail::zero_variance_of(detail::scores(rewards), detail::groups(index));
+  return detail::zero_variance_of(detail::scores(fn, rewards), detail::groups(index));
 }
 
 }  // namespace rlhf::adv

@@ -36,8 +36,9 @@ void gae(cpu_t tag, tensor_view<T, 2> token_level_rewards, in_view<T, 2> values,
   using V = value_t<T>;
   // rows are independent: the backward recurrence of each row, rows in
   // parallel (each row streams through its own contiguous memory)
+  std::vector<unsigned char> bad(static_cast<std::size_t>(B), 0);
   cpu_loops::for_each_row(B, B * T_ >= (index_t{1} << 15), [&](index_t b) {
-    double next_value = 0, last = 0;
+    double next_value = 0, last = 0, probe = 0;  // probe: 0 while every value is finite
     for (index_t t = T_; t-- > 0;) {
       const double v = static_cast<double>(values(b, t));
       const double delta = static_cast<double>(token_level_rewards(b, t)) + p.gamma * next_value - v;
@@ -46,13 +47,20 @@ void gae(cpu_t tag, tensor_view<T, 2> token_level_rewards, in_view<T, 2> values,
         next_value = v;
         last = a;
       }
-      out.advantages(b, t) = static_cast<V>(last);
-      out.returns(b, t) = static_cast<V>(last + v);
+      const V av = static_cast<V>(last), rv = static_cast<V>(last + v);
+      probe += (av - av) + (rv - rv);
+      out.advantages(b, t) = av;
+      out.returns(b, t) = rv;
     }
+    bad[static_cast<std::size_t>(b)] = probe == 0 ? 0 : 1;
   });
+  for (index_t b = 0; b < B; ++b)
+    if (bad[static_cast<std::size_t>(b)] != 0) detail::overflow(fn, b);
   if (p.whiten)
-    ops::masked_whiten(tag.unchecked(), tensor_view<const V, 2>(out.advantages), response_mask, p.whitening,
-                       out.advantages);
+    detail::whitening(fn, [&] {
+      ops::masked_whiten(tag.unchecked(), tensor_view<const V, 2>(out.advantages), response_mask, p.whitening,
+                         out.advantages);
+    });
 }
 
 /// Convenience overload: allocates the outputs.

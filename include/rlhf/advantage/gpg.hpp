@@ -21,7 +21,7 @@ void gpg(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> res
   detail::check_rewards(tag, fn, token_level_rewards, response_mask, out);
   detail::check_index(fn, index, token_level_rewards);
   rlhf::detail::require_positive_param(p.f_norm, fn, "f_norm");
-  auto s = detail::scores(token_level_rewards);
+  auto s = detail::scores(fn, token_level_rewards);
   double nonzero = 0;
   for (double x : s) nonzero += x != 0 ? 1.0 : 0.0;
   const double alpha = static_cast<double>(s.size()) / std::max(nonzero, 1.0);
@@ -30,7 +30,7 @@ void gpg(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> res
     const double mean = rows.size() > 1 ? detail::stats(s, rows).mean : 0.0;
     for (auto b : rows) a[b] = alpha * (s[b] - mean) / p.f_norm;
   }
-  detail::broadcast(a, response_mask, out);
+  detail::broadcast(fn, a, response_mask, out);
 }
 }  // namespace impl
 

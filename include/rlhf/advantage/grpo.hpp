@@ -50,13 +50,13 @@ void grpo(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> re
   detail::check_rewards(tag, fn, token_level_rewards, response_mask, out);
   detail::check_index(fn, index, token_level_rewards);
   rlhf::detail::require_nonneg_param(p.epsilon, fn, "epsilon");
-  auto s = detail::scores(token_level_rewards);
+  auto s = detail::scores(fn, token_level_rewards);
   std::vector<double> a(s.size());
   for (const auto& rows : detail::groups(index)) {
     const auto st = detail::stats(s, rows);
     for (auto b : rows) a[b] = grpo_value(s[b], st.mean, st.std, static_cast<double>(rows.size()), p);
   }
-  detail::broadcast(a, response_mask, out);
+  detail::broadcast(fn, a, response_mask, out);
 }
 
 }  // namespace impl
@@ -81,7 +81,7 @@ void grpo_passk(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M,
   detail::check_rewards(tag, fn, token_level_rewards, response_mask, out);
   detail::check_index(fn, index, token_level_rewards);
   rlhf::detail::require_nonneg_param(p.epsilon, fn, "epsilon");
-  auto s = detail::scores(token_level_rewards);
+  auto s = detail::scores(fn, token_level_rewards);
   std::vector<double> a(s.size(), 0.0);
   for (const auto& rows : detail::groups(index)) {
     if (rows.size() < 2)
@@ -93,7 +93,7 @@ void grpo_passk(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M,
     const auto st = detail::stats(s, rows);
     a[sorted[0]] = p.norm_by_std && gap != 0 ? gap / (st.std + p.epsilon) : gap;  // a tie gives 0
   }
-  detail::broadcast(a, response_mask, out);
+  detail::broadcast(fn, a, response_mask, out);
 }
 }  // namespace impl
 

@@ -16,7 +16,7 @@ void opo(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> res
   constexpr const char* fn = "adv::opo";
   detail::check_rewards(tag, fn, token_level_rewards, response_mask, out);
   detail::check_index(fn, index, token_level_rewards);
-  auto s = detail::scores(token_level_rewards);
+  auto s = detail::scores(fn, token_level_rewards);
   std::vector<double> len(s.size(), 0.0), a(s.size());
   for (index_t b = 0; b < response_mask.extent(0); ++b)
     for (index_t t = 0; t < response_mask.extent(1); ++t) len[b] += static_cast<double>(response_mask(b, t));
@@ -36,7 +36,7 @@ void opo(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> res
     }
     for (auto b : rows) a[b] = s[b] - base;
   }
-  detail::broadcast(a, response_mask, out);
+  detail::broadcast(fn, a, response_mask, out);
 }
 }  // namespace impl
 

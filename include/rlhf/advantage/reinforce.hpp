@@ -19,29 +19,46 @@ struct reinforce_pp_params {
   whiten_params whitening = whiten_params::verl();
 };
 
+namespace detail {
+inline void check_params(const reinforce_pp_params& p, const char* fn) {
+  rlhf::detail::require_nonneg_param(p.gamma, fn, "gamma");
+  rlhf::detail::require_param(p.gamma <= 1, fn, "gamma", "must be <= 1");
+}
+}  // namespace detail
+
 namespace impl {
 template <class T, class M>
 void reinforce_pp(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> response_mask,
                   const reinforce_pp_params& p, outputs<value_t<T>> out) {
   constexpr const char* fn = "adv::reinforce_pp";
   detail::check_rewards(tag, fn, token_level_rewards, response_mask, out);
-  rlhf::detail::require_nonneg_param(p.gamma, fn, "gamma");
+  detail::check_params(p, fn);
   if (!(ops::mask_count(tag, response_mask) >= 2))
     rlhf::detail::fail(error_kind::empty, fn, "response_mask", "has fewer than 2 valid tokens: cannot whiten");
   using V = value_t<T>;
   const index_t B = token_level_rewards.extent(0), T_ = token_level_rewards.extent(1);
+  std::vector<unsigned char> bad(static_cast<std::size_t>(B), 0);
   cpu_loops::for_each_row(B, B * T_ >= (index_t{1} << 15), [&](index_t b) {  // rows in parallel
     double g = 0;
+    V probe = 0;  // 0 while every return is finite
     for (index_t t = T_; t-- > 0;) {
       if (response_mask(b, t) != M(0)) {
         g = static_cast<double>(token_level_rewards(b, t)) + p.gamma * g;
-        out.returns(b, t) = static_cast<V>(g);
+        const V gv = static_cast<V>(g);
+        probe += gv - gv;
+        out.returns(b, t) = gv;
       } else {
         out.returns(b, t) = V(0);
       }
     }
+    bad[static_cast<std::size_t>(b)] = probe == 0 ? 0 : 1;
   });
-  ops::masked_whiten(tag.unchecked(), tensor_view<const V, 2>(out.returns), response_mask, p.whitening, out.advantages);
+  for (index_t b = 0; b < B; ++b)
+    if (bad[static_cast<std::size_t>(b)] != 0) detail::overflow(fn, b);
+  detail::whitening(fn, [&] {
+    ops::masked_whiten(tag.unchecked(), tensor_view<const V, 2>(out.returns), response_mask, p.whitening,
+                       out.advantages);
+  });
   cpu_loops::for_each_2d(B, T_, [&](index_t b, index_t t) {
     out.advantages(b, t) =
         static_cast<V>(static_cast<double>(out.advantages(b, t)) * static_cast<double>(response_mask(b, t)));
@@ -71,18 +88,20 @@ void reinforce_pp_baseline(cpu_t tag, tensor_view<T, 2> token_level_rewards, ten
   if (!(ops::mask_count(tag, response_mask) >= 2))
     rlhf::detail::fail(error_kind::empty, fn, "response_mask", "has fewer than 2 valid tokens: cannot whiten");
   using V = value_t<T>;
-  auto s = detail::scores(token_level_rewards);
+  auto s = detail::scores(fn, token_level_rewards);
   std::vector<double> a(s.size());
   for (const auto& rows : detail::groups(index)) {
     const double mean = rows.size() > 1 ? detail::stats(s, rows).mean : 0.0;
     for (auto b : rows) a[b] = s[b] - mean;
   }
   const index_t B = token_level_rewards.extent(0), T_ = token_level_rewards.extent(1);
+  for (index_t b = 0; b < B; ++b)
+    if (!std::isfinite(static_cast<double>(static_cast<V>(a[static_cast<std::size_t>(b)])))) detail::overflow(fn, b);
   tensor<V, 2> tiled({B, T_});
   cpu_loops::for_each_2d(B, T_, [&](index_t b, index_t t) {
     tiled(b, t) = static_cast<V>(a[b] * static_cast<double>(response_mask(b, t)));
   });
-  ops::masked_whiten(tag.unchecked(), tiled.view(), response_mask, w, out.advantages);
+  detail::whitening(fn, [&] { ops::masked_whiten(tag.unchecked(), tiled.view(), response_mask, w, out.advantages); });
   cpu_loops::for_each_2d(B, T_, [&](index_t b, index_t t) {
     const V v = static_cast<V>(static_cast<double>(out.advantages(b, t)) * static_cast<double>(response_mask(b, t)));
     out.advantages(b, t) = v;
@@ -118,8 +137,10 @@ void remax(cpu_t tag, tensor_view<T, 2> token_level_rewards, in_view<T, 1> rewar
     for (index_t t = T_; t-- > 0;) {
       const double m = static_cast<double>(response_mask(b, t));
       g += m != 0 ? static_cast<double>(token_level_rewards(b, t)) * m : 0.0;
-      out.returns(b, t) = static_cast<V>(g);
-      out.advantages(b, t) = static_cast<V>(g - static_cast<double>(reward_baselines(b)) * m);
+      const V rv = static_cast<V>(g), av = static_cast<V>(g - static_cast<double>(reward_baselines(b)) * m);
+      if (!std::isfinite(static_cast<double>(rv)) || !std::isfinite(static_cast<double>(av))) detail::overflow(fn, b);
+      out.returns(b, t) = rv;
+      out.advantages(b, t) = av;
     }
   }
 }

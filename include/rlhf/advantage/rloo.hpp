@@ -27,14 +27,14 @@ void rloo(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> re
   constexpr const char* fn = "adv::rloo";
   detail::check_rewards(tag, fn, token_level_rewards, response_mask, out);
   detail::check_index(fn, index, token_level_rewards);
-  auto s = detail::scores(token_level_rewards);
+  auto s = detail::scores(fn, token_level_rewards);
   std::vector<double> a(s.size());
   for (const auto& rows : detail::groups(index)) {
     const double n = static_cast<double>(rows.size());
     const auto st = detail::stats(s, rows);
     for (auto b : rows) a[b] = rloo_value(s[b], st.mean, n, p);
   }
-  detail::broadcast(a, response_mask, out);
+  detail::broadcast(fn, a, response_mask, out);
 }
 
 }  // namespace impl

@@ -184,9 +184,18 @@ struct experiment {
                                  name() + "): the structure is compile-time; declare the matching type");
         continue;
       }
-      config::set_field_or_fail(o, it.key, it.text);
+      if (!config::set_field_json(o, it))
+        config::set_field_or_fail(o, it.key, it.text);  // the unknown-key error, with a suggestion
     }
+    check_options(o, "config::read_json");  // every option in its range, before anything changes
     options = std::move(o);
+  }
+  /// The options' ranges (train/options.hpp), as the trainers check them.
+  static void check_options(const options_type& o, const char* fn) {
+    if constexpr (algo == algorithm::dpo)
+      train::check_dpo_options(o, fn);
+    else
+      train::check_rl_options(o, fn);
   }
   static experiment from_json(std::string_view text) {
     experiment e;
@@ -316,6 +325,7 @@ class command_line {
       else
         set_field_or_fail(next.options, k, v);
     }
+    E::check_options(next.options, "config::command_line");
     e = std::move(next);
   }
 

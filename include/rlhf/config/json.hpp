@@ -4,11 +4,20 @@
 // with '.' ({"ppo": {"clip_low": 0.1}} gives "ppo.clip_low"), in document
 // order. Values keep their text: numbers as written (exact for integers and
 // for the 17-digit doubles rlhf++ writes), strings unescaped, true/false,
-// null. Arrays are rejected (no option is a list). Malformed input is
-// rlhf::error(param) naming the offset. No third-party header.
+// null. Arrays are rejected (no option is a list). Strict: numbers follow
+// the JSON grammar and must be finite doubles (1e400 is an error, not
+// infinity: write the string "Infinity"), a key may appear once (after
+// flattening), objects nest at most max_depth levels (deep input cannot
+// exhaust the stack), control characters in strings must be escaped.
+// Malformed input is rlhf::error(param) naming the offset. No third-party
+// header.
 #pragma once
 
+#include <cerrno>
+#include <cmath>
 #include <cstddef>
+#include <cstdlib>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -28,12 +37,13 @@ namespace detail {
 
 class json_reader {
  public:
+  static constexpr int max_depth = 32;
   explicit json_reader(std::string_view s) : s_(s) {}
 
   std::vector<json_item> object() {
     std::vector<json_item> out;
     ws();
-    read_object("", out);
+    read_object("", out, 1);
     ws();
     if (i_ != s_.size()) bad("unexpected text after the object");
     return out;
@@ -76,6 +86,7 @@ class json_reader {
       if (i_ >= s_.size()) bad("unterminated string");
       const char c = s_[i_++];
       if (c == '"') return out;
+      if (static_cast<unsigned char>(c) < 0x20) bad("a control character in a string (escape it)");
       if (c != '\\') {
         out += c;
         continue;
@@ -125,7 +136,42 @@ class json_reader {
       }
     }
   }
-  void read_object(const std::string& prefix, std::vector<json_item>& out) {
+  void add(std::vector<json_item>& out, json_item it) {
+    if (!keys_.insert(it.key).second) bad("duplicate key '" + it.key + "'");
+    out.push_back(std::move(it));
+  }
+  /// -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?, finite as a double.
+  std::string number(const std::string& key) {
+    const std::size_t b = i_;
+    auto digits = [&] {
+      const std::size_t d = i_;
+      while (i_ < s_.size() && s_[i_] >= '0' && s_[i_] <= '9') ++i_;
+      return i_ - d;
+    };
+    if (i_ < s_.size() && s_[i_] == '-') ++i_;
+    const std::size_t int_at = i_;
+    const std::size_t n = digits();
+    if (n == 0) bad("expected a value for key '" + key + "'");
+    if (n > 1 && s_[int_at] == '0') bad("a number with a leading zero (key '" + key + "')");
+    if (i_ < s_.size() && s_[i_] == '.') {
+      ++i_;
+      if (digits() == 0) bad("a number without digits after '.' (key '" + key + "')");
+    }
+    if (i_ < s_.size() && (s_[i_] == 'e' || s_[i_] == 'E')) {
+      ++i_;
+      if (i_ < s_.size() && (s_[i_] == '+' || s_[i_] == '-')) ++i_;
+      if (digits() == 0) bad("a number without exponent digits (key '" + key + "')");
+    }
+    std::string t(s_.substr(b, i_ - b));
+    errno = 0;
+    const double v = std::strtod(t.c_str(), nullptr);
+    if (!std::isfinite(v))
+      bad("the number " + t + " of key '" + key +
+          "' is out of the range of a double (write \"Infinity\" for infinity)");
+    return t;
+  }
+  void read_object(const std::string& prefix, std::vector<json_item>& out, int depth) {
+    if (depth > max_depth) bad("objects nest deeper than " + std::to_string(max_depth) + " levels");
     expect('{');
     ws();
     if (i_ < s_.size() && s_[i_] == '}') {
@@ -140,24 +186,20 @@ class json_reader {
       if (i_ >= s_.size()) bad("missing value");
       const char c = s_[i_];
       if (c == '{') {
-        read_object(key + ".", out);
+        if (!keys_.insert(key).second) bad("duplicate key '" + key + "'");
+        read_object(key + ".", out, depth + 1);
       } else if (c == '[') {
         bad("arrays are not supported (key '" + key + "')");
       } else if (c == '"') {
-        out.push_back({key, json_item::kind::string, string()});
+        add(out, {key, json_item::kind::string, string()});
       } else if (literal("true")) {
-        out.push_back({key, json_item::kind::boolean, "true"});
+        add(out, {key, json_item::kind::boolean, "true"});
       } else if (literal("false")) {
-        out.push_back({key, json_item::kind::boolean, "false"});
+        add(out, {key, json_item::kind::boolean, "false"});
       } else if (literal("null")) {
-        out.push_back({key, json_item::kind::null, "null"});
+        add(out, {key, json_item::kind::null, "null"});
       } else {
-        const std::size_t b = i_;
-        while (i_ < s_.size() &&
-               (std::string_view("+-.eE").find(s_[i_]) != std::string_view::npos || (s_[i_] >= '0' && s_[i_] <= '9')))
-          ++i_;
-        if (i_ == b) bad("expected a value for key '" + key + "'");
-        out.push_back({key, json_item::kind::number, std::string(s_.substr(b, i_ - b))});
+        add(out, {key, json_item::kind::number, number(key)});
       }
       ws();
       if (i_ < s_.size() && s_[i_] == ',') {
@@ -171,6 +213,7 @@ class json_reader {
 
   std::string_view s_;
   std::size_t i_ = 0;
+  std::set<std::string> keys_;  ///< every flattened key seen (objects' own keys too)
 };
 
 }  // namespace detail

@@ -71,6 +71,10 @@ void parse_leaf(const std::string& key, std::string_view text, T& out) {
     const double v = t.empty() ? 0.0 : std::strtod(t.c_str(), &end);
     if (t.empty() || end != t.c_str() + t.size()) bad_value(key, text, "a number (inf and -inf allowed)");
     if (std::isnan(v)) bad_value(key, text, "a number, not NaN");
+    if (std::isinf(v) && errno == ERANGE)  // 1e400: out of range, not "inf"
+      bad_value(key, text, "a number within the range of a double (write inf for infinity)");
+    if (!std::isinf(v) && std::isinf(static_cast<T>(v)))
+      bad_value(key, text, "a number within the range of the option");
     out = static_cast<T>(v);
   } else if constexpr (std::is_integral_v<T>) {
     char* end = nullptr;
@@ -151,6 +155,49 @@ bool set_field(S& s, std::string_view key, std::string_view text) {
   for_each_field(s, [&](const std::string& name, auto& v) {
     if (!found && name == key) {
       detail::parse_leaf(name, text, v);
+      found = true;
+    }
+  });
+  return found;
+}
+
+namespace detail {
+/// A JSON value must have the option's JSON type: a boolean for a bool, a
+/// string for a string or an enum, a number for a number ("Infinity" /
+/// "-Infinity" for an infinite double, a decimal string for an unsigned
+/// integer above 2^63 - 1, as the writer does), null only for an optional.
+template <class T>
+void check_json_kind(const std::string& key, const json_item& it) {
+  using K = json_item::kind;
+  if constexpr (is_optional<T>::value) {
+    if (it.type != K::null) check_json_kind<typename T::value_type>(key, it);
+  } else {
+    if (it.type == K::null) bad_value(key, "null", "a value (null is none; leave the key out for the default)");
+    if constexpr (std::is_same_v<T, bool>) {
+      if (it.type != K::boolean) bad_value(key, it.text, "true or false (a JSON boolean)");
+    } else if constexpr (std::is_same_v<T, std::string> || std::is_enum_v<T>) {
+      if (it.type != K::string) bad_value(key, it.text, "a JSON string");
+    } else if constexpr (std::is_floating_point_v<T>) {
+      const bool inf = it.type == K::string &&
+                       (it.text == "Infinity" || it.text == "-Infinity" || it.text == "inf" || it.text == "-inf");
+      if (it.type != K::number && !inf) bad_value(key, it.text, "a JSON number (or \"Infinity\", \"-Infinity\")");
+    } else if constexpr (std::is_integral_v<T>) {
+      const bool big = std::is_unsigned_v<T> && it.type == K::string;
+      if (it.type != K::number && !big) bad_value(key, it.text, "a JSON integer");
+    }
+  }
+}
+}  // namespace detail
+
+/// Sets the option `it.key` from a JSON value, its JSON type checked.
+/// Returns false when `s` has no such option.
+template <class S>
+bool set_field_json(S& s, const json_item& it) {
+  bool found = false;
+  for_each_field(s, [&](const std::string& name, auto& v) {
+    if (!found && name == it.key) {
+      detail::check_json_kind<std::remove_cvref_t<decltype(v)>>(name, it);
+      detail::parse_leaf(name, it.text, v);
       found = true;
     }
   });

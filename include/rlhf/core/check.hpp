@@ -9,6 +9,7 @@
 #include <initializer_list>
 #include <sstream>
 #include <string>
+#include <type_traits>
 
 #include "error.hpp"
 #include "tensor_view.hpp"
@@ -81,6 +82,23 @@ void require_finite(const char* fn, const char* arg, const tensor_view<T, R, S>&
   }
 }
 
+/// A computed output must be finite: finite inputs whose result overflows
+/// are reported against the argument `arg`, never returned as NaN / Inf.
+template <class T, std::size_t R, class S>
+void require_finite_output(const char* fn, const char* arg, const tensor_view<T, R, S>& out) {
+  static_assert(R == 1 || R == 2, "require_finite_output: rank 1 or 2");
+  bool ok = true;
+  if constexpr (R == 1) {
+    for (index_t i = 0; i < out.extent(0); ++i) ok = ok && std::isfinite(static_cast<double>(out(i)));
+  } else {
+    for (index_t i = 0; i < out.extent(0); ++i)
+      for (index_t j = 0; j < out.extent(1); ++j) ok = ok && std::isfinite(static_cast<double>(out(i, j)));
+  }
+  if (!ok)
+    fail(error_kind::non_finite, fn, arg,
+         "gives a non-finite result for these finite inputs (an overflow: values too large for the precision)");
+}
+
 /// The finite scan only when the tag asks for it.
 template <class Tag, class T, std::size_t R, class S>
 void require_finite(const Tag& tag, const char* fn, const char* arg, const tensor_view<T, R, S>& v) {
@@ -93,10 +111,46 @@ void require_mask(const char* fn, const char* arg, const tensor_view<T, R, S>& m
   require_finite(fn, arg, m);
 }
 
+/// Whether two views share a byte of memory (their address ranges, from the
+/// first to the last element, intersect). Empty and null views share none.
+template <class T, std::size_t R, class S, class U, std::size_t R2, class S2>
+bool overlaps(const tensor_view<T, R, S>& a, const tensor_view<U, R2, S2>& b) {
+  auto span = [](const auto& v, const char*& lo, const char*& hi) {
+    using E = std::remove_cvref_t<decltype(*v.data())>;
+    std::ptrdiff_t neg = 0, pos = 0;
+    for (std::size_t d = 0; d < v.shape().size(); ++d) {
+      const std::ptrdiff_t off = static_cast<std::ptrdiff_t>(v.extent(d) - 1) * v.stride(d);
+      (off < 0 ? neg : pos) += off;
+    }
+    const char* base = reinterpret_cast<const char*>(v.data());
+    lo = base + neg * static_cast<std::ptrdiff_t>(sizeof(E));
+    hi = base + (pos + 1) * static_cast<std::ptrdiff_t>(sizeof(E));
+  };
+  if (a.null() || b.null() || a.size() == 0 || b.size() == 0) return false;
+  const char *alo, *ahi, *blo, *bhi;
+  span(a, alo, ahi);
+  span(b, blo, bhi);
+  return alo < bhi && blo < ahi;
+}
+
+/// Two outputs (or an output and an input it is not allowed to replace)
+/// must not share memory.
+template <class T, std::size_t R, class S, class U, std::size_t R2, class S2>
+void require_disjoint(const char* fn, const char* arg, const tensor_view<T, R, S>& out, const char* other_arg,
+                      const tensor_view<U, R2, S2>& other) {
+  if (overlaps(out, other))
+    fail(error_kind::shape, fn, arg,
+         std::string("shares memory with '") + other_arg + "': give it its own buffer (it is written while '" +
+             other_arg + "' is still needed)");
+}
+
 /// An output view, when given, must match its input's shape.
 template <class T, std::size_t R, class S, class U, std::size_t R2, class S2>
 void require_output(const char* fn, const char* arg, const tensor_view<T, R, S>& out, const char* ref_arg,
                     const tensor_view<U, R2, S2>& ref) {
+  if (out.null() && out.size() != 0)
+    fail(error_kind::shape, fn, arg,
+         "has no storage (null pointer) but shape " + shape_string(out) + ": pass {} for no output");
   if (!out.null()) require_same_shape(fn, arg, out, ref_arg, ref);
 }
 

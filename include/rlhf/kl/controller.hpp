@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string>
 
 #include "../core/check.hpp"
 
@@ -45,14 +46,30 @@ class adaptive_controller {
   [[nodiscard]] double horizon() const noexcept { return horizon_; }
   /// Restores a checkpointed coefficient.
   void set_value(double v) {
-    detail::require_finite_param(v, "kl::adaptive_controller::set_value", "value");
+    detail::require_nonneg_param(v, "kl::adaptive_controller::set_value", "value");
     value_ = v;
   }
 
+  /// The largest n_steps (responses per update) whose worst-case factor
+  /// 1 - 0.2 n_steps / horizon keeps the coefficient positive.
+  [[nodiscard]] double max_n_steps() const noexcept { return 5.0 * horizon_; }
+
+  /// Changes the coefficient, or throws and keeps it: a factor <= 0
+  /// (n_steps >= 5 horizon) is a `param` error, an overflow `non_finite`.
   void update(double current_kl, double n_steps) {
-    fixed_controller::check_update(current_kl, n_steps, "kl::adaptive_controller::update");
+    constexpr const char* fn = "kl::adaptive_controller::update";
+    fixed_controller::check_update(current_kl, n_steps, fn);
     const double e = std::clamp(current_kl / target_ - 1.0, -0.2, 0.2);
-    value_ *= 1.0 + e * n_steps / horizon_;
+    const double factor = 1.0 + e * n_steps / horizon_;
+    if (!(factor > 0))
+      detail::fail(error_kind::param, fn, "horizon",
+                   "is too small for n_steps = " + std::to_string(n_steps) +
+                       ": the factor 1 + e n_steps / horizon is <= 0 and would make the KL coefficient negative "
+                       "(horizon must be > n_steps / 5)");
+    const double v = value_ * factor;
+    if (!std::isfinite(v))
+      detail::fail(error_kind::non_finite, fn, "value", "the KL coefficient overflows (horizon too small?)");
+    value_ = v;
   }
 
  private:

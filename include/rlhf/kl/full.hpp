@@ -8,6 +8,8 @@
 #pragma once
 
 #include <cmath>
+#include <string>
+#include <vector>
 
 #include "../backend/cpu/loops.hpp"
 #include "../core/args.hpp"
@@ -30,7 +32,15 @@ void full_from_logits(cpu_t tag, tensor_view<T, 2> policy_logits, in_view<T, 2> 
   detail::require_positive_param(temperature, fn, "temperature");
   const index_t N = policy_logits.extent(0), V = policy_logits.extent(1);
   if (!kl.null()) detail::require_extent(fn, "kl", kl, 0, N, "one value per row");
-  if (!upstream.null()) detail::require_extent(fn, "upstream", upstream, 0, N, "one gradient per row");
+  if (!upstream.null()) {
+    detail::require_extent(fn, "upstream", upstream, 0, N, "one gradient per row");
+    detail::require_finite(tag, fn, "upstream", upstream);
+  }
+  if (!kl.null()) detail::require_disjoint(fn, "kl", kl, "policy_logits", policy_logits);
+  if (!kl.null()) detail::require_disjoint(fn, "kl", kl, "ref_logits", ref_logits);
+  // dpolicy_logits may be policy_logits itself (each row is read before it is written), not ref_logits
+  detail::require_disjoint(fn, "dpolicy_logits", dpolicy_logits, "ref_logits", ref_logits);
+  std::vector<unsigned char> bad(static_cast<std::size_t>(N), 0);
   const double it = 1.0 / temperature;
   cpu_loops::for_each_row(N, V >= 4096, [&](index_t i) {
     double mz = -INFINITY, my = -INFINITY;
@@ -44,20 +54,30 @@ void full_from_logits(cpu_t tag, tensor_view<T, 2> policy_logits, in_view<T, 2> 
       const double e = std::exp(z - mz);
       sz += e;
       sy += std::exp(y - my);
-      szd += e * (z - y);
+      szd += e > 0 ? e * (z - y) : 0.0;  // a token of probability 0 adds nothing (not 0 * Inf)
     }
     const double lz = mz + std::log(sz), ly = my + std::log(sy);
     double k_i = szd / sz - lz + ly;  // sum p (z - y) - (lse_z - lse_y)
     k_i = k_i < 0 ? 0.0 : k_i;        // KL >= 0 (rounding)
     if (!kl.null()) kl(i) = static_cast<value_t<T>>(k_i);
-    if (dpolicy_logits.null()) return;
-    const double g = upstream.null() ? 1.0 : static_cast<double>(upstream(i));
-    for (index_t k = 0; k < V; ++k) {
-      const double z = static_cast<double>(policy_logits(i, k)) * it, y = static_cast<double>(ref_logits(i, k)) * it;
-      const double lp = z - lz, lq = y - ly;
-      dpolicy_logits(i, k) = static_cast<value_t<T>>(g * std::exp(lp) * (lp - lq - k_i) * it);
+    value_t<T> probe = static_cast<value_t<T>>(k_i) - static_cast<value_t<T>>(k_i);  // 0 while finite
+    if (!dpolicy_logits.null()) {
+      const double g = upstream.null() ? 1.0 : static_cast<double>(upstream(i));
+      for (index_t k = 0; k < V; ++k) {
+        const double z = static_cast<double>(policy_logits(i, k)) * it, y = static_cast<double>(ref_logits(i, k)) * it;
+        const double lp = z - lz, lq = y - ly, pk = std::exp(lp);
+        const auto d = static_cast<value_t<T>>(pk > 0 ? g * pk * (lp - lq - k_i) * it : 0.0);
+        probe += d - d;
+        dpolicy_logits(i, k) = d;
+      }
     }
+    bad[static_cast<std::size_t>(i)] = probe == 0 ? 0 : 1;
   });
+  for (index_t i = 0; i < N; ++i)
+    if (bad[static_cast<std::size_t>(i)] != 0)
+      detail::fail(error_kind::non_finite, fn, "policy_logits",
+                   "row " + std::to_string(i) +
+                       ": the KL or its gradient overflows for these finite logits (|logits| / temperature too large)");
 }
 
 }  // namespace rlhf::kl

@@ -29,6 +29,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <vector>
 
 #include "../core/args.hpp"
@@ -399,16 +400,35 @@ summary weighted_loss(cpu_t tag, tensor_view<T, 1> chosen, in_view<T, 1> rejecte
     rc[i] = static_cast<double>(ref_chosen(i));
     rr[i] = static_cast<double>(ref_rejected(i));
   }
-  if (need_len) {
-    detail::check_lengths(fn, chosen, chosen_lengths, rejected_lengths);
+  if (need_len) detail::check_lengths(fn, chosen, chosen_lengths, rejected_lengths);
+  // lengths given are token counts: each finite and > 0, also where no term divides by them
+  for (const auto& [name, len, dst] :
+       {std::tuple<const char*, const in_view<T, 1>*, std::vector<double>*>{"chosen_lengths", &chosen_lengths, &lc},
+        {"rejected_lengths", &rejected_lengths, &lr}}) {
+    if (len->null()) continue;
+    require_same_shape(fn, name, *len, "chosen_logps", chosen);
     for (index_t i = 0; i < B; ++i) {
-      lc[i] = static_cast<double>(chosen_lengths(i));
-      lr[i] = static_cast<double>(rejected_lengths(i));
+      const double l = static_cast<double>((*len)(i));
+      if (!std::isfinite(l))
+        rlhf::detail::fail(error_kind::non_finite, fn, name,
+                           "holds a non-finite length at [" + std::to_string(i) + "]");
+      if (!(l > 0))
+        rlhf::detail::fail(error_kind::param, fn, name,
+                           "holds a length <= 0 at [" + std::to_string(i) + "] (completion token counts are >= 1)");
+      if (need_len) (*dst)[static_cast<std::size_t>(i)] = l;
     }
   }
   summary s{};
   for (const auto& w : terms)
     s.loss += detail::accumulate(w.p, w.weight, c, r, rc, rr, lc.data(), lr.data(), losses, dc, dr);
+  // finite log-probs whose loss or gradient overflows (|log-ratios| near the largest double)
+  bool finite = std::isfinite(s.loss);
+  for (index_t i = 0; i < B; ++i)
+    finite = finite && std::isfinite(losses[i]) && std::isfinite(dc[i]) && std::isfinite(dr[i]) &&
+             std::isfinite(terms[0].p.beta * (c[i] - rc[i])) && std::isfinite(terms[0].p.beta * (r[i] - rr[i]));
+  if (!finite)
+    rlhf::detail::fail(error_kind::non_finite, fn, "chosen_logps",
+                       "gives a non-finite loss, reward or gradient for these finite inputs (an overflow)");
   const double beta = terms[0].p.beta;
   for (index_t i = 0; i < B; ++i) {
     const double cr = beta * (c[i] - rc[i]), rj = beta * (r[i] - rr[i]);

@@ -16,7 +16,9 @@
 // Each convention is a field of policy_params; presets give each stack's values.
 #pragma once
 
+#include <array>
 #include <cmath>
+#include <utility>
 
 #include "../core/named_enum.hpp"
 #include "../ops/aggregate.hpp"
@@ -389,14 +391,40 @@ actor_result compose_actor(Tag tag, LP logp, In old_logp, In adv, Mask mask, In 
 /// The actor's loss as verl's dp_actor composes it. `entropy` and `ref_logp`
 /// may be null views (no bonus / no KL term). Gradients go to `dlogp` and
 /// `dentropy` (optional).
+/// The gradients may be written over the inputs (`dlogp` over `logp`, in
+/// place): an output that shares memory with an input is computed in a
+/// buffer of its own and copied at the end (the passes re-read the inputs).
 template <class T, class M>
 actor_result actor_loss(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 2> old_logp, in_view<T, 2> adv,
                         tensor_view<M, 2> mask, in_view<T, 2> entropy, in_view<T, 2> ref_logp, const actor_params& p,
                         out_view<T, 2> dlogp = {}, out_view<T, 2> dentropy = {}) {
-  return detail::compose_actor(
-      tag, logp, old_logp, adv, mask, entropy, ref_logp, p, dlogp, dentropy,
-      [](auto&&... a) { return policy_loss(a...); }, [](auto&&... a) { return entropy_bonus(a...); },
-      [](auto&&... a) { return kl::loss(a...); });
+  constexpr const char* fn = "ppo::actor_loss";
+  auto run = [&](out_view<T, 2> dl, out_view<T, 2> de) {
+    return detail::compose_actor(
+        tag, logp, old_logp, adv, mask, entropy, ref_logp, p, dl, de, [](auto&&... a) { return policy_loss(a...); },
+        [](auto&&... a) { return entropy_bonus(a...); }, [](auto&&... a) { return kl::loss(a...); });
+  };
+  auto reads = [&](const out_view<T, 2>& o) {
+    using rlhf::detail::overlaps;
+    return overlaps(o, logp) || overlaps(o, old_logp) || overlaps(o, adv) || overlaps(o, mask) ||
+           overlaps(o, entropy) || overlaps(o, ref_logp);
+  };
+  rlhf::detail::require_output(fn, "dlogp", dlogp, "log_prob", logp);
+  rlhf::detail::require_output(fn, "dentropy", dentropy, "log_prob", logp);
+  rlhf::detail::require_disjoint(fn, "dentropy", dentropy, "dlogp", dlogp);
+  const bool own_dl = reads(dlogp), own_de = reads(dentropy);
+  if (!own_dl && !own_de) return run(dlogp, dentropy);
+  using V = value_t<T>;
+  tensor<V, 2> bl(own_dl ? logp.shape() : std::array<index_t, 2>{0, 0});
+  tensor<V, 2> be(own_de ? logp.shape() : std::array<index_t, 2>{0, 0});
+  const auto r = run(own_dl ? bl.view() : dlogp, own_de ? be.view() : dentropy);
+  const index_t B = logp.extent(0), T_ = logp.extent(1);
+  for (index_t b = 0; b < B; ++b)
+    for (index_t t = 0; t < T_; ++t) {
+      if (own_dl) dlogp(b, t) = bl(b, t);
+      if (own_de) dentropy(b, t) = be(b, t);
+    }
+  return r;
 }
 
 struct combined_params {
@@ -418,7 +446,15 @@ combined_result combined_loss(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 2> o
                               in_view<T, 2> vpreds, in_view<T, 2> returns, in_view<T, 2> old_values,
                               const combined_params& p, out_view<T, 2> dlogp = {}, out_view<T, 2> dentropy = {},
                               out_view<T, 2> dvpreds = {}) {
-  rlhf::detail::require_nonneg_param(p.vf_coef, "ppo::combined_loss", "vf_coef");
+  constexpr const char* fn = "ppo::combined_loss";
+  rlhf::detail::require_nonneg_param(p.vf_coef, fn, "vf_coef");
+  // the actor's gradients are written before the value loss reads its inputs, and the reverse
+  for (const auto& [name, o] : {std::pair<const char*, out_view<T, 2>>{"dlogp", dlogp}, {"dentropy", dentropy}}) {
+    rlhf::detail::require_disjoint(fn, name, o, "vpreds", vpreds);
+    rlhf::detail::require_disjoint(fn, name, o, "returns", returns);
+    rlhf::detail::require_disjoint(fn, name, o, "old_values", old_values);
+    rlhf::detail::require_disjoint(fn, name, o, "dvpreds", dvpreds);
+  }
   combined_result r{};
   r.actor = actor_loss(tag, logp, old_logp, adv, mask, entropy, ref_logp, p.actor, dlogp, dentropy);
   r.value = value_loss(tag, vpreds, returns, old_values, mask, p.value, dvpreds, p.vf_coef);

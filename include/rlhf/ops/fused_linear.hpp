@@ -38,6 +38,11 @@ fused_linear_result fused_linear_objective(cpu_t tag, tensor_view<T, 2> hidden, 
   using CMap = Eigen::Map<const Mat, 0, Eigen::OuterStride<>>;
   using MMap = Eigen::Map<Mat, 0, Eigen::OuterStride<>>;
   detail::check_fused_linear(fn, hidden, weight, labels, dhidden, dweight);
+  detail::check_fused_outputs(fn, hidden, weight, logp, entropy);
+  for (const auto& [name, o] : {std::pair<const char*, const out_view<T, 1>*>{"logp", &logp}, {"entropy", &entropy}}) {
+    rlhf::detail::require_disjoint(fn, name, *o, "dhidden", dhidden);
+    rlhf::detail::require_disjoint(fn, name, *o, "dweight", dweight);
+  }
   rlhf::detail::require_finite(tag, fn, "hidden", hidden);
   rlhf::detail::require_finite(tag, fn, "weight", weight);
   const index_t N = hidden.extent(0), H = hidden.extent(1), V = weight.extent(0);
@@ -86,6 +91,7 @@ void fused_linear_logprobs(cpu_t tag, tensor_view<T, 2> hidden, in_view<T, 2> we
     rlhf::detail::fail(error_kind::shape, fn, "hidden", "and weight need contiguous rows");
   for (const auto* o : {&logp, &entropy})
     if (!o->null()) rlhf::detail::require_extent(fn, "output", *o, 0, hidden.extent(0), "one value per hidden row");
+  detail::check_fused_outputs(fn, hidden, weight, logp, entropy);
   rlhf::detail::require_finite(tag, fn, "hidden", hidden);
   rlhf::detail::require_finite(tag, fn, "weight", weight);
   const index_t N = hidden.extent(0), H = hidden.extent(1), V = weight.extent(0);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <utility>
 
 #include "logits.hpp"
 
@@ -37,6 +38,17 @@ template <class Tag>
 struct fused_linear_impl;
 
 namespace detail {
+/// The per-row outputs of the fused linear path are written chunk by chunk
+/// while the inputs are still read: none may share memory with them.
+template <class H, class W, class O>
+void check_fused_outputs(const char* fn, const H& hidden, const W& weight, const O& logp, const O& entropy) {
+  for (const auto& [name, o] : {std::pair<const char*, const O*>{"logp", &logp}, {"entropy", &entropy}}) {
+    rlhf::detail::require_disjoint(fn, name, *o, "hidden", hidden);
+    rlhf::detail::require_disjoint(fn, name, *o, "weight", weight);
+  }
+  rlhf::detail::require_disjoint(fn, "entropy", entropy, "logp", logp);
+}
+
 /// The shape checks of the fused linear path (both backends).
 template <class H, class W, class L, class DH, class DW>
 void check_fused_linear(const char* fn, const H& hidden, const W& weight, const L& labels, const DH& dhidden,
@@ -47,6 +59,12 @@ void check_fused_linear(const char* fn, const H& hidden, const W& weight, const 
   rlhf::detail::require_extent(fn, "labels", labels, 0, hidden.extent(0), "one label per hidden row");
   rlhf::detail::require_same_shape(fn, "dhidden", dhidden, "hidden", hidden);
   rlhf::detail::require_same_shape(fn, "dweight", dweight, "weight", weight);
+  // the gradients are written block by block while hidden and weight are still read
+  rlhf::detail::require_disjoint(fn, "dhidden", dhidden, "hidden", hidden);
+  rlhf::detail::require_disjoint(fn, "dhidden", dhidden, "weight", weight);
+  rlhf::detail::require_disjoint(fn, "dweight", dweight, "hidden", hidden);
+  rlhf::detail::require_disjoint(fn, "dweight", dweight, "weight", weight);
+  rlhf::detail::require_disjoint(fn, "dweight", dweight, "dhidden", dhidden);
   if (hidden.stride(1) != 1 || weight.stride(1) != 1 || dhidden.stride(1) != 1 || dweight.stride(1) != 1)
     rlhf::detail::fail(error_kind::shape, fn, "hidden", "and weight (and their gradients) need contiguous rows");
 }

@@ -77,7 +77,8 @@ double fused_token_objective(cpu_t tag, tensor_view<T, 2> logits, tensor_view<L,
       a.logp = lp.data();
       a.entropy = h.data();
       a.out_stride = 1;
-      cpu_kernels::run_logits(a, [](index_t, double, double) { return cpu_kernels::row_grad{}; });
+      detail::require_rows_finite(
+          fn, cpu_kernels::run_logits(a, [](index_t, double, double) { return cpu_kernels::row_grad{}; }));
       for (index_t i = 0; i < N; ++i) {
         row_loss[static_cast<std::size_t>(i)] = objective(i, static_cast<double>(lp[static_cast<std::size_t>(i)]),
                                                           static_cast<double>(h[static_cast<std::size_t>(i)]))
@@ -86,11 +87,11 @@ double fused_token_objective(cpu_t tag, tensor_view<T, 2> logits, tensor_view<L,
         if (!entropy.null()) entropy(i) = h[static_cast<std::size_t>(i)];
       }
     } else {
-      cpu_kernels::run_logits(a, [&](index_t i, double lp, double h) {
-        const token_terms t = objective(i, lp, h);
-        row_loss[static_cast<std::size_t>(i)] = t.loss;
-        return cpu_kernels::row_grad{t.dlogp, t.dentropy};
-      });
+      detail::require_rows_finite(fn, cpu_kernels::run_logits(a, [&](index_t i, double lp, double h) {
+                                    const token_terms t = objective(i, lp, h);
+                                    row_loss[static_cast<std::size_t>(i)] = t.loss;
+                                    return cpu_kernels::row_grad{t.dlogp, t.dentropy};
+                                  }));
     }
   }
   double total = 0;

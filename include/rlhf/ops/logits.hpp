@@ -75,6 +75,26 @@ void check_backward(cpu_t tag, const char* fn, const tensor_view<T, 2>& logits, 
   }
 }
 
+/// Finite logits whose row results overflow (|z| / tau near the largest
+/// value of the precision): a `non_finite` error naming the logits.
+inline void require_rows_finite(const char* fn, index_t bad_row) {
+  if (bad_row >= 0)
+    rlhf::detail::fail(error_kind::non_finite, fn, "logits",
+                       "row " + std::to_string(bad_row) +
+                           ": the log-probability, entropy or gradient overflows for these finite logits (|logits| / "
+                           "temperature too large for the precision)");
+}
+
+/// Rows [0, N) in parallel, each f(i) -> whether row i overflowed; the first such row, or -1.
+template <class F>
+index_t rows_checked(index_t N, bool heavy, F&& f) {
+  std::vector<unsigned char> bad(static_cast<std::size_t>(N), 0);
+  cpu_loops::for_each_row(N, heavy, [&](index_t i) { bad[static_cast<std::size_t>(i)] = f(i) ? 1 : 0; });
+  for (index_t i = 0; i < N; ++i)
+    if (bad[static_cast<std::size_t>(i)] != 0) return i;
+  return -1;
+}
+
 /// Row statistics: max, sum exp(z - max), sum exp(z - max) z (all of z / tau).
 template <class Row>
 inline void row_stats(const Row& z, index_t V, double inv_tau, double& lse, double& mean_z) {
@@ -99,21 +119,25 @@ void plain_logprobs_entropy(cpu_t tag, tensor_view<T, 2> logits, tensor_view<L, 
   detail::check_forward(tag, "ops::plain_logprobs_entropy", logits, labels, logp, entropy, lse, p);
   const index_t N = logits.extent(0), V = logits.extent(1);
   const double inv_tau = 1.0 / p.temperature;
-  cpu_loops::for_each_row(N, V >= 4096, [&](index_t i) {
-    const auto z = logits.row(i);
-    double l, mz;
-    detail::row_stats(z, V, inv_tau, l, mz);
-    using Vt = value_t<T>;
-    if (!logp.null()) {
-      const double lp = static_cast<double>(z(static_cast<index_t>(labels(i)))) * inv_tau - l;
-      logp(i) = static_cast<Vt>(lp > 0 ? 0.0 : lp);  // log p <= 0 exactly (rounding can give +1 ulp)
-    }
-    if (!entropy.null()) {
-      const double h = l - mz;
-      entropy(i) = static_cast<Vt>(h < 0 ? 0.0 : h);
-    }
-    if (!lse.null()) lse(i) = static_cast<Vt>(l);
-  });
+  detail::require_rows_finite(
+      "ops::plain_logprobs_entropy", detail::rows_checked(N, V >= 4096, [&](index_t i) {
+        const auto z = logits.row(i);
+        double l, mz;
+        detail::row_stats(z, V, inv_tau, l, mz);
+        using Vt = value_t<T>;
+        bool bad = !std::isfinite(static_cast<Vt>(l)) || !std::isfinite(static_cast<Vt>(l - mz));
+        if (!logp.null()) {
+          const double lp = static_cast<double>(z(static_cast<index_t>(labels(i)))) * inv_tau - l;
+          logp(i) = static_cast<Vt>(lp > 0 ? 0.0 : lp);  // log p <= 0 exactly (rounding can give +1 ulp)
+          bad = bad || !std::isfinite(logp(i));
+        }
+        if (!entropy.null()) {
+          const double h = l - mz;
+          entropy(i) = static_cast<Vt>(h < 0 ? 0.0 : h);
+        }
+        if (!lse.null()) lse(i) = static_cast<Vt>(l);
+        return bad;
+      }));
 }
 
 /// Plain reference loop of logprobs_entropy_backward (any strides).
@@ -123,7 +147,7 @@ void plain_logprobs_entropy_backward(cpu_t tag, tensor_view<T, 2> logits, tensor
   detail::check_backward(tag, "ops::plain_logprobs_entropy_backward", logits, labels, dlogp, dentropy, dlogits, p);
   const index_t N = logits.extent(0), V = logits.extent(1);
   const double inv_tau = 1.0 / p.temperature;
-  cpu_loops::for_each_row(N, V >= 4096, [&](index_t i) {
+  const index_t bad_row = detail::rows_checked(N, V >= 4096, [&](index_t i) {
     const auto z = logits.row(i);
     const auto dz = dlogits.row(i);
     double l, mz;
@@ -132,13 +156,19 @@ void plain_logprobs_entropy_backward(cpu_t tag, tensor_view<T, 2> logits, tensor
     const double g = dlogp.null() ? 0.0 : static_cast<double>(dlogp(i));
     const double h = dentropy.null() ? 0.0 : static_cast<double>(dentropy(i));
     const index_t label = dlogp.null() ? -1 : static_cast<index_t>(labels(i));
+    value_t<T> probe = 0;  // 0 while every gradient is finite
     for (index_t k = 0; k < V; ++k) {
-      const double lp = static_cast<double>(z(k)) * inv_tau - l;
+      // log p below -1e4 has p = 0 exactly: the floor keeps p (log p + H) at 0, not 0 * -Inf
+      const double lp = std::fmax(static_cast<double>(z(k)) * inv_tau - l, -1e4);
       const double pk = std::exp(lp);
       const double d = g * ((k == label ? 1.0 : 0.0) - pk) - h * pk * (lp + H);
-      dz(k) = static_cast<value_t<T>>(d * inv_tau);
+      const auto dv = static_cast<value_t<T>>(d * inv_tau);
+      probe += dv - dv;
+      dz(k) = dv;
     }
+    return !(probe == 0) || !std::isfinite(l);
   });
+  detail::require_rows_finite("ops::plain_logprobs_entropy_backward", bad_row);
 }
 
 namespace detail {
@@ -195,7 +225,9 @@ void logprobs_entropy(cpu_t tag, tensor_view<T, 2> logits, tensor_view<L, 1> lab
   a.lse = lse.data();
   a.out_stride = os;
   a.inv_tau = 1.0 / p.temperature;
-  cpu_kernels::run_logits(a, [](index_t, double, double) { return cpu_kernels::row_grad{}; });
+  detail::require_rows_finite("ops::logprobs_entropy", cpu_kernels::run_logits(a, [](index_t, double, double) {
+                                return cpu_kernels::row_grad{};
+                              }));
 }
 
 /// Backward: dlogits = dlogp-part + dentropy-part; either upstream may be null.
@@ -216,10 +248,11 @@ void logprobs_entropy_backward(cpu_t tag, tensor_view<T, 2> logits, tensor_view<
   a.dlogits = dlogits.data();
   a.drow_stride = dlogits.stride(0);
   a.inv_tau = 1.0 / p.temperature;
-  cpu_kernels::run_logits(a, [&](index_t i, double, double) {
-    return cpu_kernels::row_grad{dlogp.null() ? 0.0 : static_cast<double>(dlogp(i)),
-                                 dentropy.null() ? 0.0 : static_cast<double>(dentropy(i))};
-  });
+  detail::require_rows_finite("ops::logprobs_entropy_backward",
+                              cpu_kernels::run_logits(a, [&](index_t i, double, double) {
+                                return cpu_kernels::row_grad{dlogp.null() ? 0.0 : static_cast<double>(dlogp(i)),
+                                                             dentropy.null() ? 0.0 : static_cast<double>(dentropy(i))};
+                              }));
 }
 
 }  // namespace rlhf::ops

@@ -436,13 +436,21 @@ void masked_whiten_backward(cpu_t tag, tensor_view<T, 2> values, tensor_view<M, 
   constexpr const char* fn = "ops::masked_whiten_backward";
   detail::check_values_mask(tag, fn, values, mask);
   rlhf::detail::require_same_shape(fn, "cot", cot, "values", values);
+  rlhf::detail::require_finite(tag, fn, "cot", cot);
   rlhf::detail::require_same_shape(fn, "dvalues", dvalues, "values", values);
+  rlhf::detail::require_nonneg_param(p.mean_eps, fn, "mean_eps");
+  rlhf::detail::require_nonneg_param(p.var_eps, fn, "var_eps");
   const index_t B = values.extent(0), T_ = values.extent(1);
   tensor<value_t<T>, 2> dvar({B, T_});
   const auto st = masked_var(tag.unchecked(), values, mask, p.unbiased, p.mean_eps, dvar.view());
   const double n = mask_count(tag, mask);
+  if (!(n >= 2)) rlhf::detail::fail(error_kind::empty, fn, "mask", "has fewer than 2 valid elements: cannot whiten");
   const double D = n + p.mean_eps;
   const double s = 1.0 / std::sqrt(st.var + p.var_eps);
+  if (!std::isfinite(s) || !std::isfinite(st.var))
+    rlhf::detail::fail(std::isfinite(st.var) ? error_kind::empty : error_kind::non_finite, fn, "values",
+                       std::isfinite(st.var) ? "has zero variance and var_eps = 0: the whitening is undefined"
+                                             : "has a variance that overflows");
   double G = 0, Gc = 0;  // sum cot, sum cot * (v - mu)
   cpu_loops::for_each_2d(B, T_, [&](index_t b, index_t t) {
     G += static_cast<double>(cot(b, t));
@@ -455,6 +463,7 @@ void masked_whiten_backward(cpu_t tag, tensor_view<T, 2> values, tensor_view<M, 
     if (!p.shift_mean) g += G * dmu;
     dvalues(b, t) = static_cast<value_t<T>>(g);
   });
+  rlhf::detail::require_finite_output(fn, "cot", dvalues);  // an overflow of J^T cot
 }
 
 }  // namespace rlhf::ops

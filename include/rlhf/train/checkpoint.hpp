@@ -238,6 +238,53 @@ model_slot slot(const std::string& name, M& m) {
     return {name, {}, {}};
 }
 
+/// The models a step changes, each saved in memory (its save()) just before
+/// the step first changes it and given its state back (load()) if the step
+/// throws: a failed step leaves the models as they were (rl_options::rollback,
+/// dpo_options::rollback). A model that is not Checkpointable is not kept.
+class model_rollback {
+ public:
+  template <class M>
+  void keep(const std::string& name, M& m) {
+    if constexpr (Checkpointable<M>) {
+      if (!on_) return;
+      for (const auto& k : kept_)
+        if (k.model == static_cast<const void*>(&m)) return;
+      auto s = slot(name, m);
+      std::string bytes = s.save();
+      kept_.push_back({static_cast<const void*>(&m), std::move(s), std::move(bytes)});
+    }
+  }
+  /// Starts a step: nothing kept; `on` = whether this step keeps models.
+  void begin(bool on) noexcept {
+    on_ = on;
+    kept_.clear();
+  }
+  /// Gives every kept model its state back, the last kept first; returns the
+  /// names of those whose load() threw (empty: all restored).
+  std::string restore() noexcept {
+    std::string lost;
+    for (auto it = kept_.rbegin(); it != kept_.rend(); ++it) {
+      try {
+        it->slot.load(it->bytes);
+      } catch (...) {
+        lost += (lost.empty() ? "" : ", ") + it->slot.name;
+      }
+    }
+    kept_.clear();
+    return lost;
+  }
+
+ private:
+  struct kept {
+    const void* model;
+    model_slot slot;
+    std::string bytes;
+  };
+  bool on_ = true;
+  std::vector<kept> kept_;
+};
+
 inline void load_models(const state_reader& st, const std::vector<model_slot>& slots) {
   std::vector<std::string> backup;
   for (const auto& s : slots) backup.push_back(s.save ? s.save() : std::string());

@@ -41,6 +41,23 @@ struct diagnostic_params {
   long long value_warmup = 5;
 };
 
+inline void check_diagnostic_params(const diagnostic_params& d, const char* fn) {
+  using rlhf::detail::require_nonneg_param;
+  rlhf::detail::require_param(d.window >= 1, fn, "diag.window", "must be >= 1");
+  rlhf::detail::require_param(d.value_warmup >= 0, fn, "diag.value_warmup", "must be >= 0");
+  require_nonneg_param(d.kl_alarm, fn, "diag.kl_alarm");
+  require_nonneg_param(d.entropy_floor, fn, "diag.entropy_floor");
+  rlhf::detail::require_param(d.entropy_fraction >= 0 && d.entropy_fraction <= 1, fn, "diag.entropy_fraction",
+                              "must be in [0, 1]");
+  rlhf::detail::require_param(d.clipfrac_alarm >= 0 && d.clipfrac_alarm <= 1, fn, "diag.clipfrac_alarm",
+                              "must be in [0, 1]");
+  require_nonneg_param(d.approx_kl_alarm, fn, "diag.approx_kl_alarm");
+  require_nonneg_param(d.stagnation_std, fn, "diag.stagnation_std");
+  rlhf::detail::require_param(d.stagnation_zero_groups >= 0 && d.stagnation_zero_groups <= 1, fn,
+                              "diag.stagnation_zero_groups", "must be in [0, 1]");
+  require_nonneg_param(d.value_growth, fn, "diag.value_growth");
+}
+
 class diagnostics {
  public:
   explicit diagnostics(diagnostic_params p = {}, std::ostream* warn = &std::cerr) : p_(p), warn_(warn) {}

@@ -74,6 +74,7 @@ class dpo_trainer : public runnable<dpo_trainer<P, R, S>> {
         rlhf::detail::fail(error_kind::empty, fn, "data",
                            "pair " + std::to_string(i) + " has an empty prompt or response");
     check_dpo_options(o_, fn);
+    check_reference_update<R, P>(o_.ref, fn);
     order_ = detail::permutation(static_cast<index_t>(data_.size()), rng_);
   }
 
@@ -113,7 +114,7 @@ class dpo_trainer : public runnable<dpo_trainer<P, R, S>> {
   /// One step; a step that throws leaves the cursor, the engine and the order of the pairs as they were.
   record step() {
     return detail::guarded_step(
-        prof_, [&] { return step_impl(); }, cursor_, rng_, order_);
+        prof_, [&] { return step_impl(); }, rollback_, o_.rollback, cursor_, rng_, order_, step_, last_, cache_valid_);
   }
 
   void save(const std::string& path) const {
@@ -213,6 +214,7 @@ class dpo_trainer : public runnable<dpo_trainer<P, R, S>> {
       return sum;
     });
     using CV = tensor_view<const W, 2, space_type>;
+    rollback_.keep("policy", policy_);  // given back if the step throws from here on
     pass_c_.backward(be_, policy_, CV(gc_.view()), CV{}, prof_);
     pass_r_.backward(be_, policy_, CV(gr_.view()), CV{}, prof_);
     detail::timed(prof_.model_s, [&] { policy_.step(); });
@@ -232,6 +234,7 @@ class dpo_trainer : public runnable<dpo_trainer<P, R, S>> {
       lrr += (static_cast<double>(rh(i)) - static_cast<double>(rr_h_(i))) / static_cast<double>(n);
     }
     rec.set("chosen_log_ratio", lrc).set("rejected_log_ratio", lrr);
+    if (o_.ref.kind != ref_update::frozen && step_ % o_.ref.every == 0) rollback_.keep("reference", ref_);
     const bool updated = detail::timed(prof_.model_s, [&] { return update_reference(ref_, policy_, o_.ref, step_); });
     if (updated) cache_valid_ = false;
     rec.set("ref_updated", updated);
@@ -295,6 +298,7 @@ class dpo_trainer : public runnable<dpo_trainer<P, R, S>> {
   long long step_ = 0, cursor_ = 0;
   record last_;
   step_profile prof_;
+  model_rollback rollback_;
   B bc_, br_;
   detail::batch_mirror<token_type, space_type> bmc_, bmr_;
   detail::grad_pass<W, P, B, space_type> pass_c_, pass_r_;

@@ -66,18 +66,28 @@ decltype(auto) timed(double& acc, F&& f) {
 
 /// Runs one trainer step: the profile is reset and timed, and when the step
 /// throws, every piece of `state` gets its value from before the step back
-/// (the data cursor, the random engine, ...).
-template <class F, class... State>
-auto guarded_step(step_profile& prof, F&& f, State&... state) {
+/// (the data cursor, the random engine, ...) and `models` (a model_rollback)
+/// gives the models it kept their state back.
+template <class F, class Models, class... State>
+auto guarded_step(step_profile& prof, F&& f, Models& models, bool keep_models, State&... state) {
   const auto t0 = std::chrono::steady_clock::now();
   prof = {};
   auto saved = std::make_tuple(state...);
+  models.begin(keep_models);
   try {
     auto r = f();
+    models.begin(keep_models);  // nothing kept past the step
     prof.total_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return r;
+  } catch (const std::exception& e) {
+    std::tie(state...) = std::move(saved);
+    if (const std::string lost = models.restore(); !lost.empty())
+      rlhf::detail::fail(error_kind::param, "train::step", "rollback",
+                         std::string(e.what()) + "; and these models could not be given their state back: " + lost);
+    throw;
   } catch (...) {
     std::tie(state...) = std::move(saved);
+    (void)models.restore();
     throw;
   }
 }

@@ -53,6 +53,9 @@ struct rl_options {
   std::string checkpoint_path;  ///< empty = none
   long long checkpoint_every = 0;
   unsigned long long seed = 0;
+  /// A step that throws gives the models it changed their state back (each
+  /// Checkpointable model the step changes is saved in memory once per step).
+  bool rollback = true;
 };
 
 struct dpo_options {
@@ -66,6 +69,9 @@ struct dpo_options {
   std::string checkpoint_path;
   long long checkpoint_every = 0;
   unsigned long long seed = 0;
+  /// A step that throws gives the models it changed their state back (each
+  /// Checkpointable model the step changes is saved in memory once per step).
+  bool rollback = true;
 };
 
 /// Every option of an RL run in its range (at construction, and after
@@ -85,6 +91,12 @@ inline void check_rl_options(const rl_options& o, const char* fn) {
                 "must be > 0 (INFINITY = off)");
   rlhf::detail::require_positive_param(o.kl_target, fn, "kl_target");
   rlhf::detail::require_positive_param(o.kl_horizon, fn, "kl_horizon");
+  // the adaptive controller's factor 1 + e n / horizon (|e| <= 0.2, n = responses per step) stays > 0
+  if (o.adaptive_kl && o.prompts_per_step >= 1 && o.group_size >= 1)
+    require_param(o.kl_horizon * 5.0 > static_cast<double>(o.prompts_per_step) * static_cast<double>(o.group_size), fn,
+                  "kl_horizon",
+                  "must be > (prompts_per_step x group_size) / 5 with adaptive_kl: a smaller horizon can make the "
+                  "KL coefficient negative in one step");
   require_param(o.gamma >= 0 && o.gamma <= 1, fn, "gamma", "must be in [0, 1]");
   require_param(o.lam >= 0 && o.lam <= 1, fn, "lam", "must be in [0, 1]");
   require_param(o.progress_every >= 1, fn, "progress_every", "must be >= 1");
@@ -93,6 +105,8 @@ inline void check_rl_options(const rl_options& o, const char* fn) {
   ppo::check_value_params(o.value, fn);
   a2c::detail::check_params(o.a2c, fn);
   check_reference_policy(o.ref, fn);
+  rlhf::detail::require_nonneg_param(o.grpo.epsilon, fn, "grpo.epsilon");
+  check_diagnostic_params(o.diag, fn);
 }
 
 inline void check_dpo_options(const dpo_options& o, const char* fn) {

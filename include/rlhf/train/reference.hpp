@@ -27,6 +27,18 @@ inline void check_reference_policy(const reference_policy& r, const char* fn) {
   rlhf::detail::require_param(r.alpha > 0 && r.alpha <= 1, fn, "ref.alpha", "must be in (0, 1]");
 }
 
+/// A reference update needs a reference that can follow the policy: checked
+/// when a trainer is built.
+template <class R, class P>
+void check_reference_update(const reference_policy& r, const char* fn) {
+  check_reference_policy(r, fn);
+  if (r.kind != ref_update::frozen && !BlendableFrom<R, P>)
+    rlhf::detail::fail(
+        error_kind::param, fn, "ref.kind",
+        std::string("is ") + to_string(r.kind) +
+            " but the reference model has no blend_from(const Policy&, double) (see Blendable in docs/concepts.md)");
+}
+
 /// Applies the policy after `step` (1-based); true when the reference changed.
 template <class R, class P>
 bool update_reference(R& ref, const P& policy, const reference_policy& r, long long step) {

@@ -37,9 +37,9 @@ RLHF_REFLECT(rlhf::train::diagnostic_params, window, kl_alarm, entropy_floor, en
 RLHF_REFLECT(rlhf::train::rl_options, steps, prompts_per_step, group_size, sample, ppo_epochs, minibatch_size, ppo,
              value, entropy_coef, early_stop_kl, a2c, kl_coef, adaptive_kl, kl_target, kl_horizon, gamma, lam,
              whiten_advantages, grpo, ref, diag, metrics_path, progress, progress_every, checkpoint_path,
-             checkpoint_every, seed);
+             checkpoint_every, seed, rollback);
 RLHF_REFLECT(rlhf::train::dpo_options, steps, batch_size, loss, ref, metrics_path, progress, progress_every,
-             checkpoint_path, checkpoint_every, seed);
+             checkpoint_path, checkpoint_every, seed, rollback);
 
 namespace rlhf::config {
 

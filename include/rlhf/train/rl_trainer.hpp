@@ -91,6 +91,7 @@ class rl_trainer : public runnable<rl_trainer<S, P, R, RM, V>> {
     }
     src_.check(fn);
     check_rl_options(o_, fn);
+    check_reference_update<R, P>(o_.ref, fn);
     if constexpr (S::adv == advantage_estimator::grpo || S::adv == advantage_estimator::rloo)
       rlhf::detail::require_param(o_.group_size >= 2, fn, "group_size",
                                   "must be >= 2 for group-relative advantages (GRPO, RLOO)");
@@ -119,11 +120,12 @@ class rl_trainer : public runnable<rl_trainer<S, P, R, RM, V>> {
   [[nodiscard]] record config() const { return config::config_record<S>(o_); }
 
   /// One training step; returns its metrics. A step that throws leaves the
-  /// prompt cursor, the random engine, the KL controller and the step count
-  /// as they were (the models' own state is theirs: see docs/training.md).
+  /// trainer as it was: the prompt cursor, the random engine, the KL
+  /// controller, the diagnostics, the step count, and (rollback, the
+  /// default) every Checkpointable model the step had changed.
   record step() {
     return detail::guarded_step(
-        prof_, [&] { return step_impl(); }, src_.cursor, rng_);
+        prof_, [&] { return step_impl(); }, rollback_, o_.rollback, src_.cursor, rng_, step_, kl_ctl_, diag_, last_);
   }
 
   /// Trainer state and every Checkpointable model, atomically (checkpoint.hpp).
@@ -210,6 +212,9 @@ class rl_trainer : public runnable<rl_trainer<S, P, R, RM, V>> {
                                                          beta, o_, ws_, r, prof_);
     const detail::rollout_views<W, space_type> in{old_.logp(), ref_eval_.logp(), ws_.advantages.view(),
                                                   ws_.returns.view(), old_values};
+    // the update changes the models: they are kept first (given back if the step throws)
+    rollback_.keep("policy", policy_);
+    if constexpr (has_value) rollback_.keep("value", *value_);
     if constexpr (S::algo == algorithm::ppo) {
       detail::value_pass<W, V, B, space_type>* vp = nullptr;
       if constexpr (has_value) vp = &vpass_;
@@ -219,6 +224,7 @@ class rl_trainer : public runnable<rl_trainer<S, P, R, RM, V>> {
     }
     if (o_.adaptive_kl) kl_ctl_.update(kl_in, static_cast<double>(B_));
     ++step_;
+    if (o_.ref.kind != ref_update::frozen && step_ % o_.ref.every == 0) rollback_.keep("reference", ref_);
     r.set("ref_updated", detail::timed(prof_.model_s, [&] { return update_reference(ref_, policy_, o_.ref, step_); }));
     diag_.observe(step_, r);
     last_ = r;
@@ -243,6 +249,7 @@ class rl_trainer : public runnable<rl_trainer<S, P, R, RM, V>> {
   long long step_ = 0;
   record last_;
   step_profile prof_;
+  model_rollback rollback_;
   // the step's state and buffers, reused from step to step
   basic_rollout<token_type> ro_;
   detail::batch_mirror<token_type, space_type> bm_;

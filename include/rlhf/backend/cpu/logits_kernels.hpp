@@ -19,6 +19,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <vector>
 
 #include "simd.hpp"
 
@@ -45,6 +46,7 @@ struct logits_args {
   index_t out_stride = 1;
   double inv_tau = 1.0;
   bool parallel = true;
+  unsigned char* row_bad = nullptr;     ///< [N] (set by run_logits): the row's results overflow
   index_t l2_bytes = index_t{1} << 20;  ///< per-core L2 (the row and its e must fit to keep e)
 };
 
@@ -86,6 +88,12 @@ RLHF_ALWAYS_INLINE T block_max(const T* z, index_t n) {
   return m;
 }
 
+/// The shifted logits' floor: exp of anything below is exactly 0 in float
+/// and double, so clamping there changes no result, and e * x stays 0
+/// (never 0 * -Inf = NaN) when z / tau - m overflows to -Inf.
+template <class T>
+inline constexpr T shift_floor = T(-1e4);
+
 /// e_k = exp(z_k tau^-1 - m) over one block, summed; e stored when e_out.
 /// `ahead` points at the next block: its lines are prefetched while this
 /// block's exps are computed, so memory and arithmetic overlap (prefetches
@@ -94,7 +102,7 @@ template <class T, int W, bool Unit>
 RLHF_ALWAYS_INLINE void block_exp_sums(const T* z, index_t n, T inv_tau, T m, T* e_out, double& S, double& Su,
                                        const T* ahead = nullptr) {
   using V_ = vec<T, W>;
-  const V_ vt = simd::splat<T, W>(inv_tau), vm = simd::splat<T, W>(m);
+  const V_ vt = simd::splat<T, W>(inv_tau), vm = simd::splat<T, W>(m), lo = simd::splat<T, W>(shift_floor<T>);
   V_ s0{}, s1{}, u0{}, u1{};
   index_t k = 0;
   for (; k + 2 * W <= n; k += 2 * W) {
@@ -105,8 +113,8 @@ RLHF_ALWAYS_INLINE void block_exp_sums(const T* z, index_t n, T inv_tau, T m, T*
     }
 #endif
     // at temperature 1 the shift is a subtraction (the add pipes), not an FMA
-    const V_ x0 = Unit ? simd::load<T, W>(z + k) - vm : simd::load<T, W>(z + k) * vt - vm;
-    const V_ x1 = Unit ? simd::load<T, W>(z + k + W) - vm : simd::load<T, W>(z + k + W) * vt - vm;
+    const V_ x0 = simd::vmax<T, W>(Unit ? simd::load<T, W>(z + k) - vm : simd::load<T, W>(z + k) * vt - vm, lo);
+    const V_ x1 = simd::vmax<T, W>(Unit ? simd::load<T, W>(z + k + W) - vm : simd::load<T, W>(z + k + W) * vt - vm, lo);
     const V_ e0 = simd::vexp<T, W, true>(x0), e1 = simd::vexp<T, W, true>(x1);
     if (e_out) {
       simd::store<T, W>(e_out + k, e0);
@@ -119,7 +127,8 @@ RLHF_ALWAYS_INLINE void block_exp_sums(const T* z, index_t n, T inv_tau, T m, T*
   }
   double s = static_cast<double>(simd::hsum<T, W>(s0 + s1)), su = static_cast<double>(simd::hsum<T, W>(u0 + u1));
   for (; k < n; ++k) {
-    const T x = z[k] * inv_tau - m;
+    const T x0 = z[k] * inv_tau - m;
+    const T x = x0 > shift_floor<T> ? x0 : shift_floor<T>;
     const T e = simd::sexp<T, true>(x);
     if (e_out) e_out[k] = e;
     s += static_cast<double>(e);
@@ -174,10 +183,10 @@ template <class T, int W, bool Recompute>
 RLHF_ALWAYS_INLINE void block_grad_write(const T* z, const T* e, T* out, index_t n, T inv_tau, T m, T A, T B) {
   using V_ = vec<T, W>;
   const V_ vt = simd::splat<T, W>(inv_tau), vm = simd::splat<T, W>(m), va = simd::splat<T, W>(A),
-           vb = simd::splat<T, W>(B);
+           vb = simd::splat<T, W>(B), lo = simd::splat<T, W>(shift_floor<T>);
   index_t k = 0;
   for (; k + W <= n; k += W) {
-    const V_ u = simd::load<T, W>(z + k) * vt - vm;
+    const V_ u = simd::vmax<T, W>(simd::load<T, W>(z + k) * vt - vm, lo);
     if constexpr (Recompute) {
       simd::store<T, W>(out + k, simd::vexp<T, W, true>(u) * (va + vb * u));
     } else {
@@ -185,7 +194,8 @@ RLHF_ALWAYS_INLINE void block_grad_write(const T* z, const T* e, T* out, index_t
     }
   }
   for (; k < n; ++k) {
-    const T u = z[k] * inv_tau - m;
+    const T u0 = z[k] * inv_tau - m;
+    const T u = u0 > shift_floor<T> ? u0 : shift_floor<T>;
     const T ek = Recompute ? simd::sexp<T, true>(u) : e[k];
     out[k] = ek * (A + B * u);
   }
@@ -218,11 +228,20 @@ RLHF_ALWAYS_INLINE void logits_row(const logits_args<T>& a, GradFn& grad, index_
   if (a.logp && label >= 0) a.logp[i * a.out_stride] = static_cast<T>(logp);
   if (a.entropy) a.entropy[i * a.out_stride] = static_cast<T>(H);
   if (a.lse) a.lse[i * a.out_stride] = static_cast<T>(lse);
-  if (!out) return;
+  // finite logits whose statistics overflow (|z| / tau near the largest value)
+  bool bad =
+      !std::isfinite(static_cast<T>(lse)) || !std::isfinite(static_cast<T>(H)) || !std::isfinite(static_cast<T>(logp));
+  if (!out) {
+    if (bad) a.row_bad[i] = 1;
+    return;
+  }
   const row_grad rg = grad(i, logp, H);
   const bool recompute = in_place || !keep_e;
   // dz_k = e_k (A + B u_k) with u_k = z_k / tau - m, e_k = exp(u_k)
   const double A = -(rg.g + rg.h * (H - logS)) / S * a.inv_tau, B = -rg.h / S * a.inv_tau;
+  bad = bad || !std::isfinite(static_cast<T>(A)) || !std::isfinite(static_cast<T>(B)) ||
+        !std::isfinite(static_cast<T>(rg.g * a.inv_tau)) || !std::isfinite(static_cast<T>(A + B * shift_floor<T>));
+  if (bad) a.row_bad[i] = 1;
   const T mT = static_cast<T>(rs.m);
   // u relative to the rounded max: fold the difference into A
   const double du = static_cast<double>(mT) - rs.m;  // u_exact = u_T - du
@@ -267,8 +286,17 @@ void logits_rows_baseline(const logits_args<T>& a, GradFn& g, index_t r0, index_
 /// when the consumer compiles with OpenMP (the parallel region is outside
 /// the ISA-specific functions, whose target does not carry into outlined
 /// OpenMP bodies).
+/// Returns the first row whose log-prob, entropy or gradient overflows
+/// (finite logits too large for the temperature and precision), or -1.
 template <class T, class GradFn>
-void run_logits(const logits_args<T>& a, GradFn&& g) {
+index_t run_logits(logits_args<T> a, GradFn&& g) {
+  std::vector<unsigned char> bad(static_cast<std::size_t>(a.rows), 0);
+  a.row_bad = bad.data();
+  auto first_bad = [&]() -> index_t {
+    for (index_t i = 0; i < a.rows; ++i)
+      if (bad[static_cast<std::size_t>(i)] != 0) return i;
+    return -1;
+  };
   auto range = [&](index_t r0, index_t r1) {
 #if RLHF_X86_DISPATCH
     switch (simd::cpu_isa()) {
@@ -293,10 +321,11 @@ void run_logits(const logits_args<T>& a, GradFn&& g) {
       const index_t r0 = a.rows * t / nt, r1 = a.rows * (t + 1) / nt;
       range(r0, r1);
     }
-    return;
+    return first_bad();
   }
 #endif
   range(0, a.rows);
+  return first_bad();
 }
 
 }  // namespace rlhf::cpu_kernels

@@ -20,6 +20,7 @@
 #pragma once
 
 #include <array>
+#include <cmath>
 #include <vector>
 
 #include "../../core/args.hpp"
@@ -200,6 +201,7 @@ struct token_body {
   const double* count;
   double* sum;
   double* stat;
+  unsigned char* grad_bad;  ///< [B]: the row wrote a non-finite gradient
 
   /// The outputs' pointers and strides, a local copy per row range.
   struct outs_t {
@@ -209,7 +211,8 @@ struct token_body {
 
   template <class L, class A>
   RLHF_ALWAYS_INLINE static void token(const F& f, const strided2<M>& mask, const outs_t& out, bool accumulate,
-                                       bool raw, index_t b, index_t t, double cw, A& s, A* st) {
+                                       bool raw, index_t b, index_t t, double cw, A& s, A* st,
+                                       math::mask_of<math::real_t<L>>& nf) {
     using R = math::real_t<L>;
     using S = math::scalar_of<R>;
     constexpr int LW = static_cast<int>(sizeof(R) / sizeof(S));
@@ -223,6 +226,7 @@ struct token_body {
       R d = raw ? o.grad[g] : math::sel(on, (static_cast<S>(cw) * m) * o.grad[g], R{});
       if (accumulate) d = math::lane_traits<L>::load(p) + d;
       simd::store_as<O, S, LW>(p, d);
+      nf = nf | ((d - d) != S(0));  // an overflowing gradient (x - x is NaN for +-Inf and NaN)
     }
     simd::add_wide<AW, S, LW>(s, math::sel(on, m * o.loss, R{}));
     for (int k = 0; k < K; ++k) simd::add_wide<AW, S, LW>(st[k], math::sel(on, m * o.stat[k], R{}));
@@ -253,10 +257,15 @@ struct token_body {
       A1 s1{};
       A st[KK] = {};
       A1 st1[KK] = {};
+      math::mask_of<math::real_t<L>> nf{};
+      math::mask_of<math::real_t<L1>> nf1{};
       index_t t = 0;
       if (vector)
-        for (; t + LW <= T; t += LW) token<L>(fl, mk, ol, acc, rw, b, t, cw, s, st);
-      for (; t < T; ++t) token<L1>(fl, mk, ol, acc, rw, b, t, cw, s1, st1);
+        for (; t + LW <= T; t += LW) token<L>(fl, mk, ol, acc, rw, b, t, cw, s, st, nf);
+      for (; t < T; ++t) token<L1>(fl, mk, ol, acc, rw, b, t, cw, s1, st1, nf1);
+      bool any = nf1[0] != 0;
+      for (int i = 0; i < LW; ++i) any = any || nf[i] != 0;
+      grad_bad[b] = any ? 1 : 0;
       sum[b] = lane_sum<double, W>(s, s1);
       for (int k = 0; k < K; ++k) stat[b * K + k] = lane_sum<double, W>(st[k], st1[k]);
     }
@@ -404,9 +413,24 @@ objective_sums<K> run(const char* fn, const F& f, tensor_view<M, 2> mask, const 
         error_kind::empty, fn, o.mask_name,
         p.mode == agg_mode::token_mean ? "has no valid token (token-mean)" : "has no row with a valid token");
   using OV = std::remove_const_t<value_t<O>>;
-  detail::token_body<G, K, F, MV, OV> body{f,     macc,         T,          vector,     {},           {},
-                                           {},    rule,         r.n,        r.rows,     o.grad_scale, o.accumulate,
-                                           o.raw, count.data(), sum.data(), stat.data()};
+  std::vector<unsigned char> grad_bad(static_cast<std::size_t>(B), 0);
+  detail::token_body<G, K, F, MV, OV> body{f,
+                                           macc,
+                                           T,
+                                           vector,
+                                           {},
+                                           {},
+                                           {},
+                                           rule,
+                                           r.n,
+                                           r.rows,
+                                           o.grad_scale,
+                                           o.accumulate,
+                                           o.raw,
+                                           count.data(),
+                                           sum.data(),
+                                           stat.data(),
+                                           grad_bad.data()};
   for (int g = 0; g < G; ++g) {
     const auto& out = outs[static_cast<std::size_t>(g)];
     const auto gi = static_cast<std::size_t>(g);
@@ -419,6 +443,16 @@ objective_sums<K> run(const char* fn, const F& f, tensor_view<M, 2> mask, const 
   r.value = ops::detail::agg_finish(sum, count, T, p, weight, fn);
   for (index_t b = 0; b < B; ++b)
     for (int k = 0; k < K; ++k) r.stat[k] += stat[static_cast<std::size_t>(b) * K + static_cast<std::size_t>(k)];
+  // finite inputs whose loss, statistics or gradients overflow: an error, never a NaN / Inf returned
+  bool finite = std::isfinite(r.value);
+  for (int k = 0; k < K; ++k) finite = finite && std::isfinite(r.stat[k]);
+  for (auto g : grad_bad) finite = finite && g == 0;
+  const char* first = o.mask_name;
+  if constexpr (C > 0) first = in.names[0];
+  if (!finite)
+    rlhf::detail::fail(error_kind::non_finite, fn, first,
+                       "gives a non-finite loss, statistic or gradient for these finite inputs (an overflow: values "
+                       "too large for the working precision)");
   if (o.row_stats != nullptr)
     for (std::size_t i = 0; i < static_cast<std::size_t>(B) * K; ++i) o.row_stats[i] = stat[i];
   if (o.row_counts != nullptr)

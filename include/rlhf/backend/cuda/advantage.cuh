@@ -340,7 +340,7 @@ void advantage_on(cuda_t tag, reinforce_pp_fn, tensor_view<T, 2, device_space> t
   constexpr const char* fn = "adv::reinforce_pp (cuda)";
   namespace ck = cuda_kernels;
   ck::check_rewards_dev(fn, token_level_rewards, response_mask, out);
-  rlhf::detail::require_nonneg_param(p.gamma, fn, "gamma");
+  detail::check_params(p, fn);
   const index_t B = token_level_rewards.extent(0), T_ = token_level_rewards.extent(1);
   using V = value_t<T>;
   const auto adv = ck::out(out.advantages), ret = ck::out(out.returns);
