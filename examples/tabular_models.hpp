@@ -12,6 +12,7 @@
 #include <ostream>
 #include <random>
 #include <rlhf/rlhf.hpp>
+#include <stdexcept>
 #include <vector>
 
 namespace bandit {
@@ -110,13 +111,15 @@ struct tabular_policy {
       for (double x : *v) os << ' ' << x;
     os << '\n';
   }
-  void load(std::istream& in) {
+  void load(std::istream& in) {  // all or nothing: read into a copy, check, then apply
+    tabular_policy next = *this;
     std::size_t n = 0;
-    in >> t >> lr >> n;
-    for (auto* v : {&theta, &grad, &m1, &m2}) {
-      v->assign(n, 0.0);
+    in >> next.t >> next.lr >> n;
+    if (!in || n != theta.size()) throw std::invalid_argument("tabular_policy: weights of another size");
+    for (auto* v : {&next.theta, &next.grad, &next.m1, &next.m2})
       for (double& x : *v) in >> x;
-    }
+    if (!in) throw std::invalid_argument("tabular_policy: truncated weights");
+    *this = std::move(next);
   }
 };
 
@@ -144,7 +147,10 @@ struct tabular_value {
     os << '\n';
   }
   void load(std::istream& in) {
-    for (double& x : v) in >> x;
+    auto next = v;
+    for (double& x : next) in >> x;
+    if (!in) throw std::invalid_argument("tabular_value: truncated values");
+    v = std::move(next);
   }
 };
 

@@ -42,8 +42,7 @@ constexpr double big = 1e308;
 
 }  // namespace
 
-TEST_CASE("reliability: PPO presets give finite gradients at padding (old_logp = -1e4, advantage 0)",
-          "[reliability]") {
+TEST_CASE("reliability: PPO presets give finite gradients at padding (old_logp = -1e4, advantage 0)", "[reliability]") {
   mat logp(2, 3, {-0.5, -1.0, 0.0, -0.2, 0.0, 0.0});
   mat old(2, 3, {-0.6, -0.9, -1e4, -0.3, -1e4, -1e4});
   mat adv(2, 3, {1.0, -0.5, 0.0, 0.3, 0.0, 0.0});
@@ -59,9 +58,10 @@ TEST_CASE("reliability: PPO presets give finite gradients at padding (old_logp =
     CHECK(d(0, 2) == 0.0);
     CHECK(d(1, 1) == 0.0);
   }
-  for (auto k : {rlhf::ppo::policy_loss_kind::sapo, rlhf::ppo::policy_loss_kind::cispo,
-                 rlhf::ppo::policy_loss_kind::gspo, rlhf::ppo::policy_loss_kind::geo_mean,
-                 rlhf::ppo::policy_loss_kind::dppo_tv, rlhf::ppo::policy_loss_kind::dppo_kl, rlhf::ppo::policy_loss_kind::gpg}) {
+  for (auto k :
+       {rlhf::ppo::policy_loss_kind::sapo, rlhf::ppo::policy_loss_kind::cispo, rlhf::ppo::policy_loss_kind::gspo,
+        rlhf::ppo::policy_loss_kind::geo_mean, rlhf::ppo::policy_loss_kind::dppo_tv,
+        rlhf::ppo::policy_loss_kind::dppo_kl, rlhf::ppo::policy_loss_kind::gpg}) {
     mat d(2, 3);
     INFO(rlhf::ppo::to_string(k));
     auto v = rlhf::ppo::variant_params::verl(k);
@@ -81,11 +81,13 @@ TEST_CASE("reliability: overflowing finite input gives a finite value or a non_f
                    rlhf::agg_mode::token_sum}) {
       rlhf::agg_params p;
       p.mode = m;
-      finite_or_refused([&] { return std::vector<double>{rlhf::ops::aggregate(rlhf::cpu, huge.cview(), mask.cview(), p)}; },
-                        {}, "loss_mat");
+      finite_or_refused(
+          [&] { return std::vector<double>{rlhf::ops::aggregate(rlhf::cpu, huge.cview(), mask.cview(), p)}; }, {},
+          "loss_mat");
     }
-    finite_or_refused([&] { return std::vector<double>{rlhf::ops::masked_mean(rlhf::cpu, huge.cview(), mask.cview())}; },
-                      {}, "values");
+    finite_or_refused(
+        [&] { return std::vector<double>{rlhf::ops::masked_mean(rlhf::cpu, huge.cview(), mask.cview())}; }, {},
+        "values");
     finite_or_refused([&] { return std::vector<double>{rlhf::ops::masked_sum(rlhf::cpu, huge.cview(), mask.cview())}; },
                       {}, "values");
     finite_or_refused(
@@ -97,25 +99,24 @@ TEST_CASE("reliability: overflowing finite input gives a finite value or a non_f
     mat out(2, 2);
     finite_or_refused(
         [&] {
-          const auto s = rlhf::ops::masked_whiten(rlhf::cpu, huge.cview(), mask.cview(), rlhf::whiten_params::verl(),
-                                                  out.view());
+          const auto s =
+              rlhf::ops::masked_whiten(rlhf::cpu, huge.cview(), mask.cview(), rlhf::whiten_params::verl(), out.view());
           return std::vector<double>{s.mean, s.var};
         },
         {&out}, "values");
   }
   SECTION("the KL penalty and the KL in the loss") {
     mat logp(2, 2, {0.0, -1.0, -2.0, -0.5}), ref(2, 2, {-1000.0, -1.0, -800.0, -0.5});
-    for (auto e : {rlhf::kl_estimator::k1, rlhf::kl_estimator::k2, rlhf::kl_estimator::k3,
-                   rlhf::kl_estimator::abs}) {
+    for (auto e : {rlhf::kl_estimator::k1, rlhf::kl_estimator::k2, rlhf::kl_estimator::k3, rlhf::kl_estimator::abs}) {
       INFO(rlhf::to_string(e));
       rlhf::kl_params kp = rlhf::kl_params::verl(e);
       kp.log_ratio_clamp = kp.value_clamp = INFINITY;  // unclamped: k3 of a log ratio of 1000 overflows
       mat d(2, 2);
       finite_or_refused(
           [&] {
-            return std::vector<double>{
-                rlhf::kl::loss(rlhf::cpu, logp.cview(), ref.cview(), mask.cview(), 0.1, kp, rlhf::agg_params{}, d.view())
-                    .loss};
+            return std::vector<double>{rlhf::kl::loss(rlhf::cpu, logp.cview(), ref.cview(), mask.cview(), 0.1, kp,
+                                                      rlhf::agg_params{}, d.view())
+                                           .loss};
           },
           {&d}, "log");
       mat scores(2, 2, {0, 1, 0, 1}), rw(2, 2);
@@ -243,8 +244,8 @@ TEST_CASE("reliability: every input is scanned for NaN / Inf, also cotangents, u
     auto p = rlhf::dpo::params::trl(lt, 0.1);
     expect_error(
         [&] {
-          rlhf::dpo::loss(rlhf::cpu, V1(ch.data(), {2}), V1(rj.data(), {2}), V1(rc.data(), {2}), V1(rr.data(), {2}),
-                          p, {}, V1(lc.data(), {2}), V1(lr.data(), {2}));
+          rlhf::dpo::loss(rlhf::cpu, V1(ch.data(), {2}), V1(rj.data(), {2}), V1(rc.data(), {2}), V1(rr.data(), {2}), p,
+                          {}, V1(lc.data(), {2}), V1(lr.data(), {2}));
         },
         error_kind::non_finite, "chosen_lengths");
   }
@@ -278,8 +279,7 @@ TEST_CASE("reliability: documented aliasing gives the unaliased answer", "[relia
     mat r = g.normal_mat(2, 4), val = g.normal_mat(2, 4), m(2, 4, 1.0), a(2, 4), ret(2, 4), both(2, 4);
     rlhf::adv::gae(rlhf::cpu, r.cview(), val.cview(), m.cview(), rlhf::adv::gae_params{}, {a.view(), ret.view()});
     try {
-      rlhf::adv::gae(rlhf::cpu, r.cview(), val.cview(), m.cview(), rlhf::adv::gae_params{},
-                     {both.view(), both.view()});
+      rlhf::adv::gae(rlhf::cpu, r.cview(), val.cview(), m.cview(), rlhf::adv::gae_params{}, {both.view(), both.view()});
       FAIL("aliased advantages and returns were accepted");
     } catch (const rlhf::error& e) {
       CHECK(e.kind() == error_kind::shape);
@@ -293,9 +293,8 @@ TEST_CASE("reliability: documented aliasing gives the unaliased answer", "[relia
     rlhf::ppo::actor_params ap;
     ap.kl_coef = 0.1;
     ap.kl = rlhf::kl_params::verl(rlhf::kl_estimator::k3);
-    const auto r0 =
-        rlhf::ppo::actor_loss(rlhf::cpu, logp.cview(), old.cview(), adv.cview(), m.cview(), {}, ref.cview(), ap,
-                              d.view());
+    const auto r0 = rlhf::ppo::actor_loss(rlhf::cpu, logp.cview(), old.cview(), adv.cview(), m.cview(), {}, ref.cview(),
+                                          ap, d.view());
     mat inplace = logp;
     const auto r1 = rlhf::ppo::actor_loss(rlhf::cpu, inplace.cview(), old.cview(), adv.cview(), m.cview(), {},
                                           ref.cview(), ap, inplace.view());

@@ -200,6 +200,96 @@ TEST_CASE("checkpoints: corrupted or truncated files are rejected, never half-wr
 }
 
 namespace {
+/// The file of a checkpoint payload: the header (size, checksum) recomputed,
+/// so the payload parser sees the corruption, not the checksum.
+std::string with_header(const std::string& payload) {
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(tr::fnv1a64(payload)));
+  return "rlhfpp-checkpoint 1 " + std::to_string(payload.size()) + " " + hex + "\n" + payload;
+}
+}  // namespace
+
+TEST_CASE("checkpoints: any corruption of a valid file is an rlhf::error and changes nothing", "[train][errors]") {
+  tabular_policy pi(init_logits(1)), ref(init_logits(1));
+  tabular_value vf;
+  table_reward rm{rewards_table()};
+  auto o = small_options("");
+  o.steps = 2;
+  using T = tr::rl_trainer<ppo_gae, tabular_policy, tabular_policy, table_reward, tabular_value>;
+  T t(pi, ref, rm, prompts(), o, &vf);
+  t.run();
+  t.save("ck_fuzz.ckpt");
+  const std::string good = slurp("ck_fuzz.ckpt");
+  const std::string payload = good.substr(good.find('\n') + 1);
+  // the trainer that loads: other weights, so a partial load would show
+  tabular_policy p2(init_logits(5)), r2(init_logits(6));
+  tabular_value v2;
+  v2.v.assign(v2.v.size(), 0.25);
+  T t2(p2, r2, rm, prompts(), o, &v2);
+  auto try_load = [&](const std::string& file_text, bool may_succeed) {
+    {
+      std::ofstream out("ck_fuzz_bad.ckpt", std::ios::binary);
+      out << file_text;
+    }
+    const auto th = p2.theta, rh = r2.theta, vv = v2.v;
+    const auto st = t2.step_count();
+    try {
+      t2.load("ck_fuzz_bad.ckpt");
+      CHECK(may_succeed);
+      // a harmless change: restore the state for the next case
+      p2.theta = th, r2.theta = rh, v2.v = vv;
+    } catch (const rlhf::error& e) {
+      INFO(e.what());
+      CHECK(e.kind() == error_kind::param);
+      CHECK(p2.theta == th);
+      CHECK(r2.theta == rh);
+      CHECK(v2.v == vv);
+      CHECK(t2.step_count() == st);
+    }
+  };
+  // headers: a huge or negative size, a bad version, garbage
+  for (const std::string h :
+       {"rlhfpp-checkpoint 1 99999999999999999999 0000000000000000\n",
+        "rlhfpp-checkpoint 1 18446744073709551615 0000000000000000\n", "rlhfpp-checkpoint 1 -1 0000000000000000\n",
+        "rlhfpp-checkpoint 2 3 0\n", "\x7f\x45LF", "rlhfpp-checkpoint", ""})
+    try_load(h + payload, false);
+  // payload sections with a huge, negative or non-numeric size
+  for (const std::string& from : {std::string("field step "), std::string("model policy ")}) {
+    const auto at = payload.find(from);
+    REQUIRE(at != std::string::npos);
+    const auto end = payload.find('\n', at);
+    for (const std::string sz : {"99999999999999999999", "18446744073709551615", "-5", "1e3", "", "none"}) {
+      std::string p = payload;
+      p.replace(at + from.size(), end - at - from.size(), sz);
+      try_load(with_header(p), false);
+    }
+  }
+  // every byte position: flipped, and the file cut there (checksums recomputed)
+  std::mt19937_64 g(3);
+  for (std::size_t i = 0; i < payload.size(); i += 1 + payload.size() / 400) {
+    std::string p = payload;
+    p[i] = static_cast<char>(g() % 256);
+    try_load(with_header(p), true);
+    try_load(with_header(payload.substr(0, i)), false);
+  }
+  // a section of the wrong structure: a critic-free trainer's file into this one, and the reverse
+  tabular_policy p3(init_logits(1)), r3(init_logits(1));
+  tr::rl_trainer<ppo_grpo, tabular_policy, tabular_policy, table_reward> t3(p3, r3, rm, prompts(), o);
+  t3.save("ck_fuzz_grpo.ckpt");
+  expect_error([&] { t2.load("ck_fuzz_grpo.ckpt"); }, error_kind::param, "structure");
+  expect_error([&] { t3.load("ck_fuzz.ckpt"); }, error_kind::param, "structure");
+  // the same structure with an extra model section: refused, not ignored
+  {
+    std::string p = slurp("ck_fuzz_grpo.ckpt");
+    p = p.substr(p.find('\n') + 1) + "model value 4\n1 2\n\n";
+    try_load(with_header(p), false);
+    std::ofstream("ck_fuzz_bad.ckpt", std::ios::binary) << with_header(p);
+    expect_error([&] { t3.load("ck_fuzz_bad.ckpt"); }, error_kind::param, "value");
+  }
+  for (const char* f : {"ck_fuzz.ckpt", "ck_fuzz_bad.ckpt", "ck_fuzz_grpo.ckpt"}) std::remove(f);
+}
+
+namespace {
 struct nan_reward {
   std::vector<double> score(const rlhf::batch& b) const {
     std::vector<double> s(static_cast<std::size_t>(b.size()), 0.5);
@@ -276,9 +366,9 @@ TEST_CASE("trainers: a step that fails in a later minibatch gives the models the
     mutable int calls = 0;
     int fault = -1;
     rlhf::tensor<double, 2> values(const rlhf::batch& b) const {
-      auto v = tabular_value::values(b);
-      if (calls++ == fault) v(0, 0) = NAN;
-      return v;
+      auto out = tabular_value::values(b);
+      if (calls++ == fault) out(0, 0) = NAN;
+      return out;
     }
   };
   struct flaky_policy : tabular_policy {

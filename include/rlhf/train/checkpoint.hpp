@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <optional>
 #include <sstream>
@@ -53,21 +54,34 @@ inline void write_checkpoint(const std::string& path, const std::string& payload
                        "cannot rename '" + tmp + "' to '" + path + "'");
 }
 
-/// Returns the verified payload.
+/// Returns the verified payload. The whole file is read first, so the
+/// header's size is checked against the bytes there are (a corrupt size
+/// cannot ask for memory); every problem is an rlhf::error(param).
 inline std::string read_checkpoint(const std::string& path) {
   constexpr const char* fn = "train::read_checkpoint";
   std::ifstream in(path, std::ios::binary);
   if (!in) rlhf::detail::fail(error_kind::param, fn, "checkpoint_path", "cannot open '" + path + "'");
-  std::string magic, hex;
-  int version = 0;
-  std::size_t size = 0;
-  in >> magic >> version >> size >> hex;
-  if (magic != "rlhfpp-checkpoint" || version != 1 || in.get() != '\n')
+  std::string file{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  if (in.bad()) rlhf::detail::fail(error_kind::param, fn, "checkpoint", "'" + path + "' cannot be read");
+  auto bad_header = [&] {
     rlhf::detail::fail(error_kind::param, fn, "checkpoint", "'" + path + "' is not an rlhf++ checkpoint (bad header)");
-  std::string payload(size, '\0');
-  in.read(payload.data(), static_cast<std::streamsize>(size));
-  if (static_cast<std::size_t>(in.gcount()) != size || in.peek() != std::char_traits<char>::eof())
+  };
+  // "rlhfpp-checkpoint 1 <size> <16 hex digits>\n"
+  const std::size_t eol = file.find('\n');
+  if (eol == std::string::npos || eol > 128) bad_header();
+  const std::string head = file.substr(0, eol);
+  const std::string magic = "rlhfpp-checkpoint 1 ";
+  if (head.compare(0, magic.size(), magic) != 0) bad_header();
+  const std::size_t sp = head.find(' ', magic.size());
+  if (sp == std::string::npos) bad_header();
+  const std::string size_text = head.substr(magic.size(), sp - magic.size()), hex = head.substr(sp + 1);
+  if (size_text.empty() || size_text.size() > 19 || size_text.find_first_not_of("0123456789") != std::string::npos ||
+      hex.size() != 16 || hex.find_first_not_of("0123456789abcdef") != std::string::npos)
+    bad_header();
+  const auto size = static_cast<std::size_t>(std::strtoull(size_text.c_str(), nullptr, 10));
+  if (size != file.size() - eol - 1)
     rlhf::detail::fail(error_kind::param, fn, "checkpoint", "'" + path + "' is truncated or has trailing bytes");
+  std::string payload = file.substr(eol + 1);
   char want[17];
   std::snprintf(want, sizeof want, "%016llx", static_cast<unsigned long long>(fnv1a64(payload)));
   if (hex != want)
@@ -183,6 +197,19 @@ class state_reader {
       bad("holds " + name + " weights but the model is not Checkpointable");
     if (!it->second.has_value() && Checkpointable<M>)
       bad("holds no " + name + " weights but the model is Checkpointable");
+  }
+  /// Every section of the file must be one the trainer has: a model or a
+  /// field it does not know means a checkpoint of another run.
+  void expect_only(const std::vector<std::string>& fields, const std::vector<std::string>& models) const {
+    auto known = [](const std::vector<std::string>& names, const std::string& n) {
+      for (const auto& k : names)
+        if (k == n) return true;
+      return false;
+    };
+    for (const auto& [k, v] : fields_)
+      if (!known(fields, k)) bad("has a field '" + k + "' this trainer does not write (a checkpoint of another run?)");
+    for (const auto& [k, v] : models_)
+      if (!known(models, k)) bad("has a section for a " + k + " model this trainer does not have");
   }
   [[nodiscard]] const std::optional<std::string>& model_bytes(const std::string& name) const {
     return models_.at(name);

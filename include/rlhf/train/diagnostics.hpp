@@ -24,6 +24,7 @@
 #include <iostream>
 #include <string>
 
+#include "../core/check.hpp"
 #include "metrics.hpp"
 
 namespace rlhf::train {

@@ -130,6 +130,7 @@ class dpo_trainer : public runnable<dpo_trainer<P, R, S>> {
 
   void load(const std::string& path) {
     const state_reader st(read_checkpoint(path), path, "dpo_trainer", structure_name<S>());
+    st.expect_only({"step", "cursor", "rng", "order"}, {"policy", "reference"});
     const long long step = st.integer("step"), cursor = st.integer("cursor");
     rng_t g;
     st.read("rng", g);

@@ -147,6 +147,9 @@ class rl_trainer : public runnable<rl_trainer<S, P, R, RM, V>> {
   /// its previous state back.
   void load(const std::string& path) {
     const state_reader st(read_checkpoint(path), path, "rl_trainer", structure_name<S>());
+    std::vector<std::string> models{"policy", "reference"};
+    if constexpr (has_value) models.emplace_back("value");
+    st.expect_only({"step", "cursor", "kl_coef", "rng", "diagnostics"}, models);
     const long long step = st.integer("step"), cursor = st.integer("cursor");
     const double coef = st.real("kl_coef");
     if (step < 0 || cursor < 0 || !(coef >= 0) || !std::isfinite(coef))
