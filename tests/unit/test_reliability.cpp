@@ -302,3 +302,73 @@ TEST_CASE("reliability: documented aliasing gives the unaliased answer", "[relia
     CHECK(inplace.v == d.v);
   }
 }
+
+// Inputs tests/fuzz/fuzz_ops.cpp found (each a NaN / Inf escaped from finite
+// input before the fix): weight-like masks that overflow a finite advantage,
+// tiny mask sums in the per-row mean and its backward, a variance beyond the
+// double range.
+TEST_CASE("reliability: the fuzzer's findings are non_finite errors, and unchecked lets the NaN through",
+          "[reliability]") {
+  std::vector<long long> idx{0, 0, 0};
+  rlhf::tensor_view<const long long, 1> index(idx.data(), {3});
+  mat a(3, 2, 7.0), ret(3, 2, 7.0);
+  rlhf::adv::outputs<double> out{a.view(), ret.view()};
+  {
+    // rewards 0, 0, 1: the third response's GRPO advantage is (2/3) / std = 1.1547; a mask
+    // weight of 1.7e308 where its reward is 0 leaves the score finite, but a * m overflows
+    mat r(3, 2, {0.0, 0.0, 0.0, 0.0, 1.0, 0.0});
+    mat m(3, 2, {1.0, 1.0, 1.0, 1.0, 1.0, 1.7e308});
+    const mat a0 = a;
+    expect_error([&] { rlhf::adv::grpo(rlhf::cpu, r.cview(), m.cview(), index, rlhf::adv::grpo_params::verl(), out); },
+                 error_kind::non_finite, "token_level_rewards");
+    CHECK(a.v == a0.v);  // refused before anything was written
+  }
+  {
+    // PPO / GSPO at ratio 1 with an advantage of 1e308: the clipped and unclipped branches tie, and
+    // the tie's half-and-half gradient 0.5 * (a + b) overflowed; the exact gradient is -1e308 / T
+    for (auto kind : {rlhf::ppo::policy_loss_kind::vanilla, rlhf::ppo::policy_loss_kind::gspo,
+                      rlhf::ppo::policy_loss_kind::cispo}) {
+      INFO(rlhf::ppo::to_string(kind));
+      mat lp(1, 4, 1.0), old(1, 4, 1.0), adv(1, 4, {1e308, 1.0, 1.0, 1.0}), m(1, 4, 1.0), d(1, 4);
+      const auto s = rlhf::ppo::policy_loss_variant(rlhf::cpu, lp.cview(), old.cview(), adv.cview(), m.cview(),
+                                                    rlhf::ppo::variant_params::verl(kind), d.view());
+      // token-mean (vanilla, cispo) or seq-mean-token-mean (gspo, whose row mean divides by n + 1e-8)
+      CHECK(s.loss == Approx(-(1e308 + 3.0) / 4).epsilon(1e-8));
+      CHECK(d(0, 0) == Approx(-1e308 / 4).epsilon(1e-8));
+      CHECK(d(0, 1) == Approx(-0.25).epsilon(1e-8));
+    }
+  }
+  {
+    // a weight-like mask: sum(v m) = 1e308 * 2 overflows before the division by sum(m)
+    mat v(2, 2, {1e308, 1e308, 1.0, 2.0}), m(2, 2, {2.0, 0.0, 1.0, 1.0});
+    std::vector<double> o(2, 0.0);
+    expect_error(
+        [&] {
+          rlhf::ops::masked_mean_rows(rlhf::cpu, v.cview(), m.cview(), 0.0,
+                                      rlhf::tensor_view<double, 1>(o.data(), {2}));
+        },
+        error_kind::non_finite, "values");
+    CHECK(o == std::vector<double>{0.0, 0.0});  // nothing written
+    mat m1(2, 2, {1.0, 0.0, 1.0, 1.0});
+    rlhf::ops::masked_mean_rows(rlhf::cpu, v.cview(), m1.cview(), 0.0, rlhf::tensor_view<double, 1>(o.data(), {2}));
+    CHECK(o == std::vector<double>{1e308, 1.5});
+    // the backward's row scale cot / sum(m) = 1e308 / 0.5 overflows
+    mat mh(2, 2, {0.5, 0.0, 1.0, 1.0});
+    std::vector<double> cot{1e308, 1.0};
+    mat dv(2, 2);
+    expect_error(
+        [&] {
+          rlhf::ops::masked_mean_rows_backward(rlhf::cpu, mh.cview(), 0.0,
+                                               rlhf::tensor_view<const double, 1>(cot.data(), {2}), dv.view());
+        },
+        error_kind::non_finite, "cot");
+  }
+  {
+    // a variance beyond the double range: values +-1e200 give (1e200)^2
+    mat v(1, 2, {1e200, -1e200}), m(1, 2, 1.0);
+    expect_error([&] { (void)rlhf::ops::masked_var(rlhf::cpu, v.cview(), m.cview()); }, error_kind::non_finite,
+                 "values");
+    // unchecked: the caller vouches for finiteness, the overflow propagates
+    CHECK(std::isinf(rlhf::ops::masked_var(rlhf::cpu.unchecked(), v.cview(), m.cview()).var));
+  }
+}

@@ -140,9 +140,14 @@ inline group_stats stats(const std::vector<double>& s, const std::vector<index_t
 /// advantages[b, t] = returns[b, t] = a[b] * mask[b, t].
 template <class V, class M>
 void broadcast(const char* fn, const std::vector<double>& a, const tensor_view<M, 2>& mask, const outputs<V>& out) {
-  for (std::size_t b = 0; b < a.size(); ++b)
-    if (!std::isfinite(a[b]) || !std::isfinite(static_cast<double>(static_cast<V>(a[b]))))
-      overflow(fn, static_cast<index_t>(b));
+  // every value checked before anything is written (a weight-like mask can overflow a * m too)
+  for (index_t b = 0; b < mask.extent(0); ++b) {
+    const double ab = a[static_cast<std::size_t>(b)];
+    bool ok = std::isfinite(static_cast<double>(static_cast<V>(ab)));
+    for (index_t t = 0; t < mask.extent(1) && ok; ++t)
+      ok = std::isfinite(static_cast<double>(static_cast<V>(ab * static_cast<double>(mask(b, t)))));
+    if (!ok) overflow(fn, b);
+  }
   cpu_loops::for_each_2d(mask.extent(0), mask.extent(1), [&](index_t b, index_t t) {
     const V v = static_cast<V>(a[b] * static_cast<double>(mask(b, t)));
     out.advantages(b, t) = v;

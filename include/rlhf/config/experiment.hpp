@@ -311,9 +311,14 @@ class command_line {
     if (auto f = value("--config")) {
       std::ifstream in(*f);
       if (!in) rlhf::detail::fail(error_kind::param, "config::command_line", "config", "cannot read '" + *f + "'");
-      std::stringstream ss;
-      ss << in.rdbuf();
-      next.read_json(ss.str());
+      // at most 16 MiB: a configuration, not a device that never ends
+      constexpr std::size_t limit = std::size_t{16} << 20;
+      std::string text(limit + 1, '\0');
+      in.read(text.data(), static_cast<std::streamsize>(text.size()));
+      text.resize(static_cast<std::size_t>(in.gcount()));
+      if (text.size() > limit)
+        rlhf::detail::fail(error_kind::param, "config::command_line", "config", "'" + *f + "' is larger than 16 MiB");
+      next.read_json(text);
     }
     for (const auto& [k, v] : overrides_) {
       if (is_structure_key(k))

@@ -32,13 +32,13 @@ RLHF_HD_INLINE dual_t<R> clamp(const dual_t<R>& x, double lo, double hi) {
 template <class R>
 RLHF_HD_INLINE dual_t<R> maximum(const dual_t<R>& a, const dual_t<R>& b) {
   const auto gt = a.v > b.v, lt = b.v > a.v;
-  return {sel(lt, b.v, a.v), sel(gt, a.d, sel(lt, b.d, scalar_of<R>(0.5) * (a.d + b.d)))};
+  return {sel(lt, b.v, a.v), sel(gt, a.d, sel(lt, b.d, scalar_of<R>(0.5) * a.d + scalar_of<R>(0.5) * b.d))};
 }
 
 template <class R>
 RLHF_HD_INLINE dual_t<R> minimum(const dual_t<R>& a, const dual_t<R>& b) {
   const auto lt = a.v < b.v, gt = b.v < a.v;
-  return {sel(gt, b.v, a.v), sel(lt, a.d, sel(gt, b.d, scalar_of<R>(0.5) * (a.d + b.d)))};
+  return {sel(gt, b.v, a.v), sel(lt, a.d, sel(gt, b.d, scalar_of<R>(0.5) * a.d + scalar_of<R>(0.5) * b.d))};
 }
 
 template <class R>

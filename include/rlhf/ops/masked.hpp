@@ -215,10 +215,14 @@ void masked_mean_rows(cpu_t tag, tensor_view<T, 2> values, tensor_view<M, 2> mas
   double n = 0;
   for (double x : c) n += x;
   if (!(n > 0)) rlhf::detail::fail(error_kind::empty, fn, "mask", "has no valid element in any row");
-  for (index_t b = 0; b < values.extent(0); ++b) {
-    const auto i = static_cast<std::size_t>(b);
-    out(b) = static_cast<value_t<T>>(c[i] + eps > 0 ? s[i] / (c[i] + eps) : 0.0);
+  std::vector<value_t<T>> mean(s.size());
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    mean[i] = static_cast<value_t<T>>(c[i] + eps > 0 ? s[i] / (c[i] + eps) : 0.0);
+    if (tag.check_finite && !std::isfinite(static_cast<double>(mean[i])))  // unchecked: a NaN propagates
+      rlhf::detail::fail(error_kind::non_finite, fn, "values",
+                         "row " + std::to_string(i) + ": the masked mean overflows (a mask whose row sum is ~0?)");
   }
+  for (index_t b = 0; b < values.extent(0); ++b) out(b) = mean[static_cast<std::size_t>(b)];
 }
 
 /// VJP of masked_mean_rows: dvalues[b, t] = cot[b] * m[b, t] / (n_b + eps).
@@ -236,6 +240,9 @@ void masked_mean_rows_backward(cpu_t tag, tensor_view<M, 2> mask, double eps, te
   for (index_t b = 0; b < mask.extent(0); ++b) {
     const auto i = static_cast<std::size_t>(b);
     scale[i] = c[i] + eps > 0 ? static_cast<double>(cot(b)) / (c[i] + eps) : 0.0;
+    if (tag.check_finite && !std::isfinite(scale[i]))
+      rlhf::detail::fail(error_kind::non_finite, fn, "cot",
+                         "row " + std::to_string(b) + ": the gradient overflows (a mask whose row sum is ~0?)");
   }
   detail::write_row_scaled(fn, mask, scale, dvalues, c.data());
 }
@@ -385,7 +392,12 @@ masked_var_result masked_var(cpu_t tag, tensor_view<T, 2> values, tensor_view<M,
       const double c = detail::on(mask(b, t)) ? static_cast<double>(values(b, t)) - mu : 0.0;
       dvalues(b, t) = static_cast<value_t<T>>(bessel / D * (2 * m * c - 2 * mo.sd * m / D));
     });
-  return {mo.ss / D * bessel, mu};
+  const double var = mo.ss / D * bessel;
+  if (tag.check_finite) {  // unchecked: a NaN propagates
+    rlhf::detail::require_finite_result(var, fn, "values", "the variance overflows");
+    if (!dvalues.null()) rlhf::detail::require_finite_output(fn, "values", tensor_view<const value_t<T>, 2>(dvalues));
+  }
+  return {var, mu};
 }
 
 /// Conventions of masked whitening (defaults: verl).

@@ -284,6 +284,7 @@ struct inputs {
   bool check;
   std::array<const char*, C> names;
   std::array<tensor_view<const V, 2>, C> views;
+  bool scanned = false;  ///< check_ahead scanned them already (check is then off)
 };
 template <class V, std::size_t C>
 inputs(bool, const char* const (&)[C], const tensor_view<const V, 2> (&)[C]) -> inputs<V, C>;
@@ -340,6 +341,7 @@ template <class M, class V, std::size_t C>
 double check_ahead(const char* fn, tensor_view<M, 2> mask, inputs<V, C>& in, const char* mask_name) {
   std::vector<double> count;
   const double n = mask_pass(fn, mask, in, mask_name, count);
+  in.scanned = in.check;
   in.check = false;
   return n;
 }
@@ -448,8 +450,12 @@ objective_sums<K> run(const char* fn, const F& f, tensor_view<M, 2> mask, const 
   for (int k = 0; k < K; ++k) finite = finite && std::isfinite(r.stat[k]);
   for (auto g : grad_bad) finite = finite && g == 0;
   const char* first = o.mask_name;
-  if constexpr (C > 0) first = in.names[0];
-  if (!finite)
+  bool vouched = false;  // unchecked: the caller vouches for finiteness, a NaN propagates
+  if constexpr (C > 0) {
+    first = in.names[0];
+    vouched = !in.check && !in.scanned;
+  }
+  if (!finite && !vouched)
     rlhf::detail::fail(error_kind::non_finite, fn, first,
                        "gives a non-finite loss, statistic or gradient for these finite inputs (an overflow: values "
                        "too large for the working precision)");
