@@ -27,8 +27,8 @@ struct input {
   std::size_t n, i = 0;
   std::uint8_t u8() { return i < n ? d[i++] : 0; }
   double value() {
-    static const double special[] = {0.0,     1.0,   -1.0,  0.5,   -0.5, 1e308, -1e308, 1e-308, NAN,  INFINITY,
-                                     -INFINITY, 20.0, -20.0, 700.0, -700.0, -1e4, 1e4,   3e38,  -3e38, 4e-324};
+    static const double special[] = {0.0,       1.0,  -1.0,  0.5,   -0.5,   1e308, -1e308, 1e-308, NAN,   INFINITY,
+                                     -INFINITY, 20.0, -20.0, 700.0, -700.0, -1e4,  1e4,    3e38,   -3e38, 4e-324};
     const std::uint8_t c = u8();
     if (c < 40) return special[c % 20];
     return (static_cast<double>(c) - 148.0) / 8.0;
@@ -153,8 +153,9 @@ void run(input& in) {
   const std::uint8_t knob = in.u8();
   const auto cpu = rlhf::cpu;
   std::vector<double> r;  // scalars returned
-  if (trace()) std::fprintf(stderr, "op %d B %lld T %lld knob %d\n", op % 15, static_cast<long long>(B),
-                            static_cast<long long>(T), knob);
+  if (trace())
+    std::fprintf(stderr, "op %d B %lld T %lld knob %d\n", op % 15, static_cast<long long>(B), static_cast<long long>(T),
+                 knob);
   switch (op % 15) {
     case 0: {
       const V2 lp = a.make2(B, T), old = a.make2(B, T), adv = a.make2(B, T), m = a.make2(B, T, true);
@@ -165,8 +166,7 @@ void run(input& in) {
     }
     case 1: {
       const V2 lp = a.make2(B, T), old = a.make2(B, T), adv = a.make2(B, T), m = a.make2(B, T, true);
-      const auto kind =
-          static_cast<rlhf::ppo::policy_loss_kind>(knob % enum_size(rlhf::ppo::policy_loss_kind{}));
+      const auto kind = static_cast<rlhf::ppo::policy_loss_kind>(knob % enum_size(rlhf::ppo::policy_loss_kind{}));
       auto v = rlhf::ppo::variant_params::verl(kind);
       if (kind == rlhf::ppo::policy_loss_kind::dro) v.dro_beta = 0.1;
       const V2 d = a.out2(B, T, lp);

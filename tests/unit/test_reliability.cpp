@@ -307,8 +307,7 @@ TEST_CASE("reliability: documented aliasing gives the unaliased answer", "[relia
 // input before the fix): weight-like masks that overflow a finite advantage,
 // tiny mask sums in the per-row mean and its backward, a variance beyond the
 // double range.
-TEST_CASE("reliability: the fuzzer's findings are non_finite errors, and unchecked lets the NaN through",
-          "[reliability]") {
+TEST_CASE("reliability: the fuzzer's findings are non_finite errors, also under an unchecked tag", "[reliability]") {
   std::vector<long long> idx{0, 0, 0};
   rlhf::tensor_view<const long long, 1> index(idx.data(), {3});
   mat a(3, 2, 7.0), ret(3, 2, 7.0);
@@ -364,11 +363,65 @@ TEST_CASE("reliability: the fuzzer's findings are non_finite errors, and uncheck
         error_kind::non_finite, "cot");
   }
   {
+    // GAE with whitening: advantages of +-1e308 are finite, their variance is not
+    mat r(2, 3, {0.0, 0.0, 1e308, 0.0, 0.0, -1e308}), v(2, 3, 0.0), m(2, 3, 1.0), ga(2, 3), gr(2, 3);
+    rlhf::adv::gae_params p;
+    p.gamma = 1.0;
+    p.lam = 1.0;
+    expect_error(
+        [&] {
+          rlhf::adv::gae(rlhf::cpu, r.cview(), v.cview(), m.cview(), p, {ga.view(), gr.view()});
+        },
+        error_kind::non_finite, "token_level_rewards");
+    p.whiten = false;  // unwhitened, the same advantages are the answer
+    rlhf::adv::gae(rlhf::cpu, r.cview(), v.cview(), m.cview(), p, {ga.view(), gr.view()});
+    CHECK(ga.v == std::vector<double>{1e308, 1e308, 1e308, -1e308, -1e308, -1e308});
+  }
+  {
     // a variance beyond the double range: values +-1e200 give (1e200)^2
     mat v(1, 2, {1e200, -1e200}), m(1, 2, 1.0);
     expect_error([&] { (void)rlhf::ops::masked_var(rlhf::cpu, v.cview(), m.cview()); }, error_kind::non_finite,
                  "values");
-    // unchecked: the caller vouches for finiteness, the overflow propagates
-    CHECK(std::isinf(rlhf::ops::masked_var(rlhf::cpu.unchecked(), v.cview(), m.cview()).var));
+    // unchecked skips the scan of the inputs, not the check of the result
+    expect_error([&] { (void)rlhf::ops::masked_var(rlhf::cpu.unchecked(), v.cview(), m.cview()); },
+                 error_kind::non_finite, "values");
   }
+}
+
+TEST_CASE("reliability: an output whose strides name one address twice is refused", "[reliability]") {
+  mat v(2, 3, 1.0), m(2, 3, 1.0);
+  std::vector<double> buf(6, 0.0);
+  const auto p = rlhf::ppo::policy_params::verl();
+  // a zero stride along T: every token's gradient at one address
+  const rlhf::tensor_view<double, 2> zero_t(buf.data(), {2, 3}, {3, 0});
+  expect_error([&] { (void)rlhf::ppo::policy_loss(rlhf::cpu, v.cview(), v.cview(), v.cview(), m.cview(), p, zero_t); },
+               error_kind::shape, "dlogp");
+  // rows that run into each other (row stride 2 < 3 columns)
+  const rlhf::tensor_view<double, 2> rows_overlap(buf.data(), {2, 3}, {2, 1});
+  expect_error(
+      [&] { (void)rlhf::ppo::policy_loss(rlhf::cpu, v.cview(), v.cview(), v.cview(), m.cview(), p, rows_overlap); },
+      error_kind::shape, "dlogp");
+  CHECK(buf == std::vector<double>(6, 0.0));
+  // a transposed (column-major) output is one address per element: accepted, and equal to the row-major one
+  mat d(2, 3);
+  (void)rlhf::ppo::policy_loss(rlhf::cpu, v.cview(), v.cview(), v.cview(), m.cview(), p, d.view());
+  const rlhf::tensor_view<double, 2> col(buf.data(), {2, 3}, {1, 2});
+  (void)rlhf::ppo::policy_loss(rlhf::cpu, v.cview(), v.cview(), v.cview(), m.cview(), p, col);
+  for (index_t b = 0; b < 2; ++b)
+    for (index_t t = 0; t < 3; ++t) CHECK(col(b, t) == d(b, t));
+  // advantage outputs and 1-D outputs too
+  rlhf::adv::outputs<double> out{zero_t, rlhf::tensor_view<double, 2>(buf.data(), {2, 3})};
+  std::vector<long long> idx{0, 0};
+  expect_error(
+      [&] {
+        rlhf::adv::grpo(rlhf::cpu, v.cview(), m.cview(), rlhf::tensor_view<const long long, 1>(idx.data(), {2}),
+                        rlhf::adv::grpo_params::verl(), out);
+      },
+      error_kind::shape, "advantages");
+  expect_error(
+      [&] {
+        rlhf::ops::masked_mean_rows(rlhf::cpu, v.cview(), m.cview(), 0.0,
+                                    rlhf::tensor_view<double, 1>(buf.data(), {2}, {0}));
+      },
+      error_kind::shape, "out");
 }

@@ -54,6 +54,9 @@ void check_rewards(cpu_t tag, const char* fn, const tensor_view<T, 2>& rewards, 
   rlhf::detail::require_nonempty(fn, "token_level_rewards", rewards);
   rlhf::detail::require_same_shape(fn, "advantages", out.advantages, "token_level_rewards", rewards);
   rlhf::detail::require_same_shape(fn, "returns", out.returns, "token_level_rewards", rewards);
+  // storage, and one address per element
+  rlhf::detail::require_output(fn, "advantages", out.advantages, "token_level_rewards", rewards);
+  rlhf::detail::require_output(fn, "returns", out.returns, "token_level_rewards", rewards);
   rlhf::detail::require_disjoint(fn, "returns", out.returns, "advantages", out.advantages);
   // the rewards' and the mask's NaN / Inf scan in one vectorized pass
   std::vector<double> count;

@@ -63,8 +63,7 @@ void reinforce_pp(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<
     out.advantages(b, t) =
         static_cast<V>(static_cast<double>(out.advantages(b, t)) * static_cast<double>(response_mask(b, t)));
   });
-  if (tag.check_finite)
-    rlhf::detail::require_finite_output(fn, "response_mask", tensor_view<const V, 2>(out.advantages));
+  rlhf::detail::require_finite_output(fn, "response_mask", tensor_view<const V, 2>(out.advantages));
 }
 
 }  // namespace impl
@@ -109,8 +108,7 @@ void reinforce_pp_baseline(cpu_t tag, tensor_view<T, 2> token_level_rewards, ten
     out.advantages(b, t) = v;
     out.returns(b, t) = v;
   });
-  if (tag.check_finite)
-    rlhf::detail::require_finite_output(fn, "response_mask", tensor_view<const V, 2>(out.advantages));
+  rlhf::detail::require_finite_output(fn, "response_mask", tensor_view<const V, 2>(out.advantages));
 }
 }  // namespace impl
 

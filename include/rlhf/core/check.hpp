@@ -5,11 +5,14 @@
 // backend tag asks for it (rlhf::cpu does by default).
 #pragma once
 
+#include <algorithm>
+#include <array>
 #include <cmath>
 #include <initializer_list>
 #include <sstream>
 #include <string>
 #include <type_traits>
+#include <utility>
 
 #include "error.hpp"
 #include "tensor_view.hpp"
@@ -144,14 +147,54 @@ void require_disjoint(const char* fn, const char* arg, const tensor_view<T, R, S
              other_arg + "' is still needed)");
 }
 
-/// An output view, when given, must match its input's shape.
+/// Whether two elements of `v` are one address (a zero stride, or rows
+/// that run into each other): such a view cannot be written element by
+/// element. The dimensions sorted by |stride| must each step past all the
+/// faster ones.
+template <class T, std::size_t R, class S>
+bool self_overlapping(const tensor_view<T, R, S>& v) {
+  if (v.null() || v.size() <= 1) return false;
+  std::array<std::pair<std::ptrdiff_t, std::ptrdiff_t>, R> dims{};  // (|stride|, extent)
+  std::size_t n = 0;
+  for (std::size_t d = 0; d < R; ++d)
+    if (v.extent(d) > 1) {
+      const auto st = static_cast<std::ptrdiff_t>(v.stride(d));
+      dims[n++] = {st < 0 ? -st : st, static_cast<std::ptrdiff_t>(v.extent(d))};
+    }
+  std::sort(dims.begin(), dims.begin() + static_cast<std::ptrdiff_t>(n));
+  std::ptrdiff_t reach = 0;  // the largest offset the faster dimensions reach
+  for (std::size_t k = 0; k < n; ++k) {
+    if (dims[k].first <= reach) return true;
+    reach += (dims[k].second - 1) * dims[k].first;
+  }
+  return false;
+}
+
+/// An output's extent along `d` (require_extent), and one address per element.
+template <class T, std::size_t R, class S>
+void require_out_extent(const char* fn, const char* arg, const tensor_view<T, R, S>& v, std::size_t d, index_t want,
+                        const char* what) {
+  require_extent(fn, arg, v, d, want, what);
+  if (self_overlapping(v))
+    fail(error_kind::shape, fn, arg,
+         "has strides under which two elements share one address (a zero or overlapping stride): an output needs "
+         "one address per element");
+}
+
+/// An output view, when given, must match its input's shape and name each
+/// element once (no zero stride, no rows that overlap).
 template <class T, std::size_t R, class S, class U, std::size_t R2, class S2>
 void require_output(const char* fn, const char* arg, const tensor_view<T, R, S>& out, const char* ref_arg,
                     const tensor_view<U, R2, S2>& ref) {
   if (out.null() && out.size() != 0)
     fail(error_kind::shape, fn, arg,
          "has no storage (null pointer) but shape " + shape_string(out) + ": pass {} for no output");
-  if (!out.null()) require_same_shape(fn, arg, out, ref_arg, ref);
+  if (out.null()) return;
+  require_same_shape(fn, arg, out, ref_arg, ref);
+  if (self_overlapping(out))
+    fail(error_kind::shape, fn, arg,
+         "has strides under which two elements share one address (a zero or overlapping stride): an output needs "
+         "one address per element");
 }
 
 /// A computed result must be finite: inputs that are finite but extreme

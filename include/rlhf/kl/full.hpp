@@ -31,7 +31,7 @@ void full_from_logits(cpu_t tag, tensor_view<T, 2> policy_logits, in_view<T, 2> 
   detail::require_output(fn, "dpolicy_logits", dpolicy_logits, "policy_logits", policy_logits);
   detail::require_positive_param(temperature, fn, "temperature");
   const index_t N = policy_logits.extent(0), V = policy_logits.extent(1);
-  if (!kl.null()) detail::require_extent(fn, "kl", kl, 0, N, "one value per row");
+  if (!kl.null()) detail::require_out_extent(fn, "kl", kl, 0, N, "one value per row");
   if (!upstream.null()) {
     detail::require_extent(fn, "upstream", upstream, 0, N, "one gradient per row");
     detail::require_finite(tag, fn, "upstream", upstream);

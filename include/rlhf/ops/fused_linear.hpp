@@ -90,7 +90,7 @@ void fused_linear_logprobs(cpu_t tag, tensor_view<T, 2> hidden, in_view<T, 2> we
   if (hidden.stride(1) != 1 || weight.stride(1) != 1)
     rlhf::detail::fail(error_kind::shape, fn, "hidden", "and weight need contiguous rows");
   for (const auto* o : {&logp, &entropy})
-    if (!o->null()) rlhf::detail::require_extent(fn, "output", *o, 0, hidden.extent(0), "one value per hidden row");
+    if (!o->null()) rlhf::detail::require_out_extent(fn, "output", *o, 0, hidden.extent(0), "one value per hidden row");
   detail::check_fused_outputs(fn, hidden, weight, logp, entropy);
   rlhf::detail::require_finite(tag, fn, "hidden", hidden);
   rlhf::detail::require_finite(tag, fn, "weight", weight);

@@ -37,8 +37,8 @@ double fused_token_objective(cpu_t tag, tensor_view<T, 2> logits, tensor_view<L,
   rlhf::detail::require_output(fn, "dlogits", dlogits, "logits", logits);
   rlhf::detail::require_positive_param(p.temperature, fn, "temperature");
   const index_t N = logits.extent(0);
-  if (!logp.null()) rlhf::detail::require_extent(fn, "logp", logp, 0, N, "one value per logits row");
-  if (!entropy.null()) rlhf::detail::require_extent(fn, "entropy", entropy, 0, N, "one value per logits row");
+  if (!logp.null()) rlhf::detail::require_out_extent(fn, "logp", logp, 0, N, "one value per logits row");
+  if (!entropy.null()) rlhf::detail::require_out_extent(fn, "entropy", entropy, 0, N, "one value per logits row");
   std::vector<double> row_loss(static_cast<std::size_t>(N), 0.0);
   cpu_kernels::logits_args<value_t<T>> a;
   std::vector<long long> lc;

@@ -54,7 +54,7 @@ void check_forward(cpu_t tag, const char* fn, const tensor_view<T, 2>& logits, c
   check_logits(tag, fn, logits, labels, !logp.null());
   rlhf::detail::require_positive_param(p.temperature, fn, "temperature");
   for (const O* o : {&logp, &entropy, &lse})
-    if (!o->null()) rlhf::detail::require_extent(fn, "output", *o, 0, logits.extent(0), "one value per logits row");
+    if (!o->null()) rlhf::detail::require_out_extent(fn, "output", *o, 0, logits.extent(0), "one value per logits row");
 }
 
 /// Arguments of the backward entry points (fast and plain).

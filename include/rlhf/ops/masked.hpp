@@ -209,7 +209,7 @@ void masked_mean_rows(cpu_t tag, tensor_view<T, 2> values, tensor_view<M, 2> mas
   rlhf::detail::require_same_shape(fn, "mask", mask, "values", values);
   rlhf::detail::require_nonempty(fn, "values", values);
   rlhf::detail::require_nonneg_param(eps, fn, "eps");
-  rlhf::detail::require_extent(fn, "out", out, 0, values.extent(0), "one mean per row");
+  rlhf::detail::require_out_extent(fn, "out", out, 0, values.extent(0), "one mean per row");
   std::vector<double> s, c;
   detail::row_sums(tag, fn, values, mask, s, c);
   double n = 0;
@@ -218,7 +218,7 @@ void masked_mean_rows(cpu_t tag, tensor_view<T, 2> values, tensor_view<M, 2> mas
   std::vector<value_t<T>> mean(s.size());
   for (std::size_t i = 0; i < s.size(); ++i) {
     mean[i] = static_cast<value_t<T>>(c[i] + eps > 0 ? s[i] / (c[i] + eps) : 0.0);
-    if (tag.check_finite && !std::isfinite(static_cast<double>(mean[i])))  // unchecked: a NaN propagates
+    if (!std::isfinite(static_cast<double>(mean[i])))
       rlhf::detail::fail(error_kind::non_finite, fn, "values",
                          "row " + std::to_string(i) + ": the masked mean overflows (a mask whose row sum is ~0?)");
   }
@@ -240,7 +240,7 @@ void masked_mean_rows_backward(cpu_t tag, tensor_view<M, 2> mask, double eps, te
   for (index_t b = 0; b < mask.extent(0); ++b) {
     const auto i = static_cast<std::size_t>(b);
     scale[i] = c[i] + eps > 0 ? static_cast<double>(cot(b)) / (c[i] + eps) : 0.0;
-    if (tag.check_finite && !std::isfinite(scale[i]))
+    if (!std::isfinite(scale[i]))
       rlhf::detail::fail(error_kind::non_finite, fn, "cot",
                          "row " + std::to_string(b) + ": the gradient overflows (a mask whose row sum is ~0?)");
   }
@@ -254,7 +254,7 @@ void masked_sum_rows(cpu_t tag, tensor_view<T, 2> values, tensor_view<M, 2> mask
   constexpr const char* fn = "ops::masked_sum_rows";
   rlhf::detail::require_same_shape(fn, "mask", mask, "values", values);
   rlhf::detail::require_nonempty(fn, "values", values);
-  rlhf::detail::require_extent(fn, "out", out, 0, values.extent(0), "one sum per row");
+  rlhf::detail::require_out_extent(fn, "out", out, 0, values.extent(0), "one sum per row");
   std::vector<double> s, c;
   detail::row_sums(tag, fn, values, mask, s, c);
   for (index_t b = 0; b < values.extent(0); ++b) out(b) = static_cast<value_t<T>>(s[static_cast<std::size_t>(b)]);
@@ -393,10 +393,8 @@ masked_var_result masked_var(cpu_t tag, tensor_view<T, 2> values, tensor_view<M,
       dvalues(b, t) = static_cast<value_t<T>>(bessel / D * (2 * m * c - 2 * mo.sd * m / D));
     });
   const double var = mo.ss / D * bessel;
-  if (tag.check_finite) {  // unchecked: a NaN propagates
-    rlhf::detail::require_finite_result(var, fn, "values", "the variance overflows");
-    if (!dvalues.null()) rlhf::detail::require_finite_output(fn, "values", tensor_view<const value_t<T>, 2>(dvalues));
-  }
+  rlhf::detail::require_finite_result(var, fn, "values", "the variance overflows");
+  if (!dvalues.null()) rlhf::detail::require_finite_output(fn, "values", tensor_view<const value_t<T>, 2>(dvalues));
   return {var, mu};
 }
 

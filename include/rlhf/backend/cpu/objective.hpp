@@ -284,7 +284,6 @@ struct inputs {
   bool check;
   std::array<const char*, C> names;
   std::array<tensor_view<const V, 2>, C> views;
-  bool scanned = false;  ///< check_ahead scanned them already (check is then off)
 };
 template <class V, std::size_t C>
 inputs(bool, const char* const (&)[C], const tensor_view<const V, 2> (&)[C]) -> inputs<V, C>;
@@ -341,7 +340,6 @@ template <class M, class V, std::size_t C>
 double check_ahead(const char* fn, tensor_view<M, 2> mask, inputs<V, C>& in, const char* mask_name) {
   std::vector<double> count;
   const double n = mask_pass(fn, mask, in, mask_name, count);
-  in.scanned = in.check;
   in.check = false;
   return n;
 }
@@ -449,16 +447,13 @@ objective_sums<K> run(const char* fn, const F& f, tensor_view<M, 2> mask, const 
   bool finite = std::isfinite(r.value);
   for (int k = 0; k < K; ++k) finite = finite && std::isfinite(r.stat[k]);
   for (auto g : grad_bad) finite = finite && g == 0;
+  // (also unchecked: the scan of the inputs is skipped, the result is still checked)
   const char* first = o.mask_name;
-  bool vouched = false;  // unchecked: the caller vouches for finiteness, a NaN propagates
-  if constexpr (C > 0) {
-    first = in.names[0];
-    vouched = !in.check && !in.scanned;
-  }
-  if (!finite && !vouched)
+  if constexpr (C > 0) first = in.names[0];
+  if (!finite)
     rlhf::detail::fail(error_kind::non_finite, fn, first,
-                       "gives a non-finite loss, statistic or gradient for these finite inputs (an overflow: values "
-                       "too large for the working precision)");
+                       "gives a non-finite loss, statistic or gradient (finite inputs that overflow the working "
+                       "precision, or a NaN / Inf input under an unchecked tag)");
   if (o.row_stats != nullptr)
     for (std::size_t i = 0; i < static_cast<std::size_t>(B) * K; ++i) o.row_stats[i] = stat[i];
   if (o.row_counts != nullptr)

@@ -349,7 +349,7 @@ void logprobs_entropy(cuda_t tag, tensor_view<T, 2, device_space> logits, tensor
   ck::check_logits_dev(fn, logits, labels, !logp.null(), p.temperature);
   const index_t N = logits.extent(0);
   for (const auto* o : {&logp, &entropy, &lse})
-    if (!o->null()) rlhf::detail::require_extent(fn, "output", *o, 0, N, "one value per logits row");
+    if (!o->null()) rlhf::detail::require_out_extent(fn, "output", *o, 0, N, "one value per logits row");
   const index_t os = !logp.null()      ? logp.stride(0)
                      : !entropy.null() ? entropy.stride(0)
                      : !lse.null()     ? lse.stride(0)
@@ -428,8 +428,8 @@ void launch_fused_token_objective(cuda_t tag, const char* fn, tensor_view<T, 2, 
     rlhf::detail::require_same_shape(fn, "dlogits", dlogits, "logits", logits);
     rlhf::detail::require_param(dlogits.stride(1) == 1, fn, "dlogits", "must have contiguous rows");
   }
-  if (!logp.null()) rlhf::detail::require_extent(fn, "logp", logp, 0, N, "one value per logits row");
-  if (!entropy.null()) rlhf::detail::require_extent(fn, "entropy", entropy, 0, N, "one value per logits row");
+  if (!logp.null()) rlhf::detail::require_out_extent(fn, "logp", logp, 0, N, "one value per logits row");
+  if (!entropy.null()) rlhf::detail::require_out_extent(fn, "entropy", entropy, 0, N, "one value per logits row");
   rlhf::detail::require_param(logp.null() || entropy.null() || logp.stride(0) == entropy.stride(0), fn, "entropy",
                               "must have the stride of logp");
   using V = value_t<T>;

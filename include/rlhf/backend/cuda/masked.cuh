@@ -314,7 +314,7 @@ void masked_mean_rows(cuda_t tag, tensor_view<T, 2, device_space> values, tensor
   rlhf::detail::require_same_shape(fn, "mask", mask, "values", values);
   rlhf::detail::require_nonempty(fn, "values", values);
   rlhf::detail::require_nonneg_param(eps, fn, "eps");
-  rlhf::detail::require_extent(fn, "out", out, 0, values.extent(0), "one mean per row");
+  rlhf::detail::require_out_extent(fn, "out", out, 0, values.extent(0), "one mean per row");
   namespace ck = cuda_kernels;
   const index_t B = values.extent(0), T_ = values.extent(1);
   ck::scratch rows(static_cast<std::size_t>(2 * B), tag.stream, fn);
@@ -435,7 +435,7 @@ void masked_sum_rows(cuda_t tag, tensor_view<T, 2, device_space> values, tensor_
                      out_dview<T, 1> out) {
   constexpr const char* fn = "ops::masked_sum_rows (cuda)";
   rlhf::detail::require_same_shape(fn, "mask", mask, "values", values);
-  rlhf::detail::require_extent(fn, "out", out, 0, values.extent(0), "one sum per row");
+  rlhf::detail::require_out_extent(fn, "out", out, 0, values.extent(0), "one sum per row");
   namespace ck = cuda_kernels;
   const index_t B = values.extent(0), T_ = values.extent(1);
   if (B == 0) return;
