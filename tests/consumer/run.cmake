@@ -21,12 +21,20 @@ endfunction()
 
 file(REMOVE_RECURSE ${WORK_DIR})
 set(prefix ${WORK_DIR}/prefix)
+# the one documented switch of a consumer build: no tools, no examples, no
+# nvcc code, no test dependency (nlohmann-json, Catch2)
 run(${CMAKE_COMMAND} -S ${RLHF_SOURCE_DIR} -B ${WORK_DIR}/rlhf-build ${compiler_arg}
-    -DRLHF_BUILD_TESTS=OFF -DRLHF_BUILD_TOOLS=OFF -DRLHF_BUILD_EXAMPLES=OFF -DCMAKE_INSTALL_PREFIX=${prefix})
+    -DRLHF_BUILD_TESTS=OFF -DCMAKE_INSTALL_PREFIX=${prefix})
+run(${CMAKE_COMMAND} --build ${WORK_DIR}/rlhf-build)
+foreach(built rlhf-conformance examples tests)
+  if(EXISTS ${WORK_DIR}/rlhf-build/${built})
+    message(FATAL_ERROR "a consumer build (-DRLHF_BUILD_TESTS=OFF) built '${built}'")
+  endif()
+endforeach()
 run(${CMAKE_COMMAND} --install ${WORK_DIR}/rlhf-build)
 
 run(${CMAKE_COMMAND} -S ${RLHF_SOURCE_DIR}/tests/consumer -B ${WORK_DIR}/find-package ${compiler_arg}
-    -DCMAKE_PREFIX_PATH=${prefix})
+    -DCMAKE_PREFIX_PATH=${prefix} -DEXPECT_CUDA=${EXPECT_CUDA} -DEXPECT_TORCH=${EXPECT_TORCH})
 run(${CMAKE_COMMAND} --build ${WORK_DIR}/find-package)
 run(${WORK_DIR}/find-package/consumer)
 run(${WORK_DIR}/find-package/consumer_experiment)

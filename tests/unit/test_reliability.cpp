@@ -378,6 +378,23 @@ TEST_CASE("reliability: the fuzzer's findings are non_finite errors, also under 
     CHECK(ga.v == std::vector<double>{1e308, 1e308, 1e308, -1e308, -1e308, -1e308});
   }
   {
+    // verl's current_kl with a mask whose row sums to 0 (weights 1 and -1): the row's KL sum 1e301
+    // over n + 1e-8 = 1e-8 overflows; with a 0/1 mask the same tokens give a finite mean
+    mat sc(2, 2, 0.0), lp(2, 2, {1e301, 0.0, 0.5, 0.0}), ref(2, 2, 0.0), rw(2, 2);
+    mat m(2, 2, {1.0, -1.0, 1.0, 1.0});
+    const auto kp = rlhf::kl_params::verl(rlhf::kl_estimator::k1);
+    expect_error(
+        [&] {
+          (void)rlhf::kl::apply_in_reward(rlhf::cpu, sc.cview(), lp.cview(), ref.cview(), m.cview(), 0.1, kp,
+                                          rw.view());
+        },
+        error_kind::non_finite, "logp");
+    mat m01(2, 2, {1.0, 0.0, 1.0, 1.0});
+    const auto s =
+        rlhf::kl::apply_in_reward(rlhf::cpu, sc.cview(), lp.cview(), ref.cview(), m01.cview(), 0.1, kp, rw.view());
+    CHECK(s.mean_seq_kl == Approx((1e301 / (1 + 1e-8) + 0.5 / (2 + 1e-8)) / 2).epsilon(1e-14));
+  }
+  {
     // a variance beyond the double range: values +-1e200 give (1e200)^2
     mat v(1, 2, {1e200, -1e200}), m(1, 2, 1.0);
     expect_error([&] { (void)rlhf::ops::masked_var(rlhf::cpu, v.cview(), m.cview()); }, error_kind::non_finite,

@@ -207,22 +207,20 @@ tensor_view<T, Rank> view(T* data, const Shape& shape, const Strides& strides) {
   for (std::size_t d = 0; d < Rank; ++d) st[d] = static_cast<index_t>(strides[d]);
   return {data, v.shape(), st};
 }
+// (constrained to non-const T, so that view<const float, 2>(x) of another
+// kind of x, such as a torch tensor, never instantiates tensor<const float>)
 template <class T, std::size_t Rank>
-tensor_view<T, Rank> view(tensor<T, Rank>& t) noexcept {
-  return t.view();
-}
+requires(!std::is_const_v<T>) tensor_view<T, Rank> view(tensor<T, Rank>& t)
+noexcept { return t.view(); }
 template <class T, std::size_t Rank>
-tensor_view<const T, Rank> view(const tensor<T, Rank>& t) noexcept {
-  return t.view();
-}
+requires(!std::is_const_v<T>) tensor_view<const T, Rank> view(const tensor<T, Rank>& t)
+noexcept { return t.view(); }
 /// Rank-1 view of a std::vector.
 template <class T>
-tensor_view<T, 1> view(std::vector<T>& v) noexcept {
-  return {v.data(), {static_cast<index_t>(v.size())}};
-}
+requires(!std::is_const_v<T>) tensor_view<T, 1> view(std::vector<T>& v)
+noexcept { return {v.data(), {static_cast<index_t>(v.size())}}; }
 template <class T>
-tensor_view<const T, 1> view(const std::vector<T>& v) noexcept {
-  return {v.data(), {static_cast<index_t>(v.size())}};
-}
+requires(!std::is_const_v<T>) tensor_view<const T, 1> view(const std::vector<T>& v)
+noexcept { return {v.data(), {static_cast<index_t>(v.size())}}; }
 
 }  // namespace rlhf

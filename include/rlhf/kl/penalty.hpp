@@ -34,9 +34,22 @@ void check_in_reward(Tag tag, const char* fn, const S& scores, const V& logp, co
   detail::require_same_shape(fn, "ref_logp", ref_logp, "token_level_scores", scores);
   detail::require_same_shape(fn, "response_mask", mask, "token_level_scores", scores);
   detail::require_same_shape(fn, "rewards", rewards, "token_level_scores", scores);
+  detail::require_output(fn, "rewards", rewards, "token_level_scores", scores);  // storage, one address each
   detail::require_nonempty(fn, "token_level_scores", scores);
   (void)tag;  // (the values are scanned by the CPU engine's mask pass, not here)
   detail::require_nonneg_param(beta, fn, "beta");
+}
+
+/// verl's current_kl from each row's masked KL sum `kl(b)` and mask sum
+/// `n(b)` (both backends): the mean over rows of kl / (n + 1e-8). Each
+/// row's mean is at most the largest token KL (checked finite), and each is
+/// divided by B before the sum, so the mean stays finite too.
+template <class K, class N>
+double mean_seq_kl(index_t B, const K& kl, const N& n, const char* fn) {
+  double mean = 0;
+  for (index_t b = 0; b < B; ++b) mean += kl(b) / (n(b) + 1e-8) / static_cast<double>(B);
+  detail::require_finite_result(mean, fn, "logp", "the mean sequence KL overflows");
+  return mean;
 }
 
 namespace rules {
@@ -125,9 +138,10 @@ in_reward_stats apply_in_reward(cpu_t tag, tensor_view<T, 2> scores, in_view<T, 
                               tag.check_finite, {"token_level_scores", "logp", "ref_logp"}, {scores, logp, ref_logp}},
                           o, pre);
   });
-  double sum_rows = 0;
-  for (std::size_t b = 0; b < row_kl.size(); ++b) sum_rows += row_kl[b] / (row_n[b] + 1e-8);
-  return {sum_rows / static_cast<double>(B), beta};
+  const auto at = [](const std::vector<double>& v) {
+    return [&v](index_t b) { return v[static_cast<std::size_t>(b)]; };
+  };
+  return {mean_seq_kl(B, at(row_kl), at(row_n), fn), beta};
 }
 
 }  // namespace rlhf::kl

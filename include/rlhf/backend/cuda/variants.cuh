@@ -189,10 +189,9 @@ in_reward_stats apply_in_reward(cuda_t tag, tensor_view<T, 2, device_space> scor
       ck::in(scores), ck::in(logp), ck::in(ref_logp), ck::in(mask), ck::out(rewards), T_, beta, p, rows.data());
   ck::check_launch(fn, "kl_reward");
   const auto h = rows.read();
-  double sum_rows = 0;
-  for (index_t b = 0; b < B; ++b)
-    sum_rows += h[static_cast<std::size_t>(2 * b)] / (h[static_cast<std::size_t>(2 * b + 1)] + 1e-8);
-  return {sum_rows / static_cast<double>(B), beta};
+  const auto kl = [&h](index_t b) { return static_cast<double>(h[static_cast<std::size_t>(2 * b)]); };
+  const auto n = [&h](index_t b) { return static_cast<double>(h[static_cast<std::size_t>(2 * b + 1)]); };
+  return {mean_seq_kl(B, kl, n, fn), beta};
 }
 
 }  // namespace rlhf::kl
