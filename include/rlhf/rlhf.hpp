@@ -42,4 +42,5 @@
 #include "objectives/is_correction.hpp"
 #include "objectives/policy_variants.hpp"
 #include "objectives/ppo.hpp"
+#include "objectives/reward.hpp"
 #include "train/train.hpp"

@@ -75,8 +75,7 @@ CATCH_TEST_CASE("torch: what a view cannot express is an rlhf::error naming the 
   const auto t = torch::zeros({2, 3}, torch::kFloat32);
   expect_error([&] { (void)rlhf::view<const double, 2>(t, "logits"); }, error_kind::param, "logits");
   expect_error([&] { (void)rlhf::view<const float, 3>(t, "logits"); }, error_kind::shape, "logits");
-  expect_error([&] { (void)rlhf::view<const float, 2, rlhf::device_space>(t, "logits"); }, error_kind::param,
-               "CUDA");
+  expect_error([&] { (void)rlhf::view<const float, 2, rlhf::device_space>(t, "logits"); }, error_kind::param, "CUDA");
   expect_error([&] { (void)rlhf::view<const float, 2>(torch::Tensor{}, "x"); }, error_kind::param, "undefined");
   const auto sp = t.to_sparse();
   expect_error([&] { (void)rlhf::view<const float, 2>(sp, "x"); }, error_kind::param, "strided");
@@ -145,8 +144,7 @@ CATCH_TEST_CASE("torch: the library's dL/dlogp through autograd equals the libto
   const auto p = rlhf::ppo::policy_params::verl();
   // the reference: the loss in libtorch, autograd's gradient
   auto w_ref = w0.clone().requires_grad_(true);
-  const auto loss_ref =
-      verl_ppo_loss(logp_of(w_ref), old, adv, mask, p.clip_low, p.clip_high, p.dual_clip);
+  const auto loss_ref = verl_ppo_loss(logp_of(w_ref), old, adv, mask, p.clip_low, p.clip_high, p.dual_clip);
   loss_ref.backward();
   // the library: the loss and dL/dlogp on views of torch memory, then logp.backward(dlogp)
   auto w = w0.clone().requires_grad_(true);
@@ -199,7 +197,8 @@ struct count_threes {
 
 using policy_t = rlhf::torch::causal_lm<Bigram, double>;
 using value_t = rlhf::torch::value_model<ValueHead, double>;
-static_assert(rlhf::LogitsPolicy<policy_t> && rlhf::Checkpointable<policy_t> && rlhf::BlendableFrom<policy_t, policy_t>);
+static_assert(rlhf::LogitsPolicy<policy_t> && rlhf::Checkpointable<policy_t> &&
+              rlhf::BlendableFrom<policy_t, policy_t>);
 static_assert(rlhf::ValueFunction<value_t> && rlhf::RewardModel<count_threes>);
 
 struct run {

@@ -533,6 +533,29 @@ std::map<std::string, handler<T>> handlers() {
       on_backend(c, [&](auto tag, auto& m_) { adv::remax(tag, m_(rw), m_(base), m_(mask), m_.outputs(out)); });
     });
   };
+  // ---------------- reward models (host only: [B] scores)
+  auto pairwise = [](const char* cname, const char* rname, bool openrlhf) {
+    return [=](ctx<T>& c, result& r) {
+      cpu_only(c);
+      const auto p = openrlhf
+                         ? rm::pairwise_params::openrlhf(rm::parse_pairwise_kind(c.str("loss")))
+                         : rm::pairwise_params::trl(c.has_param("center_rewards_coefficient")
+                                                        ? std::optional<double>(c.num("center_rewards_coefficient"))
+                                                        : std::nullopt);
+      auto ch = c.in.vec(cname), rj = c.in.vec(rname);
+      const index_t B = ch.extent(0);
+      auto dc = c.in.out1(B), dr = c.in.out1(B);
+      tensor_view<const T, 1> margin;
+      if (c.in.has("margin")) margin = c.in.vec("margin");
+      const auto s = rm::pairwise_loss(rlhf::cpu, ch, rj, p, margin, dc, dr);
+      r.outputs["loss"] = scalar(s.loss);
+      const double k = c.cot_scalar("loss");
+      r.grads[cname] = scaled(dc, k);
+      r.grads[rname] = scaled(dr, k);
+    };
+  };
+  m["reward_pairwise_loss"] = pairwise("rewards_chosen", "rewards_rejected", false);
+  m["reward_pairwise_loss_openrlhf"] = pairwise("chosen_reward", "reject_reward", true);
   return m;
 }
 

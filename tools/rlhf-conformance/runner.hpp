@@ -29,6 +29,7 @@
 #include <rlhf/objectives/is_correction.hpp>
 #include <rlhf/objectives/policy_variants.hpp>
 #include <rlhf/objectives/ppo.hpp>
+#include <rlhf/objectives/reward.hpp>
 #include <rlhf/ops/aggregate.hpp>
 #include <rlhf/ops/logits.hpp>
 #include <rlhf/ops/masked.hpp>

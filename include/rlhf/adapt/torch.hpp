@@ -69,7 +69,9 @@ struct torch_dtype<__nv_bfloat16> : std::integral_constant<at::ScalarType, at::k
 #endif
 
 template <class T>
-concept torch_element = requires { torch_dtype<std::remove_const_t<T>>::value; };
+concept torch_element = requires {
+  torch_dtype<std::remove_const_t<T>>::value;
+};
 
 namespace detail {
 inline std::string torch_shape(const at::Tensor& t) {
@@ -88,8 +90,9 @@ void check_torch_view(const at::Tensor& t, const char* fn, const char* arg) {
          "has " + std::to_string(t.dim()) + " dimensions (shape " + torch_shape(t) + "), the view has " +
              std::to_string(Rank));
   if (t.layout() != at::kStrided)
-    fail(error_kind::param, fn, arg,
-         "is not a strided tensor (sparse or MKL-DNN layout): call .to_dense() first, a strided view cannot express it");
+    fail(
+        error_kind::param, fn, arg,
+        "is not a strided tensor (sparse or MKL-DNN layout): call .to_dense() first, a strided view cannot express it");
   if (t.is_conj() || t.is_neg())
     fail(error_kind::param, fn, arg,
          "carries a lazy conjugation or negation (its memory is not its values): call .resolve_conj() / "
@@ -103,8 +106,9 @@ void check_torch_view(const at::Tensor& t, const char* fn, const char* arg) {
   if constexpr (std::is_same_v<Space, host_space>) {
     if (!t.device().is_cpu())
       fail(error_kind::param, fn, arg,
-           "is on " + t.device().str() + ": a host view needs a CPU tensor (rlhf::view<T, R, rlhf::device_space> for "
-                                         "a CUDA one)");
+           "is on " + t.device().str() +
+               ": a host view needs a CPU tensor (rlhf::view<T, R, rlhf::device_space> for "
+               "a CUDA one)");
   } else {
     if (!t.device().is_cuda())
       fail(error_kind::param, fn, arg, "is on " + t.device().str() + ": a device view needs a CUDA tensor");

@@ -53,10 +53,10 @@ using rollout = basic_rollout<token_type>;
 
 /// Sampling beyond the trainer's temperature and length.
 struct lm_options {
-  std::int64_t top_k = 0;    ///< keep the k most likely tokens (0 = all)
-  double top_p = 1.0;        ///< keep the smallest set whose probability reaches top_p (1 = all)
-  std::int64_t eos = -1;     ///< a token that ends a response (its own mask is 1); -1 = none
-  std::int64_t pad = 0;      ///< the id written after a response ends
+  std::int64_t top_k = 0;  ///< keep the k most likely tokens (0 = all)
+  double top_p = 1.0;      ///< keep the smallest set whose probability reaches top_p (1 = all)
+  std::int64_t eos = -1;   ///< a token that ends a response (its own mask is 1); -1 = none
+  std::int64_t pad = 0;    ///< the id written after a response ends
 };
 
 namespace detail {
@@ -68,8 +68,9 @@ inline at::Tensor positions(const batch& b, std::int64_t offset) {
   for (index_t i = 0; i < B; ++i) {
     const auto len = b.prompts.lengths[static_cast<std::size_t>(i)];
     if (len < 1)
-      rlhf::detail::fail(error_kind::empty, "torch::causal_lm", "prompts",
-                         "row " + std::to_string(i) + " has an empty prompt: a causal LM needs one token to start from");
+      rlhf::detail::fail(
+          error_kind::empty, "torch::causal_lm", "prompts",
+          "row " + std::to_string(i) + " has an empty prompt: a causal LM needs one token to start from");
     for (index_t t = 0; t < T; ++t) acc[i][t] = len + t + offset;
   }
   return pos;
@@ -78,9 +79,9 @@ inline at::Tensor positions(const batch& b, std::int64_t offset) {
 inline at::Tensor lm_input(const batch& b, std::int64_t pad) {
   const index_t B = b.size(), P = b.prompts.tokens.extent(1), T = b.length();
   if (b.prompts.lengths.size() != static_cast<std::size_t>(B))
-    rlhf::detail::fail(error_kind::shape, "torch::causal_lm", "prompts.lengths",
-                       "has " + std::to_string(b.prompts.lengths.size()) + " entries for " + std::to_string(B) +
-                           " rows");
+    rlhf::detail::fail(
+        error_kind::shape, "torch::causal_lm", "prompts.lengths",
+        "has " + std::to_string(b.prompts.lengths.size()) + " entries for " + std::to_string(B) + " rows");
   auto in = at::full({B, P + T}, pad, at::kLong);
   if (P > 0) in.narrow(1, 0, P).copy_(to_torch(b.prompts.tokens.view()));
   if (T > 0) in.scatter_(1, positions(b, 0), to_torch(b.responses.view()));
@@ -236,9 +237,9 @@ class causal_lm {
                          "was already used: a handle's backward runs once");
     const auto g = to_torch(dlogits);
     if (!g.sizes().equals(f.logits_.sizes()))
-      rlhf::detail::fail(error_kind::shape, "torch::causal_lm::backward_logits", "dlogits",
-                         "has shape " + rlhf::detail::torch_shape(g) + " but the logits " +
-                             rlhf::detail::torch_shape(f.logits_));
+      rlhf::detail::fail(
+          error_kind::shape, "torch::causal_lm::backward_logits", "dlogits",
+          "has shape " + rlhf::detail::torch_shape(g) + " but the logits " + rlhf::detail::torch_shape(f.logits_));
     f.logits_.backward(g);
     f.logits_ = at::Tensor();  // the graph is freed
   }
