@@ -45,9 +45,7 @@ struct pairwise_params {
   std::optional<double> center_coef;
 
   /// TRL RewardTrainer (RewardConfig.center_rewards_coefficient, default None).
-  static pairwise_params trl(std::optional<double> center = std::nullopt) {
-    return {pairwise_kind::sigmoid, center};
-  }
+  static pairwise_params trl(std::optional<double> center = std::nullopt) { return {pairwise_kind::sigmoid, center}; }
   /// OpenRLHF rm_trainer: "sigmoid" (PairWiseLoss) or "logexp" (LogExpLoss).
   static pairwise_params openrlhf(pairwise_kind k) { return {k, std::nullopt}; }
 };
