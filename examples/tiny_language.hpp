@@ -80,5 +80,4 @@ std::vector<token_t> response(const rlhf::basic_batch<Tok>& b, index_t i) {
   return s;
 }
 
-
 }  // namespace tiny

@@ -148,8 +148,9 @@ void fit_to_corpus(Transformer& m, long long steps, std::mt19937_64& g) {
       }
     }
     const auto z = m->forward(in);
-    const auto loss = torch::nn::functional::cross_entropy(
-        z.reshape({B * L, V}), target.reshape({B * L}), torch::nn::functional::CrossEntropyFuncOptions().ignore_index(-100));
+    const auto loss =
+        torch::nn::functional::cross_entropy(z.reshape({B * L, V}), target.reshape({B * L}),
+                                             torch::nn::functional::CrossEntropyFuncOptions().ignore_index(-100));
     opt.zero_grad();
     loss.backward();
     opt.step();
@@ -319,8 +320,7 @@ summary evaluate(const policy_t& policy, const policy_t& reference, const reward
   const auto lr = torch::log_softmax(reference.logits(b).tensor.to(torch::kDouble), -1);
   const auto y = rlhf::to_torch(b.responses.view()).reshape({-1, 1});
   const auto m = rlhf::to_torch(b.response_mask.view()).reshape({-1});
-  s.kl = ((lp.gather(1, y).squeeze(1) - lr.gather(1, y).squeeze(1)) * m).sum().item<double>() /
-         static_cast<double>(n);
+  s.kl = ((lp.gather(1, y).squeeze(1) - lr.gather(1, y).squeeze(1)) * m).sum().item<double>() / static_cast<double>(n);
   return s;
 }
 
@@ -381,7 +381,8 @@ int main(int argc, char** argv) {
     else if (a == "--quick")
       steps = 4, fit_steps = 20, dpo_steps = 4, pairs = 64;
     else {
-      std::fprintf(stderr, "usage: torch_lm [--steps N] [--fit-steps N] [--pairs N] [--beta B] [--grpo-beta B] [--out DIR] "
+      std::fprintf(stderr,
+                   "usage: torch_lm [--steps N] [--fit-steps N] [--pairs N] [--beta B] [--grpo-beta B] [--out DIR] "
                    "[--quick]\n");
       return 2;
     }
@@ -403,8 +404,8 @@ int main(int argc, char** argv) {
   train_reward_model(rm, data, 300);
   const auto w = rm.module()->w->weight.squeeze(1);
   std::printf("  weights: good %+.2f great %+.2f happy %+.2f | bad %+.2f sad %+.2f | cat %+.2f . %+.2f\n",
-              w[4].item<double>(), w[5].item<double>(), w[6].item<double>(), w[7].item<double>(),
-              w[8].item<double>(), w[11].item<double>(), w[1].item<double>());
+              w[4].item<double>(), w[5].item<double>(), w[6].item<double>(), w[7].item<double>(), w[8].item<double>(),
+              w[11].item<double>(), w[1].item<double>());
   const auto sft_eval = evaluate(sft_policy, sft_policy, rm, 256);
 
   using ppo_kl_reward = tr::rl_structure<tr::algorithm::ppo, rlhf::kl_estimator::k1, tr::kl_placement::reward,
@@ -428,10 +429,8 @@ int main(int argc, char** argv) {
   std::ofstream gp(out + "/plot.gp");
   gp << "set terminal png size 1400,900\nset output '" << out << "/torch_lm.png'\nset multiplot layout 2,2\n"
      << "set key center right opaque box\nset xlabel 'step'\n";
-  const char* cols[][2] = {{"2", "reward-model score"},
-                           {"3", "true score"},
-                           {"4", "KL to reference (nats/sequence)"},
-                           {"5", "grammatical"}};
+  const char* cols[][2] = {
+      {"2", "reward-model score"}, {"3", "true score"}, {"4", "KL to reference (nats/sequence)"}, {"5", "grammatical"}};
   for (auto& c : cols)
     gp << "set title '" << c[1] << "'\nplot '" << out << "/ppo_kl.tsv' using 1:" << c[0]
        << " with lines lw 2 title 'PPO, KL in the reward', '" << out << "/ppo_nokl.tsv' using 1:" << c[0]

@@ -187,6 +187,7 @@ policy_result variant_from(const Sums& s, const variant_params& v, const char* f
   r.clipfrac = has_clip ? s.stat[0] / d : 0.0;
   r.clipfrac_lower = has_lower ? s.stat[1] / d : 0.0;
   r.ppo_kl = k == policy_loss_kind::gpg ? 0.0 : s.stat[2] / d;
+  require_finite_stats(r, fn);
   return r;
 }
 /// The rule of a variant over accessors of type A (both backends).

@@ -185,6 +185,14 @@ using identity_token = ops::rules::value_token<A>;
 }  // namespace rules
 
 namespace detail {
+/// The logged statistics divide by the mask's sum (+ stat_eps): a weight-like
+/// mask whose sum is ~0 makes them overflow; that is an error, never an Inf.
+inline void require_finite_stats(const policy_result& r, const char* fn) {
+  for (double x : {r.clipfrac, r.clipfrac_lower, r.ppo_kl})
+    rlhf::detail::require_finite_result(
+        x, fn, "response_mask", "a logged statistic (clipfrac, ppo_kl) overflows: the mask sums to ~0 (weights?)");
+}
+
 /// The policy loss result from the engine's sums (both backends).
 template <class Sums>
 policy_result policy_from(const Sums& s, const policy_params& p, const char* fn) {
@@ -195,6 +203,7 @@ policy_result policy_from(const Sums& s, const policy_params& p, const char* fn)
   r.clipfrac = s.stat[0] / (s.n + p.stat_eps);
   r.clipfrac_lower = s.stat[1] / (s.n + p.stat_eps);
   r.ppo_kl = s.stat[2] / (s.n + p.stat_eps);
+  require_finite_stats(r, fn);
   return r;
 }
 }  // namespace detail
@@ -295,6 +304,8 @@ value_result value_from(const Sums& s, const value_params& p, const char* fn) {
   r.loss = p.scale * s.value;
   rlhf::detail::require_finite_result(r.loss, fn, "vpreds", "the squared error overflows");
   r.clipfrac = s.stat[0] / (s.n + p.stat_eps);
+  rlhf::detail::require_finite_result(r.clipfrac, fn, "response_mask",
+                                      "the clip fraction overflows: the mask sums to ~0 (weights?)");
   return r;
 }
 }  // namespace detail

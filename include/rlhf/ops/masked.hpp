@@ -168,7 +168,9 @@ double masked_mean(cpu_t tag, tensor_view<T, 2> values, tensor_view<M, 2> mask, 
   const auto s = cpu_engine::run<1, 0>(fn, rules::value_token<strided2<V>>{strided(values)}, mask,
                                        agg_params::token_sum(), std::array<tensor_view<V, 2>, 1>{dvalues}, in, o);
   if (!(s.n > 0)) rlhf::detail::fail(error_kind::empty, fn, "mask", "has no valid element");
-  return s.value / (s.n + eps);
+  const double mean = s.value / (s.n + eps);
+  rlhf::detail::require_finite_result(mean, fn, "values", "the mean overflows: the mask sums to ~0 (weights?)");
+  return mean;
 }
 
 namespace detail {
