@@ -165,6 +165,29 @@ void load_module(M& m, const std::shared_ptr<::torch::optim::Optimizer>& opt, st
   }
 }
 
+/// What a forward with gradient keeps: an output with its autograd graph,
+/// and a view of its memory for the trainer. The backward runs once.
+template <class E>
+struct kept_graph {
+  at::Tensor out_;
+  torch_view<E, 2> view_;
+  static kept_graph keep(at::Tensor t) {
+    if (!t.is_contiguous()) t = t.contiguous();
+    return {t, torch_view<E, 2>{t.detach()}};
+  }
+  void backward(tensor_view<const E, 2> g, const char* fn, const char* arg) {
+    if (!out_.defined())
+      rlhf::detail::fail(error_kind::param, fn, "handle", "was already used: a handle's backward runs once");
+    const auto gt = to_torch(g);
+    if (!gt.sizes().equals(out_.sizes()))
+      rlhf::detail::fail(
+          error_kind::shape, fn, arg,
+          "has shape " + rlhf::detail::torch_shape(gt) + " but the output " + rlhf::detail::torch_shape(out_));
+    out_.backward(gt);
+    out_ = at::Tensor();  // the graph is freed
+  }
+};
+
 /// Samples one token from probabilities p[0..V) with the top-k / top-p rules and one uniform u in [0, 1).
 inline std::int64_t sample_token(std::vector<double>& p, const lm_options& o, double u) {
   const auto V = static_cast<std::int64_t>(p.size());
@@ -214,10 +237,8 @@ class causal_lm {
 
   /// What a forward with gradient keeps: the [B*T, V] logits of the
   /// response positions, with their autograd graph.
-  struct handle {
-    at::Tensor logits_;  // [B*T, V], requires grad
-    torch_view<E, 2> view_;
-    const torch_view<E, 2>& logits() const noexcept { return view_; }
+  struct handle : detail::kept_graph<E> {
+    const torch_view<E, 2>& logits() const noexcept { return this->view_; }
   };
 
   /// [B*T, V] raw next-token logits of the response positions, no gradient.
@@ -225,23 +246,10 @@ class causal_lm {
     at::NoGradGuard ng;
     return {response_logits(b).contiguous()};
   }
-  handle forward(const batch& b) {
-    auto z = response_logits(b);
-    if (!z.is_contiguous()) z = z.contiguous();
-    return {z, torch_view<E, 2>{z.detach()}};
-  }
+  handle forward(const batch& b) { return {detail::kept_graph<E>::keep(response_logits(b))}; }
   /// dL/dlogits of the handle's forward, into the parameters' gradients.
   void backward_logits(handle& f, tensor_view<const E, 2> dlogits) {
-    if (!f.logits_.defined())
-      rlhf::detail::fail(error_kind::param, "torch::causal_lm::backward_logits", "handle",
-                         "was already used: a handle's backward runs once");
-    const auto g = to_torch(dlogits);
-    if (!g.sizes().equals(f.logits_.sizes()))
-      rlhf::detail::fail(
-          error_kind::shape, "torch::causal_lm::backward_logits", "dlogits",
-          "has shape " + rlhf::detail::torch_shape(g) + " but the logits " + rlhf::detail::torch_shape(f.logits_));
-    f.logits_.backward(g);
-    f.logits_ = at::Tensor();  // the graph is freed
+    f.backward(dlogits, "torch::causal_lm::backward_logits", "dlogits");
   }
 
   rollout generate(const prompt_batch& x, const sampling& s, rng_t& g) const {
@@ -333,25 +341,15 @@ class value_model {
       : m_(std::move(m)), opt_(std::move(opt)), pad_(pad) {}
   Module& module() noexcept { return m_; }
 
-  struct handle {
-    at::Tensor v_;  // [B, T], requires grad
-    torch_view<E, 2> view_;
-    const torch_view<E, 2>& values() const noexcept { return view_; }
+  struct handle : detail::kept_graph<E> {
+    const torch_view<E, 2>& values() const noexcept { return this->view_; }
   };
   torch_view<E, 2> values(const batch& b) const {
     at::NoGradGuard ng;
     return {at_positions(b).contiguous()};
   }
-  handle forward(const batch& b) {
-    auto v = at_positions(b).contiguous();
-    return {v, torch_view<E, 2>{v.detach()}};
-  }
-  void backward(handle& f, tensor_view<const E, 2> dv) {
-    if (!f.v_.defined())
-      rlhf::detail::fail(error_kind::param, "torch::value_model::backward", "handle", "was already used");
-    f.v_.backward(to_torch(dv));
-    f.v_ = at::Tensor();
-  }
+  handle forward(const batch& b) { return {detail::kept_graph<E>::keep(at_positions(b))}; }
+  void backward(handle& f, tensor_view<const E, 2> dv) { f.backward(dv, "torch::value_model::backward", "dv"); }
   void step() {
     opt_->step();
     opt_->zero_grad();
