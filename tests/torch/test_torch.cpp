@@ -3,6 +3,7 @@
 // autograd against the same loss written in libtorch.
 #include <cmath>
 #include <cstdint>
+#include <fstream>
 #include <rlhf/adapt/torch.hpp>
 #include <rlhf/rlhf.hpp>
 #include <string>
@@ -246,19 +247,25 @@ CATCH_TEST_CASE("torch: a causal LM trains through the PPO trainer and resumes b
   const auto path = std::string("torch_resume_test.ckpt");
   // 6 steps straight
   run a;
-  trainer_t ta(*a.pi, *a.ref, reward, prompts, options(6), a.v.get());
+  auto oa = options(6);
+  oa.metrics_path = "torch_resume_a.jsonl";
+  trainer_t ta(*a.pi, *a.ref, reward, prompts, oa, a.v.get());
   const auto before = a.pm->parameters()[0].clone();
   ta.run();
   CATCH_CHECK(!torch::equal(before, a.pm->parameters()[0]));  // the policy moved
   // 3 steps, a checkpoint, 3 more steps in a new trainer over new models
   {
     run b;
-    trainer_t tb(*b.pi, *b.ref, reward, prompts, options(3), b.v.get());
+    auto ob = options(3);
+    ob.metrics_path = "torch_resume_bc.jsonl";
+    trainer_t tb(*b.pi, *b.ref, reward, prompts, ob, b.v.get());
     tb.run();
     tb.save(path);
   }
   run c;
-  trainer_t tc(*c.pi, *c.ref, reward, prompts, options(6), c.v.get());
+  auto oc = options(6);
+  oc.metrics_path = "torch_resume_bc.jsonl";  // appended to on resume
+  trainer_t tc(*c.pi, *c.ref, reward, prompts, oc, c.v.get());
   tc.load(path);
   tc.run();
   for (std::size_t i = 0; i < a.pm->parameters().size(); ++i)
@@ -271,7 +278,74 @@ CATCH_TEST_CASE("torch: a causal LM trains through the PPO trainer and resumes b
   // the reference stayed frozen
   for (std::size_t i = 0; i < a.rm->parameters().size(); ++i)
     CATCH_CHECK(torch::equal(a.rm->parameters()[i], c.rm->parameters()[i]));
+  // the step records of the two metrics files are byte-identical (the config lines differ in "steps")
+  auto steps_of = [](const std::string& f) {
+    std::ifstream in(f);
+    std::vector<std::string> lines;
+    for (std::string l; std::getline(in, l);)
+      if (l.find("\"record\": \"config\"") == std::string::npos && l.find("\"record\":\"config\"") == std::string::npos)
+        lines.push_back(l);
+    return lines;
+  };
+  const auto la = steps_of("torch_resume_a.jsonl"), lbc = steps_of("torch_resume_bc.jsonl");
+  CATCH_CHECK(la.size() == 6);
+  CATCH_CHECK(la == lbc);
+  for (const char* f : {"torch_resume_a.jsonl", "torch_resume_bc.jsonl"}) std::remove(f);
   std::remove(path.c_str());
+}
+
+CATCH_TEST_CASE("torch: reference updates blend the parameters (frozen, hard sync, EMA)", "[torch]") {
+  run r;
+  torch::NoGradGuard ng;
+  const auto p0 = r.pm->parameters()[0].clone();
+  r.pm->parameters()[0].add_(1.0);  // the policy moved
+  const auto ref0 = r.rm->parameters()[0].clone();
+  r.ref->blend_from(*r.pi, 0.25);  // EMA: (1 - a) ref + a policy
+  CATCH_CHECK(torch::allclose(r.rm->parameters()[0], 0.75 * ref0 + 0.25 * (p0 + 1.0), 0.0, 1e-15));
+  r.ref->blend_from(*r.pi, 1.0);  // hard sync
+  CATCH_CHECK(torch::equal(r.rm->parameters()[0], r.pm->parameters()[0]));
+  expect_error([&] { r.ref->blend_from(*r.pi, 1.5); }, error_kind::param, "alpha");
+}
+
+CATCH_TEST_CASE("torch: generation follows the temperature, top-k and top-p, from the trainer's engine", "[torch]") {
+  // the sampler itself: top-k 1 and a small nucleus both keep the most likely token only
+  std::vector<double> p{0.1, 0.6, 0.3};
+  rlhf::torch::lm_options o;
+  o.top_k = 1;
+  for (double u : {0.0, 0.5, 0.999}) CATCH_CHECK(rlhf::torch::detail::sample_token(p, o, u) == 1);
+  o.top_k = 0;
+  o.top_p = 0.5;
+  for (double u : {0.0, 0.5, 0.999}) CATCH_CHECK(rlhf::torch::detail::sample_token(p, o, u) == 1);
+  o.top_p = 0.85;  // {1, 2}: u below 0.6 / 0.9 picks 1, above picks 2
+  CATCH_CHECK(rlhf::torch::detail::sample_token(p, o, 0.6) == 1);
+  CATCH_CHECK(rlhf::torch::detail::sample_token(p, o, 0.7) == 2);
+  o.top_p = 1.0;  // the whole distribution, in order of probability: 1, 2, 0
+  CATCH_CHECK(rlhf::torch::detail::sample_token(p, o, 0.95) == 0);
+  // generate: the same engine state gives the same responses; eos ends a response (mask 1 on it)
+  run r;
+  rlhf::torch::prompt_batch x;
+  x.tokens = rlhf::tensor<std::int64_t, 2>({3, 2}, 0);
+  x.tokens(0, 0) = 1;
+  x.tokens(1, 0) = 2;
+  x.tokens(1, 1) = 4;
+  x.tokens(2, 0) = 5;
+  x.lengths = {1, 2, 1};
+  rlhf::rng_t g1(5), g2(5);
+  const auto r1 = r.pi->generate(x, rlhf::sampling{0.7, 6}, g1), r2 = r.pi->generate(x, rlhf::sampling{0.7, 6}, g2);
+  CATCH_CHECK(r1.seqs.responses.view().data()[0] == r2.seqs.responses.view().data()[0]);
+  for (index_t i = 0; i < 3; ++i)
+    for (index_t t = 0; t < 6; ++t) CATCH_CHECK(r1.seqs.responses(i, t) == r2.seqs.responses(i, t));
+  policy_t with_eos(r.pm, nullptr, rlhf::torch::lm_options{0, 1.0, 3, 0});
+  rlhf::rng_t g3(5);
+  const auto r3 = with_eos.generate(x, rlhf::sampling{1.0, 6}, g3);
+  for (index_t i = 0; i < 3; ++i) {
+    bool ended = false;
+    for (index_t t = 0; t < 6; ++t) {
+      CATCH_CHECK(r3.seqs.response_mask(i, t) == (ended ? 0.0 : 1.0));
+      if (!ended && r3.seqs.responses(i, t) == 3) ended = true;
+    }
+  }
+  expect_error([&] { (void)r.pi->generate(x, rlhf::sampling{0.0, 6}, g1); }, error_kind::param, "temperature");
 }
 
 CATCH_TEST_CASE("torch: the causal LM's layout, label shift and batch independence", "[torch]") {
