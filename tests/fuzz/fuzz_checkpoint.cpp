@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <string>
 
@@ -18,7 +19,11 @@ namespace tr = rlhf::train;
 using ppo_gae = tr::rl_structure<tr::algorithm::ppo, rlhf::kl_estimator::k3, tr::kl_placement::reward,
                                  tr::advantage_estimator::gae>;
 
-std::string file_path() { return "/tmp/rlhf_fuzz_checkpoint_" + std::to_string(getpid()) + ".ckpt"; }
+/// In the system's temporary folder (TMPDIR), one file per process.
+std::string file_path() {
+  return (std::filesystem::temp_directory_path() / ("rlhf_fuzz_checkpoint_" + std::to_string(getpid()) + ".ckpt"))
+      .string();
+}
 
 std::string with_header(const std::string& payload) {
   char hex[17];
