@@ -388,14 +388,14 @@ masked_var_result masked_var(cpu_t tag, tensor_view<T, 2> values, tensor_view<M,
   const index_t B = values.extent(0), T_ = values.extent(1);
   const double D = n + eps, mu = mo.mean;
   const double bessel = unbiased ? n / (n - 1) : 1.0;
+  const double var = mo.ss / D * bessel;
+  rlhf::detail::require_finite_result(var, fn, "values", "the variance overflows");  // before any write
   if (!dvalues.null())
     cpu_loops::for_each_2d(B, T_, [&](index_t b, index_t t) {
       const double m = static_cast<double>(mask(b, t));
       const double c = detail::on(mask(b, t)) ? static_cast<double>(values(b, t)) - mu : 0.0;
       dvalues(b, t) = static_cast<value_t<T>>(bessel / D * (2 * m * c - 2 * mo.sd * m / D));
     });
-  const double var = mo.ss / D * bessel;
-  rlhf::detail::require_finite_result(var, fn, "values", "the variance overflows");
   if (!dvalues.null()) rlhf::detail::require_finite_output(fn, "values", tensor_view<const value_t<T>, 2>(dvalues));
   return {var, mu};
 }
