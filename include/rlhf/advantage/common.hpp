@@ -104,6 +104,29 @@ void whitening(const char* fn, F&& f) {
   }
 }
 
+/// A backward scan along T of every row: step(b, t, state) for t = T-1
+/// .. 0, then done(b, state). Each row's chain is serial, so rows run in
+/// pairs (the two chains overlap in the core), pairs in parallel over
+/// OpenMP threads; a row's arithmetic is the same as alone.
+template <class State, class Step, class Done>
+void scan_rows_paired(index_t B, index_t T, Step&& step, Done&& done) {
+  cpu_loops::for_each_row((B + 1) / 2, B * T >= (index_t{1} << 15), [&](index_t pr) {
+    const index_t b0 = 2 * pr, b1 = b0 + 1;
+    State s0{}, s1{};
+    if (b1 < B) {
+      for (index_t t = T; t-- > 0;) {
+        step(b0, t, s0);
+        step(b1, t, s1);
+      }
+      done(b0, s0);
+      done(b1, s1);
+    } else {
+      for (index_t t = T; t-- > 0;) step(b0, t, s0);
+      done(b0, s0);
+    }
+  });
+}
+
 /// Rows of each group, groups in order of first appearance.
 template <class I>
 std::vector<std::vector<index_t>> groups(const tensor_view<I, 1>& index) {

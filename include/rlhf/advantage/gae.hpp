@@ -34,26 +34,31 @@ void gae(cpu_t tag, tensor_view<T, 2> token_level_rewards, in_view<T, 2> values,
     rlhf::detail::fail(error_kind::empty, fn, "response_mask",
                        "has fewer than 2 valid tokens: the advantages cannot be whitened");
   using V = value_t<T>;
-  // rows are independent: the backward recurrence of each row, rows in
-  // parallel (each row streams through its own contiguous memory)
+  // rows are independent: the backward recurrence of each row (two rows
+  // side by side, pairs of rows in parallel: detail::scan_rows_paired)
   std::vector<unsigned char> bad(static_cast<std::size_t>(B), 0);
-  cpu_loops::for_each_row(B, B * T_ >= (index_t{1} << 15), [&](index_t b) {
-    double next_value = 0, last = 0, probe = 0;  // probe: 0 while every value is finite
-    for (index_t t = T_; t-- > 0;) {
-      const double v = static_cast<double>(values(b, t));
-      const double delta = static_cast<double>(token_level_rewards(b, t)) + p.gamma * next_value - v;
-      const double a = delta + p.gamma * p.lam * last;
-      if (response_mask(b, t) != M(0)) {
-        next_value = v;
-        last = a;
-      }
-      const V av = static_cast<V>(last), rv = static_cast<V>(last + v);
-      probe += (av - av) + (rv - rv);
-      out.advantages(b, t) = av;
-      out.returns(b, t) = rv;
+  struct scan_state {
+    double next_value = 0, last = 0;
+    V probe = 0;  // 0 while every value is finite (x - x is NaN for +-Inf and NaN)
+  };
+  const double gl = p.gamma * p.lam;
+  // (by value: the loop keeps the views' pointers and strides in registers)
+  auto step = [rw = token_level_rewards, vs = values, mk = response_mask, adv = out.advantages, ret = out.returns,
+               gamma = p.gamma, gl](index_t b, index_t t, scan_state& s) {
+    const double v = static_cast<double>(vs(b, t));
+    const double delta = static_cast<double>(rw(b, t)) + gamma * s.next_value - v;
+    const double a = delta + gl * s.last;
+    if (mk(b, t) != M(0)) {
+      s.next_value = v;
+      s.last = a;
     }
-    bad[static_cast<std::size_t>(b)] = probe == 0 ? 0 : 1;
-  });
+    const V av = static_cast<V>(s.last), rv = static_cast<V>(s.last + v);
+    s.probe += (av - av) + (rv - rv);
+    adv(b, t) = av;
+    ret(b, t) = rv;
+  };
+  detail::scan_rows_paired<scan_state>(
+      B, T_, step, [&](index_t b, const scan_state& s) { bad[static_cast<std::size_t>(b)] = s.probe == 0 ? 0 : 1; });
   for (index_t b = 0; b < B; ++b)
     if (bad[static_cast<std::size_t>(b)] != 0) detail::overflow(fn, b);
   if (p.whiten)

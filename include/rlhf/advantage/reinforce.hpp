@@ -38,32 +38,33 @@ void reinforce_pp(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<
   using V = value_t<T>;
   const index_t B = token_level_rewards.extent(0), T_ = token_level_rewards.extent(1);
   std::vector<unsigned char> bad(static_cast<std::size_t>(B), 0);
-  cpu_loops::for_each_row(B, B * T_ >= (index_t{1} << 15), [&](index_t b) {  // rows in parallel
+  struct scan_state {
     double g = 0;
     V probe = 0;  // 0 while every return is finite
-    for (index_t t = T_; t-- > 0;) {
-      if (response_mask(b, t) != M(0)) {
-        g = static_cast<double>(token_level_rewards(b, t)) + p.gamma * g;
-        const V gv = static_cast<V>(g);
-        probe += gv - gv;
-        out.returns(b, t) = gv;
-      } else {
-        out.returns(b, t) = V(0);
-      }
+  };
+  // (by value: the loop keeps the views' pointers and strides in registers)
+  auto step = [rw = token_level_rewards, mk = response_mask, ret = out.returns, gamma = p.gamma](index_t b, index_t t,
+                                                                                                 scan_state& s) {
+    if (mk(b, t) != M(0)) {
+      s.g = static_cast<double>(rw(b, t)) + gamma * s.g;
+      const V gv = static_cast<V>(s.g);
+      s.probe += gv - gv;
+      ret(b, t) = gv;
+    } else {
+      ret(b, t) = V(0);
     }
-    bad[static_cast<std::size_t>(b)] = probe == 0 ? 0 : 1;
-  });
+  };
+  // the scan is serial along T (one add chain per row), so two rows run
+  // side by side to overlap their chains; rows in parallel over threads
+  detail::scan_rows_paired<scan_state>(
+      B, T_, step, [&](index_t b, const scan_state& s) { bad[static_cast<std::size_t>(b)] = s.probe == 0 ? 0 : 1; });
   for (index_t b = 0; b < B; ++b)
     if (bad[static_cast<std::size_t>(b)] != 0) detail::overflow(fn, b);
+  // whiten(G) * m in one pass; the engine refuses a non-finite output
   detail::whitening(fn, [&] {
-    ops::masked_whiten(tag.unchecked(), tensor_view<const V, 2>(out.returns), response_mask, p.whitening,
-                       out.advantages);
+    ops::detail::whiten_into(tag.unchecked(), "ops::masked_whiten", tensor_view<const V, 2>(out.returns), response_mask,
+                             p.whitening, out.advantages, true);
   });
-  cpu_loops::for_each_2d(B, T_, [&](index_t b, index_t t) {
-    out.advantages(b, t) =
-        static_cast<V>(static_cast<double>(out.advantages(b, t)) * static_cast<double>(response_mask(b, t)));
-  });
-  rlhf::detail::require_finite_output(fn, "response_mask", tensor_view<const V, 2>(out.advantages));
 }
 
 }  // namespace impl

@@ -37,7 +37,13 @@ struct strided2 {
   /// the W elements (b, t), (b, t + 1), ... of a row whose stride(1) is 1.
   template <class L>
   RLHF_HD_INLINE math::real_t<L> get(index_t b, index_t t) const {
-    return math::lane_traits<L>::load(p + b * s0 + t * s1);
+    using R = math::real_t<L>;
+    // several lanes are read only from rows with stride(1) == 1: t alone
+    // (one index for every input, fewer registers in the engine's loop)
+    if constexpr (sizeof(R) > sizeof(math::scalar_of<R>))
+      return math::lane_traits<L>::load(p + b * s0 + t);
+    else
+      return math::lane_traits<L>::load(p + b * s0 + t * s1);
   }
   [[nodiscard]] RLHF_HD bool null() const { return p == nullptr; }
 };

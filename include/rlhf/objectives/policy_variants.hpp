@@ -168,6 +168,28 @@ struct variant_token {
     return r;
   }
 };
+/// GSPO's and geo-mean's per-row sums, one engine pass ahead of the rule:
+/// loss = logp - old (row sums: sum m (logp - old)); geo-mean's statistics
+/// [sum m sgn(A) min(...), sum m A].
+template <class A>
+struct seq_rows_token {
+  A logp, old, adv;
+  bool geo;
+  double clip_low, clip_high;
+  template <class L = double>
+  RLHF_HD_INLINE token_out<0, 2, math::real_t<L>> operator()(index_t b, index_t t) const {
+    using R = math::real_t<L>;
+    const R lp = logp.template get<L>(b, t), o = old.template get<L>(b, t);
+    token_out<0, 2, R> r;
+    r.loss = lp - o;
+    if (geo) {
+      const R a = adv.template get<L>(b, t);
+      r.stat[0] = math::geo_mean_token(lp, o, a, clip_low, clip_high).value;
+      r.stat[1] = a;
+    }
+    return r;
+  }
+};
 }  // namespace rules
 
 namespace detail {
@@ -239,32 +261,34 @@ policy_result policy_loss_variant(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 
       tag.check_finite, {"log_prob", "old_log_prob", "advantages", "weights"}, {logp, old_logp, adv, weights}};
   const bool seq = v.kind == policy_loss_kind::gspo || v.kind == policy_loss_kind::geo_mean;
   std::vector<double> rows(seq ? static_cast<std::size_t>(4 * B) : 0, 0.0);
+  std::vector<double> counts(seq ? static_cast<std::size_t>(B) : 0, 0.0);
+  cpu_engine::run_options ro{};
   if (seq) {
-    cpu_engine::check_ahead(fn, mask, in, "response_mask");  // the row sums below read the inputs
+    // the per-row sums the rule reads: one engine pass (which also makes
+    // the mask's pass and every check), whose row counts the rule's pass reuses
     const bool geo = v.kind == policy_loss_kind::geo_mean;
+    std::vector<double> sums(static_cast<std::size_t>(B)), stats(static_cast<std::size_t>(2 * B));
+    cpu_engine::run_options po{};
+    po.require_tokens = false;
+    po.row_sums = sums.data();
+    po.row_counts = counts.data();
+    po.row_stats = stats.data();
+    const rules::seq_rows_token<strided2<V>> rf{strided(logp), strided(old_logp), strided(adv),
+                                                geo,           v.base.clip_low,   v.base.clip_high};
+    cpu_engine::run<0, 2>(fn, rf, mask, agg_params::token_sum(), std::array<tensor_view<V, 2>, 0>{}, in, po);
     for (index_t b = 0; b < B; ++b) {
-      double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-      for (index_t t = 0; t < T_; ++t) {
-        const double m = static_cast<double>(mask(b, t)), lp = static_cast<double>(logp(b, t));
-        const double o = static_cast<double>(old_logp(b, t)), a = static_cast<double>(adv(b, t));
-        s0 += (lp - o) * m;
-        s1 += m;
-        if (geo) {
-          s2 += math::geo_mean_token(lp, o, a, v.base.clip_low, v.base.clip_high).value * m;
-          s3 += a * m;
-        }
-      }
       const auto bi = static_cast<std::size_t>(b);
-      rows[3 * bi] = s0;
-      rows[3 * bi + 1] = s1;
-      rows[3 * bi + 2] = s2;
-      rows[3 * static_cast<std::size_t>(B) + bi] = s3;
+      rows[3 * bi] = sums[bi];
+      rows[3 * bi + 1] = counts[bi];
+      rows[3 * bi + 2] = stats[2 * bi];
+      rows[3 * static_cast<std::size_t>(B) + bi] = stats[2 * bi + 1];
     }
+    ro.counts = counts.data();
   }
   auto pass = [&](auto kind) {
     const auto f = detail::variant_rule<static_cast<int>(decltype(kind)::value)>(
         strided(logp), strided(old_logp), strided(adv), strided(weights), v, rows.data(), B);
-    return cpu_engine::run<1, 3>(fn, f, mask, detail::variant_agg(v), std::array<tensor_view<V, 2>, 1>{dlogp}, in);
+    return cpu_engine::run<1, 3>(fn, f, mask, detail::variant_agg(v), std::array<tensor_view<V, 2>, 1>{dlogp}, in, ro);
   };
   using K = policy_loss_kind;
   auto run_kind = [&]() {

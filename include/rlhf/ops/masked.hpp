@@ -82,12 +82,15 @@ struct centered_token {
     return r;
   }
 };
-/// (x - mean) s, plus the mean unless shift_mean: whitening, an elementwise map.
-template <class A>
+/// (x - mean) s, plus the mean unless shift_mean: whitening, an elementwise
+/// map; times the mask `times` where it is not null (verl's
+/// `masked_whiten(x, m) * m`, one pass).
+template <class A, class MA = A>
 struct whiten_token {
   A x;
   double mean, s;
   bool shift_mean;
+  MA times;
   template <class L = double>
   RLHF_HD_INLINE token_out<1, 0, math::real_t<L>> operator()(index_t b, index_t t) const {
     using R = math::real_t<L>;
@@ -95,6 +98,7 @@ struct whiten_token {
     const R w = (x.template get<L>(b, t) - static_cast<S>(mean)) * static_cast<S>(s);
     token_out<1, 0, R> r;
     r.grad[0] = shift_mean ? w : w + static_cast<S>(mean);
+    if (!times.null()) r.grad[0] = r.grad[0] * times.template get<L>(b, t);
     return r;
   }
 };
@@ -415,11 +419,11 @@ struct whiten_stats {
   double mean, var;
 };
 
-/// out = whitened values (every position). `out` may alias `values`.
+namespace detail {
+/// masked_whiten's work; `times_mask`: out = whitened values times the mask.
 template <class T, class M>
-whiten_stats masked_whiten(cpu_t tag, tensor_view<T, 2> values, tensor_view<M, 2> mask, const whiten_params& p,
-                           out_view<T, 2> out) {
-  constexpr const char* fn = "ops::masked_whiten";
+whiten_stats whiten_into(cpu_t tag, const char* fn, tensor_view<T, 2> values, tensor_view<M, 2> mask,
+                         const whiten_params& p, out_view<T, 2> out, bool times_mask) {
   rlhf::detail::require_same_shape(fn, "mask", mask, "values", values);
   rlhf::detail::require_nonempty(fn, "values", values);
   rlhf::detail::require_same_shape(fn, "out", out, "values", values);
@@ -433,12 +437,22 @@ whiten_stats masked_whiten(cpu_t tag, tensor_view<T, 2> values, tensor_view<M, 2
                        "has zero variance and var_eps = 0: the whitening is undefined");
   // the map (every position, masked ones included): one raw pass of the engine
   using V = value_t<T>;
+  using MV = std::remove_const_t<value_t<M>>;
   cpu_engine::run_options o = detail::sum_options(true);
   o.counts = mo.counts.data();  // the moments' mask pass stands
-  cpu_engine::run<1, 0>(fn, rules::whiten_token<strided2<V>>{strided(values), mo.mean, s, p.shift_mean}, mask,
-                        agg_params::token_sum(), std::array<tensor_view<V, 2>, 1>{out},
+  const rules::whiten_token<strided2<V>, strided2<MV>> rule{strided(values), mo.mean, s, p.shift_mean,
+                                                            times_mask ? strided(mask) : strided2<MV>{}};
+  cpu_engine::run<1, 0>(fn, rule, mask, agg_params::token_sum(), std::array<tensor_view<V, 2>, 1>{out},
                         cpu_engine::inputs<V, 1>{false, {"values"}, {values}}, o);
   return {mo.mean, var};
+}
+}  // namespace detail
+
+/// out = whitened values (every position). `out` may alias `values`.
+template <class T, class M>
+whiten_stats masked_whiten(cpu_t tag, tensor_view<T, 2> values, tensor_view<M, 2> mask, const whiten_params& p,
+                           out_view<T, 2> out) {
+  return detail::whiten_into(tag, "ops::masked_whiten", values, mask, p, out, false);
 }
 
 /// VJP of masked_whiten: dvalues = J^T cot (through the mean and the variance).

@@ -222,14 +222,19 @@ struct token_body {
     const token_out<G, K, R> o = f.template operator()<L>(b, t);
     for (std::size_t g = 0; g < static_cast<std::size_t>(G); ++g) {
       if (out.p[g] == nullptr) continue;
-      O* p = out.p[g] + b * out.s0[g] + t * out.s1[g];
+      O* p = out.p[g] + b * out.s0[g] + (LW > 1 ? t : t * out.s1[g]);  // rows of unit stride when LW > 1
       R d = raw ? o.grad[g] : math::sel(on, (static_cast<S>(cw) * m) * o.grad[g], R{});
       if (accumulate) d = math::lane_traits<L>::load(p) + d;
       simd::store_as<O, S, LW>(p, d);
       nf = nf | ((d - d) != S(0));  // an overflowing gradient (x - x is NaN for +-Inf and NaN)
     }
-    simd::add_wide<AW, S, LW>(s, math::sel(on, m * o.loss, R{}));
-    for (int k = 0; k < K; ++k) simd::add_wide<AW, S, LW>(st[k], math::sel(on, m * o.stat[k], R{}));
+    if constexpr (std::is_same_v<A, R>) {  // a float chunk's own sums
+      s += math::sel(on, m * o.loss, R{});
+      for (int k = 0; k < K; ++k) st[k] += math::sel(on, m * o.stat[k], R{});
+    } else {
+      simd::add_wide<AW, S, LW>(s, math::sel(on, m * o.loss, R{}));
+      for (int k = 0; k < K; ++k) simd::add_wide<AW, S, LW>(st[k], math::sel(on, m * o.stat[k], R{}));
+    }
   }
 
   template <int W>
@@ -260,8 +265,25 @@ struct token_body {
       math::mask_of<math::real_t<L>> nf{};
       math::mask_of<math::real_t<L1>> nf1{};
       index_t t = 0;
-      if (vector)
-        for (; t + LW <= T; t += LW) token<L>(fl, mk, ol, acc, rw, b, t, cw, s, st, nf);
+      if (vector) {
+        if constexpr (std::is_same_v<E, float>) {
+          // float lanes sum `chunk` vectors of tokens in float, then add
+          // that partial into the double sums: 1/chunk of the conversions
+          // (the sums' order still depends only on T)
+          using RF = math::real_t<L>;
+          constexpr index_t chunk = 8;
+          while (t + LW <= T) {
+            RF cs{};
+            RF cst[KK] = {};
+            const index_t t_end = t + chunk * LW <= T ? t + chunk * LW : T - (T - t) % LW;
+            for (; t < t_end; t += LW) token<L>(fl, mk, ol, acc, rw, b, t, cw, cs, cst, nf);
+            simd::add_wide<W, E, LW>(s, cs);
+            for (int k = 0; k < K; ++k) simd::add_wide<W, E, LW>(st[k], cst[k]);
+          }
+        } else {
+          for (; t + LW <= T; t += LW) token<L>(fl, mk, ol, acc, rw, b, t, cw, s, st, nf);
+        }
+      }
       for (; t < T; ++t) token<L1>(fl, mk, ol, acc, rw, b, t, cw, s1, st1, nf1);
       bool any = nf1[0] != 0;
       for (int i = 0; i < LW; ++i) any = any || nf[i] != 0;
