@@ -6,6 +6,7 @@ set(rank_core 1)
 set(rank_math 2)
 set(rank_concepts 2)
 set(rank_adapt 2)
+set(rank_backend 3)
 set(rank_backend/cpu 3)
 set(rank_ops 4)
 set(rank_kl 5)
@@ -20,6 +21,7 @@ set(rank_. 9)
 # file -> an include it may have although the folder sits higher
 set(allowed
   "backend/cpu/objective.hpp|ops/agg_rule.hpp"  # the aggregation arithmetic, on core/ only
+  "backend/engine.hpp|ops/agg_rule.hpp"         # the same, in the engines' contract
   "backend/cuda/common.cuh|cuda.hpp"            # the device tag and buffers
   "backend/cuda/aggregate.cuh|cuda.hpp"
   "backend/cuda/kl.cuh|cuda.hpp"

@@ -662,6 +662,73 @@ TEST_CASE("objective engine: the same bits for any thread count; a row's gradien
           Approx(gm1.v[static_cast<std::size_t>(t)] * n5 / n).margin(1e-15));
 }
 
+namespace {
+/// A third backend: host memory, its own engine (the CPU's, counting its
+/// passes). The PPO losses and kl::loss are written once over the tag, so
+/// they run on it unchanged.
+struct counting_t {
+  using backend_tag = void;
+  using space = rlhf::host_space;
+  static constexpr const char* name = "counting";
+  bool check_finite = true;
+};
+int counting_passes = 0;
+}  // namespace
+
+template <>
+struct rlhf::objective_engine<counting_t> {
+  template <int G, int K, class F, class M, class O, class V, std::size_t C, class P>
+  static rlhf::engine::objective_sums<K> run(const counting_t&, const char* fn, const F& f,
+                                             rlhf::tensor_view<M, 2> mask, const rlhf::agg_params& p,
+                                             const std::array<rlhf::tensor_view<O, 2>, G>& outs,
+                                             const rlhf::engine::inputs<V, C>& in, const rlhf::engine::run_options& o,
+                                             const P& pre) {
+    ++counting_passes;
+    return rlhf::cpu_engine::run<G, K>(fn, f, mask, p, outs, in, o, pre);
+  }
+};
+
+TEST_CASE("objectives on the engine contract run on any backend tag that brings an engine", "[ppo][kl][engine]") {
+  static_assert(rlhf::backend<counting_t>);
+  ppo_batch x(43, 4, 9);
+  const auto p = rlhf::ppo::policy_params::verl();
+  mat g1(4, 9), g2(4, 9);
+  counting_passes = 0;
+  const auto r1 =
+      rlhf::ppo::policy_loss(counting_t{}, x.logp.cview(), x.old.cview(), x.adv.cview(), x.mask.cview(), p, g1.view());
+  CHECK(counting_passes == 1);
+  const auto r2 =
+      rlhf::ppo::policy_loss(cpu, x.logp.cview(), x.old.cview(), x.adv.cview(), x.mask.cview(), p, g2.view());
+  CHECK(r1.loss == r2.loss);
+  CHECK(r1.clipfrac == r2.clipfrac);
+  CHECK(g1.v == g2.v);
+  // the actor loss composes policy loss, entropy bonus and KL: one pass each
+  rlhf::ppo::actor_params ap;
+  ap.entropy_coef = 0.01;
+  ap.kl_coef = 0.1;
+  mat ent(4, 9, 0.7), ref = x.old, d1(4, 9), d2(4, 9), e1(4, 9), e2(4, 9);
+  counting_passes = 0;
+  const auto a1 = rlhf::ppo::actor_loss(counting_t{}, x.logp.cview(), x.old.cview(), x.adv.cview(), x.mask.cview(),
+                                        ent.cview(), ref.cview(), ap, d1.view(), e1.view());
+  CHECK(counting_passes == 3);
+  const auto a2 = rlhf::ppo::actor_loss(cpu, x.logp.cview(), x.old.cview(), x.adv.cview(), x.mask.cview(), ent.cview(),
+                                        ref.cview(), ap, d2.view(), e2.view());
+  CHECK(a1.loss == a2.loss);
+  CHECK(a1.kl == a2.kl);
+  CHECK(d1.v == d2.v);
+  CHECK(e1.v == e2.v);
+  // errors are the entry point's, whatever the engine: nothing ran
+  counting_passes = 0;
+  mat bad(4, 8);
+  expect_error(
+      [&] {
+        (void)rlhf::ppo::value_loss(counting_t{}, x.logp.cview(), bad.cview(), x.old.cview(), x.mask.cview(),
+                                    rlhf::ppo::value_params{});
+      },
+      error_kind::shape, "returns");
+  CHECK(counting_passes == 0);
+}
+
 TEST_CASE("the rules' exp (simd::vexp_full): std::exp over the whole range, inf above, NaN kept", "[engine][simd]") {
   namespace s = rlhf::simd;
   std::vector<double> xs = {-800, -746, -745.2, -745.1, -744,  -720,   -708.5, -708.3, -700,

@@ -30,4 +30,11 @@ using in_dview = std::type_identity_t<tensor_view<const value_t<T>, R, device_sp
 template <class T, std::size_t R>
 using out_dview = std::type_identity_t<tensor_view<value_t<T>, R, device_space>>;
 
+/// The same in memory space S (the backend-generic entry points: S is the
+/// tag's space, `typename Tag::space`).
+template <class T, std::size_t R, class S>
+using in_view_in = std::type_identity_t<tensor_view<const value_t<T>, R, S>>;
+template <class T, std::size_t R, class S>
+using out_view_in = std::type_identity_t<tensor_view<value_t<T>, R, S>>;
+
 }  // namespace rlhf

@@ -95,18 +95,30 @@ void check_loss(const char* fn, const L& logp, const R& ref_logp, const M& mask,
 /// KL as a loss term; writes d loss / d logp into `dlogp` when given
 /// (accumulates with `accumulate = true`, for the combined PPO loss). One
 /// pass of the CPU objective engine.
-template <class T, class M>
-in_loss_result loss(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 2> ref_logp, tensor_view<M, 2> mask, double kl_coef,
-                    const kl_params& p, const agg_params& agg, out_view<T, 2> dlogp = {}, bool accumulate = false) {
+template <class Tag, class T, class M>
+requires backend<Tag> in_loss_result loss(Tag tag, tensor_view<T, 2, typename Tag::space> logp,
+                                          in_view_in<T, 2, typename Tag::space> ref_logp,
+                                          tensor_view<M, 2, typename Tag::space> mask, double kl_coef,
+                                          const kl_params& p, const agg_params& agg,
+                                          out_view_in<T, 2, typename Tag::space> dlogp = {}, bool accumulate = false) {
   constexpr const char* fn = "kl::loss";
+  using S = typename Tag::space;
   check_loss(fn, logp, ref_logp, mask, dlogp, kl_coef, p);
   using V = value_t<T>;
   const rules::loss_token<strided2<V>> f{strided(logp), strided(ref_logp), p};
-  const auto s = with_overflow_check<V>(p, f, logp, ref_logp, fn, [&](const auto& pre) {
-    return cpu_engine::run<1, 0>(fn, f, mask, agg, std::array<tensor_view<V, 2>, 1>{dlogp},
-                                 cpu_engine::inputs<V, 2>{tag.check_finite, {"logp", "ref_logp"}, {logp, ref_logp}},
-                                 {kl_coef, accumulate, "loss_mask", false}, pre);
-  });
+  auto pass = [&](const auto& pre) {
+    return engine::run<1, 0>(tag, fn, f, mask, agg, std::array<tensor_view<V, 2, S>, 1>{dlogp},
+                             engine::inputs<V, 2, S>{tag.check_finite, {"logp", "ref_logp"}, {logp, ref_logp}},
+                             {kl_coef, accumulate, "loss_mask", false}, pre);
+  };
+  // the overflow precheck (an error before anything is written) is the
+  // CPU engine's; the device checks the result
+  const auto s = [&] {
+    if constexpr (is_host_backend_v<Tag>)
+      return with_overflow_check<V>(p, f, logp, ref_logp, fn, pass);
+    else
+      return pass(engine::no_precheck{});
+  }();
   rlhf::detail::require_finite_result(s.value, fn, "logp", "the aggregated KL overflows");
   return {kl_coef * s.value, s.value};
 }

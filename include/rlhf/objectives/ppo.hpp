@@ -212,11 +212,15 @@ policy_result policy_from(const Sums& s, const policy_params& p, const char* fn)
 /// `weights` (optional, detached) multiplies each token's loss: truncated
 /// importance-sampling corrections for rollout/training mismatch. One pass
 /// of the CPU objective engine (backend/cpu/objective.hpp).
-template <class T, class M>
-policy_result policy_loss(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 2> old_logp, in_view<T, 2> adv,
-                          tensor_view<M, 2> mask, const policy_params& p, out_view<T, 2> dlogp = {},
-                          in_view<T, 2> weights = {}) {
+template <class Tag, class T, class M>
+requires backend<Tag> policy_result policy_loss(Tag tag, tensor_view<T, 2, typename Tag::space> logp,
+                                                in_view_in<T, 2, typename Tag::space> old_logp,
+                                                in_view_in<T, 2, typename Tag::space> adv,
+                                                tensor_view<M, 2, typename Tag::space> mask, const policy_params& p,
+                                                out_view_in<T, 2, typename Tag::space> dlogp = {},
+                                                in_view_in<T, 2, typename Tag::space> weights = {}) {
   constexpr const char* fn = "ppo::policy_loss";
+  using S = typename Tag::space;
   detail::check_policy_shapes(fn, logp, old_logp, adv, mask);
   rlhf::detail::require_output(fn, "dlogp", dlogp, "log_prob", logp);
   detail::check_weights_shape(fn, logp, weights);
@@ -228,9 +232,9 @@ policy_result policy_loss(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 2> old_l
                                            strided(weights),
                                            {p.clip_low, p.clip_high, p.dual_clip, p.log_ratio_clamp},
                                            stat_rules(p)};
-  const auto s = cpu_engine::run<1, 3>(
-      fn, f, mask, p.agg, std::array<tensor_view<V, 2>, 1>{dlogp},
-      cpu_engine::inputs<V, 4>{
+  const auto s = engine::run<1, 3>(
+      tag, fn, f, mask, p.agg, std::array<tensor_view<V, 2, S>, 1>{dlogp},
+      engine::inputs<V, 4, S>{
           tag.check_finite, {"log_prob", "old_log_prob", "advantages", "weights"}, {logp, old_logp, adv, weights}});
   return detail::policy_from(s, p, fn);
 }
@@ -312,19 +316,23 @@ value_result value_from(const Sums& s, const value_params& p, const char* fn) {
 
 /// Clipped value loss; `dvpreds` (optional) receives d loss / d vpreds
 /// (times `grad_coef`: the combined loss's vf_coef, applied in the pass).
-template <class T, class M>
-value_result value_loss(cpu_t tag, tensor_view<T, 2> vpreds, in_view<T, 2> returns, in_view<T, 2> old_values,
-                        tensor_view<M, 2> mask, const value_params& p, out_view<T, 2> dvpreds = {},
-                        double grad_coef = 1.0) {
+template <class Tag, class T, class M>
+requires backend<Tag> value_result value_loss(Tag tag, tensor_view<T, 2, typename Tag::space> vpreds,
+                                              in_view_in<T, 2, typename Tag::space> returns,
+                                              in_view_in<T, 2, typename Tag::space> old_values,
+                                              tensor_view<M, 2, typename Tag::space> mask, const value_params& p,
+                                              out_view_in<T, 2, typename Tag::space> dvpreds = {},
+                                              double grad_coef = 1.0) {
   constexpr const char* fn = "ppo::value_loss";
+  using S = typename Tag::space;
   detail::check_value_shapes(fn, vpreds, returns, old_values, mask, dvpreds);
   check_value_params(p, fn);
   using V = value_t<T>;
   const rules::value_token<strided2<V>> f{strided(vpreds), strided(returns), strided(old_values), p.clip,
                                           p.style == value_clip_style::clipped_only};
-  const auto s = cpu_engine::run<1, 1>(
-      fn, f, mask, p.agg, std::array<tensor_view<V, 2>, 1>{dvpreds},
-      cpu_engine::inputs<V, 3>{tag.check_finite, {"vpreds", "returns", "values"}, {vpreds, returns, old_values}},
+  const auto s = engine::run<1, 1>(
+      tag, fn, f, mask, p.agg, std::array<tensor_view<V, 2, S>, 1>{dvpreds},
+      engine::inputs<V, 3, S>{tag.check_finite, {"vpreds", "returns", "values"}, {vpreds, returns, old_values}},
       {p.scale * grad_coef});
   return detail::value_from(s, p, fn);
 }
@@ -339,18 +347,23 @@ struct entropy_result {
 
 /// Entropy bonus -coef * agg(entropy); `dentropy` receives its gradient
 /// (accumulated when `accumulate`).
-template <class T, class M>
-entropy_result entropy_bonus(cpu_t tag, tensor_view<T, 2> entropy, tensor_view<M, 2> mask, double coef,
-                             const agg_params& agg, out_view<T, 2> dentropy = {}, bool accumulate = false) {
+template <class Tag, class T, class M>
+requires backend<Tag> entropy_result entropy_bonus(Tag tag, tensor_view<T, 2, typename Tag::space> entropy,
+                                                   tensor_view<M, 2, typename Tag::space> mask, double coef,
+                                                   const agg_params& agg,
+                                                   out_view_in<T, 2, typename Tag::space> dentropy = {},
+                                                   bool accumulate = false) {
   constexpr const char* fn = "ppo::entropy_bonus";
+  using S = typename Tag::space;
   rlhf::detail::require_same_shape(fn, "response_mask", mask, "entropy", entropy);
   rlhf::detail::require_output(fn, "dentropy", dentropy, "entropy", entropy);
   rlhf::detail::require_finite_param(coef, fn, "entropy_coef");
   rlhf::detail::require_nonempty(fn, "entropy", entropy);
   using V = value_t<T>;
-  const auto s = cpu_engine::run<1, 0>(
-      fn, rules::identity_token<strided2<V>>{strided(entropy)}, mask, agg, std::array<tensor_view<V, 2>, 1>{dentropy},
-      cpu_engine::inputs<V, 1>{tag.check_finite, {"entropy"}, {entropy}}, {-coef, accumulate, "loss_mask", false});
+  const auto s = engine::run<1, 0>(tag, fn, rules::identity_token<strided2<V>>{strided(entropy)}, mask, agg,
+                                   std::array<tensor_view<V, 2, S>, 1>{dentropy},
+                                   engine::inputs<V, 1, S>{tag.check_finite, {"entropy"}, {entropy}},
+                                   {-coef, accumulate, "loss_mask", false});
   return {-coef * s.value, s.value};
 }
 
@@ -405,10 +418,13 @@ actor_result compose_actor(Tag tag, LP logp, In old_logp, In adv, Mask mask, In 
 /// The gradients may be written over the inputs (`dlogp` over `logp`, in
 /// place): an output that shares memory with an input is computed in a
 /// buffer of its own and copied at the end (the passes re-read the inputs).
-template <class T, class M>
-actor_result actor_loss(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 2> old_logp, in_view<T, 2> adv,
-                        tensor_view<M, 2> mask, in_view<T, 2> entropy, in_view<T, 2> ref_logp, const actor_params& p,
-                        out_view<T, 2> dlogp = {}, out_view<T, 2> dentropy = {}) {
+/// Any host backend (the tag's engine runs the three passes); the device's
+/// overload is in backend/cuda/objectives.cuh.
+template <class Tag, class T, class M>
+requires(backend<Tag>&& std::is_same_v<typename Tag::space, host_space>) actor_result
+    actor_loss(Tag tag, tensor_view<T, 2> logp, in_view<T, 2> old_logp, in_view<T, 2> adv, tensor_view<M, 2> mask,
+               in_view<T, 2> entropy, in_view<T, 2> ref_logp, const actor_params& p, out_view<T, 2> dlogp = {},
+               out_view<T, 2> dentropy = {}) {
   constexpr const char* fn = "ppo::actor_loss";
   auto run = [&](out_view<T, 2> dl, out_view<T, 2> de) {
     return detail::compose_actor(

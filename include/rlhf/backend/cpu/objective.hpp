@@ -27,6 +27,7 @@
 #include "../../core/check.hpp"
 #include "../../math/tokens.hpp"
 #include "../../ops/agg_rule.hpp"
+#include "../engine.hpp"
 #include "loops.hpp"
 #include "simd.hpp"
 
@@ -36,15 +37,14 @@
 
 namespace rlhf::cpu_engine {
 
-template <int K>
-struct objective_sums {
-  double value = 0;  ///< the aggregated loss
-  double stat[K > 0 ? K : 1] = {};
-  double n = 0;     ///< valid tokens (sum of the mask)
-  double rows = 0;  ///< rows with a valid token
-};
+// the engine contract's types (backend/engine.hpp)
+using engine::inputs;
+using engine::objective_sums;
+using engine::run_options;
 
 namespace detail {
+
+using engine::no_precheck;
 
 /// f(r0, r1) over [0, n) split in contiguous ranges, one per OpenMP thread
 /// when `heavy` (and OpenMP is on, and not already inside a parallel region).
@@ -166,11 +166,6 @@ struct count_body {
     }
 #endif
   }
-};
-
-/// No check beyond the inputs' and the mask's.
-struct no_precheck {
-  static constexpr bool active = false;
 };
 
 /// The first token of row b that `pre` flags (lanes of width 1, the same
@@ -297,19 +292,6 @@ struct token_body {
 
 }  // namespace detail
 
-/// The inputs a rule reads, by name: every one (the engine takes W lanes
-/// at a time only when all of them have unit stride along T), scanned for
-/// NaN / Inf in the mask's pass when `check` (the tag's check_finite); null
-/// views are skipped.
-template <class V, std::size_t C>
-struct inputs {
-  bool check;
-  std::array<const char*, C> names;
-  std::array<tensor_view<const V, 2>, C> views;
-};
-template <class V, std::size_t C>
-inputs(bool, const char* const (&)[C], const tensor_view<const V, 2> (&)[C]) -> inputs<V, C>;
-
 namespace detail {
 /// Unit stride along T (or nothing to stride over): the vector path's condition.
 template <class V>
@@ -373,25 +355,6 @@ double mask_sum(const char* fn, tensor_view<M, 2> mask, const char* mask_name = 
   std::vector<double> count;
   return mask_pass(fn, mask, inputs<float, 0>{false, {}, {}}, mask_name, count);
 }
-
-/// How run() scales and writes the gradients and names its mask.
-struct run_options {
-  double grad_scale = 1.0;
-  bool accumulate = false;  ///< add to the outputs instead of overwriting them
-  const char* mask_name = "response_mask";
-  bool require_tokens = true;  ///< an all-zero mask is an error even where the mode has a denominator
-  /// The outputs are the rule's values themselves at every position, masked
-  /// or not, neither weighted nor scaled: an elementwise map (IS weights,
-  /// rewards) whose statistics are still masked sums.
-  bool raw = false;
-  double* row_stats = nullptr;   ///< [B, K] (optional): each row's statistics
-  double* row_counts = nullptr;  ///< [B] (optional): each row's mask sum
-  double* row_sums = nullptr;    ///< [B] (optional): each row's masked loss sum (unweighted)
-  /// [B] (optional): the row sums of this mask from an earlier pass of the
-  /// same op (row_counts), whose scans and checks stand: the mask's pass is
-  /// skipped (one read of the mask and of the listed inputs fewer).
-  const double* counts = nullptr;
-};
 
 /// Runs rule `f` over a [B, T] batch. `pre` (optional) flags tokens the op
 /// refuses whatever the mask (`template <class L> mask_of<real_t<L>>
@@ -503,3 +466,16 @@ void map(const char* fn, const F& f, const std::array<tensor_view<O, 2>, G>& out
 }
 
 }  // namespace rlhf::cpu_engine
+
+namespace rlhf {
+/// The CPU's objective engine behind engine::run (backend/engine.hpp).
+template <>
+struct objective_engine<cpu_t> {
+  template <int G, int K, class F, class M, class O, class V, std::size_t C, class P>
+  static engine::objective_sums<K> run(const cpu_t&, const char* fn, const F& f, tensor_view<M, 2> mask,
+                                       const agg_params& p, const std::array<tensor_view<O, 2>, G>& outs,
+                                       const engine::inputs<V, C>& in, const engine::run_options& o, const P& pre) {
+    return cpu_engine::run<G, K>(fn, f, mask, p, outs, in, o, pre);
+  }
+};
+}  // namespace rlhf
