@@ -518,6 +518,47 @@ TEST_CASE("policy-loss variants: hand-computed single tokens", "[ppo]") {
   CHECK(r.clipfrac == Approx(1.0).epsilon(1e-7));
 }
 
+TEST_CASE("GSPO with a ratio base (OpenRLHF + vLLM IS correction): ratio against the rollout, ppo_kl against old",
+          "[ppo]") {
+  ppo_batch x(47, 3, 7);
+  mat rollout = x.old;
+  rng r(48);
+  for (auto& v : rollout.v) v += r.normal(0, 0.2);
+  const auto v = rlhf::ppo::variant_params::openrlhf_gspo();
+  mat ga(3, 7), gb(3, 7);
+  // the ratio and its gradient are those of old := rollout
+  const auto ra = rlhf::ppo::policy_loss_variant(cpu, x.logp.cview(), rollout.cview(), x.adv.cview(), x.mask.cview(),
+                                                 v, ga.view());
+  const auto rb = rlhf::ppo::policy_loss_variant(cpu, x.logp.cview(), x.old.cview(), x.adv.cview(), x.mask.cview(), v,
+                                                 gb.view(), {}, rollout.cview());
+  CHECK(rb.loss == ra.loss);
+  CHECK(rb.clipfrac == ra.clipfrac);
+  CHECK(gb.v == ga.v);
+  // ppo_kl = masked_mean(old - logp), exact division (OpenRLHF)
+  double s = 0, n = 0;
+  for (std::size_t i = 0; i < x.mask.v.size(); ++i) {
+    s += x.mask.v[i] * (x.old.v[i] - x.logp.v[i]);
+    n += x.mask.v[i];
+  }
+  CHECK(rb.ppo_kl == Approx(s / n).epsilon(1e-14));
+  CHECK(rb.ppo_kl != Approx(ra.ppo_kl).epsilon(1e-6));
+  // only GSPO takes a ratio base; its shape is log_prob's
+  auto sapo = rlhf::ppo::variant_params::verl(rlhf::ppo::policy_loss_kind::sapo);
+  expect_error(
+      [&] {
+        (void)rlhf::ppo::policy_loss_variant(cpu, x.logp.cview(), x.old.cview(), x.adv.cview(), x.mask.cview(), sapo,
+                                             {}, {}, rollout.cview());
+      },
+      error_kind::param, "ratio_log_prob");
+  mat bad(3, 6);
+  expect_error(
+      [&] {
+        (void)rlhf::ppo::policy_loss_variant(cpu, x.logp.cview(), x.old.cview(), x.adv.cview(), x.mask.cview(), v, {},
+                                             {}, bad.cview());
+      },
+      error_kind::shape, "ratio_log_prob");
+}
+
 TEST_CASE("extreme but finite inputs are reported, never returned as NaN", "[errors]") {
   mat lp(1, 2, {1000.0, 0.0}), old(1, 2, 0.0), a(1, 2, {0.0, 1.0}), m(1, 2, 1.0);
   // TRL's preset has no log-ratio clamp: exp(1000) overflows and A = 0 makes inf * 0

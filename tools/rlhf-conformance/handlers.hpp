@@ -284,13 +284,13 @@ std::map<std::string, handler<T>> handlers() {
     auto old = c.in.mat("old_log_probs");
     auto mask = c.in.mat("action_mask");
     auto g = c.in.out2(lp);
-    tensor_view<const T, 2> weights{};
+    tensor_view<const T, 2> weights{}, ratio{};
     const bool is = c.flag_or("enable_vllm_is_correction", false);
     double vllm_kl = 0;
     if (is) {
       auto rollout = c.in.mat("rollout_log_probs");
       if (gspo) {
-        old = rollout;  // the sequence ratio is taken against the rollout engine
+        ratio = rollout;  // the sequence ratio against the rollout engine; ppo_kl against old
       } else {
         ppo::is_params ip;
         ip.kind = ppo::parse_is_correction(c.str("vllm_is_correction_type"));
@@ -312,7 +312,8 @@ std::map<std::string, handler<T>> handlers() {
       });
     } else {
       res = on_backend(c, [&](auto tag, auto& m_) {
-        return ppo::policy_loss_variant(tag, m_(lp), m_(old), m_(adv_), m_(mask), v, m_.out(g), m_(weights));
+        return ppo::policy_loss_variant(tag, m_(lp), m_(old), m_(adv_), m_(mask), v, m_.out(g), m_(weights),
+                                        m_(ratio));
       });
     }
     r.outputs["loss"] = scalar(res.loss);

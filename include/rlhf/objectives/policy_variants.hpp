@@ -193,6 +193,16 @@ struct seq_rows_token {
 }  // namespace rules
 
 namespace detail {
+/// The optional base of GSPO's sequence ratio: the shape of log_prob, and
+/// only for gspo (every other variant's ratio is against old_log_prob).
+template <class L, class R>
+void check_ratio_shape(const char* fn, const L& logp, const R& ratio_logp, const variant_params& v) {
+  if (ratio_logp.null()) return;
+  rlhf::detail::require_same_shape(fn, "ratio_log_prob", ratio_logp, "log_prob", logp);
+  rlhf::detail::require_param(v.kind == policy_loss_kind::gspo, fn, "ratio_log_prob",
+                              "is GSPO's sequence-ratio base; this variant takes its ratio against old_log_prob");
+}
+
 /// The variant's result from the engine's sums (both backends).
 template <class Sums>
 policy_result variant_from(const Sums& s, const variant_params& v, const char* fn) {
@@ -241,24 +251,29 @@ inline agg_params variant_agg(const variant_params& v) {
 }  // namespace detail
 
 /// Any registered policy loss. `dlogp` (optional) receives d loss / d logp;
-/// `weights` (optional, detached) multiplies the token losses. The token
+/// `weights` (optional, detached) multiplies the token losses;
+/// `ratio_logp` (optional, gspo only) is what the sequence ratio is taken
+/// against instead of old_logp (OpenRLHF's GSPO with vLLM IS correction:
+/// the rollout's log-probs), while ppo_kl stays mean(old_logp - logp). The token
 /// variants are one pass of the CPU objective engine; gspo and geo_mean
 /// first sum each row, and GSPO's full gradient then spreads each row's
 /// gradient sum over its tokens.
 template <class T, class M>
 policy_result policy_loss_variant(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 2> old_logp, in_view<T, 2> adv,
                                   tensor_view<M, 2> mask, const variant_params& v, out_view<T, 2> dlogp = {},
-                                  in_view<T, 2> weights = {}) {
+                                  in_view<T, 2> weights = {}, in_view<T, 2> ratio_logp = {}) {
   if (v.kind == policy_loss_kind::vanilla) return policy_loss(tag, logp, old_logp, adv, mask, v.base, dlogp, weights);
   constexpr const char* fn = "ppo::policy_loss_variant";
   detail::check_policy_shapes(fn, logp, old_logp, adv, mask);
   rlhf::detail::require_output(fn, "dlogp", dlogp, "log_prob", logp);
   detail::check_weights_shape(fn, logp, weights);
+  detail::check_ratio_shape(fn, logp, ratio_logp, v);
   check_variant_params(v, fn);
   using V = value_t<T>;
   const index_t B = logp.extent(0), T_ = logp.extent(1);
-  cpu_engine::inputs<V, 4> in{
-      tag.check_finite, {"log_prob", "old_log_prob", "advantages", "weights"}, {logp, old_logp, adv, weights}};
+  cpu_engine::inputs<V, 5> in{tag.check_finite,
+                              {"log_prob", "old_log_prob", "advantages", "weights", "ratio_log_prob"},
+                              {logp, old_logp, adv, weights, ratio_logp}};
   const bool seq = v.kind == policy_loss_kind::gspo || v.kind == policy_loss_kind::geo_mean;
   std::vector<double> rows(seq ? static_cast<std::size_t>(4 * B) : 0, 0.0);
   std::vector<double> counts(seq ? static_cast<std::size_t>(B) : 0, 0.0);
@@ -273,8 +288,10 @@ policy_result policy_loss_variant(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 
     po.row_sums = sums.data();
     po.row_counts = counts.data();
     po.row_stats = stats.data();
-    const rules::seq_rows_token<strided2<V>> rf{strided(logp), strided(old_logp), strided(adv),
-                                                geo,           v.base.clip_low,   v.base.clip_high};
+    // GSPO's sequence ratio against ratio_logp where given (OpenRLHF with
+    // vLLM IS correction: the rollout's log-probs); ppo_kl stays logp - old
+    const rules::seq_rows_token<strided2<V>> rf{strided(logp), strided(ratio_logp.null() ? old_logp : ratio_logp),
+                                                strided(adv), geo, v.base.clip_low, v.base.clip_high};
     cpu_engine::run<0, 2>(fn, rf, mask, agg_params::token_sum(), std::array<tensor_view<V, 2>, 0>{}, in, po);
     for (index_t b = 0; b < B; ++b) {
       const auto bi = static_cast<std::size_t>(b);

@@ -108,12 +108,14 @@ namespace rlhf::ppo {
 template <class T, class M>
 policy_result policy_loss_variant(cuda_t tag, tensor_view<T, 2, device_space> logp, in_dview<T, 2> old_logp,
                                   in_dview<T, 2> adv, tensor_view<M, 2, device_space> mask, const variant_params& v,
-                                  out_dview<T, 2> dlogp = {}, in_dview<T, 2> weights = {}) {
+                                  out_dview<T, 2> dlogp = {}, in_dview<T, 2> weights = {},
+                                  in_dview<T, 2> ratio_logp = {}) {
   if (v.kind == policy_loss_kind::vanilla) return policy_loss(tag, logp, old_logp, adv, mask, v.base, dlogp, weights);
   constexpr const char* fn = "ppo::policy_loss_variant (cuda)";
   detail::check_policy_shapes(fn, logp, old_logp, adv, mask);
   rlhf::detail::require_output(fn, "dlogp", dlogp, "log_prob", logp);
   detail::check_weights_shape(fn, logp, weights);
+  detail::check_ratio_shape(fn, logp, ratio_logp, v);
   const policy_params& p = v.base;
   check_variant_params(v, fn);
   namespace ck = cuda_kernels;
@@ -123,7 +125,8 @@ policy_result policy_loss_variant(cuda_t tag, tensor_view<T, 2, device_space> lo
   ck::scratch rows(static_cast<std::size_t>(seq ? 4 * B : 1), tag.stream, fn);
   if (seq) {
     ck::variant_rows<V, value_t<M>><<<ck::grid_bt(B, T_), ck::block_threads, 0, tag.stream>>>(
-        ck::in(logp), ck::in(old_logp), ck::in(adv), ck::in(mask), T_, p.clip_low, p.clip_high,
+        ck::in(logp), ck::in(ratio_logp.null() ? old_logp : ratio_logp), ck::in(adv), ck::in(mask), T_, p.clip_low,
+        p.clip_high,
         v.kind == policy_loss_kind::geo_mean, rows.data(), B);
     ck::check_launch(fn, "variant_rows");
   }
