@@ -27,6 +27,7 @@
 #include "kl/controller.hpp"
 #include "kl/estimators.hpp"
 #include "kl/full.hpp"
+#include "kl/is.hpp"
 #include "kl/penalty.hpp"
 
 #include "advantage/gae.hpp"

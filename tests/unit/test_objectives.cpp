@@ -94,6 +94,105 @@ TEST_CASE("KL: estimates, penalty in reward and in loss; gradients", "[kl][grad]
   });
 }
 
+TEST_CASE("IS-corrected KL: hand-computed values, gradients by finite differences, errors", "[kl][grad]") {
+  namespace kl = rlhf::kl;
+  const index_t B = 2, T = 5;
+  rng r(61);
+  mat lp = r.normal_mat(B, T, -1.0, 0.5), old = lp, ref = lp, m = r.prefix_mask(B, T);
+  for (auto& x : old.v) x += r.normal(0, 0.3);
+  for (auto& x : ref.v) x += r.normal(0, 0.4);
+  mat cot = r.normal_mat(B, T);
+  // value of one token by hand: TRL's k3 times the token ratio
+  {
+    const auto p = kl::is_kl_params::trl(kl::is_weight_level::token, true);
+    mat k(B, T), d(B, T);
+    kl::estimate_is(cpu, lp.cview(), old.cview(), ref.cview(), m.cview(), p, k.view(), d.view());
+    const double x = ref(1, 2) - lp(1, 2);
+    CHECK(k(1, 2) == Approx(std::exp(lp(1, 2) - old(1, 2)) * (std::exp(x) - x - 1)).epsilon(1e-14));
+    CHECK(d(1, 2) == Approx(std::exp(lp(1, 2) - old(1, 2)) * (lp(1, 2) - ref(1, 2))).epsilon(1e-14));
+  }
+  // every form: the VJP against central differences of sum(cot * kl)
+  const kl::is_kl_params forms[] = {kl::is_kl_params::trl(kl::is_weight_level::token, true),
+                                    kl::is_kl_params::trl(kl::is_weight_level::sequence, true),
+                                    kl::is_kl_params::trl(kl::is_weight_level::sequence, false),
+                                    kl::is_kl_params::open_instruct(3),
+                                    kl::is_kl_params::open_instruct(2),
+                                    kl::is_kl_params::slime(rlhf::kl_estimator::k2, false, true)};
+  for (const auto& p : forms) {
+    for (const bool on_policy : {false, true}) {
+      const rlhf::tensor_view<const double, 2> o = on_policy ? rlhf::tensor_view<const double, 2>{} : old.cview();
+      // on-policy: old = sg(logp), so the finite differences hold old fixed at logp
+      auto f = [&](const mat& x) {
+        mat k(B, T);
+        kl::estimate_is(cpu, x.cview(), on_policy ? lp.cview() : o, ref.cview(), m.cview(), p, k.view());
+        double s = 0;
+        for (std::size_t i = 0; i < k.v.size(); ++i) s += cot.v[i] * k.v[i];
+        return s;
+      };
+      mat g(B, T);
+      kl::estimate_is_backward(cpu, lp.cview(), o, ref.cview(), m.cview(), p, cot.cview(), g.view());
+      const double h = p.float32_estimate ? 1e-3 : 1e-6;
+      for (std::size_t i = 0; i < lp.v.size(); ++i) {
+        mat a = lp, b = lp;
+        a.v[i] += h;
+        b.v[i] -= h;
+        CHECK(g.v[i] == Approx((f(a) - f(b)) / (2 * h)).epsilon(p.float32_estimate ? 1e-3 : 1e-6).margin(1e-8));
+      }
+    }
+  }
+  // open-instruct clamps the log ratio at +-40 (gradient blocked beyond); slime's
+  // low_var_kl clamps w k at 10 (no gradient there)
+  {
+    mat a(1, 2), ao(1, 2), ar(1, 2), k(1, 2), d(1, 2);
+    a.v = {0.0, 0.0};
+    ao.v = {0.0, 0.0};
+    ar.v = {-45.0, -1.0};
+    kl::estimate_is(cpu, a.cview(), ao.cview(), ar.cview(), rlhf::tensor_view<const double, 2>{},
+                    kl::is_kl_params::open_instruct(3), k.view(), d.view());
+    CHECK(k.v[0] == 40.0);
+    CHECK(d.v[0] == 40.0);  // ratio (1) * (d + 0)
+    CHECK(k.v[1] == 1.0);
+    CHECK(d.v[1] == 2.0);  // ratio * (d + 1)
+    ar.v = {-30.0, -0.5};
+    kl::estimate_is(cpu, a.cview(), ao.cview(), ar.cview(), rlhf::tensor_view<const double, 2>{},
+                    kl::is_kl_params::slime(rlhf::kl_estimator::k3, true, true), k.view(), d.view());
+    CHECK(k.v[0] == 10.0);
+    CHECK(d.v[0] == 0.0);
+    CHECK(k.v[1] == Approx(std::exp(-0.5f) - 1.0f + 0.5f).epsilon(1e-7));
+  }
+  // errors: the sequence weight needs a mask and has no elementwise derivative
+  const auto seq = kl::is_kl_params::trl(kl::is_weight_level::sequence, true);
+  mat k(B, T), d(B, T);
+  expect_error(
+      [&] {
+        kl::estimate_is(cpu, lp.cview(), old.cview(), ref.cview(), rlhf::tensor_view<const double, 2>{}, seq, k.view());
+      },
+      error_kind::shape, "mask");
+  expect_error(
+      [&] { kl::estimate_is(cpu, lp.cview(), old.cview(), ref.cview(), m.cview(), seq, k.view(), d.view()); },
+      error_kind::param, "dkl_dlogp");
+  mat bad = lp;
+  bad(0, 1) = NAN;
+  expect_error(
+      [&] {
+        kl::estimate_is(cpu, bad.cview(), old.cview(), ref.cview(), m.cview(),
+                        kl::is_kl_params::trl(kl::is_weight_level::token, true), k.view());
+      },
+      error_kind::non_finite, "logp");
+  expect_error([&] { (void)kl::is_kl_params::open_instruct(4); }, error_kind::param, "kl_estimator");
+  // an overflowing weight is an error, nothing written
+  mat big = lp;
+  big(1, 1) = 800;
+  mat k0(B, T, -3.0);
+  expect_error(
+      [&] {
+        kl::estimate_is(cpu, big.cview(), old.cview(), ref.cview(), m.cview(),
+                        kl::is_kl_params::trl(kl::is_weight_level::token, true), k0.view());
+      },
+      error_kind::non_finite, "logp");
+  CHECK(k0(0, 0) == -3.0);
+}
+
 TEST_CASE("KL controllers: fixed and adaptive", "[kl]") {
   rlhf::kl::fixed_controller f(0.2);
   f.update(100.0, 64);

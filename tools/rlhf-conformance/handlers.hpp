@@ -86,6 +86,46 @@ std::map<std::string, handler<T>> handlers() {
     };
   };
   m["kl_penalty"] = kl_op("logprob", "ref_logprob", false);
+
+  // IS-corrected KL (kl/is.hpp): value, and the VJP with the stored cotangent
+  auto kl_is_op = [](const char* out_name, const char* lp_name, const char* old_name, const char* ref_name,
+                     const char* mask_name, auto make_params) {
+    return [=](ctx<T>& c, result& r) {
+      cpu_only(c);  // (no device version yet)
+      const kl::is_kl_params p = make_params(c);
+      auto lp = c.in.mat(lp_name);
+      tensor_view<const T, 2> old{}, mask{};
+      if (c.in.has(old_name)) old = c.in.mat(old_name);
+      if (mask_name != nullptr && c.in.has(mask_name)) mask = c.in.mat(mask_name);
+      auto ref = c.in.mat(ref_name);
+      auto k = c.in.out2(lp), g = c.in.out2(lp);
+      kl::estimate_is(cpu, lp, old, ref, mask, p, k);
+      const auto cot = c.cot_array(out_name, lp.size());
+      std::vector<T> ct(cot.begin(), cot.end());
+      kl::estimate_is_backward(cpu, lp, old, ref, mask, p, tensor_view<const T, 2>(ct.data(), lp.shape()), g);
+      r.outputs[out_name] = to_nd(k);
+      r.grads[lp_name] = to_nd(g);
+    };
+  };
+  m["kl_penalty_is"] = kl_is_op("per_token_kl", "per_token_logps", "old_per_token_logps", "ref_per_token_logps", "mask", [](ctx<T>& c) {
+    const auto level = c.str("importance_sampling_level");
+    if (level != "token" && level != "sequence")
+      rlhf::detail::fail(error_kind::param, "GRPOTrainer", "importance_sampling_level",
+                         "must be 'token' or 'sequence'; got '" + level + "'");
+    return kl::is_kl_params::trl(level == "token" ? kl::is_weight_level::token : kl::is_weight_level::sequence,
+                                 c.flag_or("use_bias_correction_kl", false));
+  });
+  m["kl_penalty_is_slime"] = kl_is_op("kl", "log_probs", "old_log_probs", "ref_log_probs", nullptr, [](ctx<T>& c) {
+    const auto t = c.str("kl_loss_type");
+    if (t != "k1" && t != "k2" && t != "k3" && t != "low_var_kl")
+      rlhf::detail::fail(error_kind::param, "compute_approx_kl", "kl_loss_type",
+                         "must be k1, k2, k3 or low_var_kl; got '" + t + "'");
+    const kl_estimator e = t == "k1" ? kl_estimator::k1 : (t == "k2" ? kl_estimator::k2 : kl_estimator::k3);
+    return kl::is_kl_params::slime(e, t == "low_var_kl", c.flag_or("use_unbiased_kl", false));
+  });
+  m["kl_penalty_is_open_instruct"] = kl_is_op("kl", "new_logprobs", "old_logprobs", "ref_logprobs", nullptr, [](ctx<T>& c) {
+    return kl::is_kl_params::open_instruct(static_cast<int>(c.num("kl_estimator")));
+  });
   m["kl_penalty_openrlhf"] = kl_op("log_probs", "log_probs_base", true);
 
   auto controller = [](bool adaptive) {

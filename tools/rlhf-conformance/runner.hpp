@@ -23,6 +23,7 @@
 #include <rlhf/advantage/rloo.hpp>
 #include <rlhf/kl/controller.hpp>
 #include <rlhf/kl/estimators.hpp>
+#include <rlhf/kl/is.hpp>
 #include <rlhf/kl/penalty.hpp>
 #include <rlhf/objectives/a2c.hpp>
 #include <rlhf/objectives/dpo.hpp>
