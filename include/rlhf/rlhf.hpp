@@ -44,4 +44,5 @@
 #include "objectives/policy_variants.hpp"
 #include "objectives/ppo.hpp"
 #include "objectives/reward.hpp"
+#include "objectives/rollout_correction.hpp"
 #include "train/train.hpp"

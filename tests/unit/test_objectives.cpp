@@ -193,6 +193,72 @@ TEST_CASE("IS-corrected KL: hand-computed values, gradients by finite difference
   CHECK(k0(0, 0) == -3.0);
 }
 
+TEST_CASE("rollout correction: rejection masks, IS weights, overlong shaping by hand", "[rollout]") {
+  namespace ro = rlhf::rollout_corr;
+  // token_k2 <= 0.05 rejects |x| > sqrt(0.1); seq_max_k3 <= 0.2 rejects row 1 (x = 0.8: k3 = e^0.8 - 1.8)
+  mat lr(2, 3), m(2, 3, 1.0), out(2, 3);
+  lr.v = {0.1, 0.5, -0.3, 0.0, 0.8, 0.05};
+  m(1, 2) = 0;
+  auto st = ro::rejection_mask(cpu, lr.cview(), m.cview(), ro::parse_rejection("token_k2", "0.05"), out.view());
+  CHECK(out.v == std::vector<double>{1, 0, 1, 1, 0, 0});
+  CHECK(st.masked_fraction == Approx(2.0 / (5 + 1e-8)).epsilon(1e-15));
+  CHECK(st.seq_masked_fraction == 1.0);
+  st = ro::rejection_mask(cpu, lr.cview(), m.cview(), ro::parse_rejection(" seq_max_k3 , seq_max_k3", "0.2"),
+                          out.view());
+  CHECK(out.v == std::vector<double>{1, 1, 1, 0, 0, 0});
+  CHECK(st.seq_masked_fraction == 0.5);
+  // k1 with one bound u: kept where log(1/u) <= -x <= log(u)
+  st = ro::rejection_mask(cpu, lr.cview(), m.cview(), ro::parse_rejection("token_k1", "1.5"), out.view());
+  CHECK(out.v == std::vector<double>{1, 0, 1, 1, 0, 0});  // |x| <= log 1.5 = 0.405
+  expect_error([] { (void)ro::parse_rejection("token_k4", "1.5"); }, error_kind::param, "rollout_rs");
+  expect_error([] { (void)ro::parse_rejection("token_k1,token_k2", "1,2,3"); }, error_kind::param,
+               "rollout_rs_threshold");
+  expect_error([] { (void)ro::parse_rejection("token_k2", "0.1_0.2"); }, error_kind::param, "rollout_rs_threshold");
+  expect_error([] { (void)ro::parse_rejection("token_k1", "2_1"); }, error_kind::param, "rollout_rs_threshold");
+  mat none(2, 3, 0.0);
+  expect_error(
+      [&] { (void)ro::rejection_mask(cpu, lr.cview(), none.cview(), ro::parse_rejection("token_k2", "1"), out.view()); },
+      error_kind::empty, "response_mask");
+  // TIS at u = 2 on token ratios; ESS = 1 / mean((w / mean w)^2)
+  mat w(2, 3);
+  const auto ws = ro::correction_weights(cpu, lr.cview(), m.cview(),
+                                         ro::weights_params::parse(ro::is_level::token, "2", false), w.view());
+  const double e[5] = {std::exp(0.1), std::exp(0.5), std::exp(-0.3), 1.0, 2.0};  // e^0.8 capped
+  CHECK(w(0, 1) == Approx(std::exp(0.5)).epsilon(1e-15));
+  CHECK(w(1, 1) == 2.0);
+  CHECK(w(1, 2) == 0.0);
+  double sw = 0;
+  for (double x : e) sw += x;
+  const double mu = sw / (5 + 1e-8);
+  double q = 0;
+  for (double x : e) q += (x / (mu + 1e-8)) * (x / (mu + 1e-8));
+  CHECK(ws.mean == Approx(mu).epsilon(1e-14));
+  CHECK(ws.eff_sample_size == Approx(1.0 / (q / (5 + 1e-8))).epsilon(1e-14));
+  // IcePop [0.9, 2] drops exp(-0.3) = 0.74 and exp(0.8) = 2.23
+  const auto ic = ro::correction_weights(cpu, lr.cview(), m.cview(),
+                                         ro::weights_params::parse(ro::is_level::token, "0.9_2", false), w.view());
+  CHECK(w(0, 2) == 0.0);
+  CHECK(w(1, 1) == 0.0);
+  CHECK(ic.oob_ratio == Approx(2 / (5 + 1e-8)).epsilon(1e-15));
+  expect_error([] { (void)ro::weights_params::parse(ro::is_level::token, "x", false); }, error_kind::param,
+               "rollout_is_threshold");
+  // DAPO overlong: max 16, buffer 4: lengths 10, 13, 14, 20 -> e = -2, 1, 2, 4 (capped)
+  std::vector<double> rw = {1, 1, 1, 1}, ro_out(4);
+  std::vector<long long> len = {10, 13, 14, 20};
+  const auto n = ro::overlong_penalty(cpu, rlhf::tensor_view<const double, 1>(rw.data(), {4}),
+                                      rlhf::tensor_view<const long long, 1>(len.data(), {4}), ro::overlong_params{16, 4, 1},
+                                      rlhf::tensor_view<double, 1>(ro_out.data(), {4}));
+  CHECK(n == 3);
+  CHECK(ro_out == std::vector<double>{1, 0.75, 0.5, 0});
+  expect_error(
+      [&] {
+        (void)ro::overlong_penalty(cpu, rlhf::tensor_view<const double, 1>(rw.data(), {4}),
+                                   rlhf::tensor_view<const long long, 1>(len.data(), {4}), ro::overlong_params{16, 17, 1},
+                                   rlhf::tensor_view<double, 1>(ro_out.data(), {4}));
+      },
+      error_kind::param, "overlong_buffer_len");
+}
+
 TEST_CASE("KL controllers: fixed and adaptive", "[kl]") {
   rlhf::kl::fixed_controller f(0.2);
   f.update(100.0, 64);

@@ -596,6 +596,60 @@ std::map<std::string, handler<T>> handlers() {
     };
   };
   m["reward_pairwise_loss"] = pairwise("rewards_chosen", "rewards_rejected", false);
+
+  // ---------------- rollout correction (verl rollout_corr_helper), overlong shaping (OpenRLHF)
+  // a threshold given as a JSON number or string, as verl's config takes it
+  auto spec = [](ctx<T>& c, const char* k) {
+    const auto& j = c.params.at(k);
+    if (j.is_boolean()) rlhf::detail::fail(error_kind::param, "rollout", k, "must be a number or a string, not a boolean");
+    if (j.is_string()) return j.template get<std::string>();
+    std::ostringstream os;
+    os.precision(17);
+    os << number(j);
+    return os.str();
+  };
+  m["rollout_rejection_mask"] = [=](ctx<T>& c, result& r) {
+    cpu_only(c);
+    const auto opts = rollout_corr::parse_rejection(c.str("rollout_rs"), spec(c, "rollout_rs_threshold"));
+    auto lr = c.in.mat("log_ratio");
+    auto mask = c.in.mat("response_mask");
+    auto out = c.in.out2(lr);
+    const auto st = rollout_corr::rejection_mask(cpu, lr, mask, opts, out);
+    r.outputs["modified_response_mask"] = to_nd(out);
+    r.outputs["rollout_rs_masked_fraction"] = scalar(st.masked_fraction);
+    r.outputs["rollout_rs_seq_masked_fraction"] = scalar(st.seq_masked_fraction);
+  };
+  m["rollout_correction_weights"] = [=](ctx<T>& c, result& r) {
+    cpu_only(c);
+    const auto level = c.str("rollout_is");
+    if (level != "token" && level != "sequence")
+      rlhf::detail::fail(error_kind::param, "rollout", "rollout_is", "must be 'token' or 'sequence'; got '" + level + "'");
+    const auto p = rollout_corr::weights_params::parse(
+        level == "token" ? rollout_corr::is_level::token : rollout_corr::is_level::sequence, spec(c, "rollout_is_threshold"),
+        c.flag_or("rollout_is_batch_normalize", false));
+    auto lr = c.in.mat("log_ratio");
+    auto mask = c.in.mat("response_mask");
+    auto w = c.in.out2(lr);
+    const auto st = rollout_corr::correction_weights(cpu, lr, mask, p, w);
+    r.outputs["rollout_is_weights"] = to_nd(w);
+    r.outputs["rollout_is_mean"] = scalar(st.mean);
+    r.outputs["rollout_is_eff_sample_size"] = scalar(st.eff_sample_size);
+    if (p.icepop) r.outputs["rollout_is_oob_ratio"] = scalar(st.oob_ratio);
+    if (p.batch_normalize) r.outputs["rollout_is_batch_norm_factor"] = scalar(st.batch_norm_factor);
+  };
+  m["overlong_penalty_openrlhf"] = [](ctx<T>& c, result& r) {
+    cpu_only(c);
+    rollout_corr::overlong_params p;
+    p.max_new_tokens = c.num("max_new_tokens");
+    p.buffer = c.num("overlong_buffer_len");
+    p.factor = c.num_or("overlong_penalty_factor", 1.0);
+    auto rw = c.in.vec("rewards");
+    auto len = c.in.ints("response_length");
+    auto out = c.in.out1(rw.extent(0));
+    const auto n = rollout_corr::overlong_penalty(cpu, rw, len, p, out);
+    r.outputs["rewards"] = to_nd(out);
+    r.outputs["total_penalized"] = scalar(static_cast<double>(n));
+  };
   m["reward_pairwise_loss_openrlhf"] = pairwise("chosen_reward", "reject_reward", true);
   return m;
 }

@@ -31,6 +31,7 @@
 #include <rlhf/objectives/policy_variants.hpp>
 #include <rlhf/objectives/ppo.hpp>
 #include <rlhf/objectives/reward.hpp>
+#include <rlhf/objectives/rollout_correction.hpp>
 #include <rlhf/ops/aggregate.hpp>
 #include <rlhf/ops/logits.hpp>
 #include <rlhf/ops/masked.hpp>
