@@ -168,9 +168,8 @@ TEST_CASE("IS-corrected KL: hand-computed values, gradients by finite difference
         kl::estimate_is(cpu, lp.cview(), old.cview(), ref.cview(), rlhf::tensor_view<const double, 2>{}, seq, k.view());
       },
       error_kind::shape, "mask");
-  expect_error(
-      [&] { kl::estimate_is(cpu, lp.cview(), old.cview(), ref.cview(), m.cview(), seq, k.view(), d.view()); },
-      error_kind::param, "dkl_dlogp");
+  expect_error([&] { kl::estimate_is(cpu, lp.cview(), old.cview(), ref.cview(), m.cview(), seq, k.view(), d.view()); },
+               error_kind::param, "dkl_dlogp");
   mat bad = lp;
   bad(0, 1) = NAN;
   expect_error(
@@ -217,7 +216,9 @@ TEST_CASE("rollout correction: rejection masks, IS weights, overlong shaping by 
   expect_error([] { (void)ro::parse_rejection("token_k1", "2_1"); }, error_kind::param, "rollout_rs_threshold");
   mat none(2, 3, 0.0);
   expect_error(
-      [&] { (void)ro::rejection_mask(cpu, lr.cview(), none.cview(), ro::parse_rejection("token_k2", "1"), out.view()); },
+      [&] {
+        (void)ro::rejection_mask(cpu, lr.cview(), none.cview(), ro::parse_rejection("token_k2", "1"), out.view());
+      },
       error_kind::empty, "response_mask");
   // TIS at u = 2 on token ratios; ESS = 1 / mean((w / mean w)^2)
   mat w(2, 3);
@@ -246,15 +247,15 @@ TEST_CASE("rollout correction: rejection masks, IS weights, overlong shaping by 
   std::vector<double> rw = {1, 1, 1, 1}, ro_out(4);
   std::vector<long long> len = {10, 13, 14, 20};
   const auto n = ro::overlong_penalty(cpu, rlhf::tensor_view<const double, 1>(rw.data(), {4}),
-                                      rlhf::tensor_view<const long long, 1>(len.data(), {4}), ro::overlong_params{16, 4, 1},
-                                      rlhf::tensor_view<double, 1>(ro_out.data(), {4}));
+                                      rlhf::tensor_view<const long long, 1>(len.data(), {4}),
+                                      ro::overlong_params{16, 4, 1}, rlhf::tensor_view<double, 1>(ro_out.data(), {4}));
   CHECK(n == 3);
   CHECK(ro_out == std::vector<double>{1, 0.75, 0.5, 0});
   expect_error(
       [&] {
         (void)ro::overlong_penalty(cpu, rlhf::tensor_view<const double, 1>(rw.data(), {4}),
-                                   rlhf::tensor_view<const long long, 1>(len.data(), {4}), ro::overlong_params{16, 17, 1},
-                                   rlhf::tensor_view<double, 1>(ro_out.data(), {4}));
+                                   rlhf::tensor_view<const long long, 1>(len.data(), {4}),
+                                   ro::overlong_params{16, 17, 1}, rlhf::tensor_view<double, 1>(ro_out.data(), {4}));
       },
       error_kind::param, "overlong_buffer_len");
 }
@@ -692,8 +693,8 @@ TEST_CASE("GSPO with a ratio base (OpenRLHF + vLLM IS correction): ratio against
   const auto v = rlhf::ppo::variant_params::openrlhf_gspo();
   mat ga(3, 7), gb(3, 7);
   // the ratio and its gradient are those of old := rollout
-  const auto ra = rlhf::ppo::policy_loss_variant(cpu, x.logp.cview(), rollout.cview(), x.adv.cview(), x.mask.cview(),
-                                                 v, ga.view());
+  const auto ra =
+      rlhf::ppo::policy_loss_variant(cpu, x.logp.cview(), rollout.cview(), x.adv.cview(), x.mask.cview(), v, ga.view());
   const auto rb = rlhf::ppo::policy_loss_variant(cpu, x.logp.cview(), x.old.cview(), x.adv.cview(), x.mask.cview(), v,
                                                  gb.view(), {}, rollout.cview());
   CHECK(rb.loss == ra.loss);

@@ -107,14 +107,15 @@ std::map<std::string, handler<T>> handlers() {
       r.grads[lp_name] = to_nd(g);
     };
   };
-  m["kl_penalty_is"] = kl_is_op("per_token_kl", "per_token_logps", "old_per_token_logps", "ref_per_token_logps", "mask", [](ctx<T>& c) {
-    const auto level = c.str("importance_sampling_level");
-    if (level != "token" && level != "sequence")
-      rlhf::detail::fail(error_kind::param, "GRPOTrainer", "importance_sampling_level",
-                         "must be 'token' or 'sequence'; got '" + level + "'");
-    return kl::is_kl_params::trl(level == "token" ? kl::is_weight_level::token : kl::is_weight_level::sequence,
-                                 c.flag_or("use_bias_correction_kl", false));
-  });
+  m["kl_penalty_is"] =
+      kl_is_op("per_token_kl", "per_token_logps", "old_per_token_logps", "ref_per_token_logps", "mask", [](ctx<T>& c) {
+        const auto level = c.str("importance_sampling_level");
+        if (level != "token" && level != "sequence")
+          rlhf::detail::fail(error_kind::param, "GRPOTrainer", "importance_sampling_level",
+                             "must be 'token' or 'sequence'; got '" + level + "'");
+        return kl::is_kl_params::trl(level == "token" ? kl::is_weight_level::token : kl::is_weight_level::sequence,
+                                     c.flag_or("use_bias_correction_kl", false));
+      });
   m["kl_penalty_is_slime"] = kl_is_op("kl", "log_probs", "old_log_probs", "ref_log_probs", nullptr, [](ctx<T>& c) {
     const auto t = c.str("kl_loss_type");
     if (t != "k1" && t != "k2" && t != "k3" && t != "low_var_kl")
@@ -123,9 +124,9 @@ std::map<std::string, handler<T>> handlers() {
     const kl_estimator e = t == "k1" ? kl_estimator::k1 : (t == "k2" ? kl_estimator::k2 : kl_estimator::k3);
     return kl::is_kl_params::slime(e, t == "low_var_kl", c.flag_or("use_unbiased_kl", false));
   });
-  m["kl_penalty_is_open_instruct"] = kl_is_op("kl", "new_logprobs", "old_logprobs", "ref_logprobs", nullptr, [](ctx<T>& c) {
-    return kl::is_kl_params::open_instruct(static_cast<int>(c.num("kl_estimator")));
-  });
+  m["kl_penalty_is_open_instruct"] =
+      kl_is_op("kl", "new_logprobs", "old_logprobs", "ref_logprobs", nullptr,
+               [](ctx<T>& c) { return kl::is_kl_params::open_instruct(static_cast<int>(c.num("kl_estimator"))); });
   m["kl_penalty_openrlhf"] = kl_op("log_probs", "log_probs_base", true);
 
   auto controller = [](bool adaptive) {
@@ -352,8 +353,7 @@ std::map<std::string, handler<T>> handlers() {
       });
     } else {
       res = on_backend(c, [&](auto tag, auto& m_) {
-        return ppo::policy_loss_variant(tag, m_(lp), m_(old), m_(adv_), m_(mask), v, m_.out(g), m_(weights),
-                                        m_(ratio));
+        return ppo::policy_loss_variant(tag, m_(lp), m_(old), m_(adv_), m_(mask), v, m_.out(g), m_(weights), m_(ratio));
       });
     }
     r.outputs["loss"] = scalar(res.loss);
@@ -601,7 +601,8 @@ std::map<std::string, handler<T>> handlers() {
   // a threshold given as a JSON number or string, as verl's config takes it
   auto spec = [](ctx<T>& c, const char* k) {
     const auto& j = c.params.at(k);
-    if (j.is_boolean()) rlhf::detail::fail(error_kind::param, "rollout", k, "must be a number or a string, not a boolean");
+    if (j.is_boolean())
+      rlhf::detail::fail(error_kind::param, "rollout", k, "must be a number or a string, not a boolean");
     if (j.is_string()) return j.template get<std::string>();
     std::ostringstream os;
     os.precision(17);
@@ -623,10 +624,11 @@ std::map<std::string, handler<T>> handlers() {
     cpu_only(c);
     const auto level = c.str("rollout_is");
     if (level != "token" && level != "sequence")
-      rlhf::detail::fail(error_kind::param, "rollout", "rollout_is", "must be 'token' or 'sequence'; got '" + level + "'");
+      rlhf::detail::fail(error_kind::param, "rollout", "rollout_is",
+                         "must be 'token' or 'sequence'; got '" + level + "'");
     const auto p = rollout_corr::weights_params::parse(
-        level == "token" ? rollout_corr::is_level::token : rollout_corr::is_level::sequence, spec(c, "rollout_is_threshold"),
-        c.flag_or("rollout_is_batch_normalize", false));
+        level == "token" ? rollout_corr::is_level::token : rollout_corr::is_level::sequence,
+        spec(c, "rollout_is_threshold"), c.flag_or("rollout_is_batch_normalize", false));
     auto lr = c.in.mat("log_ratio");
     auto mask = c.in.mat("response_mask");
     auto w = c.in.out2(lr);

@@ -37,10 +37,10 @@ RLHF_BACKEND_FIRST(estimate_is_backward)
 RLHF_NAMED_ENUM(is_weight_level, (none, "none"), (token, "token"), (sequence, "sequence"));
 
 struct is_kl_params {
-  kl_params kl = kl_params::trl_grpo();              ///< the estimator k and its clamps (before the weight)
-  is_weight_level weight = is_weight_level::token;   ///< the importance weight, or none
-  double weighted_clamp = INFINITY;                  ///< clamp of w k to +-weighted_clamp (slime low_var_kl: 10)
-  bool float32_estimate = false;                     ///< k(d) from float32 inputs in float32 (slime)
+  kl_params kl = kl_params::trl_grpo();             ///< the estimator k and its clamps (before the weight)
+  is_weight_level weight = is_weight_level::token;  ///< the importance weight, or none
+  double weighted_clamp = INFINITY;                 ///< clamp of w k to +-weighted_clamp (slime low_var_kl: 10)
+  bool float32_estimate = false;                    ///< k(d) from float32 inputs in float32 (slime)
 
   /// TRL GRPOTrainer: k3 unclamped; times the token or sequence ratio with
   /// use_bias_correction_kl.
@@ -62,8 +62,9 @@ struct is_kl_params {
   /// open-instruct estimate_kl(kl_estimator = 0..3): k1, k2, k3 of the log
   /// ratio clamped to +-40, and k4 = ratio * k1.
   static is_kl_params open_instruct(int estimator) {
-    rlhf::detail::require_param(estimator >= 0 && estimator <= 3, "kl::is_kl_params::open_instruct", "kl_estimator",
-                          "must be 0 (k1), 1 (k2), 2 (k3) or 3 (k4 = ratio * k1); got " + std::to_string(estimator));
+    rlhf::detail::require_param(
+        estimator >= 0 && estimator <= 3, "kl::is_kl_params::open_instruct", "kl_estimator",
+        "must be 0 (k1), 1 (k2), 2 (k3) or 3 (k4 = ratio * k1); got " + std::to_string(estimator));
     static constexpr kl_estimator e[4] = {kl_estimator::k1, kl_estimator::k2, kl_estimator::k3, kl_estimator::k1};
     is_kl_params p;
     p.kl = kl_params{e[estimator], false, 40.0, INFINITY};
@@ -76,9 +77,9 @@ inline void check_is_params(const is_kl_params& p, const char* fn) {
   check_params(p.kl, fn);
   rlhf::detail::require_param(p.weighted_clamp > 0, fn, "weighted_clamp", "must be > 0 (INFINITY = off)");
   rlhf::detail::require_param(!p.kl.straight_through, fn, "straight_through",
-                        "has no IS-weighted form (the weight's gradient needs the estimator's)");
+                              "has no IS-weighted form (the weight's gradient needs the estimator's)");
   rlhf::detail::require_param(p.kl.estimator != kl_estimator::abs || !p.float32_estimate, fn, "estimator",
-                        "abs has no float32 (slime) form");
+                              "abs has no float32 (slime) form");
 }
 
 namespace is_detail {

@@ -290,8 +290,9 @@ policy_result policy_loss_variant(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 
     po.row_stats = stats.data();
     // GSPO's sequence ratio against ratio_logp where given (OpenRLHF with
     // vLLM IS correction: the rollout's log-probs); ppo_kl stays logp - old
-    const rules::seq_rows_token<strided2<V>> rf{strided(logp), strided(ratio_logp.null() ? old_logp : ratio_logp),
-                                                strided(adv), geo, v.base.clip_low, v.base.clip_high};
+    const rules::seq_rows_token<strided2<V>> rf{strided(logp),   strided(ratio_logp.null() ? old_logp : ratio_logp),
+                                                strided(adv),    geo,
+                                                v.base.clip_low, v.base.clip_high};
     cpu_engine::run<0, 2>(fn, rf, mask, agg_params::token_sum(), std::array<tensor_view<V, 2>, 0>{}, in, po);
     for (index_t b = 0; b < B; ++b) {
       const auto bi = static_cast<std::size_t>(b);

@@ -77,12 +77,11 @@ inline double number(const std::string& s, const char* fn, const char* arg) {
 }
 inline void check_option(const rs_option& o, const char* fn) {
   if (o.stat == rs_stat::k1) {
-    rlhf::detail::require_param(o.lower > 0 && o.upper > 0 && o.lower <= o.upper, fn, "rollout_rs_threshold",
-                                "a k1 option needs 0 < lower <= upper; got " + std::to_string(o.lower) + ", " +
-                                    std::to_string(o.upper));
+    rlhf::detail::require_param(
+        o.lower > 0 && o.upper > 0 && o.lower <= o.upper, fn, "rollout_rs_threshold",
+        "a k1 option needs 0 < lower <= upper; got " + std::to_string(o.lower) + ", " + std::to_string(o.upper));
   } else {
-    rlhf::detail::require_param(o.upper > 0, fn, "rollout_rs_threshold",
-                                "must be > 0; got " + std::to_string(o.upper));
+    rlhf::detail::require_param(o.upper > 0, fn, "rollout_rs_threshold", "must be > 0; got " + std::to_string(o.upper));
   }
   rlhf::detail::require_param(o.scope != rs_scope::seq_max || o.stat != rs_stat::k1, fn, "rollout_rs",
                               "seq_max_k1 is not an option (seq_max takes k2 or k3)");
@@ -114,24 +113,34 @@ inline std::vector<rs_option> parse_rejection(std::string_view names, std::strin
     const std::string& n = opts[i];
     rs_option o;
     const auto us = n.rfind('_');
-    const std::string scope = us == std::string::npos ? "" : n.substr(0, us), stat = us == std::string::npos ? n : n.substr(us + 1);
+    const std::string scope = us == std::string::npos ? "" : n.substr(0, us),
+                      stat = us == std::string::npos ? n : n.substr(us + 1);
     bool ok = us != std::string::npos;
     if (ok) {
-      if (scope == "token") o.scope = rs_scope::token;
-      else if (scope == "seq_sum") o.scope = rs_scope::seq_sum;
-      else if (scope == "seq_mean") o.scope = rs_scope::seq_mean;
-      else if (scope == "seq_max") o.scope = rs_scope::seq_max;
-      else ok = false;
-      if (stat == "k1") o.stat = rs_stat::k1;
-      else if (stat == "k2") o.stat = rs_stat::k2;
-      else if (stat == "k3") o.stat = rs_stat::k3;
-      else ok = false;
+      if (scope == "token")
+        o.scope = rs_scope::token;
+      else if (scope == "seq_sum")
+        o.scope = rs_scope::seq_sum;
+      else if (scope == "seq_mean")
+        o.scope = rs_scope::seq_mean;
+      else if (scope == "seq_max")
+        o.scope = rs_scope::seq_max;
+      else
+        ok = false;
+      if (stat == "k1")
+        o.stat = rs_stat::k1;
+      else if (stat == "k2")
+        o.stat = rs_stat::k2;
+      else if (stat == "k3")
+        o.stat = rs_stat::k3;
+      else
+        ok = false;
     }
     ok = ok && !(o.scope == rs_scope::seq_max && o.stat == rs_stat::k1);
     if (!ok)
-      rlhf::detail::fail(error_kind::param, fn, "rollout_rs",
-                         "unknown option '" + n +
-                             "' (token_k1/k2/k3, seq_sum_k1/k2/k3, seq_mean_k1/k2/k3, seq_max_k2/k3)");
+      rlhf::detail::fail(
+          error_kind::param, fn, "rollout_rs",
+          "unknown option '" + n + "' (token_k1/k2/k3, seq_sum_k1/k2/k3, seq_mean_k1/k2/k3, seq_max_k2/k3)");
     const std::string& spec = specs.size() == 1 ? specs[0] : specs[i];
     const auto cut = spec.find('_');
     if (o.stat == rs_stat::k1) {
@@ -253,9 +262,9 @@ RLHF_NAMED_ENUM(is_level, (token, "token"), (sequence, "sequence"));
 
 struct weights_params {
   is_level level = is_level::token;
-  double upper = 2.0;       ///< TIS cap / IcePop upper bound (> 0)
-  double lower = 0.0;       ///< IcePop lower bound (0 < lower <= upper); 0 = TIS
-  bool icepop = false;      ///< keep raw weights in [lower, upper], zero the rest; else TIS min(raw, upper)
+  double upper = 2.0;   ///< TIS cap / IcePop upper bound (> 0)
+  double lower = 0.0;   ///< IcePop lower bound (0 < lower <= upper); 0 = TIS
+  bool icepop = false;  ///< keep raw weights in [lower, upper], zero the rest; else TIS min(raw, upper)
   bool batch_normalize = false;
 
   /// verl's `rollout_is_threshold`: a number, or a string "u" (TIS) or
@@ -321,8 +330,8 @@ weights_stats correction_weights(cpu_t tag, tensor_view<T, 2> log_ratio, tensor_
     n += c;
     for (index_t t = 0; t < T_; ++t) {
       const double m = static_cast<double>(mask(b, t));
-      const double e = p.level == is_level::token ? std::exp(clamp20(static_cast<double>(log_ratio(b, t))))
-                                                  : std::exp(clamp20(s));
+      const double e =
+          p.level == is_level::token ? std::exp(clamp20(static_cast<double>(log_ratio(b, t)))) : std::exp(clamp20(s));
       raw[static_cast<std::size_t>(b * T_ + t)] = e * m;
     }
   }
@@ -351,7 +360,8 @@ weights_stats correction_weights(cpu_t tag, tensor_view<T, 2> log_ratio, tensor_
       ss += q * q * static_cast<double>(mask(b, t));
     }
   const double msq = ss / (n + 1e-8);
-  if (!(msq > 0)) rlhf::detail::fail(error_kind::empty, fn, "log_ratio", "gives every weight 0: no effective sample size");
+  if (!(msq > 0))
+    rlhf::detail::fail(error_kind::empty, fn, "log_ratio", "gives every weight 0: no effective sample size");
   r.eff_sample_size = 1.0 / msq;
   r.oob_ratio = p.icepop ? oob / (n + 1e-8) : 0.0;
   if (p.batch_normalize) {
@@ -404,8 +414,7 @@ index_t overlong_penalty(cpu_t tag, tensor_view<T, 1> rewards, tensor_view<L, 1>
   rlhf::detail::require_finite_param(p.buffer, fn, "overlong_buffer_len");
   rlhf::detail::require_finite_param(p.factor, fn, "overlong_penalty_factor");
   rlhf::detail::require_nonneg_param(p.buffer, fn, "overlong_buffer_len");
-  rlhf::detail::require_param(p.max_new_tokens >= p.buffer, fn, "overlong_buffer_len",
-                              "must be <= max_new_tokens");
+  rlhf::detail::require_param(p.max_new_tokens >= p.buffer, fn, "overlong_buffer_len", "must be <= max_new_tokens");
   rlhf::detail::require_finite(tag, fn, "rewards", rewards);
   rlhf::detail::require_finite(fn, "response_length", response_length);
   const double expected = p.max_new_tokens - p.buffer;

@@ -126,8 +126,7 @@ policy_result policy_loss_variant(cuda_t tag, tensor_view<T, 2, device_space> lo
   if (seq) {
     ck::variant_rows<V, value_t<M>><<<ck::grid_bt(B, T_), ck::block_threads, 0, tag.stream>>>(
         ck::in(logp), ck::in(ratio_logp.null() ? old_logp : ratio_logp), ck::in(adv), ck::in(mask), T_, p.clip_low,
-        p.clip_high,
-        v.kind == policy_loss_kind::geo_mean, rows.data(), B);
+        p.clip_high, v.kind == policy_loss_kind::geo_mean, rows.data(), B);
     ck::check_launch(fn, "variant_rows");
   }
   const bool full = v.kind == policy_loss_kind::gspo && v.gspo_grad == gspo_gradient::full;
