@@ -33,6 +33,7 @@
 #include "advantage/gae.hpp"
 #include "advantage/gpg.hpp"
 #include "advantage/grpo.hpp"
+#include "advantage/group_variants.hpp"
 #include "advantage/opo.hpp"
 #include "advantage/reinforce.hpp"
 #include "advantage/rloo.hpp"

@@ -139,3 +139,68 @@ TEST_CASE("REINFORCE++, its baseline variant and ReMax: hand-computed", "[adv]")
   expect_error([&] { adv::reinforce_pp(cpu, rr.cview(), wrong.cview(), p, o.view()); }, error_kind::shape,
                "response_mask");
 }
+
+TEST_CASE("MaxRL, GDPO and leave-one-out GRPO (NeMo-RL): hand-computed", "[adv][group]") {
+  std::vector<long long> idx = {0, 0, 0, 0, 1};
+  const rlhf::tensor_view<const long long, 1> iv(idx.data(), {5});
+  // outcome rewards in the last column; row 4 alone in its group
+  mat rw(5, 2, {0, 1, 0, 0, 0, 1, 0, 1, 0, 3}), m(5, 2, 1.0);
+  m(1, 0) = 0;
+  out2 o(5, 2);
+  adv::maxrl(cpu, rw.cview(), m.cview(), iv, adv::maxrl_params{1e-6}, o.view());
+  const double mu = 0.75;
+  CHECK(o.a(0, 1) == Approx((1 - mu) / (mu + 1e-6)).epsilon(1e-15));
+  CHECK(o.a(1, 1) == Approx(-mu / (mu + 1e-6)).epsilon(1e-15));
+  CHECK(o.a(1, 0) == 0.0);  // masked
+  CHECK(o.a(4, 0) == 3.0);  // a group of one keeps its score
+  CHECK(o.r.v == o.a.v);
+
+  // GDPO with one component is GRPO, then whitened over the valid tokens, times the mask
+  out2 g(5, 2), w(5, 2);
+  adv::gdpo(cpu, rw.cview(), m.cview(), iv, {}, adv::gdpo_params{}, g.view());
+  adv::grpo(cpu, rw.cview(), m.cview(), iv, adv::grpo_params::verl(), w.view());
+  mat white(5, 2);
+  rlhf::ops::masked_whiten(cpu, w.a.cview(), m.cview(), rlhf::ops::whiten_params::verl(), white.view());
+  for (std::size_t i = 0; i < white.v.size(); ++i) CHECK(g.a.v[i] == Approx(white.v[i] * m.v[i]).margin(1e-15));
+  CHECK(g.r.v == g.a.v);
+  // two components with weights 0.7 (float32: 0.699999988) and 1: A = 0.7 A_0 + A_1
+  mat comps(2, 5, {1, 0, 1, 1, 2, 0, 0, 4, 4, 1});
+  adv::gdpo_params gp;
+  gp.weights = {0.7, 1.0};
+  adv::gdpo(cpu, rw.cview(), m.cview(), iv, comps.cview(), gp, g.view());
+  // by hand: component 0 in group 0 = {1, 0, 1, 1} (mean 0.75, std 0.5), component 1 = {0, 0, 4, 4}
+  // (mean 2, std 2.3094); group 1 is a group of one (mean 0, std 1)
+  const double s1 = std::sqrt(16.0 / 3.0);
+  std::vector<double> a = {0.7f * (0.25f / (0.5f + 1e-6f)) + (-2.0f / (static_cast<float>(s1) + 1e-6f)),
+                           0.7f * (-0.75f / (0.5f + 1e-6f)) + (-2.0f / (static_cast<float>(s1) + 1e-6f)),
+                           0.7f * (0.25f / (0.5f + 1e-6f)) + (2.0f / (static_cast<float>(s1) + 1e-6f)),
+                           0.7f * (0.25f / (0.5f + 1e-6f)) + (2.0f / (static_cast<float>(s1) + 1e-6f)),
+                           0.7f * (2.0f / (1.0f + 1e-6f)) + (1.0f / (1.0f + 1e-6f))};
+  mat tiled(5, 2);
+  for (index_t b = 0; b < 5; ++b)
+    for (index_t t = 0; t < 2; ++t) tiled(b, t) = a[static_cast<std::size_t>(b)] * m(b, t);
+  rlhf::ops::masked_whiten(cpu, tiled.cview(), m.cview(), rlhf::ops::whiten_params::verl(), white.view());
+  for (std::size_t i = 0; i < white.v.size(); ++i) CHECK(g.a.v[i] == Approx(white.v[i] * m.v[i]).margin(1e-6));
+  gp.weights = {1.0};
+  expect_error([&] { adv::gdpo(cpu, rw.cview(), m.cview(), iv, comps.cview(), gp, g.view()); }, error_kind::param,
+               "gdpo_reward_weights");
+
+  // NeMo-RL: rewards {1, 2, 4} in one group, {5, 9} a pair, {7} alone
+  std::vector<double> r = {1, 2, 4, 5, 9, 7};
+  std::vector<long long> gi = {0, 0, 0, 1, 1, 2};
+  const rlhf::tensor_view<const double, 1> rv(r.data(), {6});
+  const rlhf::tensor_view<const long long, 1> giv(gi.data(), {6});
+  mat A(6, 3);
+  adv::loo_grpo(cpu, rv, giv, adv::loo_grpo_params::nemo_rl(true, true), A.view());
+  // sample 0 without itself: b = 3, E[r^2] = 10, n = 2: std = sqrt(1 * 2)
+  CHECK(A(0, 0) == Approx((1 - 3) / (std::sqrt(2.0) + 1e-6)).epsilon(1e-14));
+  CHECK(A(0, 2) == A(0, 0));  // constant over the row, not masked
+  // a leave-one-out pair: std = sqrt(0 * inf) = NaN -> 0, so not normalised
+  CHECK(A(3, 0) == -4.0);
+  CHECK(A(4, 0) == 4.0);
+  CHECK(A(5, 0) == 0.0);  // a group of one: the baseline is the reward
+  adv::loo_grpo(cpu, rv, giv, adv::loo_grpo_params::nemo_rl(false, true), A.view());
+  // with itself: b = 7/3, E[r^2] = 7, n = 3, f = 1.5 (float32)
+  CHECK(A(0, 0) == Approx((1 - 7.0 / 3) / (std::sqrt((7 - 49.0 / 9) * 1.5) + 1e-6)).epsilon(1e-12));
+  CHECK(A(3, 0) == Approx(-2 / (std::sqrt(4.0 * 2) + 1e-6)).epsilon(1e-14));  // pair: var 4, f = 2
+}

@@ -509,6 +509,54 @@ std::map<std::string, handler<T>> handlers() {
       on_backend(c, [&](auto tag, auto& m_) { adv::grpo(tag, m_(rw), m_(mask), m_(idx), gp, m_.outputs(out)); });
     });
   };
+  m["maxrl_advantage"] = [](ctx<T>& c, result& r) {
+    cpu_only(c);
+    h::advantages(c, r, [&](auto rw, auto out) {
+      auto mask = c.in.mat("response_mask");
+      auto idx = c.in.ints("index");
+      adv::maxrl(cpu, rw, mask, idx, adv::maxrl_params{c.num_or("epsilon", 1e-6)}, out);
+    });
+  };
+  m["gdpo_advantage"] = [](ctx<T>& c, result& r) {
+    cpu_only(c);
+    h::advantages(c, r, [&](auto rw, auto out) {
+      auto mask = c.in.mat("response_mask");
+      auto idx = c.in.ints("index");
+      adv::gdpo_params p;
+      p.grpo = adv::grpo_params{c.num_or("epsilon", 1e-6), c.flag_or("norm_adv_by_std_in_grpo", true)};
+      if (c.has_param("gdpo_reward_weights"))
+        for (const auto& w : c.params.at("gdpo_reward_weights")) p.weights.push_back(number(w));
+      tensor_view<const T, 2> comps{};
+      if (c.in.has("reward_components")) comps = c.in.mat("reward_components");
+      adv::gdpo(cpu, rw, mask, idx, comps, p, out);
+    });
+  };
+  m["grpo_advantage_nemo_rl"] = [](ctx<T>& c, result& r) {
+    cpu_only(c);
+    // samples whose prompt_ids rows are identical form a group
+    const nd& ids = c.in.raw("prompt_ids");
+    const index_t B = ids.shape.empty() ? 0 : ids.shape[0];
+    const index_t S = B == 0 ? 0 : ids.size() / B;
+    std::vector<long long> group(static_cast<std::size_t>(B));
+    std::vector<std::vector<double>> seen;
+    for (index_t b = 0; b < B; ++b) {
+      std::vector<double> row(ids.data.begin() + b * S, ids.data.begin() + (b + 1) * S);
+      std::size_t g = 0;
+      while (g < seen.size() && seen[g] != row) ++g;
+      if (g == seen.size()) seen.push_back(row);
+      group[static_cast<std::size_t>(b)] = static_cast<long long>(g);
+    }
+    auto rw = c.in.vec("rewards");
+    auto mask = c.in.mat("mask");
+    rlhf::detail::require_extent("GRPOAdvantageEstimator", "rewards", rw, 0, B, "one reward per sample");
+    rlhf::detail::require_extent("GRPOAdvantageEstimator", "mask", mask, 0, B, "one row per sample");
+    auto a = c.in.out2(mask);
+    adv::loo_grpo(cpu, rw, tensor_view<const long long, 1>(group.data(), {B}),
+                  adv::loo_grpo_params::nemo_rl(c.flag_or("use_leave_one_out_baseline", true),
+                                                c.flag_or("normalize_rewards", true)),
+                  a);
+    r.outputs["advantages"] = to_nd(a);
+  };
   m["grpo_passk_advantage"] = [](ctx<T>& c, result& r) {
     h::advantages(c, r, [&](auto rw, auto out) {
       auto mask = c.in.mat("response_mask");

@@ -18,6 +18,7 @@
 #include <rlhf/advantage/gae.hpp>
 #include <rlhf/advantage/gpg.hpp>
 #include <rlhf/advantage/grpo.hpp>
+#include <rlhf/advantage/group_variants.hpp>
 #include <rlhf/advantage/opo.hpp>
 #include <rlhf/advantage/reinforce.hpp>
 #include <rlhf/advantage/rloo.hpp>
