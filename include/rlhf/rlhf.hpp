@@ -44,6 +44,7 @@
 #include "objectives/is_correction.hpp"
 #include "objectives/policy_variants.hpp"
 #include "objectives/ppo.hpp"
+#include "objectives/preference.hpp"
 #include "objectives/reward.hpp"
 #include "objectives/rollout_correction.hpp"
 #include "train/train.hpp"

@@ -536,6 +536,107 @@ TEST_CASE("DPO family: every loss type's gradient matches finite differences", "
     }
 }
 
+TEST_CASE("KTO, CPO / SimPO / AlphaPO, ORPO: hand-computed values and finite-difference gradients", "[pref][grad]") {
+  namespace pref = rlhf::pref;
+  using v1 = rlhf::tensor_view<const double, 1>;
+  using o1 = rlhf::tensor_view<double, 1>;
+  // KTO: rho = (1, -0.5, 2), z = max(mean(KL - refKL), 0) = 0.25
+  std::vector<double> lp = {-3, -4.5, -1}, ref = {-4, -4, -3}, kl = {-1, -2}, rkl = {-1.5, -2};
+  std::vector<long long> lab = {1, 0, 1};
+  std::vector<double> l(3), rw(3), d(3);
+  pref::kto_params kp;
+  kp.desirable_weight = 1.5;
+  auto res = pref::kto_loss(cpu, v1(lp.data(), {3}), v1(ref.data(), {3}), rlhf::tensor_view<const long long, 1>(lab.data(), {3}),
+                            v1(kl.data(), {2}), v1(rkl.data(), {2}), kp, o1(l.data(), {3}), o1(rw.data(), {3}),
+                            o1(d.data(), {3}));
+  auto sig = [](double x) { return 1 / (1 + std::exp(-x)); };
+  CHECK(res.kl == 0.25);
+  CHECK(l[0] == Approx(1.5 * (1 - sig(0.1 * (1 - 0.25)))).epsilon(1e-14));
+  CHECK(l[1] == Approx(1 - sig(0.1 * (0.25 + 0.5))).epsilon(1e-14));
+  CHECK(res.loss == Approx((l[0] + l[1] + l[2]) / 3).epsilon(1e-15));
+  CHECK(rw[2] == Approx(0.2).epsilon(1e-15));
+  CHECK(res.chosen == 2);
+  CHECK(res.rejected == 1);
+  for (int i = 0; i < 3; ++i) {  // z is detached: the derivative by the sample alone
+    const double h = 1e-6;
+    auto at = [&](double x) {
+      auto q = lp;
+      q[static_cast<std::size_t>(i)] = x;
+      std::vector<double> ll(3);
+      pref::kto_loss(cpu, v1(q.data(), {3}), v1(ref.data(), {3}), rlhf::tensor_view<const long long, 1>(lab.data(), {3}),
+                     v1(kl.data(), {2}), v1(rkl.data(), {2}), kp, o1(ll.data(), {3}));
+      return ll[static_cast<std::size_t>(i)];
+    };
+    CHECK(d[static_cast<std::size_t>(i)] ==
+          Approx((at(lp[static_cast<std::size_t>(i)] + h) - at(lp[static_cast<std::size_t>(i)] - h)) / (2 * h)).epsilon(1e-6));
+  }
+  // CPO family: every loss type and AlphaPO, gradients by central differences
+  std::vector<double> c = {-1.2, -0.4, -2.5}, r = {-1.5, -0.3, -0.9};
+  const pref::cpo_params cps[] = {pref::cpo_params{}, pref::cpo_params{pref::cpo_loss_type::hinge, 0.5, 0, 0.5, 0},
+                                  pref::cpo_params{pref::cpo_loss_type::ipo, 0.5, 0, 0.5, 0},
+                                  pref::cpo_params{pref::cpo_loss_type::sigmoid, 1.0, 0.1, 0.5, 0},
+                                  pref::cpo_params::simpo(), pref::cpo_params::alphapo(0.25), pref::cpo_params::alphapo(-0.5)};
+  for (const auto& p : cps) {
+    std::vector<double> L(3), cr(3), rr(3), dc(3), dr(3);
+    const double mean = pref::cpo_loss(cpu, v1(c.data(), {3}), v1(r.data(), {3}), p,
+                                       {o1(L.data(), {3}), o1(cr.data(), {3}), o1(rr.data(), {3}), o1(dc.data(), {3}),
+                                        o1(dr.data(), {3})});
+    CHECK(mean == Approx((L[0] + L[1] + L[2]) / 3).epsilon(1e-15));
+    auto loss_at = [&](std::vector<double> cc, std::vector<double> rj, int i) {
+      std::vector<double> LL(3);
+      pref::cpo_loss(cpu, v1(cc.data(), {3}), v1(rj.data(), {3}), p, {o1(LL.data(), {3})});
+      return LL[static_cast<std::size_t>(i)];
+    };
+    for (int i = 0; i < 3; ++i) {
+      const auto u = static_cast<std::size_t>(i);
+      const double h = 1e-6;
+      auto cp = c, cm = c, rp = r, rm = r;
+      cp[u] += h, cm[u] -= h, rp[u] += h, rm[u] -= h;
+      CHECK(dc[u] == Approx((loss_at(cp, r, i) - loss_at(cm, r, i)) / (2 * h)).epsilon(1e-6).margin(1e-9));
+      CHECK(dr[u] == Approx((loss_at(c, rp, i) - loss_at(c, rm, i)) / (2 * h)).epsilon(1e-6).margin(1e-9));
+    }
+  }
+  {  // sigmoid CPO by hand: -logsig(beta (c - r))
+    std::vector<double> L(3);
+    pref::cpo_loss(cpu, v1(c.data(), {3}), v1(r.data(), {3}), pref::cpo_params{}, {o1(L.data(), {3})});
+    CHECK(L[0] == Approx(std::log1p(std::exp(-0.1 * 0.3))).epsilon(1e-14));
+  }
+  // ORPO: log_odds = (c - r) - (log(1 - e^c) - log(1 - e^r)); gradients by central differences
+  std::vector<double> L(3), cr(3), rr(3), dc(3), dr(3);
+  const auto orr = pref::orpo_loss(cpu, v1(c.data(), {3}), v1(r.data(), {3}), 0.1,
+                                   {o1(L.data(), {3}), o1(cr.data(), {3}), o1(rr.data(), {3}), o1(dc.data(), {3}),
+                                    o1(dr.data(), {3})});
+  const double lo0 = (c[0] - r[0]) - (std::log(1 - std::exp(c[0])) - std::log(1 - std::exp(r[0])));
+  CHECK(L[0] == Approx(0.1 * std::log(sig(lo0))).epsilon(1e-13));
+  CHECK(orr.loss == Approx((L[0] + L[1] + L[2]) / 3).epsilon(1e-15));
+  for (int i = 0; i < 3; ++i) {
+    const auto u = static_cast<std::size_t>(i);
+    auto at = [&](double cc, double rj) {
+      std::vector<double> a = c, b = r, LL(3);
+      a[u] = cc;
+      b[u] = rj;
+      pref::orpo_loss(cpu, v1(a.data(), {3}), v1(b.data(), {3}), 0.1, {o1(LL.data(), {3})});
+      return LL[u];
+    };
+    const double h = 1e-6;
+    CHECK(dc[u] == Approx((at(c[u] + h, r[u]) - at(c[u] - h, r[u])) / (2 * h)).epsilon(1e-6));
+    CHECK(dr[u] == Approx((at(c[u], r[u] + h) - at(c[u], r[u] - h)) / (2 * h)).epsilon(1e-6));
+  }
+  // errors: a log-prob of 0 has no odds; an unknown loss name; no sample
+  std::vector<double> zero = {0.0, -1, -1};
+  expect_error([&] { (void)pref::orpo_loss(cpu, v1(zero.data(), {3}), v1(r.data(), {3}), 0.1); }, error_kind::non_finite,
+               "policy_chosen_logps");
+  expect_error([] { (void)pref::parse_cpo_loss_type("dpo"); }, error_kind::param, "loss_type");
+  expect_error([&] { (void)pref::cpo_loss(cpu, v1(c.data(), {0}), v1(r.data(), {0}), pref::cpo_params{}); },
+               error_kind::empty, "policy_chosen_logps");
+  expect_error(
+      [&] {
+        (void)pref::kto_loss(cpu, v1(lp.data(), {3}), v1(ref.data(), {3}), rlhf::tensor_view<const long long, 1>(lab.data(), {3}),
+                             v1{}, v1{}, pref::kto_params{});
+      },
+      error_kind::empty, "KL_logps");
+}
+
 TEST_CASE("DPO: DiscoPOP stays finite where the reference overflows", "[dpo]") {
   std::vector<double> c = {-2000.0}, r = {0.0}, z = {0.0};
   auto res =

@@ -645,6 +645,75 @@ std::map<std::string, handler<T>> handlers() {
   };
   m["reward_pairwise_loss"] = pairwise("rewards_chosen", "rewards_rejected", false);
 
+  // ---------------- preference losses beyond DPO (objectives/preference.hpp)
+  m["kto_loss"] = [](ctx<T>& c, result& r) {
+    cpu_only(c);
+    pref::kto_params p;
+    p.type = pref::parse_kto_loss_type(c.str("loss_type"));
+    p.beta = c.num_or("beta", 0.1);
+    p.desirable_weight = c.num_or("desirable_weight", 1.0);
+    p.undesirable_weight = c.num_or("undesirable_weight", 1.0);
+    auto lp = c.in.vec("completion_logps");
+    auto ref = c.in.vec("ref_logps");
+    auto lab = c.in.ints("label");
+    tensor_view<const T, 1> kl{}, rkl{};
+    if (p.type == pref::kto_loss_type::kto) {
+      kl = c.in.vec("KL_logps");
+      rkl = c.in.vec("ref_KL_logps");
+    }
+    const index_t B = lp.extent(0);
+    auto losses = c.in.out1(B), rw = c.in.out1(B), d = c.in.out1(B);
+    const auto res = pref::kto_loss(cpu, lp, ref, lab, kl, rkl, p, losses, rw, d);
+    // TRL's order: every desirable sample, then every undesirable one
+    nd l, cr, rr;
+    for (int pass = 0; pass < 2; ++pass)
+      for (index_t b = 0; b < B; ++b)
+        if ((lab(b) != 0) == (pass == 0)) {
+          l.data.push_back(static_cast<double>(losses(b)));
+          (pass == 0 ? cr : rr).data.push_back(static_cast<double>(rw(b)));
+        }
+    l.shape = {static_cast<index_t>(l.data.size())};
+    cr.shape = {static_cast<index_t>(cr.data.size())};
+    rr.shape = {static_cast<index_t>(rr.data.size())};
+    r.outputs["losses"] = l;
+    r.outputs["chosen_rewards"] = cr;
+    r.outputs["rejected_rewards"] = rr;
+    r.outputs["loss"] = scalar(res.loss);
+    r.outputs["kl"] = scalar(res.kl);
+    r.grads["completion_logps"] = scaled(d, c.cot_scalar("loss") / static_cast<double>(B));
+    if (p.type == pref::kto_loss_type::kto) r.grads["KL_logps"] = scaled(kl, 0.0);
+  };
+  auto pair_op = [](bool orpo) {
+    return [=](ctx<T>& c, result& r) {
+      cpu_only(c);
+      auto ch = c.in.vec("policy_chosen_logps");
+      auto rj = c.in.vec("policy_rejected_logps");
+      const index_t B = ch.extent(0);
+      pref::pair_outputs<T> o{c.in.out1(B), c.in.out1(B), c.in.out1(B), c.in.out1(B), c.in.out1(B)};
+      if (orpo) {
+        const auto res = pref::orpo_loss(cpu, ch, rj, c.num_or("beta", 0.1), o);
+        r.outputs["log_odds_ratio"] = scalar(res.log_odds_ratio);
+        r.outputs["log_odds_chosen"] = scalar(res.log_odds_chosen);
+      } else {
+        pref::cpo_params p;
+        p.type = pref::parse_cpo_loss_type(c.str("loss_type"));
+        p.beta = c.num_or("beta", 0.1);
+        p.label_smoothing = c.num_or("label_smoothing", 0.0);
+        p.simpo_gamma = c.num_or("simpo_gamma", 0.5);
+        p.alpha = c.num_or("alpha", 0.0);
+        (void)pref::cpo_loss(cpu, ch, rj, p, o);
+      }
+      r.outputs["losses"] = to_nd(o.losses);
+      r.outputs["chosen_rewards"] = to_nd(o.chosen_rewards);
+      r.outputs["rejected_rewards"] = to_nd(o.rejected_rewards);
+      const auto cot = c.cot_array("losses", B);
+      r.grads["policy_chosen_logps"] = scaled(o.dchosen, cot);
+      r.grads["policy_rejected_logps"] = scaled(o.drejected, cot);
+    };
+  };
+  m["cpo_loss"] = pair_op(false);
+  m["orpo_loss"] = pair_op(true);
+
   // ---------------- rollout correction (verl rollout_corr_helper), overlong shaping (OpenRLHF)
   // a threshold given as a JSON number or string, as verl's config takes it
   auto spec = [](ctx<T>& c, const char* k) {

@@ -30,6 +30,7 @@
 #include <rlhf/objectives/dpo.hpp>
 #include <rlhf/objectives/is_correction.hpp>
 #include <rlhf/objectives/policy_variants.hpp>
+#include <rlhf/objectives/preference.hpp>
 #include <rlhf/objectives/ppo.hpp>
 #include <rlhf/objectives/reward.hpp>
 #include <rlhf/objectives/rollout_correction.hpp>
