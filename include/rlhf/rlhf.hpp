@@ -39,6 +39,7 @@
 #include "advantage/rloo.hpp"
 
 #include "objectives/a2c.hpp"
+#include "objectives/distill.hpp"
 #include "objectives/dpo.hpp"
 #include "objectives/fused.hpp"
 #include "objectives/is_correction.hpp"

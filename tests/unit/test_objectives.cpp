@@ -637,6 +637,89 @@ TEST_CASE("KTO, CPO / SimPO / AlphaPO, ORPO: hand-computed values and finite-dif
       error_kind::empty, "KL_logps");
 }
 
+TEST_CASE("generalized JSD (GKD): the limits are the KLs, gradients by finite differences, errors", "[distill][grad]") {
+  namespace ds = rlhf::distill;
+  rng r(71);
+  const index_t N = 3, V = 7;
+  mat z = r.normal_mat(N, V, 0, 2), y = r.normal_mat(N, V, 0, 2);
+  std::vector<long long> lab = {5, -100, 2};
+  const rlhf::tensor_view<const long long, 1> lv(lab.data(), {N});
+  // beta = 0: sum_v p_t (t - s) over the kept rows, / kept (batchmean)
+  auto log_softmax = [&](const mat& x, index_t i, double tau) {
+    std::vector<double> o(static_cast<std::size_t>(V));
+    double m = -INFINITY, s = 0;
+    for (index_t v = 0; v < V; ++v) m = std::max(m, x(i, v) / tau);
+    for (index_t v = 0; v < V; ++v) s += std::exp(x(i, v) / tau - m);
+    for (index_t v = 0; v < V; ++v) o[static_cast<std::size_t>(v)] = x(i, v) / tau - m - std::log(s);
+    return o;
+  };
+  double fwd = 0, rev = 0;
+  for (index_t i : {index_t{0}, index_t{2}}) {
+    const auto s = log_softmax(z, i, 1.5), t = log_softmax(y, i, 1.5);
+    for (std::size_t v = 0; v < s.size(); ++v) {
+      fwd += std::exp(t[v]) * (t[v] - s[v]);
+      rev += std::exp(s[v]) * (s[v] - t[v]);
+    }
+  }
+  ds::jsd_params p;
+  p.temperature = 1.5;
+  p.beta = 0;
+  CHECK(ds::generalized_jsd(cpu, z.cview(), y.cview(), lv, p).loss == Approx(fwd / 2).epsilon(1e-13));
+  p.beta = 1;
+  CHECK(ds::generalized_jsd(cpu, z.cview(), y.cview(), lv, p).loss == Approx(rev / 2).epsilon(1e-13));
+  // every beta: dL/dz by central differences; ignored rows get 0
+  for (double beta : {0.0, 0.3, 0.5, 1.0}) {
+    p.beta = beta;
+    for (auto red : {ds::jsd_reduction::batchmean, ds::jsd_reduction::sum, ds::jsd_reduction::mean}) {
+      p.reduction = red;
+      mat g(N, V);
+      ds::generalized_jsd(cpu, z.cview(), y.cview(), lv, p, g.view());
+      for (std::size_t k = 0; k < z.v.size(); ++k) {
+        const double h = 1e-6;
+        mat a = z, b = z;
+        a.v[k] += h;
+        b.v[k] -= h;
+        const double fd = (ds::generalized_jsd(cpu, a.cview(), y.cview(), lv, p).loss -
+                           ds::generalized_jsd(cpu, b.cview(), y.cview(), lv, p).loss) /
+                          (2 * h);
+        CHECK(g.v[k] == Approx(fd).epsilon(1e-6).margin(1e-9));
+      }
+      for (index_t v = 0; v < V; ++v) CHECK(g(1, v) == 0.0);
+    }
+  }
+  // none: the elements, and the VJP of a cotangent on them
+  p.beta = 0.4;
+  p.reduction = ds::jsd_reduction::none;
+  mat el(N, V), g(N, V), cot = r.normal_mat(N, V);
+  ds::generalized_jsd(cpu, z.cview(), y.cview(), lv, p, g.view(), el.view(), cot.cview());
+  auto weighted = [&](const mat& x) {
+    mat e(N, V);
+    ds::generalized_jsd(cpu, x.cview(), y.cview(), lv, p, {}, e.view());
+    double s = 0;
+    for (std::size_t k = 0; k < e.v.size(); ++k) s += cot.v[k] * e.v[k];
+    return s;
+  };
+  for (std::size_t k = 0; k < z.v.size(); ++k) {
+    const double h = 1e-6;
+    mat a = z, b = z;
+    a.v[k] += h;
+    b.v[k] -= h;
+    CHECK(g.v[k] == Approx((weighted(a) - weighted(b)) / (2 * h)).epsilon(1e-6).margin(1e-9));
+  }
+  // errors
+  p.reduction = ds::jsd_reduction::batchmean;
+  std::vector<long long> none = {-100, -100, -100};
+  expect_error(
+      [&] { (void)ds::generalized_jsd(cpu, z.cview(), y.cview(), rlhf::tensor_view<const long long, 1>(none.data(), {N}), p); },
+      error_kind::empty, "labels");
+  p.beta = 1.5;
+  expect_error([&] { (void)ds::generalized_jsd(cpu, z.cview(), y.cview(), lv, p); }, error_kind::param, "beta");
+  p.beta = 0.5;
+  p.temperature = 0;
+  expect_error([&] { (void)ds::generalized_jsd(cpu, z.cview(), y.cview(), lv, p); }, error_kind::param, "temperature");
+  expect_error([] { (void)ds::parse_jsd_reduction("avg"); }, error_kind::param, "reduction");
+}
+
 TEST_CASE("DPO: DiscoPOP stays finite where the reference overflows", "[dpo]") {
   std::vector<double> c = {-2000.0}, r = {0.0}, z = {0.0};
   auto res =

@@ -645,6 +645,61 @@ std::map<std::string, handler<T>> handlers() {
   };
   m["reward_pairwise_loss"] = pairwise("rewards_chosen", "rewards_rejected", false);
 
+  // ---------------- distillation (objectives/distill.hpp)
+  m["generalized_jsd_loss"] = [](ctx<T>& c, result& r) {
+    cpu_only(c);
+    distill::jsd_params p;
+    p.beta = c.num_or("beta", 0.5);
+    p.temperature = c.num_or("temperature", 1.0);
+    p.reduction = distill::parse_jsd_reduction(c.has_param("reduction") ? c.str("reduction") : std::string("batchmean"));
+    if (c.has_param("num_items_in_batch")) {
+      p.num_items_in_batch = c.num("num_items_in_batch");
+      rlhf::detail::require_param(p.num_items_in_batch > 0, "generalized_jsd_loss", "num_items_in_batch", "must be > 0");
+    }
+    const nd& raw = c.in.raw("student_logits");
+    auto z = c.in.mat("student_logits");
+    auto y = c.in.mat("teacher_logits");
+    const bool has_labels = c.in.has("labels");
+    tensor_view<const long long, 1> lab{};
+    if (has_labels) lab = c.in.ints("labels");
+    p.batch_rows = raw.shape.empty() ? 1.0 : static_cast<double>(raw.shape[0]);
+    const index_t N = z.extent(0), V = z.extent(1);
+    auto g = c.in.out2(z), el = c.in.out2(z);
+    std::vector<unsigned char> kept(static_cast<std::size_t>(N), 1);
+    if (has_labels && lab.extent(0) == N)
+      for (index_t i = 0; i < N; ++i) kept[static_cast<std::size_t>(i)] = lab(i) != p.ignore_index ? 1 : 0;
+    if (p.reduction == distill::jsd_reduction::none) {
+      // the cotangent over the kept rows, spread back to [N, V]
+      index_t n = 0;
+      for (auto k : kept) n += k;
+      const auto cot = c.cot_array("loss", n * V);
+      std::vector<T> full(static_cast<std::size_t>(N * V), T(0));
+      index_t row = 0;
+      for (index_t i = 0; i < N; ++i)
+        if (kept[static_cast<std::size_t>(i)] != 0) {
+          for (index_t v = 0; v < V; ++v)
+            full[static_cast<std::size_t>(i * V + v)] = static_cast<T>(cot[static_cast<std::size_t>(row * V + v)]);
+          ++row;
+        }
+      distill::generalized_jsd(cpu, z, y, lab, p, g, el, tensor_view<const T, 2>(full.data(), z.shape()));
+      nd out;
+      for (index_t i = 0; i < N; ++i)
+        if (kept[static_cast<std::size_t>(i)] != 0)
+          for (index_t v = 0; v < V; ++v) out.data.push_back(static_cast<double>(el(i, v)));
+      out.shape = has_labels ? std::vector<index_t>{n, V} : raw.shape;
+      r.outputs["loss"] = out;
+      nd gr = to_nd(g);
+      gr.shape = raw.shape;
+      r.grads["student_logits"] = gr;
+    } else {
+      const auto res = distill::generalized_jsd(cpu, z, y, lab, p, g);
+      r.outputs["loss"] = scalar(res.loss);
+      nd gr = scaled(g, c.cot_scalar("loss"));
+      gr.shape = raw.shape;
+      r.grads["student_logits"] = gr;
+    }
+  };
+
   // ---------------- preference losses beyond DPO (objectives/preference.hpp)
   m["kto_loss"] = [](ctx<T>& c, result& r) {
     cpu_only(c);

@@ -27,6 +27,7 @@
 #include <rlhf/kl/is.hpp>
 #include <rlhf/kl/penalty.hpp>
 #include <rlhf/objectives/a2c.hpp>
+#include <rlhf/objectives/distill.hpp>
 #include <rlhf/objectives/dpo.hpp>
 #include <rlhf/objectives/is_correction.hpp>
 #include <rlhf/objectives/policy_variants.hpp>
