@@ -546,9 +546,9 @@ TEST_CASE("KTO, CPO / SimPO / AlphaPO, ORPO: hand-computed values and finite-dif
   std::vector<double> l(3), rw(3), d(3);
   pref::kto_params kp;
   kp.desirable_weight = 1.5;
-  auto res = pref::kto_loss(cpu, v1(lp.data(), {3}), v1(ref.data(), {3}), rlhf::tensor_view<const long long, 1>(lab.data(), {3}),
-                            v1(kl.data(), {2}), v1(rkl.data(), {2}), kp, o1(l.data(), {3}), o1(rw.data(), {3}),
-                            o1(d.data(), {3}));
+  auto res = pref::kto_loss(cpu, v1(lp.data(), {3}), v1(ref.data(), {3}),
+                            rlhf::tensor_view<const long long, 1>(lab.data(), {3}), v1(kl.data(), {2}),
+                            v1(rkl.data(), {2}), kp, o1(l.data(), {3}), o1(rw.data(), {3}), o1(d.data(), {3}));
   auto sig = [](double x) { return 1 / (1 + std::exp(-x)); };
   CHECK(res.kl == 0.25);
   CHECK(l[0] == Approx(1.5 * (1 - sig(0.1 * (1 - 0.25)))).epsilon(1e-14));
@@ -563,24 +563,29 @@ TEST_CASE("KTO, CPO / SimPO / AlphaPO, ORPO: hand-computed values and finite-dif
       auto q = lp;
       q[static_cast<std::size_t>(i)] = x;
       std::vector<double> ll(3);
-      pref::kto_loss(cpu, v1(q.data(), {3}), v1(ref.data(), {3}), rlhf::tensor_view<const long long, 1>(lab.data(), {3}),
-                     v1(kl.data(), {2}), v1(rkl.data(), {2}), kp, o1(ll.data(), {3}));
+      pref::kto_loss(cpu, v1(q.data(), {3}), v1(ref.data(), {3}),
+                     rlhf::tensor_view<const long long, 1>(lab.data(), {3}), v1(kl.data(), {2}), v1(rkl.data(), {2}),
+                     kp, o1(ll.data(), {3}));
       return ll[static_cast<std::size_t>(i)];
     };
     CHECK(d[static_cast<std::size_t>(i)] ==
-          Approx((at(lp[static_cast<std::size_t>(i)] + h) - at(lp[static_cast<std::size_t>(i)] - h)) / (2 * h)).epsilon(1e-6));
+          Approx((at(lp[static_cast<std::size_t>(i)] + h) - at(lp[static_cast<std::size_t>(i)] - h)) / (2 * h))
+              .epsilon(1e-6));
   }
   // CPO family: every loss type and AlphaPO, gradients by central differences
   std::vector<double> c = {-1.2, -0.4, -2.5}, r = {-1.5, -0.3, -0.9};
-  const pref::cpo_params cps[] = {pref::cpo_params{}, pref::cpo_params{pref::cpo_loss_type::hinge, 0.5, 0, 0.5, 0},
+  const pref::cpo_params cps[] = {pref::cpo_params{},
+                                  pref::cpo_params{pref::cpo_loss_type::hinge, 0.5, 0, 0.5, 0},
                                   pref::cpo_params{pref::cpo_loss_type::ipo, 0.5, 0, 0.5, 0},
                                   pref::cpo_params{pref::cpo_loss_type::sigmoid, 1.0, 0.1, 0.5, 0},
-                                  pref::cpo_params::simpo(), pref::cpo_params::alphapo(0.25), pref::cpo_params::alphapo(-0.5)};
+                                  pref::cpo_params::simpo(),
+                                  pref::cpo_params::alphapo(0.25),
+                                  pref::cpo_params::alphapo(-0.5)};
   for (const auto& p : cps) {
     std::vector<double> L(3), cr(3), rr(3), dc(3), dr(3);
-    const double mean = pref::cpo_loss(cpu, v1(c.data(), {3}), v1(r.data(), {3}), p,
-                                       {o1(L.data(), {3}), o1(cr.data(), {3}), o1(rr.data(), {3}), o1(dc.data(), {3}),
-                                        o1(dr.data(), {3})});
+    const double mean = pref::cpo_loss(
+        cpu, v1(c.data(), {3}), v1(r.data(), {3}), p,
+        {o1(L.data(), {3}), o1(cr.data(), {3}), o1(rr.data(), {3}), o1(dc.data(), {3}), o1(dr.data(), {3})});
     CHECK(mean == Approx((L[0] + L[1] + L[2]) / 3).epsilon(1e-15));
     auto loss_at = [&](std::vector<double> cc, std::vector<double> rj, int i) {
       std::vector<double> LL(3);
@@ -603,9 +608,9 @@ TEST_CASE("KTO, CPO / SimPO / AlphaPO, ORPO: hand-computed values and finite-dif
   }
   // ORPO: log_odds = (c - r) - (log(1 - e^c) - log(1 - e^r)); gradients by central differences
   std::vector<double> L(3), cr(3), rr(3), dc(3), dr(3);
-  const auto orr = pref::orpo_loss(cpu, v1(c.data(), {3}), v1(r.data(), {3}), 0.1,
-                                   {o1(L.data(), {3}), o1(cr.data(), {3}), o1(rr.data(), {3}), o1(dc.data(), {3}),
-                                    o1(dr.data(), {3})});
+  const auto orr = pref::orpo_loss(
+      cpu, v1(c.data(), {3}), v1(r.data(), {3}), 0.1,
+      {o1(L.data(), {3}), o1(cr.data(), {3}), o1(rr.data(), {3}), o1(dc.data(), {3}), o1(dr.data(), {3})});
   const double lo0 = (c[0] - r[0]) - (std::log(1 - std::exp(c[0])) - std::log(1 - std::exp(r[0])));
   CHECK(L[0] == Approx(0.1 * std::log(sig(lo0))).epsilon(1e-13));
   CHECK(orr.loss == Approx((L[0] + L[1] + L[2]) / 3).epsilon(1e-15));
@@ -624,15 +629,15 @@ TEST_CASE("KTO, CPO / SimPO / AlphaPO, ORPO: hand-computed values and finite-dif
   }
   // errors: a log-prob of 0 has no odds; an unknown loss name; no sample
   std::vector<double> zero = {0.0, -1, -1};
-  expect_error([&] { (void)pref::orpo_loss(cpu, v1(zero.data(), {3}), v1(r.data(), {3}), 0.1); }, error_kind::non_finite,
-               "policy_chosen_logps");
+  expect_error([&] { (void)pref::orpo_loss(cpu, v1(zero.data(), {3}), v1(r.data(), {3}), 0.1); },
+               error_kind::non_finite, "policy_chosen_logps");
   expect_error([] { (void)pref::parse_cpo_loss_type("dpo"); }, error_kind::param, "loss_type");
   expect_error([&] { (void)pref::cpo_loss(cpu, v1(c.data(), {0}), v1(r.data(), {0}), pref::cpo_params{}); },
                error_kind::empty, "policy_chosen_logps");
   expect_error(
       [&] {
-        (void)pref::kto_loss(cpu, v1(lp.data(), {3}), v1(ref.data(), {3}), rlhf::tensor_view<const long long, 1>(lab.data(), {3}),
-                             v1{}, v1{}, pref::kto_params{});
+        (void)pref::kto_loss(cpu, v1(lp.data(), {3}), v1(ref.data(), {3}),
+                             rlhf::tensor_view<const long long, 1>(lab.data(), {3}), v1{}, v1{}, pref::kto_params{});
       },
       error_kind::empty, "KL_logps");
 }
@@ -710,7 +715,10 @@ TEST_CASE("generalized JSD (GKD): the limits are the KLs, gradients by finite di
   p.reduction = ds::jsd_reduction::batchmean;
   std::vector<long long> none = {-100, -100, -100};
   expect_error(
-      [&] { (void)ds::generalized_jsd(cpu, z.cview(), y.cview(), rlhf::tensor_view<const long long, 1>(none.data(), {N}), p); },
+      [&] {
+        (void)ds::generalized_jsd(cpu, z.cview(), y.cview(), rlhf::tensor_view<const long long, 1>(none.data(), {N}),
+                                  p);
+      },
       error_kind::empty, "labels");
   p.beta = 1.5;
   expect_error([&] { (void)ds::generalized_jsd(cpu, z.cview(), y.cview(), lv, p); }, error_kind::param, "beta");

@@ -651,10 +651,12 @@ std::map<std::string, handler<T>> handlers() {
     distill::jsd_params p;
     p.beta = c.num_or("beta", 0.5);
     p.temperature = c.num_or("temperature", 1.0);
-    p.reduction = distill::parse_jsd_reduction(c.has_param("reduction") ? c.str("reduction") : std::string("batchmean"));
+    p.reduction =
+        distill::parse_jsd_reduction(c.has_param("reduction") ? c.str("reduction") : std::string("batchmean"));
     if (c.has_param("num_items_in_batch")) {
       p.num_items_in_batch = c.num("num_items_in_batch");
-      rlhf::detail::require_param(p.num_items_in_batch > 0, "generalized_jsd_loss", "num_items_in_batch", "must be > 0");
+      rlhf::detail::require_param(p.num_items_in_batch > 0, "generalized_jsd_loss", "num_items_in_batch",
+                                  "must be > 0");
     }
     const nd& raw = c.in.raw("student_logits");
     auto z = c.in.mat("student_logits");

@@ -137,8 +137,8 @@ void gdpo(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> re
   }
   // whiten(A) * m in one pass, then returns = advantages
   detail::whitening(fn, [&] {
-    ops::detail::whiten_into(tag.unchecked(), "ops::masked_whiten", tensor_view<const V, 2>(tiled.view()), response_mask, p.whitening,
-                             out.advantages, true);
+    ops::detail::whiten_into(tag.unchecked(), "ops::masked_whiten", tensor_view<const V, 2>(tiled.view()),
+                             response_mask, p.whitening, out.advantages, true);
   });
   for (index_t b = 0; b < B; ++b)
     for (index_t t = 0; t < T_; ++t) out.returns(b, t) = out.advantages(b, t);
@@ -212,7 +212,8 @@ void loo_grpo(cpu_t tag, tensor_view<T, 1> rewards, tensor_view<I, 1> index, con
   for (index_t b = 0; b < B; ++b)
     if (!std::isfinite(static_cast<double>(static_cast<V>(a[static_cast<std::size_t>(b)])))) detail::overflow(fn, b);
   for (index_t b = 0; b < B; ++b)
-    for (index_t t = 0; t < advantages.extent(1); ++t) advantages(b, t) = static_cast<V>(a[static_cast<std::size_t>(b)]);
+    for (index_t t = 0; t < advantages.extent(1); ++t)
+      advantages(b, t) = static_cast<V>(a[static_cast<std::size_t>(b)]);
 }
 }  // namespace impl
 

@@ -71,9 +71,7 @@ RLHF_HD inline pref_term cpo_pair(double l, cpo_kind k, double beta, double eps,
 }
 
 /// log(1 - exp(x)) for x < 0 (Maechler's switch at -log 2).
-RLHF_HD inline double log1mexp(double x) {
-  return x < -0.6931471805599453 ? log1p(-exp(x)) : log(-expm1(x));
-}
+RLHF_HD inline double log1mexp(double x) { return x < -0.6931471805599453 ? log1p(-exp(x)) : log(-expm1(x)); }
 
 struct orpo_term {
   double loss, log_odds, dc, dr;  ///< beta logsig(log_odds), log_odds, d loss / d c, d loss / d r

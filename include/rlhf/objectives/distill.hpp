@@ -47,7 +47,8 @@ struct jsd_params {
 };
 
 inline void check_jsd_params(const jsd_params& p, const char* fn) {
-  rlhf::detail::require_param(p.beta >= 0 && p.beta <= 1, fn, "beta", "must be in [0, 1]; got " + std::to_string(p.beta));
+  rlhf::detail::require_param(p.beta >= 0 && p.beta <= 1, fn, "beta",
+                              "must be in [0, 1]; got " + std::to_string(p.beta));
   rlhf::detail::require_param(std::isfinite(p.temperature) && p.temperature > 0, fn, "temperature", "must be > 0");
   rlhf::detail::require_param(std::isfinite(p.num_items_in_batch) && p.num_items_in_batch >= 0, fn,
                               "num_items_in_batch", "must be > 0 (0 = unset)");
@@ -62,8 +63,8 @@ inline jsd_reduction parse_jsd_reduction(std::string_view s) {
 }
 
 struct jsd_result {
-  double loss = 0;  ///< the reduced loss (sum over kept positions for `none`)
-  index_t kept = 0; ///< positions kept (labels != ignore_index)
+  double loss = 0;   ///< the reduced loss (sum over kept positions for `none`)
+  index_t kept = 0;  ///< positions kept (labels != ignore_index)
 };
 
 namespace detail {
@@ -146,8 +147,7 @@ jsd_result generalized_jsd(cpu_t tag, tensor_view<T, 2> student, in_view<T, 2> t
     switch (p.reduction) {
       case jsd_reduction::batchmean:
         if (!labels.null()) {
-          if (n == 0)
-            rlhf::detail::fail(error_kind::empty, fn, "labels", "keeps no position (batchmean over none)");
+          if (n == 0) rlhf::detail::fail(error_kind::empty, fn, "labels", "keeps no position (batchmean over none)");
           c = 1.0 / static_cast<double>(n);
         } else {
           c = 1.0 / (p.batch_rows > 0 ? p.batch_rows : static_cast<double>(N));

@@ -49,10 +49,10 @@ struct kto_params {
 };
 
 struct kto_result {
-  double loss = 0;      ///< mean of the weighted per-sample losses
-  double kl = 0;        ///< z = max(mean(KL_logps - ref_KL_logps), 0) (kto; 0 for apo_zero_unpaired)
-  index_t chosen = 0;   ///< desirable samples
-  index_t rejected = 0; ///< undesirable samples
+  double loss = 0;       ///< mean of the weighted per-sample losses
+  double kl = 0;         ///< z = max(mean(KL_logps - ref_KL_logps), 0) (kto; 0 for apo_zero_unpaired)
+  index_t chosen = 0;    ///< desirable samples
+  index_t rejected = 0;  ///< undesirable samples
 };
 
 inline void check_kto_params(const kto_params& p, const char* fn) {
@@ -72,8 +72,8 @@ inline void check_kto_params(const kto_params& p, const char* fn) {
 /// detached). No sample is rlhf::error(empty).
 template <class T, class L>
 kto_result kto_loss(cpu_t tag, tensor_view<T, 1> logps, in_view<T, 1> ref_logps, tensor_view<L, 1> label,
-                    in_view<T, 1> kl_logps, in_view<T, 1> ref_kl_logps, const kto_params& p,
-                    out_view<T, 1> losses = {}, out_view<T, 1> rewards = {}, out_view<T, 1> dlogps = {}) {
+                    in_view<T, 1> kl_logps, in_view<T, 1> ref_kl_logps, const kto_params& p, out_view<T, 1> losses = {},
+                    out_view<T, 1> rewards = {}, out_view<T, 1> dlogps = {}) {
   constexpr const char* fn = "pref::kto_loss";
   check_kto_params(p, fn);
   rlhf::detail::require_same_shape(fn, "ref_logps", ref_logps, "completion_logps", logps);
