@@ -184,10 +184,11 @@ namespace detail {
 template <class T, class R, class O>
 void check_pairs(const char* fn, const T& chosen, const R& rejected, const O& o) {
   rlhf::detail::require_same_shape(fn, "policy_rejected_logps", rejected, "policy_chosen_logps", chosen);
-  for (auto [name, v] : {std::pair{"losses", o.losses}, std::pair{"chosen_rewards", o.chosen_rewards},
-                         std::pair{"rejected_rewards", o.rejected_rewards}, std::pair{"dchosen", o.dchosen},
-                         std::pair{"drejected", o.drejected}})
-    rlhf::detail::require_output(fn, name, v, "policy_chosen_logps", chosen);
+  rlhf::detail::require_output(fn, "losses", o.losses, "policy_chosen_logps", chosen);
+  rlhf::detail::require_output(fn, "chosen_rewards", o.chosen_rewards, "policy_chosen_logps", chosen);
+  rlhf::detail::require_output(fn, "rejected_rewards", o.rejected_rewards, "policy_chosen_logps", chosen);
+  rlhf::detail::require_output(fn, "dchosen", o.dchosen, "policy_chosen_logps", chosen);
+  rlhf::detail::require_output(fn, "drejected", o.drejected, "policy_chosen_logps", chosen);
 }
 template <class V>
 void write_pairs(const pair_outputs<V>& o, const std::vector<double> (&v)[5]) {
