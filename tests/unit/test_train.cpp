@@ -45,6 +45,8 @@ using ppo_gae = tr::rl_structure<tr::algorithm::ppo, rlhf::kl_estimator::k3, tr:
                                  tr::advantage_estimator::gae>;
 using ppo_grpo =
     tr::rl_structure<tr::algorithm::ppo, rlhf::kl_estimator::k1, tr::kl_placement::loss, tr::advantage_estimator::grpo>;
+using ppo_maxrl = tr::rl_structure<tr::algorithm::ppo, rlhf::kl_estimator::k3, tr::kl_placement::reward,
+                                   tr::advantage_estimator::maxrl>;
 
 tr::rl_options small_options(const std::string& metrics) {
   tr::rl_options o;
@@ -114,6 +116,24 @@ TEST_CASE("resume: critic-free PPO (GRPO, KL in the loss) continues bit-identica
   const auto resumed = run_rl<ppo_grpo, false>("grpo", true);
   CHECK(straight == resumed);
   CHECK(straight.find("\"kl_placement\": \"loss\"") != std::string::npos);
+}
+
+TEST_CASE("MaxRL as the advantage choice: the structure runs, records its name and resumes bit-identically",
+          "[train][resume]") {
+  static_assert(decltype(rlhf::adv::maxrl)::value == rlhf::advantage_estimator::maxrl);
+  const auto straight = run_rl<ppo_maxrl, false>("maxrl", false);
+  const auto resumed = run_rl<ppo_maxrl, false>("maxrl", true);
+  CHECK(std::count(straight.begin(), straight.end(), '\n') == 13);  // config + 12 steps
+  CHECK(straight == resumed);
+  CHECK(straight.find("\"advantage\": \"maxrl\"") != std::string::npos);
+  // group_size 1 has no group baseline: refused when the trainer is built
+  tabular_policy pi(init_logits(1)), ref(init_logits(1));
+  table_reward rm{rewards_table()};
+  auto o = small_options("train_test_maxrl_bad.jsonl");
+  o.group_size = 1;
+  expect_error(
+      [&] { tr::rl_trainer<ppo_maxrl, tabular_policy, tabular_policy, table_reward> t(pi, ref, rm, prompts(), o); },
+      rlhf::error_kind::param, "group_size");
 }
 
 TEST_CASE("resume: DPO continues bit-identically", "[train][resume]") {

@@ -52,8 +52,9 @@ void maxrl(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> r
 }
 }  // namespace impl
 
-/// adv::maxrl(cpu, token_level_rewards, response_mask, index, params, outputs).
-struct maxrl_fn : dispatch_on_tag<maxrl_fn> {
+/// adv::maxrl(cpu, token_level_rewards, response_mask, index, params, outputs); also the
+/// structural choice `rlhf::adv::maxrl` (core/choices.hpp).
+struct maxrl_fn : estimator_tag<advantage_estimator::maxrl>, dispatch_on_tag<maxrl_fn> {
   using dispatch_on_tag<maxrl_fn>::operator();
   template <class T, class M, class I>
   void operator()(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> response_mask,

@@ -83,7 +83,7 @@ struct experiment {
 
   static_assert((choice::is_choice_v<decltype(Choices)> && ...),
                 "rlhf::experiment: every template argument must be a structural choice: rlhf::algo::ppo/a2c/dpo, "
-                "rlhf::kl::k1/k2/k3/abs, rlhf::kl_in_reward/kl_in_loss, rlhf::adv::gae/grpo/rloo/reinforce_pp, "
+                "rlhf::kl::k1/k2/k3/abs, rlhf::kl_in_reward/kl_in_loss, rlhf::adv::gae/grpo/rloo/reinforce_pp/maxrl, "
                 "rlhf::agg::token_mean/..., rlhf::cpu, rlhf::fp32/fp64 (docs/configuration.md)");
   static_assert(n_<choice::algorithm> <= 1, "rlhf::experiment: two algorithms given, one per category is allowed");
   static_assert(n_<choice::kl_estimator> <= 1,

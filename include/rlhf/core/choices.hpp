@@ -9,7 +9,7 @@
 //   algorithm     rlhf::algo::ppo, algo::a2c, algo::dpo
 //   KL estimator  rlhf::kl::k1, kl::k2, kl::k3, kl::abs
 //   KL placement  rlhf::kl_in_reward, rlhf::kl_in_loss
-//   advantage     rlhf::adv::gae, adv::grpo, adv::rloo, adv::reinforce_pp
+//   advantage     rlhf::adv::gae, adv::grpo, adv::rloo, adv::reinforce_pp, adv::maxrl
 //                 (these are also the advantage functions: advantage/*.hpp)
 //   aggregation   rlhf::agg::token_mean, agg::token_sum, agg::seq_mean_token_sum,
 //                 agg::seq_mean_token_mean, agg::seq_mean_token_sum_norm

@@ -18,6 +18,7 @@ RLHF_NAMED_ENUM(agg_mode, (token_mean, "token-mean"), (token_sum, "token-sum"),
 
 RLHF_NAMED_ENUM(algorithm, (ppo, "ppo"), (a2c, "a2c"), (dpo, "dpo"));
 RLHF_NAMED_ENUM(kl_placement, (reward, "reward"), (loss, "loss"));
-RLHF_NAMED_ENUM(advantage_estimator, (gae, "gae"), (grpo, "grpo"), (rloo, "rloo"), (reinforce_pp, "reinforce_pp"));
+RLHF_NAMED_ENUM(advantage_estimator, (gae, "gae"), (grpo, "grpo"), (rloo, "rloo"), (reinforce_pp, "reinforce_pp"),
+                (maxrl, "maxrl"));
 
 }  // namespace rlhf

@@ -11,6 +11,7 @@
 #include "../advantage/gae.hpp"
 #include "../advantage/grpo.hpp"
 #include "../advantage/reinforce.hpp"
+#include "../advantage/group_variants.hpp"
 #include "../advantage/rloo.hpp"
 #include "../kl/estimators.hpp"
 #include "../kl/penalty.hpp"
@@ -69,7 +70,8 @@ double kl_and_advantages(Tag be, const B& b, tensor_view<const double, 2, Space>
       rp.gamma = o.gamma;
       adv::reinforce_pp(be, rw, m, rp, out);
     }
-    if (S::adv == advantage_estimator::grpo || S::adv == advantage_estimator::rloo || o.group_size >= 2) {
+    if (S::adv == advantage_estimator::grpo || S::adv == advantage_estimator::rloo ||
+        S::adv == advantage_estimator::maxrl || o.group_size >= 2) {
       ws.groups.resize(static_cast<std::size_t>(B_));
       for (index_t i = 0; i < B_; ++i) ws.groups[static_cast<std::size_t>(i)] = i / o.group_size;
       const auto idx = bring<long long, Space>(be, tensor_view<const long long, 1>(ws.groups.data(), {B_}),
@@ -78,6 +80,11 @@ double kl_and_advantages(Tag be, const B& b, tensor_view<const double, 2, Space>
         adv::grpo(be, rw, m, idx, o.grpo, out);
       else if constexpr (S::adv == advantage_estimator::rloo)
         adv::rloo(be, rw, m, idx, adv::rloo_params{true}, out);
+      else if constexpr (S::adv == advantage_estimator::maxrl) {
+        static_assert(std::is_same_v<Space, host_space>,
+                      "rlhf: adv::maxrl has no device version yet: choose grpo, rloo or reinforce_pp on rlhf::cuda");
+        adv::maxrl(be, rw, m, idx, adv::maxrl_params{}, out);
+      }
       if (o.group_size >= 2) zero_groups = adv::zero_variance_fraction(be, rw, idx);
     }
 

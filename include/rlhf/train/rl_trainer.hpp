@@ -61,7 +61,7 @@ class rl_trainer : public runnable<rl_trainer<S, P, R, RM, V>> {
                 "rlhf::agg::token_mean (docs/a2c.md)");
   static_assert(!S::needs_value || ValueFunction<V, B>,
                 "rlhf: GAE advantages and A2C need a ValueFunction (values, backward, step); pass one, or choose a "
-                "critic-free estimator (grpo, rloo, reinforce_pp) for PPO (docs/training.md)");
+                "critic-free estimator (grpo, rloo, reinforce_pp, maxrl) for PPO (docs/training.md)");
 
  public:
   static constexpr bool has_value = ValueFunction<V, B>;
@@ -92,9 +92,10 @@ class rl_trainer : public runnable<rl_trainer<S, P, R, RM, V>> {
     src_.check(fn);
     check_rl_options(o_, fn);
     check_reference_update<R, P>(o_.ref, fn);
-    if constexpr (S::adv == advantage_estimator::grpo || S::adv == advantage_estimator::rloo)
+    if constexpr (S::adv == advantage_estimator::grpo || S::adv == advantage_estimator::rloo ||
+                  S::adv == advantage_estimator::maxrl)
       rlhf::detail::require_param(o_.group_size >= 2, fn, "group_size",
-                                  "must be >= 2 for group-relative advantages (GRPO, RLOO)");
+                                  "must be >= 2 for group-relative advantages (GRPO, RLOO, MaxRL)");
     constexpr bool gives_entropy = grad_path<P, B>() != model_path::log_probs || EntropyPolicy<P, B>;
     if (o_.entropy_coef != 0 && !gives_entropy)
       rlhf::detail::fail(error_kind::param, fn, "entropy_coef",
