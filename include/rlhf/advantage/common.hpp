@@ -181,6 +181,27 @@ void broadcast(const char* fn, const std::vector<double>& a, const tensor_view<M
   });
 }
 
+/// advantages = returns = masked_whiten(a_b * mask) * mask from one value a_b
+/// per row (the outcome estimators that whiten over the batch: REINFORCE++'s
+/// baseline variant, GDPO); the whitening's overflow is reported against the
+/// rewards, and every value is checked before anything is written.
+template <class V, class M>
+void whiten_row_values(cpu_t tag, const char* fn, const std::vector<double>& a, const tensor_view<M, 2>& mask,
+                       const ops::whiten_params& w, const outputs<V>& out) {
+  const index_t B = mask.extent(0), T_ = mask.extent(1);
+  for (index_t b = 0; b < B; ++b)
+    if (!std::isfinite(static_cast<double>(static_cast<V>(a[static_cast<std::size_t>(b)])))) overflow(fn, b);
+  tensor<V, 2> tiled({B, T_});
+  cpu_loops::for_each_2d(B, T_, [&](index_t b, index_t t) {
+    tiled(b, t) = static_cast<V>(a[static_cast<std::size_t>(b)] * static_cast<double>(mask(b, t)));
+  });
+  whitening(fn, [&] {
+    ops::detail::whiten_into(tag.unchecked(), "ops::masked_whiten", tensor_view<const V, 2>(tiled.view()), mask, w,
+                             out.advantages, true);
+  });
+  cpu_loops::for_each_2d(B, T_, [&](index_t b, index_t t) { out.returns(b, t) = out.advantages(b, t); });
+}
+
 /// The fraction of groups whose scores are all equal (both backends).
 inline double zero_variance_of(const std::vector<double>& s, const std::vector<std::vector<index_t>>& g) {
   double zero = 0;

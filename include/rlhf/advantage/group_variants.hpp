@@ -85,7 +85,7 @@ void gdpo(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> re
   detail::check_rewards(tag, fn, token_level_rewards, response_mask, out);
   detail::check_index(fn, index, token_level_rewards);
   rlhf::detail::require_nonneg_param(p.grpo.epsilon, fn, "epsilon");
-  const index_t B = token_level_rewards.extent(0), T_ = token_level_rewards.extent(1);
+  const index_t B = token_level_rewards.extent(0);
   if (!components.null()) {
     rlhf::detail::require_extent(fn, "reward_components", components, 1, B, "one score per response");
     rlhf::detail::require_nonempty(fn, "reward_components", components);
@@ -129,20 +129,7 @@ void gdpo(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> re
       }
     }
   }
-  using V = value_t<T>;
-  tensor<V, 2> tiled({B, T_});
-  for (index_t b = 0; b < B; ++b) {
-    if (!std::isfinite(static_cast<double>(static_cast<V>(a[static_cast<std::size_t>(b)])))) detail::overflow(fn, b);
-    for (index_t t = 0; t < T_; ++t)
-      tiled(b, t) = static_cast<V>(a[static_cast<std::size_t>(b)] * static_cast<double>(response_mask(b, t)));
-  }
-  // whiten(A) * m in one pass, then returns = advantages
-  detail::whitening(fn, [&] {
-    ops::detail::whiten_into(tag.unchecked(), "ops::masked_whiten", tensor_view<const V, 2>(tiled.view()),
-                             response_mask, p.whitening, out.advantages, true);
-  });
-  for (index_t b = 0; b < B; ++b)
-    for (index_t t = 0; t < T_; ++t) out.returns(b, t) = out.advantages(b, t);
+  detail::whiten_row_values(tag, fn, a, response_mask, p.whitening, out);
 }
 }  // namespace impl
 

@@ -89,27 +89,13 @@ void reinforce_pp_baseline(cpu_t tag, tensor_view<T, 2> token_level_rewards, ten
   detail::check_index(fn, index, token_level_rewards);
   if (!(ops::mask_count(tag, response_mask) >= 2))
     rlhf::detail::fail(error_kind::empty, fn, "response_mask", "has fewer than 2 valid tokens: cannot whiten");
-  using V = value_t<T>;
   auto s = detail::scores(fn, token_level_rewards);
   std::vector<double> a(s.size());
   for (const auto& rows : detail::groups(index)) {
     const double mean = rows.size() > 1 ? detail::stats(s, rows).mean : 0.0;
     for (auto b : rows) a[b] = s[b] - mean;
   }
-  const index_t B = token_level_rewards.extent(0), T_ = token_level_rewards.extent(1);
-  for (index_t b = 0; b < B; ++b)
-    if (!std::isfinite(static_cast<double>(static_cast<V>(a[static_cast<std::size_t>(b)])))) detail::overflow(fn, b);
-  tensor<V, 2> tiled({B, T_});
-  cpu_loops::for_each_2d(B, T_, [&](index_t b, index_t t) {
-    tiled(b, t) = static_cast<V>(a[b] * static_cast<double>(response_mask(b, t)));
-  });
-  detail::whitening(fn, [&] { ops::masked_whiten(tag.unchecked(), tiled.view(), response_mask, w, out.advantages); });
-  cpu_loops::for_each_2d(B, T_, [&](index_t b, index_t t) {
-    const V v = static_cast<V>(static_cast<double>(out.advantages(b, t)) * static_cast<double>(response_mask(b, t)));
-    out.advantages(b, t) = v;
-    out.returns(b, t) = v;
-  });
-  rlhf::detail::require_finite_output(fn, "response_mask", tensor_view<const V, 2>(out.advantages));
+  detail::whiten_row_values(tag, fn, a, response_mask, w, out);
 }
 }  // namespace impl
 

@@ -170,6 +170,18 @@ std::vector<double> sequence_log_weights(tensor_view<T, 2> logp, tensor_view<con
   return lw;
 }
 
+/// The term of token (b, t) with its level's log weight (`lw`: the rows'
+/// sequence log weights; the token level's is logp - old, 0 on-policy).
+template <class L, class O, class R>
+is_token term_at(const L& logp, const O& old_logp, const R& ref_logp, const std::vector<double>& lw,
+                 const is_kl_params& p, index_t b, index_t t) {
+  const double lp = static_cast<double>(logp(b, t));
+  const double l = p.weight == is_weight_level::sequence ? lw[static_cast<std::size_t>(b)]
+                   : old_logp.null()                     ? 0.0
+                                                         : lp - static_cast<double>(old_logp(b, t));
+  return is_term(lp, static_cast<double>(ref_logp(b, t)), l, p);
+}
+
 inline void require_finite_is(double x, const char* fn) {
   rlhf::detail::require_finite_result(x, fn, "logp",
                                       "the IS-weighted KL overflows (exp of the log ratio or of the log weight)");
@@ -201,11 +213,7 @@ void estimate_is(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 2> old_logp, in_v
   std::vector<double> val(static_cast<std::size_t>(B * T_)), der(static_cast<std::size_t>(B * T_));
   for (index_t b = 0; b < B; ++b)
     for (index_t t = 0; t < T_; ++t) {
-      const double lp = static_cast<double>(logp(b, t));
-      const double l = p.weight == is_weight_level::sequence ? lw[static_cast<std::size_t>(b)]
-                       : old_logp.null()                     ? 0.0
-                                                             : lp - static_cast<double>(old_logp(b, t));
-      const auto r = is_detail::is_term(lp, static_cast<double>(ref_logp(b, t)), l, p);
+      const auto r = is_detail::term_at(logp, old_logp, ref_logp, lw, p, b, t);
       const auto i = static_cast<std::size_t>(b * T_ + t);
       val[i] = r.value;
       der[i] = r.dlogp;
@@ -242,11 +250,8 @@ void estimate_is_backward(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 2> old_l
   for (index_t b = 0; b < B; ++b) {
     double cross = 0;  // sum_t cot_t k_t (sequence level)
     for (index_t t = 0; t < T_; ++t) {
-      const double lp = static_cast<double>(logp(b, t)), c = static_cast<double>(cot(b, t));
-      const double l = seq               ? lw[static_cast<std::size_t>(b)]
-                       : old_logp.null() ? 0.0
-                                         : lp - static_cast<double>(old_logp(b, t));
-      const auto r = is_detail::is_term(lp, static_cast<double>(ref_logp(b, t)), l, p);
+      const double c = static_cast<double>(cot(b, t));
+      const auto r = is_detail::term_at(logp, old_logp, ref_logp, lw, p, b, t);
       const auto i = static_cast<std::size_t>(b * T_ + t);
       if (seq) {
         g[i] = r.clamped ? 0.0 : c * r.w * r.dk;

@@ -166,48 +166,50 @@ jsd_result generalized_jsd(cpu_t tag, tensor_view<T, 2> student, in_view<T, 2> t
   // the none reduction's VJP without a cotangent is that of the sum
   const double inv_tau = 1.0 / p.temperature, beta = p.beta;
   const double l1mb = std::log1p(-beta), lb = std::log(beta);
-  std::vector<double> row_sum(static_cast<std::size_t>(N), 0.0);
+  // per row, from the sums' pass: both log-sum-exps, sum jsd, sum (cot) G
+  std::vector<double> row_sum(static_cast<std::size_t>(N), 0.0), row_ls(row_sum.size()), row_lt(row_sum.size()),
+      row_sg(row_sum.size());
   std::vector<unsigned char> bad(static_cast<std::size_t>(N), 0);
   using V_ = value_t<T>;
-  auto pass = [&](index_t i, bool write) {
-    if (keep[static_cast<std::size_t>(i)] == 0) {
-      if (write) {
-        for (index_t v = 0; v < V; ++v) {
-          if (!dstudent.null()) dstudent(i, v) = V_(0);
-          if (!elements.null()) elements(i, v) = V_(0);
-        }
-      }
-      return;
-    }
+  // the sums first (nothing written): an overflow is an error before any output changes
+  auto sums = [&](index_t i) {
+    const auto ri = static_cast<std::size_t>(i);
+    if (keep[ri] == 0) return;
     auto zs = [&](index_t v) { return student(i, v); };
     auto ys = [&](index_t v) { return teacher(i, v); };
     const double ls = detail::lse(zs, V, inv_tau), lt = detail::lse(ys, V, inv_tau);
     double sj = 0, sg = 0;
     for (index_t v = 0; v < V; ++v) {
-      const double s = static_cast<double>(student(i, v)) * inv_tau - ls;
-      const double t = static_cast<double>(teacher(i, v)) * inv_tau - lt;
       double j, g;
-      detail::element(s, t, beta, l1mb, lb, j, g);
+      detail::element(static_cast<double>(student(i, v)) * inv_tau - ls,
+                      static_cast<double>(teacher(i, v)) * inv_tau - lt, beta, l1mb, lb, j, g);
       sj += j;
       sg += (cot.null() ? 1.0 : static_cast<double>(cot(i, v))) * g;
     }
-    row_sum[static_cast<std::size_t>(i)] = sj;
-    if (!std::isfinite(sj) || !std::isfinite(sg)) bad[static_cast<std::size_t>(i)] = 1;
-    if (!write) return;
+    row_sum[ri] = sj;
+    row_ls[ri] = ls;
+    row_lt[ri] = lt;
+    row_sg[ri] = sg;
+    if (!std::isfinite(sj) || !std::isfinite(sg)) bad[ri] = 1;
+  };
+  // then the gradient and the elements, from the row's sums
+  auto write = [&](index_t i) {
+    const auto ri = static_cast<std::size_t>(i);
     for (index_t v = 0; v < V; ++v) {
-      const double s = static_cast<double>(student(i, v)) * inv_tau - ls;
-      const double t = static_cast<double>(teacher(i, v)) * inv_tau - lt;
-      double j, g;
-      detail::element(s, t, beta, l1mb, lb, j, g);
-      const double w = cot.null() ? 1.0 : static_cast<double>(cot(i, v));
-      if (!dstudent.null()) dstudent(i, v) = static_cast<V_>(c * (w * g - std::exp(s) * sg) * inv_tau);
+      double dz = 0, j = 0;
+      if (keep[ri] != 0) {
+        const double s = static_cast<double>(student(i, v)) * inv_tau - row_ls[ri];
+        double g;
+        detail::element(s, static_cast<double>(teacher(i, v)) * inv_tau - row_lt[ri], beta, l1mb, lb, j, g);
+        const double w = cot.null() ? 1.0 : static_cast<double>(cot(i, v));
+        dz = c * (w * g - std::exp(s) * row_sg[ri]) * inv_tau;
+      }
+      if (!dstudent.null()) dstudent(i, v) = static_cast<V_>(dz);
       if (!elements.null()) elements(i, v) = static_cast<V_>(j);
     }
   };
-  // the sums first (nothing written), then the writes: an overflow is an
-  // error before any output changes
   const bool heavy = N * V >= (index_t{1} << 15);
-  cpu_loops::for_each_row(N, heavy, [&](index_t i) { pass(i, false); });
+  cpu_loops::for_each_row(N, heavy, sums);
   for (index_t i = 0; i < N; ++i)
     if (bad[static_cast<std::size_t>(i)] != 0)
       rlhf::detail::fail(error_kind::non_finite, fn, "student_logits",
@@ -218,7 +220,7 @@ jsd_result generalized_jsd(cpu_t tag, tensor_view<T, 2> student, in_view<T, 2> t
   for (double x : row_sum) total += x;
   r.loss = c * total;
   rlhf::detail::require_finite_result(r.loss, fn, "student_logits", "the divergence overflows");
-  if (!dstudent.null() || !elements.null()) cpu_loops::for_each_row(N, heavy, [&](index_t i) { pass(i, true); });
+  if (!dstudent.null() || !elements.null()) cpu_loops::for_each_row(N, heavy, write);
   return r;
 }
 

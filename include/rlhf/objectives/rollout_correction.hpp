@@ -27,6 +27,7 @@
 #include "../core/backend.hpp"
 #include "../core/check.hpp"
 #include "../core/named_enum.hpp"
+#include "../backend/cpu/objective.hpp"
 
 namespace rlhf::rollout_corr {
 
@@ -169,8 +170,10 @@ struct rejection_stats {
 };
 
 namespace detail {
+/// verl's clamp of the log ratio before any statistic or weight.
+inline double clamp20(double x) { return x < -20 ? -20.0 : (x > 20 ? 20.0 : x); }
 inline double rs_value(rs_stat s, double log_ratio) {
-  const double x = log_ratio < -20 ? -20 : (log_ratio > 20 ? 20 : log_ratio);
+  const double x = clamp20(log_ratio);
   switch (s) {
     case rs_stat::k1:
       return -x;
@@ -203,11 +206,8 @@ rejection_stats rejection_mask(cpu_t tag, tensor_view<T, 2> log_ratio, tensor_vi
   rlhf::detail::require_param(!options.empty(), fn, "options", "is empty");
   for (const auto& o : options) detail::check_option(o, fn);
   rlhf::detail::require_finite(tag, fn, "log_ratio", log_ratio);
-  rlhf::detail::require_mask(fn, "response_mask", mask);
   const index_t B = log_ratio.extent(0), T_ = log_ratio.extent(1);
-  double n = 0;
-  for (index_t b = 0; b < B; ++b)
-    for (index_t t = 0; t < T_; ++t) n += static_cast<double>(mask(b, t));
+  const double n = cpu_engine::mask_sum(fn, mask, "response_mask");  // (its NaN / Inf scan too)
   if (!(n > 0)) rlhf::detail::fail(error_kind::empty, fn, "response_mask", "has no valid token");
   std::vector<unsigned char> keep(static_cast<std::size_t>(B * T_), 1);
   for (const auto& o : options)
@@ -316,7 +316,6 @@ weights_stats correction_weights(cpu_t tag, tensor_view<T, 2> log_ratio, tensor_
   rlhf::detail::require_finite(tag, fn, "log_ratio", log_ratio);
   rlhf::detail::require_mask(fn, "response_mask", mask);
   const index_t B = log_ratio.extent(0), T_ = log_ratio.extent(1);
-  auto clamp20 = [](double x) { return x < -20 ? -20.0 : (x > 20 ? 20.0 : x); };
   std::vector<double> raw(static_cast<std::size_t>(B * T_)), w(raw.size()), rowlen(static_cast<std::size_t>(B));
   double n = 0;
   for (index_t b = 0; b < B; ++b) {
@@ -330,14 +329,14 @@ weights_stats correction_weights(cpu_t tag, tensor_view<T, 2> log_ratio, tensor_
     n += c;
     for (index_t t = 0; t < T_; ++t) {
       const double m = static_cast<double>(mask(b, t));
-      const double e =
-          p.level == is_level::token ? std::exp(clamp20(static_cast<double>(log_ratio(b, t)))) : std::exp(clamp20(s));
+      const double e = p.level == is_level::token ? std::exp(detail::clamp20(static_cast<double>(log_ratio(b, t))))
+                                                  : std::exp(detail::clamp20(s));
       raw[static_cast<std::size_t>(b * T_ + t)] = e * m;
     }
   }
   if (!(n > 0)) rlhf::detail::fail(error_kind::empty, fn, "response_mask", "has no valid token");
   weights_stats r;
-  double sw = 0, swc = 0, oob = 0;
+  double sw = 0, oob = 0;
   for (index_t b = 0; b < B; ++b)
     for (index_t t = 0; t < T_; ++t) {
       const auto i = static_cast<std::size_t>(b * T_ + t);
@@ -345,18 +344,17 @@ weights_stats correction_weights(cpu_t tag, tensor_view<T, 2> log_ratio, tensor_
       const bool out = x < p.lower || x > p.upper;
       w[i] = p.icepop ? (out ? 0.0 : x) : std::fmin(x, p.upper);
       sw += w[i] * m;
-      const double wc = w[i] < 0 ? 0.0 : std::fmin(w[i], p.upper);
-      swc += wc * m;
       if (p.icepop && out) oob += m;
     }
   r.mean = sw / (n + 1e-8);
-  const double mu = swc / (n + 1e-8);
+  // verl's ESS clamps the weights to [0, upper] first: TIS and IcePop weights
+  // are there already, so its mean is r.mean
+  const double mu = r.mean;
   double ss = 0;
   for (index_t b = 0; b < B; ++b)
     for (index_t t = 0; t < T_; ++t) {
       const auto i = static_cast<std::size_t>(b * T_ + t);
-      const double wc = w[i] < 0 ? 0.0 : std::fmin(w[i], p.upper);
-      const double q = wc / (mu + 1e-8);
+      const double q = w[i] / (mu + 1e-8);
       ss += q * q * static_cast<double>(mask(b, t));
     }
   const double msq = ss / (n + 1e-8);
