@@ -1,14 +1,17 @@
-// sweep — one bandit task, fifteen experiment types, one table.
+// sweep — one bandit task, twenty experiment types, one table.
 //
 // The bandit of examples/bandit.cpp (known KL-regularized optimum pi*) is
 // trained by PPO and A2C with each KL estimator (k1, k2, k3) in each place
-// (the reward or the loss), and by DPO (whose KL is inside its loss; the
+// (the reward or the loss), with the IS-corrected forms in the loss (k3 *
+// pi / pi_old, k4 = pi / pi_old * k1, PPO also k3 on-policy:
+// exp(logp - sg(logp)) k3), and by DPO (whose KL is inside its loss; the
 // estimator only selects the logged kl_ref). Each experiment is a type; the
 // sweep is rlhf::sweep<...> (hana::for_each over the types). The table shows
-// that only two placements optimize E[r] - beta KL(pi || pi_ref): k1 in the
-// reward and k2 in the loss (KL to the optimum ~ 0). k1 in the loss has a
-// zero expected gradient (no regularization: the policy runs to the reward
-// maximum) and k3 in the loss follows the gradient of KL(pi_ref || pi).
+// which placements optimize E[r] - beta KL(pi || pi_ref): k1 in the reward,
+// k2 in the loss and the IS-corrected forms in the loss (KL to the optimum
+// ~ 0). k1 in the loss has a zero expected gradient (no regularization: the
+// policy runs to the reward maximum) and k3 in the loss without its ratio
+// follows the gradient of KL(pi_ref || pi).
 //
 // Usage: sweep [--steps-scale S] [--jsonl FILE] [--config FILE] [--key=value ...]
 //   --steps-scale  multiplies every experiment's step count (default 1)
@@ -88,9 +91,11 @@ int main(int argc, char** argv) try {
   constexpr auto all =
       hana::tuple_t<ppo<kl::k1, rlhf::kl_in_reward>, ppo<kl::k2, rlhf::kl_in_reward>, ppo<kl::k3, rlhf::kl_in_reward>,
                     ppo<kl::k1, rlhf::kl_in_loss>, ppo<kl::k2, rlhf::kl_in_loss>, ppo<kl::k3, rlhf::kl_in_loss>,
-                    a2c<kl::k1, rlhf::kl_in_reward>, a2c<kl::k2, rlhf::kl_in_reward>, a2c<kl::k3, rlhf::kl_in_reward>,
-                    a2c<kl::k1, rlhf::kl_in_loss>, a2c<kl::k2, rlhf::kl_in_loss>, a2c<kl::k3, rlhf::kl_in_loss>,
-                    dpo<kl::k1>, dpo<kl::k2>, dpo<kl::k3>>;
+                    ppo<kl::k3_is, rlhf::kl_in_loss>, ppo<kl::k4, rlhf::kl_in_loss>,
+                    ppo<kl::k3_on_policy, rlhf::kl_in_loss>, a2c<kl::k1, rlhf::kl_in_reward>,
+                    a2c<kl::k2, rlhf::kl_in_reward>, a2c<kl::k3, rlhf::kl_in_reward>, a2c<kl::k1, rlhf::kl_in_loss>,
+                    a2c<kl::k2, rlhf::kl_in_loss>, a2c<kl::k3, rlhf::kl_in_loss>, a2c<kl::k3_is, rlhf::kl_in_loss>,
+                    a2c<kl::k4, rlhf::kl_in_loss>, dpo<kl::k1>, dpo<kl::k2>, dpo<kl::k3>>;
 
   // Every --key=value must be an option of at least one experiment.
   hana::unpack(all, [&](auto... t) { cl.require_known<typename decltype(t)::type...>(); });

@@ -36,6 +36,16 @@ static_assert(dpo_k3::algo == rlhf::algorithm::dpo && !dpo_k3::needs_value);
 static_assert(std::is_same_v<dpo_k3::options_type, tr::dpo_options>);
 static_assert(std::is_same_v<ppo_grpo::options_type, tr::rl_options>);
 static_assert(!ppo_unchecked::backend.check_finite && !ppo_unchecked::needs_value);
+// the IS-corrected KL forms: the estimator, its correction, and the names of the run
+using ppo_k3_is = rlhf::experiment<rlhf::kl::k3_is, rlhf::kl_in_loss, rlhf::adv::loo_grpo>;
+using ppo_k4 = rlhf::experiment<rlhf::kl::k4, rlhf::kl_in_loss, rlhf::adv::gdpo>;
+using ppo_onp = rlhf::experiment<rlhf::kl::k3_on_policy, rlhf::kl_in_loss, rlhf::adv::maxrl>;
+static_assert(ppo_k3_is::kl == rlhf::kl_estimator::k3 && ppo_k3_is::kl_corr == rlhf::kl_correction::ratio &&
+              ppo_k3_is::adv == rlhf::advantage_estimator::loo_grpo && !ppo_k3_is::needs_value);
+static_assert(ppo_k4::kl == rlhf::kl_estimator::k1 && ppo_k4::kl_corr == rlhf::kl_correction::ratio &&
+              ppo_k4::adv == rlhf::advantage_estimator::gdpo);
+static_assert(ppo_onp::kl == rlhf::kl_estimator::k3 && ppo_onp::kl_corr == rlhf::kl_correction::on_policy);
+static_assert(ppo_grpo::kl_corr == rlhf::kl_correction::none);
 
 /// Moves every option of `s` away from its default, generically: numbers by
 /// an odd amount, booleans flipped, enums to their next value, strings and
@@ -65,6 +75,19 @@ int perturb(S& s) {
 }
 
 }  // namespace
+
+TEST_CASE("config: the IS-corrected KL choices name the run and read back only into their own type", "[config]") {
+  CHECK(ppo_k3_is::name() == "ppo/k3-is/loss/loo_grpo/token-mean");
+  CHECK(ppo_k4::name() == "ppo/k4/loss/gdpo/token-mean");
+  CHECK(ppo_onp::name() == "ppo/k3-on-policy/loss/maxrl/token-mean");
+  ppo_k3_is e;
+  CHECK(e.json().find("\"kl_estimator\": \"k3-is\"") != std::string::npos);
+  ppo_k3_is back;
+  back.read_json(e.json());
+  // a k3-is record is not a plain k3 experiment: the structure is compile-time
+  rlhf::experiment<rlhf::kl::k3, rlhf::kl_in_loss, rlhf::adv::loo_grpo> plain;
+  expect_error([&] { plain.read_json(e.json()); }, rlhf::error_kind::param, "kl_estimator");
+}
 
 TEST_CASE("config: round_trip: every option of a PPO experiment survives JSON unchanged", "[config]") {
   ppo_grpo e;

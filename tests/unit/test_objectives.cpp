@@ -192,6 +192,80 @@ TEST_CASE("IS-corrected KL: hand-computed values, gradients by finite difference
   CHECK(k0(0, 0) == -3.0);
 }
 
+TEST_CASE("IS-corrected KL as a loss: the aggregated value by hand, its gradient by finite differences, errors",
+          "[kl][grad]") {
+  namespace kl = rlhf::kl;
+  const index_t B = 3, T = 4;
+  rng r(67);
+  mat lp = r.normal_mat(B, T, -1.0, 0.5), old = lp, ref = lp, m = r.prefix_mask(B, T);
+  for (auto& x : old.v) x += r.normal(0, 0.3);
+  for (auto& x : ref.v) x += r.normal(0, 0.4);
+  const double coef = 0.3;
+  // token-mean of w k3 over the valid tokens, times the coefficient
+  {
+    const auto p = kl::is_kl_params::trl(kl::is_weight_level::token, true);
+    double s = 0, n = 0;
+    for (index_t b = 0; b < B; ++b)
+      for (index_t t = 0; t < T; ++t) {
+        const double x = ref(b, t) - lp(b, t);
+        s += m(b, t) * std::exp(lp(b, t) - old(b, t)) * (std::exp(x) - x - 1);
+        n += m(b, t);
+      }
+    const auto res = kl::loss_is(cpu, lp.cview(), old.cview(), ref.cview(), m.cview(), coef, p, rlhf::agg_params{});
+    CHECK(res.mean_kl == Approx(s / n).epsilon(1e-13));
+    CHECK(res.loss == Approx(coef * s / n).epsilon(1e-13));
+  }
+  // the gradient of the loss against central differences: token and sequence weights, on- and
+  // off-policy, two aggregations; accumulate adds to what dlogp holds
+  const kl::is_kl_params forms[] = {kl::is_kl_params::trl(kl::is_weight_level::token, true),
+                                    kl::is_kl_params::trl(kl::is_weight_level::sequence, true),
+                                    kl::is_kl_params::open_instruct(3)};
+  rlhf::agg_params seq_mean;
+  seq_mean.mode = rlhf::agg_mode::seq_mean_token_mean;
+  const rlhf::agg_params aggs[] = {rlhf::agg_params{}, seq_mean};
+  for (const auto& p : forms)
+    for (const auto& agg : aggs)
+      for (const bool on_policy : {false, true}) {
+        const rlhf::tensor_view<const double, 2> o = on_policy ? rlhf::tensor_view<const double, 2>{} : old.cview();
+        auto f = [&](const mat& x) {
+          return kl::loss_is(cpu, x.cview(), on_policy ? lp.cview() : o, ref.cview(), m.cview(), coef, p, agg).loss;
+        };
+        mat g(B, T, 0.25);
+        kl::loss_is(cpu, lp.cview(), o, ref.cview(), m.cview(), coef, p, agg, g.view(), true);
+        const double h = 1e-6;
+        for (std::size_t i = 0; i < lp.v.size(); ++i) {
+          mat a = lp, b = lp;
+          a.v[i] += h;
+          b.v[i] -= h;
+          CHECK(g.v[i] - 0.25 == Approx((f(a) - f(b)) / (2 * h)).epsilon(1e-6).margin(1e-8));
+        }
+      }
+  // errors name the argument; dlogp keeps its values
+  mat g(B, T, 7.0), bad = lp, small(B, T - 1);
+  bad(1, 1) = NAN;
+  const auto p = kl::is_kl_params::trl(kl::is_weight_level::token, true);
+  expect_error(
+      [&] {
+        kl::loss_is(cpu, bad.cview(), old.cview(), ref.cview(), m.cview(), coef, p, rlhf::agg_params{}, g.view());
+      },
+      error_kind::non_finite, "logp");
+  expect_error(
+      [&] { kl::loss_is(cpu, lp.cview(), old.cview(), ref.cview(), m.cview(), -1.0, p, rlhf::agg_params{}, g.view()); },
+      error_kind::param, "kl_coef");
+  expect_error(
+      [&] {
+        kl::loss_is(cpu, lp.cview(), old.cview(), ref.cview(), small.cview(), coef, p, rlhf::agg_params{}, g.view());
+      },
+      error_kind::shape, "response_mask");
+  mat zero(B, T, 0.0);
+  expect_error(
+      [&] {
+        kl::loss_is(cpu, lp.cview(), old.cview(), ref.cview(), zero.cview(), coef, p, rlhf::agg_params{}, g.view());
+      },
+      error_kind::empty, "mask");
+  for (double x : g.v) CHECK(x == 7.0);
+}
+
 TEST_CASE("rollout correction: rejection masks, IS weights, overlong shaping by hand", "[rollout]") {
   namespace ro = rlhf::rollout_corr;
   // token_k2 <= 0.05 rejects |x| > sqrt(0.1); seq_max_k3 <= 0.2 rejects row 1 (x = 0.8: k3 = e^0.8 - 1.8)

@@ -1,5 +1,6 @@
 // train/: trainers, checkpoints and resume, reference updates, diagnostics,
 // bad input. Models: the bandit example's tabular models.
+#include <regex>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -48,6 +49,27 @@ using ppo_grpo =
 using ppo_maxrl = tr::rl_structure<tr::algorithm::ppo, rlhf::kl_estimator::k3, tr::kl_placement::reward,
                                    tr::advantage_estimator::maxrl>;
 
+using ppo_loo = tr::rl_structure<tr::algorithm::ppo, rlhf::kl_estimator::k3, tr::kl_placement::reward,
+                                 tr::advantage_estimator::loo_grpo>;
+using ppo_gdpo =
+    tr::rl_structure<tr::algorithm::ppo, rlhf::kl_estimator::k1, tr::kl_placement::loss, tr::advantage_estimator::gdpo>;
+
+/// table_reward with two GDPO components: the table's score and a
+/// preference for even responses (K = 2 rows, one score per sequence).
+struct component_reward : table_reward {
+  rlhf::tensor<double, 2> components(const rlhf::batch& b) const {
+    const auto s = score(b);
+    rlhf::tensor<double, 2> c({2, b.size()});
+    for (index_t i = 0; i < b.size(); ++i) {
+      c(0, i) = s[static_cast<std::size_t>(i)];
+      c(1, i) = b.responses(i, 0) % 2 == 0 ? 1.0 : 0.0;
+    }
+    return c;
+  }
+};
+static_assert(rlhf::ComponentRewardModel<component_reward>);
+static_assert(!rlhf::ComponentRewardModel<table_reward>);
+
 tr::rl_options small_options(const std::string& metrics) {
   tr::rl_options o;
   o.steps = 12;
@@ -70,21 +92,22 @@ struct interrupted {};
 /// Runs 12 steps straight, or: run with a checkpoint every step, crash
 /// (an exception) before step 7, then fresh objects load the checkpoint and
 /// finish the run, appending to the same metrics file.
-template <class S, bool WithValue>
-std::string run_rl(const std::string& tag, bool resume) {
+template <class S, bool WithValue, class RM = table_reward>
+std::string run_rl(const std::string& tag, bool resume, void (*tweak)(tr::rl_options&) = nullptr) {
   using VF = std::conditional_t<WithValue, tabular_value, rlhf::no_value_function>;
   const std::string metrics = "train_test_" + tag + (resume ? "_resumed" : "_straight") + ".jsonl";
   const std::string ckpt = "train_test_" + tag + ".ckpt";
   auto make_and_run = [&](bool crash, bool load) {
     tabular_policy pi(init_logits(1)), ref(init_logits(1));
-    table_reward rm{rewards_table()};
+    RM rm{{rewards_table()}};
     VF critic;
     auto o = small_options(metrics);
     o.ref = {tr::ref_update::ema, 3, 0.25};
+    if (tweak != nullptr) tweak(o);
     o.checkpoint_path = ckpt;
     o.checkpoint_every = 1;
-    tr::rl_trainer<S, tabular_policy, tabular_policy, table_reward, VF> t(pi, ref, rm, prompts(), o,
-                                                                          WithValue ? &critic : nullptr);
+    tr::rl_trainer<S, tabular_policy, tabular_policy, RM, VF> t(pi, ref, rm, prompts(), o,
+                                                                WithValue ? &critic : nullptr);
     if (load) t.load(ckpt);
     try {
       t.run([&](long long s) {
@@ -134,6 +157,64 @@ TEST_CASE("MaxRL as the advantage choice: the structure runs, records its name a
   expect_error(
       [&] { tr::rl_trainer<ppo_maxrl, tabular_policy, tabular_policy, table_reward> t(pi, ref, rm, prompts(), o); },
       rlhf::error_kind::param, "group_size");
+}
+
+TEST_CASE("leave-one-out GRPO and GDPO as advantage choices: they run, record their names, resume bit-identically",
+          "[train][resume]") {
+  static_assert(decltype(rlhf::adv::loo_grpo)::value == rlhf::advantage_estimator::loo_grpo);
+  static_assert(decltype(rlhf::adv::gdpo)::value == rlhf::advantage_estimator::gdpo);
+  const auto loo = run_rl<ppo_loo, false>("loo", false);
+  CHECK(loo == run_rl<ppo_loo, false>("loo", true));
+  CHECK(loo.find("\"advantage\": \"loo_grpo\"") != std::string::npos);
+  // GDPO over the reward model's two components, and over the token rewards alone
+  const auto comp = run_rl<ppo_gdpo, false, component_reward>("gdpo_c", false);
+  CHECK(comp == run_rl<ppo_gdpo, false, component_reward>("gdpo_c", true));
+  CHECK(comp.find("\"advantage\": \"gdpo\"") != std::string::npos);
+  const auto plain = run_rl<ppo_gdpo, false>("gdpo", false);
+  CHECK(plain != comp);  // the second component changes the advantages, hence the run
+  // without components GDPO is GRPO per group, then whitened over the batch: not GRPO's run either
+  CHECK(plain.substr(plain.find('\n')) != run_rl<ppo_grpo, false>("grpo_vs_gdpo", false).substr(plain.find('\n')));
+}
+
+namespace {
+using ppo_k2_loss =
+    tr::rl_structure<tr::algorithm::ppo, rlhf::kl_estimator::k2, tr::kl_placement::loss, tr::advantage_estimator::grpo>;
+using ppo_k3_on_policy =
+    tr::rl_structure<tr::algorithm::ppo, rlhf::kl_estimator::k3, tr::kl_placement::loss, tr::advantage_estimator::grpo,
+                     rlhf::agg_mode::token_mean, double, rlhf::kl_correction::on_policy>;
+using ppo_k3_is =
+    tr::rl_structure<tr::algorithm::ppo, rlhf::kl_estimator::k3, tr::kl_placement::loss, tr::advantage_estimator::grpo,
+                     rlhf::agg_mode::token_mean, double, rlhf::kl_correction::ratio>;
+using ppo_k4 =
+    tr::rl_structure<tr::algorithm::ppo, rlhf::kl_estimator::k1, tr::kl_placement::loss, tr::advantage_estimator::grpo,
+                     rlhf::agg_mode::token_mean, double, rlhf::kl_correction::ratio>;
+/// The metrics after the configuration line (which names the structure),
+/// without the logged per-token KL (the structure's estimator: k2 or k3).
+std::string steps_of(const std::string& s) {
+  return std::regex_replace(s.substr(s.find('\n') + 1), std::regex("\"kl_ref_token\": [^,]*,"), "");
+}
+/// A fixed KL coefficient: the adaptive controller reads the estimator's KL.
+void fixed_kl(tr::rl_options& o) { o.adaptive_kl = false; }
+}  // namespace
+
+TEST_CASE("IS-corrected KL in the loss: k3 on-policy descends as k2, k3 * ratio and k4 differ off-policy, resume",
+          "[train][resume][kl]") {
+  CHECK(tr::structure_name<ppo_k3_is>() == "ppo/k3-is/loss/grpo/token-mean/double");
+  CHECK(tr::structure_name<ppo_k4>() == "ppo/k4/loss/grpo/token-mean/double");
+  CHECK(tr::structure_name<ppo_k3_on_policy>() == "ppo/k3-on-policy/loss/grpo/token-mean/double");
+  // d/dlogp of exp(logp - sg(logp)) k3 at w = 1 is k3' + k3 = logp - ref, k2's gradient: the policy
+  // takes the same steps, so every logged step is the same (the configuration line names the choice)
+  const auto k2 = run_rl<ppo_k2_loss, false>("k2_loss", false, fixed_kl);
+  const auto onp = run_rl<ppo_k3_on_policy, false>("k3_onp", false, fixed_kl);
+  CHECK(steps_of(onp) == steps_of(k2));
+  CHECK(onp.find("\"kl_estimator\": \"k3-on-policy\"") != std::string::npos);
+  // with two epochs of minibatches the later updates are off-policy (w = pi / pi_old != 1): they differ
+  const auto is = run_rl<ppo_k3_is, false>("k3_is", false, fixed_kl);
+  const auto k4 = run_rl<ppo_k4, false>("k4", false, fixed_kl);
+  CHECK(steps_of(is) != steps_of(k2));
+  CHECK(steps_of(k4) != steps_of(is));
+  CHECK(is == run_rl<ppo_k3_is, false>("k3_is", true, fixed_kl));
+  CHECK(k4 == run_rl<ppo_k4, false>("k4", true, fixed_kl));
 }
 
 TEST_CASE("resume: DPO continues bit-identically", "[train][resume]") {

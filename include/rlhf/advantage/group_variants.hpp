@@ -133,8 +133,10 @@ void gdpo(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> re
 }
 }  // namespace impl
 
-/// adv::gdpo(cpu, token_level_rewards, response_mask, index, components, params, outputs).
-struct gdpo_fn : dispatch_on_tag<gdpo_fn> {
+/// adv::gdpo(cpu, token_level_rewards, response_mask, index, components, params, outputs);
+/// also the structural choice `rlhf::adv::gdpo` (the components from a
+/// ComponentRewardModel, else the token rewards' row sums).
+struct gdpo_fn : estimator_tag<advantage_estimator::gdpo>, dispatch_on_tag<gdpo_fn> {
   using dispatch_on_tag<gdpo_fn>::operator();
   template <class T, class M, class I>
   void operator()(cpu_t tag, tensor_view<T, 2> token_level_rewards, tensor_view<M, 2> response_mask,
@@ -205,8 +207,10 @@ void loo_grpo(cpu_t tag, tensor_view<T, 1> rewards, tensor_view<I, 1> index, con
 }
 }  // namespace impl
 
-/// adv::loo_grpo(cpu, rewards [B], index [B], params, advantages [B, T]).
-struct loo_grpo_fn : dispatch_on_tag<loo_grpo_fn> {
+/// adv::loo_grpo(cpu, rewards [B], index [B], params, advantages [B, T]); also
+/// the structural choice `rlhf::adv::loo_grpo` (the rewards: the token
+/// rewards' masked row sums).
+struct loo_grpo_fn : estimator_tag<advantage_estimator::loo_grpo>, dispatch_on_tag<loo_grpo_fn> {
   using dispatch_on_tag<loo_grpo_fn>::operator();
   template <class T, class I>
   void operator()(cpu_t tag, tensor_view<T, 1> rewards, tensor_view<I, 1> index, const loo_grpo_params& p,

@@ -37,6 +37,7 @@
 //
 //   RewardModel      r.score(b) -> [B] scores (std::vector<double> or viewable rank 1)
 //   TokenRewardModel r.token_scores(b) -> [B, T]
+//   ComponentRewardModel r.components(b) -> [K, B] (GDPO's per-component scores)
 //   ValueFunction    v.values(b) -> [B, T]; v.backward(b, dv) or the handle form
 //                    auto f = v.forward(b); f.values(); v.backward(f, dv); v.step()
 //   BlendableFrom<R, P>  r.blend_from(const P&, double alpha)   reference updates
@@ -250,6 +251,13 @@ template <class R, class B = batch_for<R>>
 concept RewardModel = requires(R& r, const B& b) {
   {r.score(b)};
   requires std::convertible_to<decltype(r.score(b)), std::vector<double>> || viewable<decltype(r.score(b)), 1>;
+};
+
+/// A reward model that also scores each response by K components (GDPO's
+/// reward keys: correctness, format, length, ...): components(b) -> [K, B].
+template <class R, class B = batch_for<R>>
+concept ComponentRewardModel = RewardModel<R, B> && requires(R& r, const B& b) {
+  { r.components(b) } -> viewable<2>;
 };
 
 template <class R, class B = batch_for<R>>

@@ -83,7 +83,8 @@ struct experiment {
 
   static_assert((choice::is_choice_v<decltype(Choices)> && ...),
                 "rlhf::experiment: every template argument must be a structural choice: rlhf::algo::ppo/a2c/dpo, "
-                "rlhf::kl::k1/k2/k3/abs, rlhf::kl_in_reward/kl_in_loss, rlhf::adv::gae/grpo/rloo/reinforce_pp/maxrl, "
+                "rlhf::kl::k1/k2/k3/abs/k3_is/k4/k3_on_policy, rlhf::kl_in_reward/kl_in_loss, "
+                "rlhf::adv::gae/grpo/rloo/reinforce_pp/maxrl/loo_grpo/gdpo, "
                 "rlhf::agg::token_mean/..., rlhf::cpu, rlhf::fp32/fp64 (docs/configuration.md)");
   static_assert(n_<choice::algorithm> <= 1, "rlhf::experiment: two algorithms given, one per category is allowed");
   static_assert(n_<choice::kl_estimator> <= 1,
@@ -109,6 +110,8 @@ struct experiment {
   // The structure, as the trainers read it (same members as train::rl_structure).
   static constexpr algorithm algo = decltype(algo_tag_)::value;
   static constexpr kl_estimator kl = decltype(kl_tag_)::value;
+  /// the KL in the loss's off-policy correction (rlhf::kl::k3_is, k4, k3_on_policy)
+  static constexpr kl_correction kl_corr = kl::correction_of<decltype(kl_tag_)>();
   static constexpr kl_placement kl_where = decltype(where_tag_)::value;
   static constexpr advantage_estimator adv = decltype(adv_tag_)::value;
   static constexpr agg_mode agg = decltype(agg_tag_)::value;
@@ -120,6 +123,9 @@ struct experiment {
   static constexpr bool needs_value =
       algo != algorithm::dpo && (adv == advantage_estimator::gae || algo == algorithm::a2c);
 
+  static_assert(kl_corr == kl_correction::none || (algo != algorithm::dpo && kl_where == kl_placement::loss),
+                "rlhf::experiment: the IS-corrected KL forms (rlhf::kl::k3_is, k4, k3_on_policy) correct the gradient "
+                "of a KL in the loss: add rlhf::kl_in_loss (in the reward, or for DPO, choose rlhf::kl::k1/k2/k3/abs)");
   static_assert(algo != algorithm::dpo || n_<choice::kl_placement> == 0,
                 "rlhf::experiment: DPO takes no KL placement: its KL toward the reference is inside its loss (beta); "
                 "drop rlhf::kl_in_reward / rlhf::kl_in_loss (the KL estimator only selects the logged kl_ref)");
@@ -139,7 +145,7 @@ struct experiment {
 
   /// "ppo/k3/loss/grpo/seq-mean-token-mean" ("dpo/k1" for DPO).
   static std::string name() {
-    std::string s = std::string(to_string(algo)) + "/" + to_string(kl);
+    std::string s = std::string(to_string(algo)) + "/" + kl_choice_name(kl, kl_corr);
     if constexpr (algo != algorithm::dpo)
       s += std::string("/") + to_string(kl_where) + "/" + to_string(adv) + "/" + to_string(agg);
     if constexpr (!is_host_backend_v<std::remove_cv_t<decltype(backend)>>)

@@ -7,9 +7,11 @@
 //
 //   category      tags
 //   algorithm     rlhf::algo::ppo, algo::a2c, algo::dpo
-//   KL estimator  rlhf::kl::k1, kl::k2, kl::k3, kl::abs
+//   KL estimator  rlhf::kl::k1, kl::k2, kl::k3, kl::abs; in the loss also the
+//                 IS-corrected kl::k3_is, kl::k4, kl::k3_on_policy (kl/is.hpp)
 //   KL placement  rlhf::kl_in_reward, rlhf::kl_in_loss
-//   advantage     rlhf::adv::gae, adv::grpo, adv::rloo, adv::reinforce_pp, adv::maxrl
+//   advantage     rlhf::adv::gae, adv::grpo, adv::rloo, adv::reinforce_pp, adv::maxrl,
+//                 adv::loo_grpo, adv::gdpo
 //                 (these are also the advantage functions: advantage/*.hpp)
 //   aggregation   rlhf::agg::token_mean, agg::token_sum, agg::seq_mean_token_sum,
 //                 agg::seq_mean_token_mean, agg::seq_mean_token_sum_norm
@@ -22,6 +24,7 @@
 // without an include running up to config/.
 #pragma once
 
+#include <string>
 #include <type_traits>
 
 #include "backend.hpp"
@@ -82,6 +85,19 @@ inline constexpr estimator_tag<kl_estimator::k1> k1{};
 inline constexpr estimator_tag<kl_estimator::k2> k2{};
 inline constexpr estimator_tag<kl_estimator::k3> k3{};
 inline constexpr estimator_tag<kl_estimator::abs> abs{};
+/// An estimator with its off-policy correction (a KL in the loss only).
+template <kl_estimator E, kl_correction C>
+struct corrected_tag {
+  using choice_category = choice::kl_estimator;
+  static constexpr kl_estimator value = E;
+  static constexpr kl_correction correction = C;
+};
+/// k3 * pi / pi_old (TRL use_bias_correction_kl, slime use_unbiased_kl)
+inline constexpr corrected_tag<kl_estimator::k3, kl_correction::ratio> k3_is{};
+/// k4 = pi / pi_old * k1 (open-instruct estimate_kl 3)
+inline constexpr corrected_tag<kl_estimator::k1, kl_correction::ratio> k4{};
+/// k3 * exp(logp - sg(logp)): the on-policy approximation (TRL without old log-probs)
+inline constexpr corrected_tag<kl_estimator::k3, kl_correction::on_policy> k3_on_policy{};
 }  // namespace kl
 
 template <kl_placement P>
@@ -113,6 +129,25 @@ struct precision_tag {
 };
 inline constexpr precision_tag<float> fp32{};
 inline constexpr precision_tag<double> fp64{};
+
+/// The KL choice's name: the estimator's ("k3"), "k4" for k1 times the
+/// ratio, "<k>-is" for another estimator times the ratio, "<k>-on-policy".
+inline std::string kl_choice_name(kl_estimator e, kl_correction c) {
+  if (c == kl_correction::none) return to_string(e);
+  if (c == kl_correction::ratio) return e == kl_estimator::k1 ? "k4" : std::string(to_string(e)) + "-is";
+  return std::string(to_string(e)) + "-on-policy";
+}
+
+namespace kl {
+/// The off-policy correction of a KL choice's tag (none for k1/k2/k3/abs).
+template <class Tag>
+constexpr kl_correction correction_of() {
+  if constexpr (requires { Tag::correction; })
+    return Tag::correction;
+  else
+    return kl_correction::none;
+}
+}  // namespace kl
 
 namespace adv {
 /// Base of the advantage functions' types (adv::gae, ...): each is both the

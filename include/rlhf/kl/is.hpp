@@ -28,11 +28,13 @@
 #include "../core/named_enum.hpp"
 #include "../math/kl.hpp"
 #include "estimators.hpp"
+#include "penalty.hpp"
 
 namespace rlhf::kl {
 
 RLHF_BACKEND_FIRST(estimate_is)
 RLHF_BACKEND_FIRST(estimate_is_backward)
+RLHF_BACKEND_FIRST(loss_is)
 
 RLHF_NAMED_ENUM(is_weight_level, (none, "none"), (token, "token"), (sequence, "sequence"));
 
@@ -268,6 +270,43 @@ void estimate_is_backward(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 2> old_l
   for (auto x : g) is_detail::require_finite_is(static_cast<double>(static_cast<V>(x)), fn);
   for (index_t b = 0; b < B; ++b)
     for (index_t t = 0; t < T_; ++t) dlogp(b, t) = static_cast<V>(g[static_cast<std::size_t>(b * T_ + t)]);
+}
+
+/// The IS-corrected KL as a loss term: kl_coef * agg(estimate_is(...),
+/// mask), and its gradient by logp (the sequence weight's cross terms
+/// included: estimate_is_backward of the aggregation's cotangent) written
+/// into `dlogp` (added to it with `accumulate`, for the combined PPO loss).
+/// `old_logp` null: the on-policy approximation (w = exp(logp - sg(logp)):
+/// the value of k, the gradient of w k at w = 1). Three [B, T] temporaries
+/// (CPU; the estimate, the cotangent, the gradient). Every error is raised
+/// before `dlogp` is written.
+template <class T, class M>
+in_loss_result loss_is(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 2> old_logp, in_view<T, 2> ref_logp,
+                       tensor_view<M, 2> mask, double kl_coef, const is_kl_params& p, const agg_params& agg,
+                       out_view<T, 2> dlogp = {}, bool accumulate = false) {
+  constexpr const char* fn = "kl::loss_is";
+  rlhf::detail::require_nonempty(fn, "logp", logp);
+  rlhf::detail::require_same_shape(fn, "response_mask", mask, "logp", logp);
+  rlhf::detail::require_output(fn, "dlogp", dlogp, "logp", logp);
+  rlhf::detail::require_nonneg_param(kl_coef, fn, "kl_coef");
+  ops::detail::check_agg_params(agg, fn);
+  using V = value_t<T>;
+  const index_t B = logp.extent(0), T_ = logp.extent(1);
+  tensor<V, 2> kl({B, T_}), cot({B, T_}), g;
+  estimate_is(tag, logp, old_logp, ref_logp, mask, p, kl.view());
+  // the aggregation's cotangent: kl_coef * (its row weight) * mask, from the engine's own weights
+  const in_view<V, 2> klv = kl.view();
+  const auto s = engine::run<1, 0>(tag, fn, ops::rules::value_token<strided2<V>>{strided(klv)}, mask, agg,
+                                   std::array<tensor_view<V, 2>, 1>{cot.view()},
+                                   engine::inputs<V, 1>{false, {"logp"}, {klv}}, {kl_coef, false, "loss_mask", false});
+  rlhf::detail::require_finite_result(s.value, fn, "logp", "the aggregated IS-weighted KL overflows");
+  if (!dlogp.null()) {
+    g = tensor<V, 2>({B, T_});
+    estimate_is_backward(tag, logp, old_logp, ref_logp, mask, p, in_view<V, 2>(cot.view()), g.view());
+    for (index_t b = 0; b < B; ++b)
+      for (index_t t = 0; t < T_; ++t) dlogp(b, t) = accumulate ? dlogp(b, t) + g(b, t) : g(b, t);
+  }
+  return {kl_coef * s.value, s.value};
 }
 
 }  // namespace rlhf::kl

@@ -29,6 +29,7 @@ template <class W, class Space = host_space>
 struct step_buffers {
   score_buffers<W, Space> scores;
   work_t<W, 2, Space> rewards, advantages, returns, kl_tok;
+  work_t<W, 1, Space> seq_rewards;  ///< [B] (leave-one-out GRPO)
   std::vector<long long> groups;
   boundary_buf<long long, 1, Space> groups_dev;
 };
@@ -70,8 +71,10 @@ double kl_and_advantages(Tag be, const B& b, tensor_view<const double, 2, Space>
       rp.gamma = o.gamma;
       adv::reinforce_pp(be, rw, m, rp, out);
     }
-    if (S::adv == advantage_estimator::grpo || S::adv == advantage_estimator::rloo ||
-        S::adv == advantage_estimator::maxrl || o.group_size >= 2) {
+    constexpr bool grouped = S::adv == advantage_estimator::grpo || S::adv == advantage_estimator::rloo ||
+                             S::adv == advantage_estimator::maxrl || S::adv == advantage_estimator::loo_grpo ||
+                             S::adv == advantage_estimator::gdpo;
+    if (grouped || o.group_size >= 2) {
       ws.groups.resize(static_cast<std::size_t>(B_));
       for (index_t i = 0; i < B_; ++i) ws.groups[static_cast<std::size_t>(i)] = i / o.group_size;
       const auto idx = bring<long long, Space>(be, tensor_view<const long long, 1>(ws.groups.data(), {B_}),
@@ -84,6 +87,22 @@ double kl_and_advantages(Tag be, const B& b, tensor_view<const double, 2, Space>
         static_assert(std::is_same_v<Space, host_space>,
                       "rlhf: adv::maxrl has no device version yet: choose grpo, rloo or reinforce_pp on rlhf::cuda");
         adv::maxrl(be, rw, m, idx, adv::maxrl_params{}, out);
+      } else if constexpr (S::adv == advantage_estimator::loo_grpo) {
+        static_assert(std::is_same_v<Space, host_space>,
+                      "rlhf: adv::loo_grpo has no device version yet: choose grpo, rloo or reinforce_pp on rlhf::cuda");
+        // NeMo-RL's rewards are the sequences' (here: the token rewards' masked row sums, the KL in the
+        // reward included); each row's advantage is constant, the mask applies in the loss
+        ws.seq_rewards.resize({B_});
+        ops::masked_sum_rows(be, rw, m, ws.seq_rewards.view());
+        adv::loo_grpo(be, tensor_view<const W, 1>(ws.seq_rewards.view()), idx, adv::loo_grpo_params{},
+                      ws.advantages.view());
+        memory<Space>::convert(be, CV(ws.advantages.view()), ws.returns.view());
+      } else if constexpr (S::adv == advantage_estimator::gdpo) {
+        static_assert(std::is_same_v<Space, host_space>,
+                      "rlhf: adv::gdpo has no device version yet: choose grpo, rloo or reinforce_pp on rlhf::cuda");
+        // a ComponentRewardModel's [K, B] scores; else one component, the token rewards' row sums
+        const CV comp = ws.scores.components.size() > 0 ? CV(ws.scores.components.view()) : CV{};
+        adv::gdpo(be, rw, m, idx, comp, adv::gdpo_params{}, out);
       }
       if (o.group_size >= 2) zero_groups = adv::zero_variance_fraction(be, rw, idx);
     }

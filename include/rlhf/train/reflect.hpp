@@ -18,6 +18,7 @@
 
 #include "../core/fields.hpp"
 #include "metrics.hpp"
+#include "structure.hpp"
 #include "options.hpp"
 #include "structure.hpp"
 
@@ -117,7 +118,7 @@ void to_record(const S& s, train::record& r) {
 template <class S>
 void structure_to_record(train::record& r) {
   r.set("algorithm", to_string(S::algo));
-  r.set("kl_estimator", to_string(S::kl));
+  r.set("kl_estimator", train::kl_name<S>());
   if constexpr (S::algo != algorithm::dpo) {
     r.set("kl_placement", to_string(S::kl_where));
     r.set("advantage", to_string(S::adv));

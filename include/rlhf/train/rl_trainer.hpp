@@ -61,7 +61,14 @@ class rl_trainer : public runnable<rl_trainer<S, P, R, RM, V>> {
                 "rlhf::agg::token_mean (docs/a2c.md)");
   static_assert(!S::needs_value || ValueFunction<V, B>,
                 "rlhf: GAE advantages and A2C need a ValueFunction (values, backward, step); pass one, or choose a "
-                "critic-free estimator (grpo, rloo, reinforce_pp, maxrl) for PPO (docs/training.md)");
+                "critic-free estimator (grpo, rloo, reinforce_pp, maxrl, loo_grpo, gdpo) for PPO (docs/training.md)");
+  static_assert(kl_correction_of<S>() == kl_correction::none || S::kl_where == kl_placement::loss,
+                "rlhf: the IS-corrected KL forms (kl::k3_is, k4, k3_on_policy) correct the gradient of a KL in the "
+                "loss: choose kl_placement::loss (rlhf::kl_in_loss)");
+  static_assert(S::adv != advantage_estimator::gdpo || !ComponentRewardModel<RM, B> ||
+                    S::kl_where == kl_placement::loss,
+                "rlhf: GDPO with reward components normalises the components, not the token rewards, so a KL in the "
+                "reward would be dropped: put the KL in the loss (rlhf::kl_in_loss)");
 
  public:
   static constexpr bool has_value = ValueFunction<V, B>;
@@ -93,9 +100,10 @@ class rl_trainer : public runnable<rl_trainer<S, P, R, RM, V>> {
     check_rl_options(o_, fn);
     check_reference_update<R, P>(o_.ref, fn);
     if constexpr (S::adv == advantage_estimator::grpo || S::adv == advantage_estimator::rloo ||
-                  S::adv == advantage_estimator::maxrl)
+                  S::adv == advantage_estimator::maxrl || S::adv == advantage_estimator::loo_grpo ||
+                  S::adv == advantage_estimator::gdpo)
       rlhf::detail::require_param(o_.group_size >= 2, fn, "group_size",
-                                  "must be >= 2 for group-relative advantages (GRPO, RLOO, MaxRL)");
+                                  "must be >= 2 for group-relative advantages (GRPO, RLOO, MaxRL, LOO-GRPO, GDPO)");
     constexpr bool gives_entropy = grad_path<P, B>() != model_path::log_probs || EntropyPolicy<P, B>;
     if (o_.entropy_coef != 0 && !gives_entropy)
       rlhf::detail::fail(error_kind::param, fn, "entropy_coef",

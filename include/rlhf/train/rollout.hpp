@@ -76,6 +76,7 @@ struct score_buffers {
   boundary_buf<W, 1, Space> seq_dev;                ///< ... where the ops run
   boundary_buf<W, 2, Space> token_model;            ///< a TokenRewardModel's token scores, where the ops run
   work_t<W, 2, Space> token_scores;                 ///< [B, T] token-level scores
+  work_t<W, 2, Space> components;                   ///< [K, B] a ComponentRewardModel's scores (else empty)
 };
 
 /// The reward model's scores as token-level scores [B, T] in precision W:
@@ -110,6 +111,16 @@ double score(Tag be, RM& rm, const B& b, tensor_view<const double, 2, Space> mas
     // scores in any viewable form; device scores are read back (B numbers)
     const auto v = bring<double, host_space>(be, rlhf::as_view(s), sb.scores_host, prof.boundary_bytes);
     take(v.extent(0), [&](index_t i) { return v(i); });
+  }
+  if constexpr (ComponentRewardModel<RM, B>) {
+    decltype(auto) cs = timed(prof.model_s, [&]() -> decltype(auto) { return rm.components(b); });
+    const auto v = rlhf::as_view(cs);
+    rlhf::detail::require_nonempty(fn, "reward components", v);
+    rlhf::detail::require_extent(fn, "reward components", v, 1, B_, "one score per sequence (shape [K, B])");
+    const auto w = bring<W, Space>(be, v, sb.token_model, prof.boundary_bytes);
+    memory<Space>::require_finite(be, fn, "reward components", w);
+    sb.components.resize(v.shape());
+    memory<Space>::convert(be, w, sb.components.view());
   }
   sb.token_scores.resize(b.responses.shape());
   if constexpr (TokenRewardModel<RM, B>) {

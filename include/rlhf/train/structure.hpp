@@ -26,16 +26,32 @@ using rlhf::kl_placement;
 /// working precision: the element type of its [B, T] buffers and objectives.
 template <algorithm Algo = algorithm::ppo, kl_estimator KL = kl_estimator::k1,
           kl_placement Where = kl_placement::reward, advantage_estimator Adv = advantage_estimator::gae,
-          agg_mode Agg = agg_mode::token_mean, class Real = double>
+          agg_mode Agg = agg_mode::token_mean, class Real = double, kl_correction Corr = kl_correction::none>
 struct rl_structure {
   static constexpr algorithm algo = Algo;
   static constexpr kl_estimator kl = KL;
+  static constexpr kl_correction kl_corr = Corr;  ///< the KL in the loss's off-policy correction
   static constexpr kl_placement kl_where = Where;
   static constexpr advantage_estimator adv = Adv;
   static constexpr agg_mode agg = Agg;
   static constexpr bool needs_value = Adv == advantage_estimator::gae || Algo == algorithm::a2c;
   using real_type = Real;
 };
+
+/// The structure's KL correction (none unless it declares kl_corr).
+template <class S>
+constexpr kl_correction kl_correction_of() {
+  if constexpr (requires { S::kl_corr; })
+    return S::kl_corr;
+  else
+    return kl_correction::none;
+}
+
+/// The structure's KL choice by name ("k3", "k3-is", "k4", "k3-on-policy").
+template <class S>
+std::string kl_name() {
+  return kl_choice_name(S::kl, kl_correction_of<S>());
+}
 
 namespace detail {
 /// The structure's backend tag (rlhf::experiment carries one; rlhf::cpu otherwise).
@@ -77,7 +93,7 @@ constexpr const char* precision_name() {
 /// (checkpoints name the structure they were written by).
 template <class S>
 std::string structure_name() {
-  std::string s = std::string(to_string(S::algo)) + "/" + to_string(S::kl);
+  std::string s = std::string(to_string(S::algo)) + "/" + kl_name<S>();
   if constexpr (S::algo != algorithm::dpo)
     s += std::string("/") + to_string(S::kl_where) + "/" + to_string(S::adv) + "/" + to_string(S::agg);
   return s + "/" + precision_name<real_of_t<S>>();

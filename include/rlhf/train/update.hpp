@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "../kl/estimators.hpp"
+#include "../kl/is.hpp"
 #include "../kl/penalty.hpp"
 #include "../objectives/a2c.hpp"
 #include "../objectives/ppo.hpp"
@@ -51,6 +52,31 @@ void gather(Tag be, tensor_view<const W, 2, Space> x, const std::vector<index_t>
   prof.gather_bytes += static_cast<std::size_t>(n * x.extent(1)) * sizeof(W);
 }
 
+/// The IS-corrected KL of a structure whose KL in the loss has a
+/// correction (kl_correction_of<S>() != none): its estimator unclamped (TRL),
+/// times the token ratio pi / pi_old (or exp(logp - sg(logp)) on-policy).
+template <class S>
+kl::is_kl_params is_kl_of() {
+  kl::is_kl_params p;
+  p.kl = kl_params{S::kl, false, INFINITY, INFINITY};
+  p.weight = kl::is_weight_level::token;
+  return p;
+}
+
+/// KL in the loss with an off-policy correction: kl_coef * agg(kl), its
+/// gradient added to dlogp; returns agg(kl). (CPU: kl::loss_is.)
+template <class S, class W, class Tag, class Space>
+double corrected_kl_loss(Tag be, tensor_view<const W, 2, Space> logp, tensor_view<const W, 2, Space> old_logp,
+                         tensor_view<const W, 2, Space> ref_logp, tensor_view<const double, 2, Space> m, double kl_coef,
+                         const agg_params& agg, tensor_view<W, 2, Space> dlogp) {
+  static_assert(is_host_backend_v<Tag>,
+                "rlhf: the IS-corrected KL forms (kl::k3_is, k4, k3_on_policy) have no device version yet: choose "
+                "rlhf::kl::k1/k2/k3/abs on rlhf::cuda");
+  using CV = tensor_view<const W, 2, Space>;
+  const CV old = kl_correction_of<S>() == kl_correction::ratio ? old_logp : CV{};
+  return kl::loss_is(be, logp, old, ref_logp, m, kl_coef, is_kl_of<S>(), agg, dlogp, true).mean_kl;
+}
+
 template <class S, class W, class Tag, class P, class V, class B, class Space>
 void ppo_update(Tag be, P& policy, V* value, const B& b, const rollout_views<W, Space>& in, const rl_options& o,
                 double kl_coef, rng_t& rng, update_buffers<W, B, Space>& u, grad_pass<W, P, B, Space>& gp,
@@ -64,7 +90,9 @@ void ppo_update(Tag be, P& policy, V* value, const B& b, const rollout_views<W, 
   ap.policy = o.ppo;
   ap.entropy_coef = o.entropy_coef;
   ap.kl = kl_params::verl(S::kl);
-  ap.kl_coef = S::kl_where == kl_placement::loss ? kl_coef : 0.0;
+  constexpr bool corrected = kl_correction_of<S>() != kl_correction::none;
+  // a corrected KL runs beside the actor loss (kl::loss_is), not inside it
+  ap.kl_coef = S::kl_where == kl_placement::loss && !corrected ? kl_coef : 0.0;
   const kl_params k3{kl_estimator::k3, false, INFINITY, INFINITY};
   double pg = 0, clip = 0, akl = 0, ent = 0, vf = 0, vclip = 0, gnorm = 0, n_mb = 0, epochs = 0;
   bool stopped = false, logged_entropy = false;
@@ -96,6 +124,11 @@ void ppo_update(Tag be, P& policy, V* value, const B& b, const rollout_views<W, 
                                S::kl_where == kl_placement::loss ? CV(u.ref_logp.view()) : CV{}, ap, u.dlogp.view(),
                                use_h ? u.dentropy.view() : MV{});
       });
+      if constexpr (S::kl_where == kl_placement::loss && corrected)
+        timed(prof.ops_s, [&] {
+          corrected_kl_loss<S>(be, gp.logp(), CV(u.old_logp.view()), CV(u.ref_logp.view()), mm, kl_coef, ap.policy.agg,
+                               u.dlogp.view());
+        });
       double approx_kl = 0;
       timed(prof.ops_s, [&] {
         // SB3's approx_kl, (r - 1) - log r, for the early stop (target_kl)
@@ -162,7 +195,10 @@ void a2c_update(Tag be, P& policy, V& value, const B& b, const batch_mirror<type
   const auto res = timed(prof.ops_s, [&] {
     const auto out = a2c::loss(be, gp.logp(), vp.values(), in.advantages, in.returns, use_h ? gp.entropy() : CV{}, m,
                                o.a2c, u.dlogp.view(), u.dvalues.view(), use_h ? u.dentropy.view() : MV{});
-    if constexpr (S::kl_where == kl_placement::loss)
+    if constexpr (S::kl_where == kl_placement::loss && kl_correction_of<S>() != kl_correction::none)
+      kl_loss = kl_coef *
+                corrected_kl_loss<S>(be, gp.logp(), in.old_logp, in.ref_logp, m, kl_coef, agg_params{}, u.dlogp.view());
+    else if constexpr (S::kl_where == kl_placement::loss)
       kl_loss =
           kl::loss(be, gp.logp(), in.ref_logp, m, kl_coef, kl_params::verl(S::kl), agg_params{}, u.dlogp.view(), true)
               .loss;
