@@ -217,6 +217,118 @@ TEST_CASE("IS-corrected KL in the loss: k3 on-policy descends as k2, k3 * ratio 
   CHECK(k4 == run_rl<ppo_k4, false>("k4", true, fixed_kl));
 }
 
+namespace {
+/// The tabular policy behind a sampler whose reported log-probs are off by
+/// `shift` on response 0 (a rollout engine's mismatch); counts those tokens.
+struct mismatched_policy : tabular_policy {
+  using tabular_policy::tabular_policy;
+  double shift = 3.0;
+  bool report = true;
+  mutable std::vector<double> shifted_fraction;  // per generate call
+  rlhf::rollout generate(const rlhf::prompt_batch& x, const rlhf::sampling& s, rlhf::rng_t& g) const {
+    auto r = tabular_policy::generate(x, s, g);
+    double n = 0;
+    for (index_t i = 0; i < r.seqs.size(); ++i)
+      if (r.seqs.responses(i, 0) == 0) {
+        r.logprobs(i, 0) += shift;
+        n += 1;
+      }
+    shifted_fraction.push_back(n / static_cast<double>(r.seqs.size()));
+    if (!report) r.logprobs = rlhf::tensor<double, 2>();
+    return r;
+  }
+};
+double field(const tr::record& r, const std::string& k) { return r.number(k); }
+}  // namespace
+
+TEST_CASE("rollout correction as a trainer option: rejection and IS weights from the sampler's log-probs",
+          "[train][rollout]") {
+  auto make = [](mismatched_policy& pi, tabular_policy& ref, table_reward& rm, tr::rl_options o) {
+    return tr::rl_trainer<ppo_grpo, mismatched_policy, tabular_policy, table_reward>(pi, ref, rm, prompts(), o);
+  };
+  table_reward rm{rewards_table()};
+  // k1 rejection in [0.5, 2]: the shifted tokens (ratio e^-3) leave the loss, the rest stay
+  {
+    mismatched_policy pi(init_logits(1));
+    tabular_policy ref(init_logits(1));
+    auto o = small_options("");
+    o.rollout_corr.rejection = "token_k1";
+    o.rollout_corr.rejection_threshold = "0.5_2.0";
+    auto t = make(pi, ref, rm, o);
+    for (int k = 0; k < 3; ++k) {
+      const auto r = t.step();
+      // verl's fraction divides by (valid tokens + 1e-8)
+      CHECK(field(r, "rollout_rs_masked_fraction") == Approx(pi.shifted_fraction.back()).epsilon(1e-9));
+      CHECK(r.has("rollout_probs_diff_max"));
+    }
+  }
+  // TIS weights capped at 2: e^-3 on the shifted tokens, 1 elsewhere (the trainer's old log-probs
+  // are the sampler's true ones); their mean and effective sample size
+  {
+    mismatched_policy pi(init_logits(1));
+    tabular_policy ref(init_logits(1));
+    auto o = small_options("");
+    o.rollout_corr.weights = tr::rollout_is_mode::token;
+    const auto r = make(pi, ref, rm, o).step();
+    const double f = pi.shifted_fraction.back(), w = std::exp(-3.0);
+    const double mean = f * w + (1 - f);
+    CHECK(field(r, "rollout_is_mean") == Approx(mean).epsilon(1e-8));
+    const double msq = (f * (w / mean) * (w / mean) + (1 - f) / (mean * mean));
+    CHECK(field(r, "rollout_is_eff_sample_size") == Approx(1 / msq).epsilon(1e-6));
+  }
+  // no mismatch (the recomputed log-probs equal the sampler's to ~1e-16): weights of ~1 and a rejection
+  // that keeps everything leave the run as it was
+  {
+    auto run = [&](bool corr) {
+      mismatched_policy pi(init_logits(1));
+      pi.shift = 0;
+      tabular_policy ref(init_logits(1));
+      auto o = small_options("");
+      if (corr) {
+        o.rollout_corr.weights = tr::rollout_is_mode::sequence;
+        o.rollout_corr.rejection = "seq_max_k2";
+        o.rollout_corr.rejection_threshold = "0.01";
+      }
+      auto t = make(pi, ref, rm, o);
+      std::vector<double> losses;
+      for (int k = 0; k < 4; ++k) losses.push_back(field(t.step(), "loss"));
+      return losses;
+    };
+    const auto a = run(true), b = run(false);
+    // control: with the mismatch the same options change the policy's losses
+    auto shifted = [&](bool corr) {
+      mismatched_policy pi(init_logits(1));
+      tabular_policy ref(init_logits(1));
+      auto o = small_options("");
+      if (corr) {
+        o.rollout_corr.rejection = "token_k1";
+        o.rollout_corr.rejection_threshold = "0.5_2.0";
+      }
+      return field(make(pi, ref, rm, o).step(), "loss");
+    };
+    CHECK(shifted(true) != Approx(shifted(false)).epsilon(1e-6));
+    REQUIRE(a.size() == b.size());
+    for (std::size_t i = 0; i < a.size(); ++i) CHECK(a[i] == Approx(b[i]).epsilon(1e-12));
+  }
+  // errors: a malformed option names verl's key; a sampler without log-probs; A2C
+  {
+    mismatched_policy pi(init_logits(1));
+    tabular_policy ref(init_logits(1));
+    auto o = small_options("");
+    o.rollout_corr.rejection = "token_k5";
+    o.rollout_corr.rejection_threshold = "0.5";
+    expect_error([&] { (void)make(pi, ref, rm, o); }, rlhf::error_kind::param, "rollout_rs");
+    o.rollout_corr.rejection.clear();
+    o.rollout_corr.weights = tr::rollout_is_mode::token;
+    o.rollout_corr.weights_lower = 3.0;  // IcePop lower above the upper bound
+    expect_error([&] { (void)make(pi, ref, rm, o); }, rlhf::error_kind::param, "rollout_corr.weights_lower");
+    o.rollout_corr.weights_lower = 0.0;
+    pi.report = false;
+    auto t = make(pi, ref, rm, o);
+    expect_error([&] { (void)t.step(); }, rlhf::error_kind::empty, "rollout logprobs");
+  }
+}
+
 TEST_CASE("resume: DPO continues bit-identically", "[train][resume]") {
   std::vector<tr::preference> data;
   for (int i = 0; i < 50; ++i)

@@ -387,11 +387,11 @@ namespace detail {
 /// written once; rlhf/backend/cuda/objectives.cuh calls it with the device ops).
 template <class Tag, class LP, class In, class Mask, class Out, class PolicyLoss, class EntropyBonus, class KLLoss>
 actor_result compose_actor(Tag tag, LP logp, In old_logp, In adv, Mask mask, In entropy, In ref_logp,
-                           const actor_params& p, Out dlogp, Out dentropy, PolicyLoss&& policy, EntropyBonus&& bonus,
-                           KLLoss&& kl_loss) {
+                           const actor_params& p, Out dlogp, Out dentropy, In weights, PolicyLoss&& policy,
+                           EntropyBonus&& bonus, KLLoss&& kl_loss) {
   constexpr const char* fn = "ppo::actor_loss";
   actor_result r{};
-  r.policy = policy(tag, logp, old_logp, adv, mask, p.policy, dlogp);
+  r.policy = policy(tag, logp, old_logp, adv, mask, p.policy, dlogp, weights);
   r.loss = r.policy.loss;
   if (!entropy.null()) {
     rlhf::detail::require_same_shape(fn, "entropy", entropy, "log_prob", logp);
@@ -414,7 +414,8 @@ actor_result compose_actor(Tag tag, LP logp, In old_logp, In adv, Mask mask, In 
 
 /// The actor's loss as verl's dp_actor composes it. `entropy` and `ref_logp`
 /// may be null views (no bonus / no KL term). Gradients go to `dlogp` and
-/// `dentropy` (optional).
+/// `dentropy` (optional). `weights` (optional, [B, T]): per-token weights of
+/// the policy loss (ppo::policy_loss's: rollout-correction IS weights).
 /// The gradients may be written over the inputs (`dlogp` over `logp`, in
 /// place): an output that shares memory with an input is computed in a
 /// buffer of its own and copied at the end (the passes re-read the inputs).
@@ -424,17 +425,18 @@ template <class Tag, class T, class M>
 requires(backend<Tag>&& std::is_same_v<typename Tag::space, host_space>) actor_result
     actor_loss(Tag tag, tensor_view<T, 2> logp, in_view<T, 2> old_logp, in_view<T, 2> adv, tensor_view<M, 2> mask,
                in_view<T, 2> entropy, in_view<T, 2> ref_logp, const actor_params& p, out_view<T, 2> dlogp = {},
-               out_view<T, 2> dentropy = {}) {
+               out_view<T, 2> dentropy = {}, in_view<T, 2> weights = {}) {
   constexpr const char* fn = "ppo::actor_loss";
   auto run = [&](out_view<T, 2> dl, out_view<T, 2> de) {
     return detail::compose_actor(
-        tag, logp, old_logp, adv, mask, entropy, ref_logp, p, dl, de, [](auto&&... a) { return policy_loss(a...); },
-        [](auto&&... a) { return entropy_bonus(a...); }, [](auto&&... a) { return kl::loss(a...); });
+        tag, logp, old_logp, adv, mask, entropy, ref_logp, p, dl, de, weights,
+        [](auto&&... a) { return policy_loss(a...); }, [](auto&&... a) { return entropy_bonus(a...); },
+        [](auto&&... a) { return kl::loss(a...); });
   };
   auto reads = [&](const out_view<T, 2>& o) {
     using rlhf::detail::overlaps;
     return overlaps(o, logp) || overlaps(o, old_logp) || overlaps(o, adv) || overlaps(o, mask) ||
-           overlaps(o, entropy) || overlaps(o, ref_logp);
+           overlaps(o, entropy) || overlaps(o, ref_logp) || overlaps(o, weights);
   };
   rlhf::detail::require_output(fn, "dlogp", dlogp, "log_prob", logp);
   rlhf::detail::require_output(fn, "dentropy", dentropy, "log_prob", logp);

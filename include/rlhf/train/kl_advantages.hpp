@@ -15,6 +15,7 @@
 #include "../advantage/rloo.hpp"
 #include "../kl/estimators.hpp"
 #include "../kl/penalty.hpp"
+#include "../objectives/rollout_correction.hpp"
 #include "../ops/masked.hpp"
 #include "metrics.hpp"
 #include "model_calls.hpp"
@@ -29,7 +30,9 @@ template <class W, class Space = host_space>
 struct step_buffers {
   score_buffers<W, Space> scores;
   work_t<W, 2, Space> rewards, advantages, returns, kl_tok;
-  work_t<W, 1, Space> seq_rewards;  ///< [B] (leave-one-out GRPO)
+  work_t<W, 1, Space> seq_rewards;            ///< [B] (leave-one-out GRPO)
+  work_t<W, 2, Space> log_ratio, is_weights;  ///< rollout correction: old - rollout, the IS weights
+  work_t<double, 2, Space> loss_mask;         ///< rollout correction: the mask with the rejected tokens at 0
   std::vector<long long> groups;
   boundary_buf<long long, 1, Space> groups_dev;
 };
@@ -116,6 +119,44 @@ double kl_and_advantages(Tag be, const B& b, tensor_view<const double, 2, Space>
     if (zero_groups >= 0) r.set("zero_variance_groups", zero_groups);
     return kst.mean_seq_kl;
   });
+}
+
+/// Rollout correction (rl_options::rollout_corr): log_ratio = old - rollout
+/// log-probs; the rejection mask into ws.loss_mask and the IS weights into
+/// ws.is_weights (computed on the kept tokens), their statistics into `r`.
+/// Returns the views the update reads (null where a part is off). CPU.
+template <class W, class Tag, class Space>
+std::pair<tensor_view<const double, 2, Space>, tensor_view<const W, 2, Space>> rollout_correct(
+    Tag be, tensor_view<const W, 2, Space> old_logp, tensor_view<const double, 2, Space> rollout_logp,
+    tensor_view<const double, 2, Space> m, const rollout_correction& rc,
+    const std::vector<rollout_corr::rs_option>& rejection, step_buffers<W, Space>& ws, record& r) {
+  static_assert(is_host_backend_v<Tag>, "rlhf: rollout correction runs on the CPU only for now");
+  const index_t B_ = m.extent(0), T = m.extent(1);
+  ws.log_ratio.resize({B_, T});
+  for (index_t b = 0; b < B_; ++b)
+    for (index_t t = 0; t < T; ++t) ws.log_ratio(b, t) = static_cast<W>(old_logp(b, t) - rollout_logp(b, t));
+  const tensor_view<const W, 2, Space> lr = ws.log_ratio.view();
+  tensor_view<const double, 2, Space> keep = m, loss_mask{};
+  if (!rejection.empty()) {
+    ws.loss_mask.resize({B_, T});
+    tensor<W, 2> modified({B_, T});
+    const auto st = rollout_corr::rejection_mask(be, lr, m, rejection, modified.view());
+    for (index_t b = 0; b < B_; ++b)
+      for (index_t t = 0; t < T; ++t) ws.loss_mask(b, t) = static_cast<double>(modified(b, t));
+    r.set("rollout_rs_masked_fraction", st.masked_fraction)
+        .set("rollout_rs_seq_masked_fraction", st.seq_masked_fraction);
+    keep = loss_mask = ws.loss_mask.view();
+  }
+  tensor_view<const W, 2, Space> weights{};
+  if (rc.weights != rollout_is_mode::off) {
+    ws.is_weights.resize({B_, T});
+    const auto st = rollout_corr::correction_weights(be, lr, keep, weight_params(rc), ws.is_weights.view());
+    r.set("rollout_is_mean", st.mean).set("rollout_is_eff_sample_size", st.eff_sample_size);
+    if (rc.weights_lower > 0) r.set("rollout_is_oob_ratio", st.oob_ratio);
+    if (rc.weights_batch_normalize) r.set("rollout_is_batch_norm_factor", st.batch_norm_factor);
+    weights = ws.is_weights.view();
+  }
+  return {loss_mask, weights};
 }
 
 }  // namespace rlhf::train::detail

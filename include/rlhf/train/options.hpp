@@ -15,12 +15,34 @@
 #include "../objectives/a2c.hpp"
 #include "../objectives/dpo.hpp"
 #include "../objectives/ppo.hpp"
+#include "../objectives/rollout_correction.hpp"
 #include "diagnostics.hpp"
 #include "reference.hpp"
 
 namespace rlhf::train {
 
 /// The numbers of a run (defaults: verl's where it has one).
+RLHF_NAMED_ENUM(rollout_is_mode, (off, "off"), (token, "token"), (sequence, "sequence"));
+
+/// Rollout correction (verl's rollout_corr; docs/ppo.md): when the sampler's
+/// own log-probs (the rollout's `logprobs`, e.g. a vLLM engine's) differ from
+/// the trainer's recomputed old log-probs, log_ratio = old - rollout gives
+///  - a rejection mask: tokens (or whole responses) whose statistic leaves
+///    its bounds are left out of the policy loss (rollout_corr::rejection_mask,
+///    verl's option and threshold strings);
+///  - IS weights: each token's policy loss times a truncated (TIS) or masked
+///    (IcePop) importance weight pi_old / mu (rollout_corr::correction_weights).
+/// The advantages keep every token. PPO on the CPU; off by default.
+struct rollout_correction {
+  std::string rejection;            ///< verl rollout_rs, e.g. "token_k1", "seq_max_k2,token_k1"; "" = off
+  std::string rejection_threshold;  ///< verl rollout_rs_threshold, e.g. "0.5_2.0" (k1) or "0.01"
+  rollout_is_mode weights = rollout_is_mode::off;  ///< verl rollout_is: token or sequence weights
+  double weights_upper = 2.0;                      ///< TIS cap / IcePop upper bound (> 0)
+  double weights_lower = 0.0;                      ///< IcePop lower bound (0 < lower <= upper); 0 = TIS
+  bool weights_batch_normalize = false;            ///< verl rollout_is_batch_normalize
+  [[nodiscard]] bool active() const { return !rejection.empty() || weights != rollout_is_mode::off; }
+};
+
 struct rl_options {
   long long steps = 100;
   long long prompts_per_step = 8;
@@ -44,6 +66,7 @@ struct rl_options {
   double gamma = 1.0, lam = 0.95;
   bool whiten_advantages = true;
   adv::grpo_params grpo{};
+  rollout_correction rollout_corr{};  ///< the sampler's log-probs against the trainer's (PPO, CPU)
   // reference updates, diagnostics, logging
   reference_policy ref{};
   diagnostic_params diag{};
@@ -107,6 +130,31 @@ inline void check_rl_options(const rl_options& o, const char* fn) {
   check_reference_policy(o.ref, fn);
   rlhf::detail::require_nonneg_param(o.grpo.epsilon, fn, "grpo.epsilon");
   check_diagnostic_params(o.diag, fn);
+  const auto& rc = o.rollout_corr;
+  if (rc.weights != rollout_is_mode::off) {
+    require_param(std::isfinite(rc.weights_upper) && rc.weights_upper > 0, fn, "rollout_corr.weights_upper",
+                  "must be > 0");
+    require_param(rc.weights_lower == 0 || (rc.weights_lower > 0 && rc.weights_lower <= rc.weights_upper), fn,
+                  "rollout_corr.weights_lower", "must be 0 (TIS) or in (0, weights_upper] (IcePop)");
+  }
+}
+
+/// The rollout correction's rejection options, parsed (verl's strings; an
+/// error names rollout_rs or rollout_rs_threshold). Empty when off. Called
+/// when a trainer is built (read_json keeps the strings as they are).
+inline std::vector<rollout_corr::rs_option> rejection_options(const rollout_correction& rc) {
+  if (rc.rejection.empty()) return {};
+  return rollout_corr::parse_rejection(rc.rejection, rc.rejection_threshold);
+}
+/// The rollout correction's weight parameters (weights != off).
+inline rollout_corr::weights_params weight_params(const rollout_correction& rc) {
+  rollout_corr::weights_params p;
+  p.level = rc.weights == rollout_is_mode::sequence ? rollout_corr::is_level::sequence : rollout_corr::is_level::token;
+  p.upper = rc.weights_upper;
+  p.lower = rc.weights_lower;
+  p.icepop = rc.weights_lower > 0;
+  p.batch_normalize = rc.weights_batch_normalize;
+  return p;
 }
 
 inline void check_dpo_options(const dpo_options& o, const char* fn) {

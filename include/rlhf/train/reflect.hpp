@@ -35,9 +35,11 @@ RLHF_REFLECT(rlhf::dpo::params, type, beta, label_smoothing, score, alpha, exp_c
 RLHF_REFLECT(rlhf::train::reference_policy, kind, every, alpha);
 RLHF_REFLECT(rlhf::train::diagnostic_params, window, kl_alarm, entropy_floor, entropy_fraction, clipfrac_alarm,
              approx_kl_alarm, stagnation_std, stagnation_zero_groups, value_growth, value_warmup);
+RLHF_REFLECT(rlhf::train::rollout_correction, rejection, rejection_threshold, weights, weights_upper, weights_lower,
+             weights_batch_normalize);
 RLHF_REFLECT(rlhf::train::rl_options, steps, prompts_per_step, group_size, sample, ppo_epochs, minibatch_size, ppo,
              value, entropy_coef, early_stop_kl, a2c, kl_coef, adaptive_kl, kl_target, kl_horizon, gamma, lam,
-             whiten_advantages, grpo, ref, diag, metrics_path, progress, progress_every, checkpoint_path,
+             whiten_advantages, grpo, rollout_corr, ref, diag, metrics_path, progress, progress_every, checkpoint_path,
              checkpoint_every, seed, rollback);
 RLHF_REFLECT(rlhf::train::dpo_options, steps, batch_size, loss, ref, metrics_path, progress, progress_every,
              checkpoint_path, checkpoint_every, seed, rollback);

@@ -98,6 +98,13 @@ class rl_trainer : public runnable<rl_trainer<S, P, R, RM, V>> {
     }
     src_.check(fn);
     check_rl_options(o_, fn);
+    rejection_ = rejection_options(o_.rollout_corr);  // verl's strings, parsed once (an error names them)
+    if (o_.rollout_corr.active()) {
+      rlhf::detail::require_param(S::algo == algorithm::ppo, fn, "rollout_corr",
+                                  "weights and masks the PPO policy loss: A2C has none (turn it off)");
+      rlhf::detail::require_param(std::is_same_v<space_type, host_space>, fn, "rollout_corr",
+                                  "runs on the CPU only for now (turn it off on rlhf::cuda)");
+    }
     check_reference_update<R, P>(o_.ref, fn);
     if constexpr (S::adv == advantage_estimator::grpo || S::adv == advantage_estimator::rloo ||
                   S::adv == advantage_estimator::maxrl || S::adv == advantage_estimator::loo_grpo ||
@@ -212,18 +219,29 @@ class rl_trainer : public runnable<rl_trainer<S, P, R, RM, V>> {
       old_values = val_eval_.values();
       mem::require_finite(be_, fn, "values", old_values);
     }
+    tensor_view<const double, 2, space_type> sampled{};
     if (ro_.logprobs.size() > 0) {
       // the sampler's log-probs against the trainer's recomputation (same temperature: ~0)
       rlhf::detail::require_same_shape(fn, "rollout logprobs", ro_.logprobs.view(), "responses", b.responses.view());
-      const auto sampled = detail::bring<double, space_type>(be_, ro_.logprobs.view(), sampled_, prof_.batch_bytes);
+      sampled = detail::bring<double, space_type>(be_, ro_.logprobs.view(), sampled_, prof_.batch_bytes);
       const auto d = detail::timed(prof_.ops_s, [&] { return ops::prob_diff(be_, old_.logp(), sampled, bm_.mask()); });
       r.set("rollout_probs_diff_max", d.max).set("rollout_probs_diff_mean", d.mean);
     }
     const double beta = kl_ctl_.value();
     const double kl_in = detail::kl_and_advantages<S, W>(be_, b, bm_.mask(), old_.logp(), ref_eval_.logp(), old_values,
                                                          beta, o_, ws_, r, prof_);
-    const detail::rollout_views<W, space_type> in{old_.logp(), ref_eval_.logp(), ws_.advantages.view(),
-                                                  ws_.returns.view(), old_values};
+    detail::rollout_views<W, space_type> in{old_.logp(), ref_eval_.logp(), ws_.advantages.view(), ws_.returns.view(),
+                                            old_values};
+    if (o_.rollout_corr.active()) {
+      if constexpr (std::is_same_v<space_type, host_space>) {
+        if (sampled.null())
+          rlhf::detail::fail(error_kind::empty, fn, "rollout logprobs",
+                             "are needed by rollout_corr: generate must return the sampler's log-probs");
+        std::tie(in.loss_mask, in.is_weights) = detail::timed(prof_.ops_s, [&] {
+          return detail::rollout_correct<W>(be_, old_.logp(), sampled, bm_.mask(), o_.rollout_corr, rejection_, ws_, r);
+        });
+      }
+    }
     // the update changes the models: they are kept first (given back if the step throws)
     rollback_.keep("policy", policy_);
     if constexpr (has_value) rollback_.keep("value", *value_);
@@ -271,6 +289,7 @@ class rl_trainer : public runnable<rl_trainer<S, P, R, RM, V>> {
   value_eval_t val_eval_;
   detail::step_buffers<W, space_type> ws_;
   detail::update_buffers<W, B, space_type> upd_;
+  std::vector<rollout_corr::rs_option> rejection_;
   detail::grad_pass<W, P, B, space_type> gpass_;
   value_pass_t vpass_{};
 };

@@ -30,6 +30,8 @@ namespace rlhf::train::detail {
 template <class W, class Space = host_space>
 struct rollout_views {
   tensor_view<const W, 2, Space> old_logp, ref_logp, advantages, returns, old_values;
+  tensor_view<const double, 2, Space> loss_mask{};  ///< rollout correction's rejection (null: the batch's mask)
+  tensor_view<const W, 2, Space> is_weights{};      ///< rollout correction's IS weights (null: none)
 };
 
 /// The update's reused buffers: one minibatch (host metadata for the models,
@@ -38,7 +40,8 @@ template <class W, class B, class Space = host_space>
 struct update_buffers {
   B mb;
   batch_mirror<typename B::token_type, Space> mbm;
-  work_t<W, 2, Space> old_logp, ref_logp, advantages, returns, old_values, dlogp, dentropy, dvalues, kl_tok;
+  work_t<W, 2, Space> old_logp, ref_logp, advantages, returns, old_values, dlogp, dentropy, dvalues, kl_tok, weights;
+  work_t<double, 2, Space> loss_mask;
   std::vector<index_t> perm, rows;
 };
 
@@ -106,6 +109,11 @@ void ppo_update(Tag be, P& policy, V* value, const B& b, const rollout_views<W, 
       gather(be, in.advantages, u.rows, u.advantages, prof);
       if constexpr (S::kl_where == kl_placement::loss) gather(be, in.ref_logp, u.rows, u.ref_logp, prof);
       const auto mm = u.mbm.mask();
+      // the policy loss's mask and weights: rollout correction's where it is on
+      if (!in.loss_mask.null()) gather(be, in.loss_mask, u.rows, u.loss_mask, prof);
+      if (!in.is_weights.null()) gather(be, in.is_weights, u.rows, u.weights, prof);
+      const auto lm = in.loss_mask.null() ? mm : tensor_view<const double, 2, Space>(u.loss_mask.view());
+      const CV iw = in.is_weights.null() ? CV{} : CV(u.weights.view());
       const index_t n = mm.extent(0), T = mm.extent(1);
       u.dlogp.resize({n, T});
       u.dentropy.resize({n, T});
@@ -119,14 +127,14 @@ void ppo_update(Tag be, P& policy, V* value, const B& b, const rollout_views<W, 
       }
       const bool use_h = gp.has_entropy() && want_h;
       const auto res = timed(prof.ops_s, [&] {
-        return ppo::actor_loss(be, gp.logp(), CV(u.old_logp.view()), CV(u.advantages.view()), mm,
+        return ppo::actor_loss(be, gp.logp(), CV(u.old_logp.view()), CV(u.advantages.view()), lm,
                                use_h ? gp.entropy() : CV{},
                                S::kl_where == kl_placement::loss ? CV(u.ref_logp.view()) : CV{}, ap, u.dlogp.view(),
-                               use_h ? u.dentropy.view() : MV{});
+                               use_h ? u.dentropy.view() : MV{}, iw);
       });
       if constexpr (S::kl_where == kl_placement::loss && corrected)
         timed(prof.ops_s, [&] {
-          corrected_kl_loss<S>(be, gp.logp(), CV(u.old_logp.view()), CV(u.ref_logp.view()), mm, kl_coef, ap.policy.agg,
+          corrected_kl_loss<S>(be, gp.logp(), CV(u.old_logp.view()), CV(u.ref_logp.view()), lm, kl_coef, ap.policy.agg,
                                u.dlogp.view());
         });
       double approx_kl = 0;

@@ -106,9 +106,10 @@ namespace rlhf::ppo {
 template <class T, class M>
 actor_result actor_loss(cuda_t tag, tensor_view<T, 2, device_space> logp, in_dview<T, 2> old_logp, in_dview<T, 2> adv,
                         tensor_view<M, 2, device_space> mask, in_dview<T, 2> entropy, in_dview<T, 2> ref_logp,
-                        const actor_params& p, out_dview<T, 2> dlogp = {}, out_dview<T, 2> dentropy = {}) {
+                        const actor_params& p, out_dview<T, 2> dlogp = {}, out_dview<T, 2> dentropy = {},
+                        in_dview<T, 2> weights = {}) {
   return detail::compose_actor(
-      tag, logp, old_logp, adv, mask, entropy, ref_logp, p, dlogp, dentropy,
+      tag, logp, old_logp, adv, mask, entropy, ref_logp, p, dlogp, dentropy, weights,
       [](auto&&... a) { return ppo::policy_loss(a...); }, [](auto&&... a) { return ppo::entropy_bonus(a...); },
       [](auto&&... a) { return kl::loss(a...); });
 }
