@@ -515,3 +515,117 @@ TEST_CASE("trainers: a DPO step that fails after the policy's update gives the p
   for (int k = 0; k < 3; ++k) CHECK(ta.step().json() == tb.step().json());
   CHECK(pa.parameters().W == pb.parameters().W);
 }
+
+namespace {
+/// Pairs with completions of one to three tokens (token 0 ends a response).
+std::vector<tr::preference> varied_pairs() {
+  std::vector<tr::preference> data;
+  for (int i = 0; i < 12; ++i) {
+    const auto t = [](int v) { return static_cast<std::int32_t>(v); };
+    std::vector<std::int32_t> c{t(3)}, r{t(1 + i % 4)};
+    if (i % 3 != 0) c.push_back(t(2 + i % 3));
+    if (i % 2 == 0) r.push_back(t(4));
+    c.push_back(0);
+    if (i % 4 != 1) r.push_back(0);
+    data.push_back({{t(1 + i % 5)}, c, r});
+  }
+  return data;
+}
+using M = lin::model<double, kind::log_probs>;
+/// The first step of a preference trainer with policy parameters `theta`.
+tr::record first_step(const tr::dpo_options& o, const std::vector<double>* theta, std::vector<double>* grad) {
+  M pi(2), ref(3);
+  if (theta != nullptr) {
+    auto& q = pi.parameters();
+    std::size_t k = 0;
+    for (auto* v : {&q.E, &q.P, &q.W})
+      for (auto& x : *v) x = (*theta)[k++];
+  }
+  tr::dpo_trainer<M, M> t(pi, ref, varied_pairs(), o);
+  const auto r = t.step();
+  if (grad != nullptr) *grad = pi.grad_log.at(0);
+  return r;
+}
+}  // namespace
+
+TEST_CASE("preference trainer: KTO, CPO, SimPO, AlphaPO and ORPO descend their own recorded loss (finite differences)",
+          "[train][pref][grad]") {
+  std::vector<std::pair<std::string, tr::dpo_options>> cases;
+  auto base = [] {
+    tr::dpo_options o;
+    o.steps = 1;
+    o.batch_size = 6;
+    o.progress = false;
+    o.seed = 5;
+    return o;
+  };
+  auto o = base();
+  o.objective = tr::preference_objective::kto;
+  o.kto.type = rlhf::pref::kto_loss_type::apo_zero_unpaired;  // no detached KL: the loss is a function of theta
+  o.kto.undesirable_weight = 1.5;
+  cases.emplace_back("apo_zero", o);
+  o = base();
+  o.objective = tr::preference_objective::cpo;  // sigmoid on sums + cpo_alpha NLL
+  cases.emplace_back("cpo", o);
+  o.cpo = rlhf::pref::cpo_params::simpo(2.0, 0.5);  // length-averaged, with the NLL
+  cases.emplace_back("simpo", o);
+  o.cpo = rlhf::pref::cpo_params::alphapo(0.25);
+  o.cpo_alpha = 0.0;
+  cases.emplace_back("alphapo", o);
+  o = base();
+  o.objective = tr::preference_objective::orpo;
+  o.orpo_beta = 0.3;
+  cases.emplace_back("orpo", o);
+  for (const auto& [name, opt] : cases) {
+    INFO(name);
+    std::vector<double> g;
+    const auto r0 = first_step(opt, nullptr, &g);
+    std::vector<double> theta;
+    {
+      M pi(2);
+      const auto& q = pi.parameters();
+      for (const auto* v : {&q.E, &q.P, &q.W}) theta.insert(theta.end(), v->begin(), v->end());
+    }
+    REQUIRE(g.size() == theta.size());
+    const double h = 1e-6;
+    double scale = 0;
+    for (double x : g) scale = std::fmax(scale, std::fabs(x));
+    REQUIRE(scale > 1e-4);  // a gradient to check
+    for (std::size_t i = 0; i < theta.size(); ++i) {
+      auto a = theta, b = theta;
+      a[i] += h;
+      b[i] -= h;
+      const double fd =
+          (first_step(opt, &a, nullptr).number("loss") - first_step(opt, &b, nullptr).number("loss")) / (2 * h);
+      CHECK(g[i] == Approx(fd).margin(1e-7 * scale + 1e-9).epsilon(1e-6));
+    }
+    // the NLL term's value: ORPO's loss is nll - beta mean logsig(log odds)
+    if (name == "orpo")
+      CHECK(r0.number("loss") == Approx(r0.number("nll") - 0.3 * r0.number("log_odds_ratio")).epsilon(1e-12));
+    if (name == "cpo") CHECK(r0.number("nll") > 0);
+  }
+}
+
+TEST_CASE("preference trainer: KTO's detached KL is the mismatched pairs' log ratio; errors", "[train][pref]") {
+  // one pair per step: the mismatched pair is the pair itself, so z = max(chosen log ratio, 0)
+  tr::dpo_options o;
+  o.steps = 3;
+  o.batch_size = 1;
+  o.progress = false;
+  o.objective = tr::preference_objective::kto;
+  M pi(2), ref(3);
+  tr::dpo_trainer<M, M> t(pi, ref, varied_pairs(), o);
+  for (int s = 0; s < 3; ++s) {
+    const auto r = t.step();
+    CHECK(r.number("kto_kl") == Approx(std::fmax(r.number("chosen_log_ratio"), 0.0)).margin(1e-12));
+    // the reward margin is beta (rho_chosen - rho_rejected) of the one pair
+    CHECK(r.number("reward_margin") ==
+          Approx(0.1 * (r.number("chosen_log_ratio") - r.number("rejected_log_ratio"))).margin(1e-12));
+  }
+  auto bad = o;
+  bad.orpo_beta = 0;
+  expect_error([&] { tr::dpo_trainer<M, M> x(pi, ref, varied_pairs(), bad); }, error_kind::param, "orpo_beta");
+  bad = o;
+  bad.cpo.label_smoothing = 0.7;
+  expect_error([&] { tr::dpo_trainer<M, M> x(pi, ref, varied_pairs(), bad); }, error_kind::param, "label_smoothing");
+}

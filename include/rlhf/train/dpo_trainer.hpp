@@ -20,6 +20,7 @@
 
 #include "reflect.hpp"
 #include "../objectives/dpo.hpp"
+#include "../objectives/preference.hpp"
 #include "checkpoint.hpp"
 #include "metrics.hpp"
 #include "model_calls.hpp"
@@ -74,6 +75,8 @@ class dpo_trainer : public runnable<dpo_trainer<P, R, S>> {
         rlhf::detail::fail(error_kind::empty, fn, "data",
                            "pair " + std::to_string(i) + " has an empty prompt or response");
     check_dpo_options(o_, fn);
+    rlhf::detail::require_param(o_.objective == preference_objective::dpo || std::is_same_v<space_type, host_space>, fn,
+                                "objective", "kto, cpo and orpo run on the CPU only for now (dpo runs on rlhf::cuda)");
     check_reference_update<R, P>(o_.ref, fn);
     order_ = detail::permutation(static_cast<index_t>(data_.size()), rng_);
   }
@@ -176,6 +179,11 @@ class dpo_trainer : public runnable<dpo_trainer<P, R, S>> {
     make_batch(data_, rows_, false, br_);
     bmc_.set(be_, bc_, prof_.batch_bytes);
     bmr_.set(be_, br_, prof_.batch_bytes);
+    if constexpr (std::is_same_v<space_type, host_space>)
+      if (o_.objective == preference_objective::kto) {  // KTO's KL inputs, before the policy's forwards
+        mismatched_logps(policy_, kl_pol_ev_, kl_pol_);
+        mismatched_logps(ref_, kl_ref_ev_, kl_ref_);
+      }
     // both forwards are alive until their backwards (two handles)
     pass_c_.forward(be_, policy_, bc_, bmc_, false, prof_);
     pass_r_.forward(be_, policy_, br_, bmr_, false, prof_);
@@ -200,13 +208,18 @@ class dpo_trainer : public runnable<dpo_trainer<P, R, S>> {
     gc_.resize(bc_.response_mask.shape());
     gr_.resize(br_.response_mask.shape());
     double g2 = 0;
+    record extra;  // the objective's own statistics (nll, kto_kl, log odds)
     const auto s = detail::timed(prof_.ops_s, [&] {
       ops::masked_sum_rows(be_, pass_c_.logp(), bmc_.mask(), c_.view());
       ops::masked_sum_rows(be_, pass_r_.logp(), bmr_.mask(), r_.view());
       dpo::outputs<W, space_type> out;
       out.dchosen = dc_.view();
       out.drejected = dr_.view();
-      const auto sum = dpo::loss(be_, V1(c_.view()), V1(r_.view()), rc, rr, o_.loss, out, lc, lr);
+      const auto sum = [&] {
+        if constexpr (std::is_same_v<space_type, host_space>)
+          if (o_.objective != preference_objective::dpo) return other_loss(n, extra);
+        return dpo::loss(be_, V1(c_.view()), V1(r_.view()), rc, rr, o_.loss, out, lc, lr);
+      }();
       // d loss / d logp_t = d loss / d sum on every completion token
       ops::masked_sum_rows_backward(be_, bmc_.mask(), V1(dc_.view()), gc_.view());
       ops::masked_sum_rows_backward(be_, bmr_.mask(), V1(dr_.view()), gr_.view());
@@ -224,6 +237,7 @@ class dpo_trainer : public runnable<dpo_trainer<P, R, S>> {
     rec.set("step", step_).set("loss", s.loss).set("reward_margin", s.reward_margin);
     rec.set("reward_accuracy", s.reward_accuracy).set("chosen_reward", s.chosen_reward);
     rec.set("rejected_reward", s.rejected_reward).set("grad_norm", std::sqrt(g2));
+    for (const auto& [k, v] : extra.items()) rec.set(k, std::get<double>(v));
     // what DPO can measure toward the reference without sampling: the mean sequence
     // log-ratios log pi(y|x) - log pi_ref(y|x) of the dataset's completions (not a KL: the
     // completions are not the policy's samples, and these can be negative)
@@ -243,13 +257,123 @@ class dpo_trainer : public runnable<dpo_trainer<P, R, S>> {
     return rec;
   }
 
-  static void make_batch(const std::vector<pair_type>& data, const std::vector<index_t>& rows, bool chosen, B& b) {
+  /// KTO, CPO (SimPO, AlphaPO) or ORPO on the step's pairs (host): reads the
+  /// policy's sums c_, r_ and the cached reference sums, writes d loss / d
+  /// sum into dc_, dr_; the summary has the DPO trainer's fields (each
+  /// objective's own rewards), `extra` the objective's statistics.
+  dpo::summary other_loss(index_t n, record& extra) {
+    const double nn = static_cast<double>(n);
+    dpo::summary s;
+    auto rewards = [&](const std::vector<double>& cr, const std::vector<double>& rj) {
+      for (index_t i = 0; i < n; ++i) {
+        const auto k = static_cast<std::size_t>(i);
+        s.chosen_reward += cr[k] / nn;
+        s.rejected_reward += rj[k] / nn;
+        s.reward_margin += (cr[k] - rj[k]) / nn;
+        s.reward_accuracy += (cr[k] > rj[k] ? 1.0 : 0.0) / nn;
+      }
+    };
+    // the chosen tokens' mean NLL and its gradient by each chosen sum (-coef / tokens: every
+    // chosen token's d/dlogp, which masked_sum_rows_backward spreads as d/dsum times the mask)
+    auto nll = [&](double coef) {
+      double tokens = 0, sum = 0;
+      for (index_t i = 0; i < n; ++i) {
+        tokens += static_cast<double>(lc_h_(i));
+        sum += static_cast<double>(c_(i));
+      }
+      for (index_t i = 0; i < n; ++i) dc_(i) = static_cast<W>(static_cast<double>(dc_(i)) - coef / tokens);
+      extra.set("nll", -sum / tokens);
+      return -coef * sum / tokens;
+    };
+    if (o_.objective == preference_objective::kto) {
+      // 2n unpaired samples: the chosen desirable, the rejected undesirable; z from the
+      // mismatched pairs (prompt i with the chosen completion of pair i + 1), no gradient
+      tensor<W, 1> lp({2 * n}), ref({2 * n}), label({2 * n}), d({2 * n}), rw({2 * n}), kl({n}), refkl({n});
+      for (index_t i = 0; i < n; ++i) {
+        lp(i) = c_(i);
+        lp(n + i) = r_(i);
+        ref(i) = rc_h_(i);
+        ref(n + i) = rr_h_(i);
+        label(i) = 1;
+        label(n + i) = 0;
+      }
+      for (index_t i = 0; i < n; ++i) {
+        kl(i) = static_cast<W>(kl_pol_[static_cast<std::size_t>(i)]);
+        refkl(i) = static_cast<W>(kl_ref_[static_cast<std::size_t>(i)]);
+      }
+      const auto k = pref::kto_loss(be_, lp.view(), in_view<W, 1>(ref.view()), label.view(), in_view<W, 1>(kl.view()),
+                                    in_view<W, 1>(refkl.view()), o_.kto, {}, rw.view(), d.view());
+      std::vector<double> cr(static_cast<std::size_t>(n)), rj(cr.size());
+      for (index_t i = 0; i < n; ++i) {
+        dc_(i) = static_cast<W>(static_cast<double>(d(i)) / (2 * nn));
+        dr_(i) = static_cast<W>(static_cast<double>(d(n + i)) / (2 * nn));
+        cr[static_cast<std::size_t>(i)] = static_cast<double>(rw(i));
+        rj[static_cast<std::size_t>(i)] = static_cast<double>(rw(n + i));
+      }
+      rewards(cr, rj);
+      s.loss = k.loss;
+      extra.set("kto_kl", k.kl);
+      return s;
+    }
+    // CPO and ORPO: TRL passes length-averaged log-probs to ORPO, IPO and SimPO, sums otherwise
+    const bool avg = o_.objective == preference_objective::orpo || o_.cpo.type == pref::cpo_loss_type::ipo ||
+                     o_.cpo.type == pref::cpo_loss_type::simpo;
+    tensor<W, 1> x({n}), y({n}), dx({n}), dy({n}), rx({n}), ry({n});
+    for (index_t i = 0; i < n; ++i) {
+      x(i) = avg ? static_cast<W>(static_cast<double>(c_(i)) / static_cast<double>(lc_h_(i))) : c_(i);
+      y(i) = avg ? static_cast<W>(static_cast<double>(r_(i)) / static_cast<double>(lr_h_(i))) : r_(i);
+    }
+    const pref::pair_outputs<W> po{{}, rx.view(), ry.view(), dx.view(), dy.view()};
+    double pair_loss = 0, sign = 1;
+    if (o_.objective == preference_objective::cpo) {
+      pair_loss = pref::cpo_loss(be_, x.view(), in_view<W, 1>(y.view()), o_.cpo, po);
+    } else {
+      const auto orr = pref::orpo_loss(be_, x.view(), in_view<W, 1>(y.view()), o_.orpo_beta, po);
+      pair_loss = -orr.loss;  // the trainer's loss is NLL - mean(beta logsig(log odds))
+      sign = -1;
+      extra.set("log_odds_ratio", orr.log_odds_ratio).set("log_odds_chosen", orr.log_odds_chosen);
+    }
+    std::vector<double> cr(static_cast<std::size_t>(n)), rj(cr.size());
+    for (index_t i = 0; i < n; ++i) {
+      const double sc = avg ? static_cast<double>(lc_h_(i)) : 1.0, sr = avg ? static_cast<double>(lr_h_(i)) : 1.0;
+      dc_(i) = static_cast<W>(sign * static_cast<double>(dx(i)) / nn / sc);
+      dr_(i) = static_cast<W>(sign * static_cast<double>(dy(i)) / nn / sr);
+      cr[static_cast<std::size_t>(i)] = static_cast<double>(rx(i));
+      rj[static_cast<std::size_t>(i)] = static_cast<double>(ry(i));
+    }
+    rewards(cr, rj);
+    s.loss = pair_loss + nll(o_.objective == preference_objective::cpo ? o_.cpo_alpha : 1.0);
+    return s;
+  }
+
+  /// Sequence log-probs (no gradient) of the step's mismatched pairs: prompt
+  /// of pair i with the chosen completion of pair (i + 1) mod n (KTO's KL).
+  template <class M>
+  void mismatched_logps(M& model, detail::nograd_eval<double, M, B, space_type>& ev, std::vector<double>& out) {
+    make_batch(data_, rows_, true, bk_, 1);
+    bmk_.set(be_, bk_, prof_.batch_bytes);
+    ev.run(be_, model, bk_, bmk_, prof_);
+    detail::memory<space_type>::require_finite(be_, "train::dpo_trainer", "log_probs (KTO's mismatched pairs)",
+                                               ev.logp());
+    tensor<double, 1> sums({bk_.size()});
+    ops::masked_sum_rows(be_, ev.logp(), bmk_.mask(), sums.view());
+    out.assign(sums.storage().begin(), sums.storage().end());
+  }
+
+  /// The batch of pairs `rows`: prompt i with the chosen (or rejected)
+  /// completion of pair (i + shift) mod n.
+  static void make_batch(const std::vector<pair_type>& data, const std::vector<index_t>& rows, bool chosen, B& b,
+                         index_t shift = 0) {
     const auto n = static_cast<index_t>(rows.size());
+    auto completion = [&](index_t r) -> const std::vector<token_type>& {
+      const auto& d = data[static_cast<std::size_t>(rows[static_cast<std::size_t>((r + shift) % n)])];
+      return chosen ? d.chosen : d.rejected;
+    };
     index_t width = 0, T = 0;
-    for (auto i : rows) {
-      const auto& d = data[static_cast<std::size_t>(i)];
+    for (index_t r = 0; r < n; ++r) {
+      const auto& d = data[static_cast<std::size_t>(rows[static_cast<std::size_t>(r)])];
       width = std::max(width, static_cast<index_t>(d.prompt.size()));
-      T = std::max(T, static_cast<index_t>((chosen ? d.chosen : d.rejected).size()));
+      T = std::max(T, static_cast<index_t>(completion(r).size()));
     }
     b.prompts.tokens.resize({n, width});
     b.responses.resize({n, T});
@@ -258,7 +382,7 @@ class dpo_trainer : public runnable<dpo_trainer<P, R, S>> {
     b.prompts.ids.clear();
     for (index_t r = 0; r < n; ++r) {
       const auto& d = data[static_cast<std::size_t>(rows[static_cast<std::size_t>(r)])];
-      const auto& y = chosen ? d.chosen : d.rejected;
+      const auto& y = completion(r);
       for (index_t t = 0; t < width; ++t)
         b.prompts.tokens(r, t) = t < static_cast<index_t>(d.prompt.size()) ? d.prompt[static_cast<std::size_t>(t)] : 0;
       for (index_t t = 0; t < T; ++t) {
@@ -294,14 +418,16 @@ class dpo_trainer : public runnable<dpo_trainer<P, R, S>> {
   dpo_options o_;
   rng_t rng_;
   std::vector<index_t> order_, rows_;
-  std::vector<double> ref_chosen_, ref_rejected_;
+  std::vector<double> ref_chosen_, ref_rejected_, kl_pol_, kl_ref_;
   bool cache_valid_ = false;
   long long step_ = 0, cursor_ = 0;
   record last_;
   step_profile prof_;
   model_rollback rollback_;
-  B bc_, br_;
-  detail::batch_mirror<token_type, space_type> bmc_, bmr_;
+  B bc_, br_, bk_;
+  detail::nograd_eval<double, P, B, space_type> kl_pol_ev_;  // KTO's mismatched pairs
+  detail::nograd_eval<double, R, B, space_type> kl_ref_ev_;
+  detail::batch_mirror<token_type, space_type> bmc_, bmr_, bmk_;
   detail::grad_pass<W, P, B, space_type> pass_c_, pass_r_;
   detail::work_t<W, 1, space_type> c_, r_, dc_, dr_;
   tensor<W, 1> rc_h_, rr_h_, lc_h_, lr_h_;

@@ -15,6 +15,7 @@
 #include "../objectives/a2c.hpp"
 #include "../objectives/dpo.hpp"
 #include "../objectives/ppo.hpp"
+#include "../objectives/preference.hpp"
 #include "../objectives/rollout_correction.hpp"
 #include "diagnostics.hpp"
 #include "reference.hpp"
@@ -81,10 +82,22 @@ struct rl_options {
   bool rollback = true;
 };
 
+/// The preference trainer's objective: DPO (any dpo::loss_type, `loss`), or
+/// the peers' others on the same pairs (CPU): KTO (each pair's chosen is a
+/// desirable sample, its rejected an undesirable one; `kto`), CPO / SimPO /
+/// AlphaPO (`cpo`, reference-free; + cpo_alpha * NLL of the chosen tokens),
+/// ORPO (NLL of the chosen tokens - mean beta logsig(log odds); `orpo_beta`).
+RLHF_NAMED_ENUM(preference_objective, (dpo, "dpo"), (kto, "kto"), (cpo, "cpo"), (orpo, "orpo"));
+
 struct dpo_options {
   long long steps = 100;
   long long batch_size = 16;  ///< pairs per step
   dpo::params loss = dpo::params::trl(dpo::loss_type::sigmoid, 0.1);
+  preference_objective objective = preference_objective::dpo;
+  pref::kto_params kto{};  ///< objective kto (KTOConfig defaults)
+  pref::cpo_params cpo{};  ///< objective cpo (CPOConfig defaults; cpo_params::simpo(), alphapo())
+  double cpo_alpha = 1.0;  ///< CPO's NLL weight (CPOConfig cpo_alpha; 0 = pure SimPO)
+  double orpo_beta = 0.1;  ///< ORPOConfig beta
   reference_policy ref{};
   std::string metrics_path;
   bool progress = true;
@@ -164,6 +177,10 @@ inline void check_dpo_options(const dpo_options& o, const char* fn) {
   require_param(o.progress_every >= 1, fn, "progress_every", "must be >= 1");
   require_param(o.checkpoint_every >= 0, fn, "checkpoint_every", "must be >= 0 (0 = never)");
   dpo::detail::check_params(o.loss, fn);
+  pref::check_kto_params(o.kto, fn);
+  pref::check_cpo_params(o.cpo, fn);
+  rlhf::detail::require_nonneg_param(o.cpo_alpha, fn, "cpo_alpha");
+  rlhf::detail::require_positive_param(o.orpo_beta, fn, "orpo_beta");
   check_reference_policy(o.ref, fn);
 }
 

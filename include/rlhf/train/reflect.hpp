@@ -41,8 +41,10 @@ RLHF_REFLECT(rlhf::train::rl_options, steps, prompts_per_step, group_size, sampl
              value, entropy_coef, early_stop_kl, a2c, kl_coef, adaptive_kl, kl_target, kl_horizon, gamma, lam,
              whiten_advantages, grpo, rollout_corr, ref, diag, metrics_path, progress, progress_every, checkpoint_path,
              checkpoint_every, seed, rollback);
-RLHF_REFLECT(rlhf::train::dpo_options, steps, batch_size, loss, ref, metrics_path, progress, progress_every,
-             checkpoint_path, checkpoint_every, seed, rollback);
+RLHF_REFLECT(rlhf::pref::kto_params, type, beta, desirable_weight, undesirable_weight);
+RLHF_REFLECT(rlhf::pref::cpo_params, type, beta, label_smoothing, simpo_gamma, alpha);
+RLHF_REFLECT(rlhf::train::dpo_options, steps, batch_size, loss, objective, kto, cpo, cpo_alpha, orpo_beta, ref,
+             metrics_path, progress, progress_every, checkpoint_path, checkpoint_every, seed, rollback);
 
 namespace rlhf::config {
 
