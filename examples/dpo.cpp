@@ -1,12 +1,17 @@
-// dpo — Direct Preference Optimization on the tiny language model.
+// dpo — Direct Preference Optimization, and the peers' other preference
+// losses, on the tiny language model.
 //
 // The reference model is fitted to the corpus (as in tiny_lm); preference
 // pairs are two of its samples labelled by the hidden preference
-// (Bradley-Terry on the true score). DPO trains the policy from the
-// reference on the training pairs; the reference log-probabilities are
-// computed once and cached by the trainer. Reports preference accuracy on
-// held-out pairs (the implicit reward beta log pi/pi_ref ranks the chosen
-// response first) and the KL to the reference of the policy's own samples.
+// (Bradley-Terry on the true score). DPO, KTO (the pairs unpaired), SimPO
+// and ORPO each train a policy from the reference on the same training pairs
+// (the reference log-probabilities are computed once and cached by the
+// trainer). Reports, per loss, preference accuracy on held-out pairs (by the
+// loss's own implicit reward: beta log pi/pi_ref for DPO and KTO, the
+// length-averaged log-prob for the reference-free SimPO and ORPO), the true
+// score of the policy's own samples, and their KL to the reference: DPO and
+// KTO keep the policy near the reference through the log ratio in their loss;
+// SimPO and ORPO have no reference term and drift further.
 // Usage: dpo [--steps N] [--out DIR] [--quick]
 #include <cstdio>
 #include <cstdlib>
@@ -40,8 +45,11 @@ std::vector<tr::preference> make_pairs(const mlp_lm& ref, index_t n, rlhf::rng_t
   return out;
 }
 
-/// Fraction of pairs whose implicit reward margin ranks the chosen first.
-double accuracy(const mlp_lm& policy, const mlp_lm& ref, const std::vector<tr::preference>& pairs) {
+/// Fraction of pairs whose implicit reward margin ranks the chosen first:
+/// the log ratio to the reference (DPO, KTO), or with `reference_free` the
+/// length-averaged log-prob (SimPO, ORPO: their rewards and log odds rise with it).
+double accuracy(const mlp_lm& policy, const mlp_lm& ref, const std::vector<tr::preference>& pairs,
+                bool reference_free = false) {
   std::vector<index_t> rows(pairs.size());
   for (std::size_t i = 0; i < rows.size(); ++i) rows[i] = static_cast<index_t>(i);
   std::vector<double> pc, pr, rc, rr;
@@ -49,7 +57,9 @@ double accuracy(const mlp_lm& policy, const mlp_lm& ref, const std::vector<tr::p
   tr::dpo_trainer<mlp_lm, mlp_lm>::sequence_logps(ref, pairs, rows, rc, rr);
   double ok = 0;  // a tie (policy = reference) counts one half
   for (std::size_t i = 0; i < pairs.size(); ++i) {
-    const double margin = (pc[i] - rc[i]) - (pr[i] - rr[i]);
+    const double margin = reference_free ? pc[i] / static_cast<double>(pairs[i].chosen.size()) -
+                                               pr[i] / static_cast<double>(pairs[i].rejected.size())
+                                         : (pc[i] - rc[i]) - (pr[i] - rr[i]);
     ok += margin > 0 ? 1.0 : (margin == 0 ? 0.5 : 0.0);
   }
   return ok / static_cast<double>(pairs.size());
@@ -88,27 +98,46 @@ int main(int argc, char** argv) {
   auto train = make_pairs(ref, pairs, g), held_out = make_pairs(ref, pairs / 4, g);
   std::printf("== %zu training pairs, %zu held-out pairs (labelled by the hidden preference)\n", train.size(),
               held_out.size());
-  mlp_lm policy = ref;
-  policy.set_lr(1e-3);
-  const auto [kl0, truth0] = kl_and_truth(policy, ref, g);
-  std::printf("before: held-out accuracy %.3f, true score %.3f, KL to reference %.3f\n",
-              accuracy(policy, ref, held_out), truth0, kl0);
+  rlhf::rng_t g0(29);
+  const auto [kl0, truth0] = kl_and_truth(ref, ref, g0);
+  std::printf("before: held-out accuracy %.3f, true score %.3f, KL to reference %.3f\n", accuracy(ref, ref, held_out),
+              truth0, kl0);
 
-  tr::dpo_options o;
-  o.steps = steps;
-  o.batch_size = 64;
-  o.loss = rlhf::dpo::params::trl(rlhf::dpo::loss_type::sigmoid, 0.1);
-  o.metrics_path = out + "/dpo.jsonl";
-  o.progress_every = std::max(1LL, steps / 10);
-  o.seed = 3;
-  mlp_lm reference = ref;
-  tr::dpo_trainer<mlp_lm, mlp_lm> trainer(policy, reference, train, o);
-  trainer.run();
-
-  const double acc = accuracy(policy, ref, held_out);
-  const auto [kl, truth] = kl_and_truth(policy, ref, g);
-  std::printf("RESULT algo=dpo heldout_accuracy=%.3f true_score=%.3f kl_to_ref=%.3f (before: true_score=%.3f)\n", acc,
-              truth, kl, truth0);
-  std::printf("metrics: %s\n", o.metrics_path.c_str());
+  // one policy per loss, each from the reference, on the same pairs
+  struct variant {
+    const char* name;
+    tr::preference_objective objective;
+    bool reference_free;
+  };
+  const variant variants[] = {{"dpo", tr::preference_objective::dpo, false},
+                              {"kto", tr::preference_objective::kto, false},
+                              {"simpo", tr::preference_objective::cpo, true},
+                              {"orpo", tr::preference_objective::orpo, true}};
+  for (const auto& v : variants) {
+    mlp_lm pol = ref;
+    pol.set_lr(1e-3);
+    tr::dpo_options o;
+    o.steps = steps;
+    o.batch_size = 64;
+    o.objective = v.objective;
+    o.loss = rlhf::dpo::params::trl(rlhf::dpo::loss_type::sigmoid, 0.1);
+    o.kto.beta = 0.1;
+    o.cpo = rlhf::pref::cpo_params::simpo(2.0, 0.5);  // SimPO's defaults (Meng et al. 2024)
+    o.cpo_alpha = 0.0;                                // pure SimPO: no NLL term
+    o.orpo_beta = 0.1;
+    o.metrics_path = out + "/" + v.name + ".jsonl";
+    o.progress_every = std::max(1LL, steps / 10);
+    o.seed = 3;
+    mlp_lm reference = ref;
+    std::printf("== %s\n", v.name);
+    tr::dpo_trainer<mlp_lm, mlp_lm> trainer(pol, reference, train, o);
+    trainer.run();
+    const double acc = accuracy(pol, ref, held_out, v.reference_free);
+    rlhf::rng_t ge(29);  // the same samples' seed for every loss
+    const auto [kl, truth] = kl_and_truth(pol, ref, ge);
+    std::printf("RESULT algo=%s heldout_accuracy=%.3f true_score=%.3f kl_to_ref=%.3f (before: true_score=%.3f)\n",
+                v.name, acc, truth, kl, truth0);
+    std::printf("metrics: %s\n", o.metrics_path.c_str());
+  }
   return 0;
 }
