@@ -3,7 +3,8 @@
 //
 // 1. A small autoregressive LM (tiny_lm_model.hpp) is fitted to a synthetic
 //    corpus of grammatical sentences: it becomes the reference (SFT) model.
-// 2. A bag-of-words reward model is trained on preference pairs labelled by a
+// 2. A bag-of-words reward model is trained (rlhf::train::reward_trainer,
+//    Bradley-Terry) on preference pairs labelled by a
 //    hidden "true" preference (grammatical sentences with a positive word).
 //    Bag-of-words mostly learns "positive word present".
 // 3. PPO (RLOO baseline) against the learned reward model, twice: with the
@@ -29,14 +30,32 @@ namespace tr = rlhf::train;
 
 namespace {
 
-/// Linear bag-of-words reward model: r(y) = bias + sum_t w[y_t].
+/// Linear bag-of-words reward model: r(y) = bias + sum_t w[y_t], a
+/// TrainableRewardModel (score, backward, step: gradient descent with a
+/// small L2 penalty) for rlhf::train::reward_trainer.
 struct bow_reward {
-  std::vector<double> w = std::vector<double>(mlp_lm::V, 0.0);
-  double bias = 0;
+  std::vector<double> w = std::vector<double>(mlp_lm::V, 0.0), g = w;
+  double bias = 0, lr = 2.0, l2 = 1e-3;
   double score_one(const std::vector<token_t>& s) const {
     double r = bias;
     for (auto t : s) r += w[static_cast<std::size_t>(t)];
     return r;
+  }
+  std::vector<double> score(const rlhf::batch& b) const {
+    std::vector<double> s;
+    for (index_t i = 0; i < b.size(); ++i) s.push_back(score_one(response(b, i)));
+    return s;
+  }
+  /// d score_i / d w[t] = the count of t in response i (the bias cancels in a pair)
+  void backward(const rlhf::batch& b, rlhf::tensor_view<const double, 1> d) {
+    for (index_t i = 0; i < b.size(); ++i)
+      for (auto t : response(b, i)) g[static_cast<std::size_t>(t)] += d(i);
+  }
+  void step() {
+    for (std::size_t k = 0; k < w.size(); ++k) {
+      w[k] -= lr * (g[k] + l2 * w[k]);
+      g[k] = 0;
+    }
   }
 };
 
@@ -85,36 +104,31 @@ void show_samples(const char* title, const mlp_lm& m, rlhf::rng_t& g, const bow_
 }
 
 /// Bradley-Terry fit of the bag-of-words model on pairs of reference samples
-/// labelled by the hidden preference.
+/// labelled by the hidden preference: rlhf::train::reward_trainer, full
+/// batch (every pair each step), 200 steps.
 bow_reward train_reward_model(const mlp_lm& ref, rlhf::rng_t& g, index_t pairs) {
-  std::vector<std::pair<std::vector<token_t>, std::vector<token_t>>> data;
+  std::vector<tr::preference> data;
   std::uniform_real_distribution<double> u(0, 1);
   const auto b1 = sample(ref, pairs, g, 10), b2 = sample(ref, pairs, g, 10);
   for (index_t i = 0; i < pairs; ++i) {
     auto y1 = response(b1, i), y2 = response(b2, i);
     const double p1 = 1 / (1 + std::exp(-5.0 * (true_score(y1) - true_score(y2))));
     if (u(g) < p1)
-      data.emplace_back(y1, y2);
+      data.push_back({{BOS}, y1, y2});
     else
-      data.emplace_back(y2, y1);
+      data.push_back({{BOS}, y2, y1});
   }
   bow_reward rm;
-  for (int epoch = 0; epoch < 200; ++epoch) {
-    std::vector<double> gw(rm.w.size(), 0.0);
-    double loss = 0;
-    for (const auto& [c, r] : data) {
-      const double d = rm.score_one(c) - rm.score_one(r);
-      loss += rlhf::num::softplus(-d);
-      const double gd = -rlhf::num::sigmoid(-d);  // d(-log sigmoid(d))/dd
-      for (auto t : c) gw[static_cast<std::size_t>(t)] += gd;
-      for (auto t : r) gw[static_cast<std::size_t>(t)] -= gd;
-    }
-    for (std::size_t k = 0; k < rm.w.size(); ++k)
-      rm.w[k] -= 2.0 * (gw[k] / static_cast<double>(data.size()) + 1e-3 * rm.w[k]);
-    if (epoch == 199)
-      std::printf("  reward model: pairwise loss %.4f on %zu pairs\n", loss / static_cast<double>(data.size()),
-                  data.size());
-  }
+  tr::rm_options o;
+  o.steps = 200;
+  o.batch_size = static_cast<long long>(data.size());
+  o.loss = rlhf::rm::pairwise_params::trl();  // -log sigmoid(r_c - r_r)
+  o.progress = false;
+  const auto n = data.size();
+  tr::reward_trainer<bow_reward> t(rm, std::move(data), o);
+  t.run();
+  std::printf("  reward model: pairwise loss %.4f, accuracy %.3f on %zu pairs (rlhf::train::reward_trainer)\n",
+              t.last().number("loss"), t.last().number("accuracy"), n);
   return rm;
 }
 

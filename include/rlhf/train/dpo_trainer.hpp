@@ -36,6 +36,62 @@ struct basic_preference {
 };
 using preference = basic_preference<token_t>;
 
+namespace detail {
+/// The batch of pairs `rows`: prompt i with the chosen (or rejected)
+/// completion of pair (i + shift) mod n.
+template <class Tok>
+void make_pair_batch(const std::vector<basic_preference<Tok>>& data, const std::vector<index_t>& rows, bool chosen,
+                     basic_batch<Tok>& b, index_t shift = 0) {
+  const auto n = static_cast<index_t>(rows.size());
+  auto completion = [&](index_t r) -> const std::vector<Tok>& {
+    const auto& d = data[static_cast<std::size_t>(rows[static_cast<std::size_t>((r + shift) % n)])];
+    return chosen ? d.chosen : d.rejected;
+  };
+  index_t width = 0, T = 0;
+  for (index_t r = 0; r < n; ++r) {
+    const auto& d = data[static_cast<std::size_t>(rows[static_cast<std::size_t>(r)])];
+    width = std::max(width, static_cast<index_t>(d.prompt.size()));
+    T = std::max(T, static_cast<index_t>(completion(r).size()));
+  }
+  b.prompts.tokens.resize({n, width});
+  b.responses.resize({n, T});
+  b.response_mask.resize({n, T});
+  b.prompts.lengths.clear();
+  b.prompts.ids.clear();
+  for (index_t r = 0; r < n; ++r) {
+    const auto& d = data[static_cast<std::size_t>(rows[static_cast<std::size_t>(r)])];
+    const auto& y = completion(r);
+    for (index_t t = 0; t < width; ++t)
+      b.prompts.tokens(r, t) = t < static_cast<index_t>(d.prompt.size()) ? d.prompt[static_cast<std::size_t>(t)] : 0;
+    for (index_t t = 0; t < T; ++t) {
+      const bool on = t < static_cast<index_t>(y.size());
+      b.responses(r, t) = on ? y[static_cast<std::size_t>(t)] : 0;
+      b.response_mask(r, t) = on ? 1.0 : 0.0;
+    }
+    b.prompts.lengths.push_back(static_cast<index_t>(d.prompt.size()));
+    b.prompts.ids.push_back(rows[static_cast<std::size_t>(r)]);
+  }
+  b.temperature = 1.0;
+}
+
+/// A checkpoint's order of the pairs: a permutation of 0..n-1 (else st.bad).
+inline std::vector<index_t> read_order(const state_reader& st, std::size_t size) {
+  std::istringstream in(st.field("order"));
+  std::size_t n = 0;
+  in >> n;
+  if (!in || n != size) st.bad("holds an order of another dataset size (not this dataset's checkpoint)");
+  std::vector<index_t> order(n);
+  std::vector<bool> seen(n, false);
+  for (auto& i : order) {
+    in >> i;
+    if (!in || i < 0 || static_cast<std::size_t>(i) >= n || seen[static_cast<std::size_t>(i)])
+      st.bad("holds a malformed order of the pairs");
+    seen[static_cast<std::size_t>(i)] = true;
+  }
+  return order;
+}
+}  // namespace detail
+
 /// The structure of a DPO run. DPO has no sampled KL term (its KL toward the
 /// reference is inside the loss, through beta), no advantages and no token
 /// aggregation; the KL estimator is kept for the experiment's record only.
@@ -137,21 +193,7 @@ class dpo_trainer : public runnable<dpo_trainer<P, R, S>> {
     const long long step = st.integer("step"), cursor = st.integer("cursor");
     rng_t g;
     st.read("rng", g);
-    std::vector<index_t> order;
-    {
-      std::istringstream in(st.field("order"));
-      std::size_t n = 0;
-      in >> n;
-      if (!in || n != data_.size()) st.bad("holds an order of another dataset size (not this dataset's checkpoint)");
-      order.resize(n);
-      std::vector<bool> seen(n, false);
-      for (auto& i : order) {
-        in >> i;
-        if (!in || i < 0 || static_cast<std::size_t>(i) >= n || seen[static_cast<std::size_t>(i)])
-          st.bad("holds a malformed order of the pairs");
-        seen[static_cast<std::size_t>(i)] = true;
-      }
-    }
+    std::vector<index_t> order = detail::read_order(st, data_.size());
     if (step < 0 || cursor < 0 || static_cast<std::size_t>(cursor) > order.size()) st.bad("holds a bad step or cursor");
     st.expect_model<P>("policy");
     st.expect_model<R>("reference");
@@ -360,40 +402,9 @@ class dpo_trainer : public runnable<dpo_trainer<P, R, S>> {
     out.assign(sums.storage().begin(), sums.storage().end());
   }
 
-  /// The batch of pairs `rows`: prompt i with the chosen (or rejected)
-  /// completion of pair (i + shift) mod n.
   static void make_batch(const std::vector<pair_type>& data, const std::vector<index_t>& rows, bool chosen, B& b,
                          index_t shift = 0) {
-    const auto n = static_cast<index_t>(rows.size());
-    auto completion = [&](index_t r) -> const std::vector<token_type>& {
-      const auto& d = data[static_cast<std::size_t>(rows[static_cast<std::size_t>((r + shift) % n)])];
-      return chosen ? d.chosen : d.rejected;
-    };
-    index_t width = 0, T = 0;
-    for (index_t r = 0; r < n; ++r) {
-      const auto& d = data[static_cast<std::size_t>(rows[static_cast<std::size_t>(r)])];
-      width = std::max(width, static_cast<index_t>(d.prompt.size()));
-      T = std::max(T, static_cast<index_t>(completion(r).size()));
-    }
-    b.prompts.tokens.resize({n, width});
-    b.responses.resize({n, T});
-    b.response_mask.resize({n, T});
-    b.prompts.lengths.clear();
-    b.prompts.ids.clear();
-    for (index_t r = 0; r < n; ++r) {
-      const auto& d = data[static_cast<std::size_t>(rows[static_cast<std::size_t>(r)])];
-      const auto& y = completion(r);
-      for (index_t t = 0; t < width; ++t)
-        b.prompts.tokens(r, t) = t < static_cast<index_t>(d.prompt.size()) ? d.prompt[static_cast<std::size_t>(t)] : 0;
-      for (index_t t = 0; t < T; ++t) {
-        const bool on = t < static_cast<index_t>(y.size());
-        b.responses(r, t) = on ? y[static_cast<std::size_t>(t)] : 0;
-        b.response_mask(r, t) = on ? 1.0 : 0.0;
-      }
-      b.prompts.lengths.push_back(static_cast<index_t>(d.prompt.size()));
-      b.prompts.ids.push_back(rows[static_cast<std::size_t>(r)]);
-    }
-    b.temperature = 1.0;
+    detail::make_pair_batch(data, rows, chosen, b, shift);
   }
 
   void refresh_reference_cache() {
