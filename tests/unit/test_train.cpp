@@ -820,3 +820,102 @@ TEST_CASE("reward trainer: one step by hand (Bradley-Terry, margin, centering), 
   o.batch_size = 0;
   expect_error([&] { tr::reward_trainer<linear_rm> t(m, rm_pairs(), o); }, error_kind::param, "batch_size");
 }
+
+namespace {
+/// The tabular student, recording the logits' gradient the trainer hands it.
+struct recording_student : tabular_policy {
+  using tabular_policy::tabular_policy;
+  std::vector<rlhf::tensor<double, 2>> dz;
+  void backward_logits(const rlhf::batch& b, rlhf::tensor_view<const double, 2> d) {
+    rlhf::tensor<double, 2> c({d.extent(0), d.extent(1)});
+    for (index_t i = 0; i < d.extent(0); ++i)
+      for (index_t k = 0; k < d.extent(1); ++k) c(i, k) = d(i, k);
+    dz.push_back(c);
+    tabular_policy::backward_logits(b, d);
+  }
+};
+/// KL(p || q) of prompt x's response distributions.
+double kl_rows(const tabular_policy& p, const tabular_policy& q, index_t x) {
+  const auto a = p.probs(x), b = q.probs(x);
+  double s = 0;
+  for (index_t k = 0; k < M; ++k) s += a[k] * std::log(a[k] / b[k]);
+  return s;
+}
+}  // namespace
+
+TEST_CASE("distillation trainer: the gradient by hand (forward KL), the student reaches the teacher, resume, errors",
+          "[train][distill]") {
+  const std::vector<std::vector<token_t>> ps{{0}, {1}, {2}, {3}};
+  tr::distill_options o;
+  o.steps = 300;
+  o.prompts_per_step = 4;
+  o.group_size = 4;
+  o.progress = false;
+  o.seed = 5;
+  o.jsd.beta = 0.0;  // forward KL(teacher || student): d/dz = (p_s - p_t) / tokens
+  // the first step's gradient: every row of the one-token responses, by hand
+  {
+    recording_student s(init_logits(1));
+    tabular_policy teacher(init_logits(7));
+    auto o1 = o;
+    o1.steps = 1;
+    tr::distill_trainer<recording_student, tabular_policy> t(s, teacher, ps, o1);
+    recording_student before = s;
+    t.step();
+    REQUIRE(s.dz.size() == 1);
+    const auto& d = s.dz[0];
+    REQUIRE(d.extent(0) == 16);
+    REQUIRE(d.extent(1) == M);
+    for (index_t i = 0; i < 16; ++i) {
+      const index_t x = i / 4;
+      const auto a = before.probs(x), b = teacher.probs(x);
+      for (index_t k = 0; k < M; ++k) CHECK(d(i, k) == Approx((a[k] - b[k]) / 16.0).margin(1e-15));
+    }
+  }
+  // training: KL(teacher || student) falls to ~0 on every prompt
+  tabular_policy student(init_logits(1)), teacher(init_logits(7));
+  double kl0 = 0;
+  for (index_t x = 0; x < K; ++x) kl0 += kl_rows(teacher, student, x);
+  tr::distill_trainer<tabular_policy, tabular_policy> t(student, teacher, ps, o);
+  t.run();
+  double kl1 = 0;
+  for (index_t x = 0; x < K; ++x) kl1 += kl_rows(teacher, student, x);
+  CHECK(kl0 > 0.5);
+  CHECK(kl1 < 0.01 * kl0);
+  CHECK(t.last().has("kl_teacher_token"));
+  // resume bit-identically (crash at step 40, reload, finish)
+  auto run = [&](const std::string& metrics, bool crash, bool load, tabular_policy& s) {
+    tabular_policy te(init_logits(7));
+    auto o2 = o;
+    o2.steps = 60;
+    o2.metrics_path = metrics;
+    o2.checkpoint_path = "train_test_distill.ckpt";
+    o2.checkpoint_every = 1;
+    tr::distill_trainer<tabular_policy, tabular_policy> tt(s, te, ps, o2);
+    if (load) tt.load(o2.checkpoint_path);
+    try {
+      tt.run([&](long long k) {
+        if (crash && k == 40) throw interrupted{};
+      });
+    } catch (const interrupted&) {
+    }
+  };
+  tabular_policy a(init_logits(1)), b1(init_logits(1)), b2(init_logits(1));
+  run("train_test_distill_straight.jsonl", false, false, a);
+  run("train_test_distill_resumed.jsonl", true, false, b1);
+  run("train_test_distill_resumed.jsonl", false, true, b2);
+  CHECK(slurp("train_test_distill_resumed.jsonl") == slurp("train_test_distill_straight.jsonl"));
+  CHECK(b2.theta == a.theta);
+  std::remove("train_test_distill.ckpt");
+  // errors
+  auto bad = o;
+  bad.jsd.beta = 1.5;
+  expect_error([&] { tr::distill_trainer<tabular_policy, tabular_policy> x(student, teacher, ps, bad); },
+               error_kind::param, "beta");
+  bad = o;
+  bad.jsd.reduction = rlhf::distill::jsd_reduction::none;
+  expect_error([&] { tr::distill_trainer<tabular_policy, tabular_policy> x(student, teacher, ps, bad); },
+               error_kind::param, "jsd.reduction");
+  expect_error([&] { tr::distill_trainer<tabular_policy, tabular_policy> x(student, teacher, {}, o); },
+               error_kind::empty, "prompts");
+}

@@ -174,9 +174,9 @@ class reward_trainer : public runnable<reward_trainer<RM>> {
       for (index_t i = 0; i < x.extent(0); ++i) v.push_back(static_cast<double>(x(i)));
     }
     if (static_cast<index_t>(v.size()) != b.size())
-      rlhf::detail::fail(error_kind::shape, fn, "reward score",
-                         "returned " + std::to_string(v.size()) + " scores for " + std::to_string(b.size()) +
-                             " sequences");
+      rlhf::detail::fail(
+          error_kind::shape, fn, "reward score",
+          "returned " + std::to_string(v.size()) + " scores for " + std::to_string(b.size()) + " sequences");
     for (std::size_t i = 0; i < v.size(); ++i)
       if (!std::isfinite(v[i]))
         rlhf::detail::fail(error_kind::non_finite, fn, "reward score",

@@ -11,6 +11,7 @@
 #include "model_calls.hpp"
 #include "options.hpp"
 #include "reference.hpp"
+#include "distill_trainer.hpp"
 #include "reward_trainer.hpp"
 #include "rl_trainer.hpp"
 #include "rollout.hpp"
