@@ -30,7 +30,8 @@ def main(bench_json, torch_csv):
     print("|---|---|---|---|---|---|---|")
     for N, V in [(2048, 32000), (512, 128256)]:
         for t in (1, 2):
-            for case, ref in (("logits_fwd_bwd", "BM_copy/512/%d" % t), ("logits_fwd", "BM_read/512/%d" % t)):
+            for case, ref in (("logits_fwd_bwd", "BM_copy/512/%d" % t), ("logits_fwd", "BM_read/512/%d" % t),
+                              ("gjsd", "BM_copy/512/%d" % t)):
                 b = med.get(f"BM_{case}/{N}/{V}/{t}")
                 if not b:
                     continue

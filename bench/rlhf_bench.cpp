@@ -9,6 +9,9 @@
 //                                  dhidden and dW; must move: X, W read, dX, dW written
 //   BM_gemm3/N/V/H/threads         the three GEMMs of the fused linear path alone
 //                                  (materialized), the time it is compared with
+//   BM_gjsd/N/V/threads            GKD's generalized JSD (beta 0.5) of student and
+//                                  teacher logits, loss and d/d student logits,
+//                                  float; must move: read both, write dstudent
 //   BM_copy/MiB/threads, BM_read/MiB/threads   STREAM-style bandwidth
 // bytes_per_second is set from the bytes each case must move.
 #include <benchmark/benchmark.h>
@@ -77,6 +80,22 @@ void BM_logits_fwd(benchmark::State& s) {
     benchmark::ClobberMemory();
   }
   s.SetBytesProcessed(s.iterations() * c.N * c.V * 4);
+}
+
+void BM_gjsd(benchmark::State& s) {
+  set_threads(s, static_cast<int>(s.range(2)));
+  logits_case c(s.range(0), s.range(1));
+  std::vector<float> y(c.z.size());
+  std::mt19937 g(3);
+  std::normal_distribution<float> nd(0, 2);
+  for (auto& x : y) x = nd(g);
+  const rlhf::tensor_view<const float, 2> Z(c.z.data(), {c.N, c.V}), Y(y.data(), {c.N, c.V});
+  const rlhf::tensor_view<float, 2> dZ(c.dz.data(), {c.N, c.V});
+  rlhf::distill::jsd_params p;  // beta 0.5, temperature 1, batchmean
+  for (auto _ : s)
+    benchmark::DoNotOptimize(
+        rlhf::distill::generalized_jsd(rlhf::cpu.unchecked(), Z, Y, rlhf::tensor_view<const int, 1>{}, p, dZ).loss);
+  s.SetBytesProcessed(s.iterations() * c.N * c.V * 12);
 }
 
 struct linear_case {
@@ -171,6 +190,13 @@ BENCHMARK(BM_logits_fwd_bwd)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK(BM_logits_fwd)
+    ->Args({2048, 32000, 1})
+    ->Args({2048, 32000, 2})
+    ->Args({512, 128256, 1})
+    ->Args({512, 128256, 2})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_gjsd)
     ->Args({2048, 32000, 1})
     ->Args({2048, 32000, 2})
     ->Args({512, 128256, 1})

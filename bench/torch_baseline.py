@@ -4,6 +4,7 @@
 Prints CSV: case,N,V,H,threads,median_ms. Cases:
   logits_fwd_bwd  log_softmax + gather (log-prob) + entropy, loss = -(A*logp + c*H) mean, backward to logits
   logits_fwd      the same forward only (no autograd)
+  gjsd            TRL's generalized JSD (beta 0.5) of student and teacher logits, backward to the student's
   fused_linear    logits = X W^T materialized, same loss, backward to X and W
   gemm3           the three GEMMs alone: X W^T, dZ W, dZ^T X
 """
@@ -55,6 +56,24 @@ def main():
                     ent = -(lsm.exp() * lsm).sum(-1)
                 return logp, ent
 
+            y0 = torch.randn(N, V) * 2
+
+            def gjsd():
+                # TRL GKDTrainer.generalized_jsd_loss, beta 0.5, temperature 1, batchmean
+                z = z0.detach().requires_grad_(True)
+                beta = 0.5
+                s = torch.log_softmax(z, dim=-1)
+                t = torch.log_softmax(y0, dim=-1)
+                bt = torch.tensor(beta, dtype=s.dtype)
+                m = torch.logsumexp(torch.stack([s + torch.log(1 - bt), t + torch.log(bt)]), dim=0)
+                kl_t = torch.nn.functional.kl_div(m, t, reduction="none", log_target=True)
+                kl_s = torch.nn.functional.kl_div(m, s, reduction="none", log_target=True)
+                jsd = beta * kl_t + (1 - beta) * kl_s
+                loss = jsd.sum() / jsd.size(0)
+                loss.backward()
+                return z.grad
+
+            print(f"gjsd,{N},{V},0,{t},{timed(gjsd, a.reps):.3f}", flush=True)
             print(f"logits_fwd_bwd,{N},{V},0,{t},{timed(fwd_bwd, a.reps):.3f}", flush=True)
             print(f"logits_fwd,{N},{V},0,{t},{timed(fwd, a.reps):.3f}", flush=True)
             if a.skip_linear:

@@ -178,3 +178,32 @@ TEST_CASE("fused linear path: equals the materialized computation, chunked or no
   expect_error([&] { (void)ops::fused_linear_objective(cpu, X.cview(), wrongW.cview(), L, pg, dX.view(), dW.view()); },
                error_kind::shape, "weight");
 }
+
+TEST_CASE("simd::vlog: within 4 ulp of std::log over the normal range, float and double", "[kernels]") {
+  namespace sd = rlhf::simd;
+  auto check = [](auto zero, double lo, double hi) {
+    using T = decltype(zero);
+    constexpr int W = 8;
+    std::mt19937_64 g(3);
+    std::uniform_real_distribution<double> u(lo, hi);
+    double worst = 0;
+    for (int it = 0; it < 20000; ++it) {
+      sd::vec<T, W> x;
+      for (int i = 0; i < W; ++i) x[i] = static_cast<T>(std::exp(u(g)));
+      x[0] = it == 0 ? std::numeric_limits<T>::min() : x[0];  // the smallest normal
+      x[1] = it == 0 ? T(1) : x[1];
+      const auto y = sd::vlog<T, W>(x);
+      for (int i = 0; i < W; ++i) {
+        const long double ref = std::log(static_cast<long double>(x[i]));
+        const T r = static_cast<T>(ref);
+        const double ulp = std::fabs(static_cast<double>(std::nextafter(r, T(INFINITY)) - r));
+        worst = std::fmax(worst, std::fabs(static_cast<double>(static_cast<long double>(y[i]) - ref)) / ulp);
+      }
+    }
+    CHECK(worst <= 4.0);
+    const auto one = sd::vlog<T, 1>(sd::vec<T, 1>{T(1)});
+    CHECK(one[0] == T(0));
+  };
+  check(0.0, -700.0, 700.0);
+  check(0.0f, -85.0, 85.0);
+}

@@ -23,6 +23,7 @@
 #include <string_view>
 #include <vector>
 
+#include "../backend/cpu/jsd_kernel.hpp"
 #include "../backend/cpu/loops.hpp"
 #include "../core/args.hpp"
 #include "../core/backend.hpp"
@@ -165,12 +166,47 @@ jsd_result generalized_jsd(cpu_t tag, tensor_view<T, 2> student, in_view<T, 2> t
   }
   // the none reduction's VJP without a cotangent is that of the sum
   const double inv_tau = 1.0 / p.temperature, beta = p.beta;
+  using V_ = value_t<T>;
+  // contiguous float / double rows, no element outputs: the SIMD kernel, each row's three
+  // sweeps back to back (backend/cpu/jsd_kernel.hpp); an overflowing row is an error
+  // raised after the rows are written (as the fused logits ops)
+  if constexpr (std::is_same_v<V_, float> || std::is_same_v<V_, double>) {
+    const bool unit = student.stride(1) == 1 && teacher.stride(1) == 1 && (dstudent.null() || dstudent.stride(1) == 1);
+    if (unit && elements.null() && cot.null() && !rlhf::detail::overlaps(dstudent, student) &&
+        !rlhf::detail::overlaps(dstudent, teacher)) {
+      std::vector<double> row_sum(static_cast<std::size_t>(N), 0.0);
+      cpu_kernels::jsd_args<V_> a;
+      a.z = student.data();
+      a.y = teacher.data();
+      a.dz = dstudent.null() ? nullptr : dstudent.data();
+      a.rows = N;
+      a.V = V;
+      a.zs = student.stride(0);
+      a.ys = teacher.stride(0);
+      a.ds = dstudent.null() ? 0 : dstudent.stride(0);
+      a.inv_tau = inv_tau;
+      a.beta = beta;
+      a.c = c;
+      a.keep = labels.null() ? nullptr : keep.data();
+      a.row_sum = row_sum.data();
+      const index_t bad_row = cpu_kernels::run_jsd(a);
+      if (bad_row >= 0)
+        rlhf::detail::fail(error_kind::non_finite, fn, "student_logits",
+                           "row " + std::to_string(bad_row) + ": the divergence overflows");
+      jsd_result r;
+      r.kept = n;
+      double total = 0;
+      for (double x : row_sum) total += x;
+      r.loss = c * total;
+      rlhf::detail::require_finite_result(r.loss, fn, "student_logits", "the divergence overflows");
+      return r;
+    }
+  }
   const double l1mb = std::log1p(-beta), lb = std::log(beta);
   // per row, from the sums' pass: both log-sum-exps, sum jsd, sum (cot) G
   std::vector<double> row_sum(static_cast<std::size_t>(N), 0.0), row_ls(row_sum.size()), row_lt(row_sum.size()),
       row_sg(row_sum.size());
   std::vector<unsigned char> bad(static_cast<std::size_t>(N), 0);
-  using V_ = value_t<T>;
   // the sums first (nothing written): an overflow is an error before any output changes
   auto sums = [&](index_t i) {
     const auto ri = static_cast<std::size_t>(i);

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "../core/numerics.hpp"
 #include "../objectives/distill.hpp"
 #include "checkpoint.hpp"
 #include "metrics.hpp"
@@ -60,7 +61,8 @@ template <class S, class T, class B = batch_for<S>>
 concept DistillStudent = requires(S& s, const B& b) {
   { s.logits(b) } -> viewable<2>;
   s.step();
-} && requires(S& s, const B& b, grad_view_t<rlhf::detail::logits_t<S, B>> d) { s.backward_logits(b, d); };
+}
+&&requires(S& s, const B& b, grad_view_t<rlhf::detail::logits_t<S, B>> d) { s.backward_logits(b, d); };
 
 template <class Student, class Teacher>
 class distill_trainer : public runnable<distill_trainer<Student, Teacher>> {
@@ -74,11 +76,11 @@ class distill_trainer : public runnable<distill_trainer<Student, Teacher>> {
   static_assert(DistillStudent<Student, Teacher, B>,
                 "rlhf: train::distill_trainer's student needs logits(const batch&) -> [B*T, V], "
                 "backward_logits(const batch&, dlogits) and step() (docs/training.md)");
-  static_assert(LogitsModel<Teacher, B>, "rlhf: train::distill_trainer's teacher needs logits(const batch&) -> [B*T, V]");
+  static_assert(LogitsModel<Teacher, B>,
+                "rlhf: train::distill_trainer's teacher needs logits(const batch&) -> [B*T, V]");
 
  public:
-  distill_trainer(Student& student, Teacher& teacher, std::vector<std::vector<token_type>> prompts,
-                  distill_options o)
+  distill_trainer(Student& student, Teacher& teacher, std::vector<std::vector<token_type>> prompts, distill_options o)
       : student_(student), teacher_(teacher), o_(std::move(o)), rng_(o_.seed) {
     constexpr const char* fn = "train::distill_trainer";
     src_.prompts = std::move(prompts);
@@ -180,9 +182,9 @@ class distill_trainer : public runnable<distill_trainer<Student, Teacher>> {
       if (labels_(r) == o_.jsd.ignore_index) continue;
       const auto y = static_cast<index_t>(labels_(r));
       if (y < 0 || y >= V)
-        rlhf::detail::fail(error_kind::shape, fn, "responses",
-                           "holds token " + std::to_string(y) + " outside the vocabulary [0, " + std::to_string(V) +
-                               ")");
+        rlhf::detail::fail(
+            error_kind::shape, fn, "responses",
+            "holds token " + std::to_string(y) + " outside the vocabulary [0, " + std::to_string(V) + ")");
       kl += (zs_(r, y) - num::logsumexp(&zs_(r, 0), V, 1)) - (zt_(r, y) - num::logsumexp(&zt_(r, 0), V, 1));
     }
     rollback_.keep("student", student_);  // given back if the step throws from here on

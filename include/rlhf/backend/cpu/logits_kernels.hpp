@@ -98,7 +98,7 @@ inline constexpr T shift_floor = T(-1e4);
 /// `ahead` points at the next block: its lines are prefetched while this
 /// block's exps are computed, so memory and arithmetic overlap (prefetches
 /// past the end of the data are harmless).
-template <class T, int W, bool Unit>
+template <class T, int W, bool Unit, bool WithSu = true>
 RLHF_ALWAYS_INLINE void block_exp_sums(const T* z, index_t n, T inv_tau, T m, T* e_out, double& S, double& Su,
                                        const T* ahead = nullptr) {
   using V_ = vec<T, W>;
@@ -122,8 +122,10 @@ RLHF_ALWAYS_INLINE void block_exp_sums(const T* z, index_t n, T inv_tau, T m, T*
     }
     s0 += e0;
     s1 += e1;
-    u0 += e0 * x0;
-    u1 += e1 * x1;
+    if constexpr (WithSu) {
+      u0 += e0 * x0;
+      u1 += e1 * x1;
+    }
   }
   double s = static_cast<double>(simd::hsum<T, W>(s0 + s1)), su = static_cast<double>(simd::hsum<T, W>(u0 + u1));
   for (; k < n; ++k) {
@@ -145,8 +147,8 @@ struct row_sums {
 /// One streaming pass over a row: per block, its max then its exps (the
 /// block is in L1 for the second sweep), with the running sums rescaled
 /// when the max grows (online log-sum-exp). The e of block b, when stored,
-/// are relative to block_m[b].
-template <class T, int W>
+/// are relative to block_m[b]. Without `WithSu`, Su is 0 (the log-sum-exp alone).
+template <class T, int W, bool WithSu = true>
 RLHF_ALWAYS_INLINE row_sums row_online(const T* z, index_t V, T inv_tau, T* e_out, T* block_m, index_t bs) {
   double m = -INFINITY, S = 0, Su = 0;
   for (index_t b0 = 0, blk = 0; b0 < V; b0 += bs, ++blk) {
@@ -163,9 +165,11 @@ RLHF_ALWAYS_INLINE row_sums row_online(const T* z, index_t V, T inv_tau, T* e_ou
     double s, su;
     const T* ahead = z + b0 + bs;
     if (inv_tau == T(1))
-      block_exp_sums<T, W, true>(z + b0, n, inv_tau, static_cast<T>(m), e_out ? e_out + b0 : nullptr, s, su, ahead);
+      block_exp_sums<T, W, true, WithSu>(z + b0, n, inv_tau, static_cast<T>(m), e_out ? e_out + b0 : nullptr, s, su,
+                                         ahead);
     else
-      block_exp_sums<T, W, false>(z + b0, n, inv_tau, static_cast<T>(m), e_out ? e_out + b0 : nullptr, s, su, ahead);
+      block_exp_sums<T, W, false, WithSu>(z + b0, n, inv_tau, static_cast<T>(m), e_out ? e_out + b0 : nullptr, s, su,
+                                          ahead);
     // sums over the block are relative to static_cast<T>(m); keep them exact in double
     const double mt = static_cast<double>(static_cast<T>(m));
     const double c = std::exp(mt - m);
