@@ -166,6 +166,19 @@ jsd_result generalized_jsd(cpu_t tag, tensor_view<T, 2> student, in_view<T, 2> t
   }
   // the none reduction's VJP without a cotangent is that of the sum
   const double inv_tau = 1.0 / p.temperature, beta = p.beta;
+  // both paths: an overflowing row is an error; the loss is c times the rows' sums
+  auto finish = [&](index_t bad_row, const std::vector<double>& row_sum) {
+    if (bad_row >= 0)
+      rlhf::detail::fail(error_kind::non_finite, fn, "student_logits",
+                         "row " + std::to_string(bad_row) + ": the divergence overflows");
+    jsd_result r;
+    r.kept = n;
+    double total = 0;
+    for (double x : row_sum) total += x;
+    r.loss = c * total;
+    rlhf::detail::require_finite_result(r.loss, fn, "student_logits", "the divergence overflows");
+    return r;
+  };
   using V_ = value_t<T>;
   // contiguous float / double rows, no element outputs: the SIMD kernel, each row's three
   // sweeps back to back (backend/cpu/jsd_kernel.hpp); an overflowing row is an error
@@ -189,17 +202,7 @@ jsd_result generalized_jsd(cpu_t tag, tensor_view<T, 2> student, in_view<T, 2> t
       a.c = c;
       a.keep = labels.null() ? nullptr : keep.data();
       a.row_sum = row_sum.data();
-      const index_t bad_row = cpu_kernels::run_jsd(a);
-      if (bad_row >= 0)
-        rlhf::detail::fail(error_kind::non_finite, fn, "student_logits",
-                           "row " + std::to_string(bad_row) + ": the divergence overflows");
-      jsd_result r;
-      r.kept = n;
-      double total = 0;
-      for (double x : row_sum) total += x;
-      r.loss = c * total;
-      rlhf::detail::require_finite_result(r.loss, fn, "student_logits", "the divergence overflows");
-      return r;
+      return finish(cpu_kernels::run_jsd(a), row_sum);
     }
   }
   const double l1mb = std::log1p(-beta), lb = std::log(beta);
@@ -246,16 +249,10 @@ jsd_result generalized_jsd(cpu_t tag, tensor_view<T, 2> student, in_view<T, 2> t
   };
   const bool heavy = N * V >= (index_t{1} << 15);
   cpu_loops::for_each_row(N, heavy, sums);
-  for (index_t i = 0; i < N; ++i)
-    if (bad[static_cast<std::size_t>(i)] != 0)
-      rlhf::detail::fail(error_kind::non_finite, fn, "student_logits",
-                         "row " + std::to_string(i) + ": the divergence overflows");
-  jsd_result r;
-  r.kept = n;
-  double total = 0;
-  for (double x : row_sum) total += x;
-  r.loss = c * total;
-  rlhf::detail::require_finite_result(r.loss, fn, "student_logits", "the divergence overflows");
+  index_t bad_row = -1;
+  for (index_t i = N - 1; i >= 0; --i)
+    if (bad[static_cast<std::size_t>(i)] != 0) bad_row = i;
+  const jsd_result r = finish(bad_row, row_sum);
   if (!dstudent.null() || !elements.null()) cpu_loops::for_each_row(N, heavy, write);
   return r;
 }

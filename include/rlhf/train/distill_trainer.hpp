@@ -23,6 +23,7 @@
 #include "checkpoint.hpp"
 #include "metrics.hpp"
 #include "model_calls.hpp"
+#include "options.hpp"
 #include "rollout.hpp"
 
 namespace rlhf::train {
@@ -45,13 +46,11 @@ struct distill_options {
 
 inline void check_distill_options(const distill_options& o, const char* fn) {
   using rlhf::detail::require_param;
-  require_param(o.steps >= 0, fn, "steps", "must be >= 0");
+  check_run_fields(o, fn);
   require_param(o.prompts_per_step >= 1, fn, "prompts_per_step", "must be >= 1");
   require_param(o.group_size >= 1, fn, "group_size", "must be >= 1");
   require_param(o.sample.max_new_tokens >= 1, fn, "sample.max_new_tokens", "must be >= 1");
   rlhf::detail::require_positive_param(o.sample.temperature, fn, "sample.temperature");
-  require_param(o.progress_every >= 1, fn, "progress_every", "must be >= 1");
-  require_param(o.checkpoint_every >= 0, fn, "checkpoint_every", "must be >= 0 (0 = never)");
   distill::check_jsd_params(o.jsd, fn);
   require_param(o.jsd.reduction != distill::jsd_reduction::none, fn, "jsd.reduction",
                 "must reduce to a scalar loss (batchmean, sum or mean)");

@@ -74,6 +74,20 @@ void make_pair_batch(const std::vector<basic_preference<Tok>>& data, const std::
   b.temperature = 1.0;
 }
 
+/// The next `batch` pairs of the epoch's order into `rows`; a new
+/// permutation of the pairs when the order is used up.
+inline void next_rows(std::vector<index_t>& order, long long& cursor, rng_t& rng, long long batch,
+                      std::vector<index_t>& rows) {
+  rows.clear();
+  for (long long i = 0; i < batch; ++i) {
+    if (cursor == static_cast<long long>(order.size())) {
+      permutation(static_cast<index_t>(order.size()), rng, order);
+      cursor = 0;
+    }
+    rows.push_back(order[static_cast<std::size_t>(cursor++)]);
+  }
+}
+
 /// A checkpoint's order of the pairs: a permutation of 0..n-1 (else st.bad).
 inline std::vector<index_t> read_order(const state_reader& st, std::size_t size) {
   std::istringstream in(st.field("order"));
@@ -208,14 +222,7 @@ class dpo_trainer : public runnable<dpo_trainer<P, R, S>> {
  private:
   record step_impl() {
     if (!cache_valid_) refresh_reference_cache();
-    rows_.clear();
-    for (long long i = 0; i < o_.batch_size; ++i) {
-      if (cursor_ == static_cast<long long>(order_.size())) {
-        detail::permutation(static_cast<index_t>(data_.size()), rng_, order_);
-        cursor_ = 0;
-      }
-      rows_.push_back(order_[static_cast<std::size_t>(cursor_++)]);
-    }
+    detail::next_rows(order_, cursor_, rng_, o_.batch_size, rows_);
     const auto n = static_cast<index_t>(rows_.size());
     make_batch(data_, rows_, true, bc_);
     make_batch(data_, rows_, false, br_);

@@ -110,11 +110,20 @@ struct dpo_options {
   bool rollback = true;
 };
 
+/// The run loop's options of any trainer (steps, progress, checkpoints) in range.
+template <class O>
+void check_run_fields(const O& o, const char* fn) {
+  using rlhf::detail::require_param;
+  require_param(o.steps >= 0, fn, "steps", "must be >= 0");
+  require_param(o.progress_every >= 1, fn, "progress_every", "must be >= 1");
+  require_param(o.checkpoint_every >= 0, fn, "checkpoint_every", "must be >= 0 (0 = never)");
+}
+
 /// Every option of an RL run in its range (at construction, and after
 /// read_json / command-line overrides through the trainer's constructor).
 inline void check_rl_options(const rl_options& o, const char* fn) {
   using rlhf::detail::require_param;
-  require_param(o.steps >= 0, fn, "steps", "must be >= 0");
+  check_run_fields(o, fn);
   require_param(o.prompts_per_step >= 1, fn, "prompts_per_step", "must be >= 1");
   require_param(o.group_size >= 1, fn, "group_size", "must be >= 1");
   require_param(o.ppo_epochs >= 1, fn, "ppo_epochs", "must be >= 1");
@@ -135,8 +144,6 @@ inline void check_rl_options(const rl_options& o, const char* fn) {
                   "KL coefficient negative in one step");
   require_param(o.gamma >= 0 && o.gamma <= 1, fn, "gamma", "must be in [0, 1]");
   require_param(o.lam >= 0 && o.lam <= 1, fn, "lam", "must be in [0, 1]");
-  require_param(o.progress_every >= 1, fn, "progress_every", "must be >= 1");
-  require_param(o.checkpoint_every >= 0, fn, "checkpoint_every", "must be >= 0 (0 = never)");
   ppo::check_policy_params(o.ppo, fn);
   ppo::check_value_params(o.value, fn);
   a2c::detail::check_params(o.a2c, fn);
@@ -173,9 +180,7 @@ inline rollout_corr::weights_params weight_params(const rollout_correction& rc) 
 inline void check_dpo_options(const dpo_options& o, const char* fn) {
   using rlhf::detail::require_param;
   require_param(o.batch_size >= 1, fn, "batch_size", "must be >= 1");
-  require_param(o.steps >= 0, fn, "steps", "must be >= 0");
-  require_param(o.progress_every >= 1, fn, "progress_every", "must be >= 1");
-  require_param(o.checkpoint_every >= 0, fn, "checkpoint_every", "must be >= 0 (0 = never)");
+  check_run_fields(o, fn);
   dpo::detail::check_params(o.loss, fn);
   pref::check_kto_params(o.kto, fn);
   pref::check_cpo_params(o.cpo, fn);

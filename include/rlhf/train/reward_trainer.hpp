@@ -55,10 +55,8 @@ struct rm_options {
 
 inline void check_rm_options(const rm_options& o, const char* fn) {
   using rlhf::detail::require_param;
-  require_param(o.steps >= 0, fn, "steps", "must be >= 0");
+  check_run_fields(o, fn);
   require_param(o.batch_size >= 1, fn, "batch_size", "must be >= 1");
-  require_param(o.progress_every >= 1, fn, "progress_every", "must be >= 1");
-  require_param(o.checkpoint_every >= 0, fn, "checkpoint_every", "must be >= 0 (0 = never)");
   if (o.loss.center_coef) {
     rlhf::detail::require_finite_param(*o.loss.center_coef, fn, "loss.center_coef");
     rlhf::detail::require_nonneg_param(*o.loss.center_coef, fn, "loss.center_coef");
@@ -185,14 +183,7 @@ class reward_trainer : public runnable<reward_trainer<RM>> {
   }
 
   record step_impl() {
-    rows_.clear();
-    for (long long i = 0; i < o_.batch_size; ++i) {
-      if (cursor_ == static_cast<long long>(order_.size())) {
-        detail::permutation(static_cast<index_t>(data_.size()), rng_, order_);
-        cursor_ = 0;
-      }
-      rows_.push_back(order_[static_cast<std::size_t>(cursor_++)]);
-    }
+    detail::next_rows(order_, cursor_, rng_, o_.batch_size, rows_);
     const auto n = static_cast<index_t>(rows_.size());
     detail::make_pair_batch(data_, rows_, true, bc_);
     detail::make_pair_batch(data_, rows_, false, br_);
