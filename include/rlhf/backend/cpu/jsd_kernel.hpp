@@ -71,6 +71,9 @@ RLHF_ALWAYS_INLINE void jsd_elements(const simd::vec<T, W>& s, const simd::vec<T
 /// element in all (sweep 1's), one log for 0 < beta < 1.
 template <class T, int W>
 RLHF_ALWAYS_INLINE void jsd_row(const jsd_args<T>& a, index_t i, T* es, T* et) {
+#if defined(__CUDA_ARCH__)
+  (void)a, (void)i, (void)es, (void)et;  // host code: nvcc's device pass sees no vector type (RLHF_HOST_ROWS)
+#else
   using V_ = simd::vec<T, W>;
   const index_t V = a.V;
   const T* z = a.z + i * a.zs;
@@ -139,6 +142,7 @@ RLHF_ALWAYS_INLINE void jsd_row(const jsd_args<T>& a, index_t i, T* es, T* et) {
     for (; v < V; ++v) out[v] = A * et[v] - B * es[v];
   }
   if (bad) a.row_bad[i] = 1;
+#endif
 }
 
 template <class T, int W>

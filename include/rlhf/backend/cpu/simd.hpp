@@ -271,7 +271,8 @@ RLHF_ALWAYS_INLINE vec<T, W> vlog(const vec<T, W>& x) {
   const auto big = f > splat<T, W>(T(1.4142135623730951));
   f = big ? f * splat<T, W>(T(0.5)) : f;
   e = e + (big ? I{} + S(1) : I{});  // a true lane compares as -1: add 1 where f was halved
-  V ev = __builtin_convertvector(e, V);
+  V ev{};
+  for (int i = 0; i < W; ++i) ev[i] = static_cast<T>(e[i]);
   if constexpr (dbl) {
     const V r = (f - splat<T, W>(T(1))) / (f + splat<T, W>(T(1)));
     const V r2 = r * r;
