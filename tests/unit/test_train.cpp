@@ -744,7 +744,7 @@ std::vector<tr::preference> rm_pairs() {
   std::vector<tr::preference> data;
   // the larger response is preferred (a consistent, learnable order)
   for (int i = 0; i < 40; ++i) {
-    const int a = i % M, b = (i + 1 + i / 7) % M;
+    const index_t a = i % M, b = (i + 1 + i / 7) % M;
     if (a == b) continue;
     data.push_back({{static_cast<token_t>(i % K)},
                     {static_cast<token_t>(std::max(a, b))},
