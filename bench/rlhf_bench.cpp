@@ -182,27 +182,15 @@ void BM_read(benchmark::State& s) {
 
 BENCHMARK(BM_copy)->Args({512, 1})->Args({512, 2})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_read)->Args({512, 1})->Args({512, 2})->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_logits_fwd_bwd)
-    ->Args({2048, 32000, 1})
-    ->Args({2048, 32000, 2})
-    ->Args({512, 128256, 1})
-    ->Args({512, 128256, 2})
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime();
-BENCHMARK(BM_logits_fwd)
-    ->Args({2048, 32000, 1})
-    ->Args({2048, 32000, 2})
-    ->Args({512, 128256, 1})
-    ->Args({512, 128256, 2})
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime();
-BENCHMARK(BM_gjsd)
-    ->Args({2048, 32000, 1})
-    ->Args({2048, 32000, 2})
-    ->Args({512, 128256, 1})
-    ->Args({512, 128256, 2})
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime();
+// the logits cases' shapes (N, V, threads)
+void logits_shapes(benchmark::internal::Benchmark* b) {
+  for (const auto& [n, v] : {std::pair<long, long>{2048, 32000}, {512, 128256}})
+    for (long threads : {1, 2}) b->Args({n, v, threads});
+  b->Unit(benchmark::kMillisecond)->UseRealTime();
+}
+BENCHMARK(BM_logits_fwd_bwd)->Apply(logits_shapes);
+BENCHMARK(BM_logits_fwd)->Apply(logits_shapes);
+BENCHMARK(BM_gjsd)->Apply(logits_shapes);
 // the fused linear op and its three-GEMM baseline on the same shapes (N, V, H, threads)
 void linear_shapes(benchmark::internal::Benchmark* b) {
   for (const auto& [n, v] : {std::pair<long, long>{2048, 32000}, {512, 128256}})

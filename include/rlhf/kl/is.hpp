@@ -277,9 +277,12 @@ void estimate_is_backward(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 2> old_l
 /// included: estimate_is_backward of the aggregation's cotangent) written
 /// into `dlogp` (added to it with `accumulate`, for the combined PPO loss).
 /// `old_logp` null: the on-policy approximation (w = exp(logp - sg(logp)):
-/// the value of k, the gradient of w k at w = 1). Three [B, T] temporaries
-/// (CPU; the estimate, the cotangent, the gradient). Every error is raised
-/// before `dlogp` is written.
+/// the value of k, the gradient of w k at w = 1). Token (or no) weights:
+/// the estimate and its elementwise derivative, then one engine pass that
+/// aggregates and writes kl_coef * row weight * mask * d kl / d logp (two
+/// [B, T] temporaries); the sequence weight couples a row's tokens, so its
+/// gradient is estimate_is_backward of the aggregation's cotangent. CPU.
+/// Every error is raised before `dlogp` is written.
 template <class T, class M>
 in_loss_result loss_is(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 2> old_logp, in_view<T, 2> ref_logp,
                        tensor_view<M, 2> mask, double kl_coef, const is_kl_params& p, const agg_params& agg,
@@ -292,13 +295,27 @@ in_loss_result loss_is(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 2> old_logp
   ops::detail::check_agg_params(agg, fn);
   using V = value_t<T>;
   const index_t B = logp.extent(0), T_ = logp.extent(1);
-  tensor<V, 2> kl({B, T_}), cot({B, T_}), g;
+  const engine::run_options ro{kl_coef, false, "loss_mask", false};
+  tensor<V, 2> kl({B, T_}), cot, g;
+  const in_view<V, 2> klv = kl.view();
+  if (p.weight != is_weight_level::sequence) {
+    tensor<V, 2> dkl(dlogp.null() ? std::array<index_t, 2>{0, 0} : std::array<index_t, 2>{B, T_});
+    estimate_is(tag, logp, old_logp, ref_logp, mask, p, kl.view(), dlogp.null() ? out_view<T, 2>{} : dkl.view());
+    const in_view<V, 2> dv = dlogp.null() ? klv : in_view<V, 2>(dkl.view());  // (no gradient: unread)
+    engine::run_options o = ro;
+    o.accumulate = accumulate;
+    const auto s = engine::run<1, 0>(tag, fn, ops::rules::value_grad_token<strided2<V>>{strided(klv), strided(dv)},
+                                     mask, agg, std::array<tensor_view<V, 2>, 1>{dlogp},
+                                     engine::inputs<V, 2>{false, {"logp", "dkl_dlogp"}, {klv, dv}}, o);
+    rlhf::detail::require_finite_result(s.value, fn, "logp", "the aggregated IS-weighted KL overflows");
+    return {kl_coef * s.value, s.value};
+  }
+  cot = tensor<V, 2>({B, T_});
   estimate_is(tag, logp, old_logp, ref_logp, mask, p, kl.view());
   // the aggregation's cotangent: kl_coef * (its row weight) * mask, from the engine's own weights
-  const in_view<V, 2> klv = kl.view();
-  const auto s = engine::run<1, 0>(tag, fn, ops::rules::value_token<strided2<V>>{strided(klv)}, mask, agg,
-                                   std::array<tensor_view<V, 2>, 1>{cot.view()},
-                                   engine::inputs<V, 1>{false, {"logp"}, {klv}}, {kl_coef, false, "loss_mask", false});
+  const auto s =
+      engine::run<1, 0>(tag, fn, ops::rules::value_token<strided2<V>>{strided(klv)}, mask, agg,
+                        std::array<tensor_view<V, 2>, 1>{cot.view()}, engine::inputs<V, 1>{false, {"logp"}, {klv}}, ro);
   rlhf::detail::require_finite_result(s.value, fn, "logp", "the aggregated IS-weighted KL overflows");
   if (!dlogp.null()) {
     g = tensor<V, 2>({B, T_});

@@ -138,6 +138,17 @@ struct summary {
   double chosen_reward = 0, rejected_reward = 0;  ///< means of the implicit rewards
 };
 
+namespace detail {
+/// Adds one pair's implicit rewards (chosen cr, rejected rj) to the
+/// summary's means over B pairs.
+inline void add_reward_pair(summary& s, double cr, double rj, double B) {
+  s.chosen_reward += cr / B;
+  s.rejected_reward += rj / B;
+  s.reward_margin += (cr - rj) / B;
+  s.reward_accuracy += (cr > rj ? 1.0 : 0.0) / B;
+}
+}  // namespace detail
+
 /// One loss type with its weight (TRL's loss_type list with loss_weights, e.g. MPO).
 struct weighted {
   params p;
@@ -432,10 +443,7 @@ summary weighted_loss(cpu_t tag, tensor_view<T, 1> chosen, in_view<T, 1> rejecte
   const double beta = terms[0].p.beta;
   for (index_t i = 0; i < B; ++i) {
     const double cr = beta * (c[i] - rc[i]), rj = beta * (r[i] - rr[i]);
-    s.chosen_reward += cr / static_cast<double>(B);
-    s.rejected_reward += rj / static_cast<double>(B);
-    s.reward_margin += (cr - rj) / static_cast<double>(B);
-    s.reward_accuracy += (cr > rj ? 1.0 : 0.0) / static_cast<double>(B);
+    detail::add_reward_pair(s, cr, rj, static_cast<double>(B));
     using V = value_t<T>;
     if (!out.losses.null()) out.losses(i) = static_cast<V>(losses[i]);
     if (!out.chosen_rewards.null()) out.chosen_rewards(i) = static_cast<V>(cr);

@@ -67,6 +67,20 @@ struct value_token {
     return r;
   }
 };
+/// loss = x, gradient dx: an elementwise term with its own derivative,
+/// aggregated on the engine (the token-level IS-corrected KL).
+template <class A>
+struct value_grad_token {
+  A x, dx;
+  template <class L = double>
+  RLHF_HD_INLINE token_out<1, 0, math::real_t<L>> operator()(index_t b, index_t t) const {
+    using R = math::real_t<L>;
+    token_out<1, 0, R> r;
+    r.loss = x.template get<L>(b, t);
+    r.grad[0] = dx.template get<L>(b, t);
+    return r;
+  }
+};
 /// stats [(x - mu)^2, x - mu]: the centred sums of a variance.
 template <class A>
 struct centered_token {

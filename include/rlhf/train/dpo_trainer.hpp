@@ -74,6 +74,16 @@ void make_pair_batch(const std::vector<basic_preference<Tok>>& data, const std::
   b.temperature = 1.0;
 }
 
+/// A preference dataset a trainer can use: not empty, no empty prompt or response.
+template <class Tok>
+void check_pairs(const std::vector<basic_preference<Tok>>& data, const char* fn) {
+  if (data.empty()) rlhf::detail::fail(error_kind::empty, fn, "data", "holds no preference pair");
+  for (std::size_t i = 0; i < data.size(); ++i)
+    if (data[i].prompt.empty() || data[i].chosen.empty() || data[i].rejected.empty())
+      rlhf::detail::fail(error_kind::empty, fn, "data",
+                         "pair " + std::to_string(i) + " has an empty prompt or response");
+}
+
 /// The next `batch` pairs of the epoch's order into `rows`; a new
 /// permutation of the pairs when the order is used up.
 inline void next_rows(std::vector<index_t>& order, long long& cursor, rng_t& rng, long long batch,
@@ -139,11 +149,7 @@ class dpo_trainer : public runnable<dpo_trainer<P, R, S>> {
   dpo_trainer(P& policy, R& reference, std::vector<pair_type> data, dpo_options o)
       : policy_(policy), ref_(reference), data_(std::move(data)), o_(std::move(o)), rng_(o_.seed) {
     constexpr const char* fn = "train::dpo_trainer";
-    if (data_.empty()) rlhf::detail::fail(error_kind::empty, fn, "data", "holds no preference pair");
-    for (std::size_t i = 0; i < data_.size(); ++i)
-      if (data_[i].prompt.empty() || data_[i].chosen.empty() || data_[i].rejected.empty())
-        rlhf::detail::fail(error_kind::empty, fn, "data",
-                           "pair " + std::to_string(i) + " has an empty prompt or response");
+    detail::check_pairs(data_, fn);
     check_dpo_options(o_, fn);
     rlhf::detail::require_param(o_.objective == preference_objective::dpo || std::is_same_v<space_type, host_space>, fn,
                                 "objective", "kto, cpo and orpo run on the CPU only for now (dpo runs on rlhf::cuda)");
@@ -313,15 +319,6 @@ class dpo_trainer : public runnable<dpo_trainer<P, R, S>> {
   dpo::summary other_loss(index_t n, record& extra) {
     const double nn = static_cast<double>(n);
     dpo::summary s;
-    auto rewards = [&](const std::vector<double>& cr, const std::vector<double>& rj) {
-      for (index_t i = 0; i < n; ++i) {
-        const auto k = static_cast<std::size_t>(i);
-        s.chosen_reward += cr[k] / nn;
-        s.rejected_reward += rj[k] / nn;
-        s.reward_margin += (cr[k] - rj[k]) / nn;
-        s.reward_accuracy += (cr[k] > rj[k] ? 1.0 : 0.0) / nn;
-      }
-    };
     // the chosen tokens' mean NLL and its gradient by each chosen sum (-coef / tokens: every
     // chosen token's d/dlogp, which masked_sum_rows_backward spreads as d/dsum times the mask)
     auto nll = [&](double coef) {
@@ -352,14 +349,11 @@ class dpo_trainer : public runnable<dpo_trainer<P, R, S>> {
       }
       const auto k = pref::kto_loss(be_, lp.view(), in_view<W, 1>(ref.view()), label.view(), in_view<W, 1>(kl.view()),
                                     in_view<W, 1>(refkl.view()), o_.kto, {}, rw.view(), d.view());
-      std::vector<double> cr(static_cast<std::size_t>(n)), rj(cr.size());
       for (index_t i = 0; i < n; ++i) {
         dc_(i) = static_cast<W>(static_cast<double>(d(i)) / (2 * nn));
         dr_(i) = static_cast<W>(static_cast<double>(d(n + i)) / (2 * nn));
-        cr[static_cast<std::size_t>(i)] = static_cast<double>(rw(i));
-        rj[static_cast<std::size_t>(i)] = static_cast<double>(rw(n + i));
+        dpo::detail::add_reward_pair(s, static_cast<double>(rw(i)), static_cast<double>(rw(n + i)), nn);
       }
-      rewards(cr, rj);
       s.loss = k.loss;
       extra.set("kto_kl", k.kl);
       return s;
@@ -382,15 +376,12 @@ class dpo_trainer : public runnable<dpo_trainer<P, R, S>> {
       sign = -1;
       extra.set("log_odds_ratio", orr.log_odds_ratio).set("log_odds_chosen", orr.log_odds_chosen);
     }
-    std::vector<double> cr(static_cast<std::size_t>(n)), rj(cr.size());
     for (index_t i = 0; i < n; ++i) {
       const double sc = avg ? static_cast<double>(lc_h_(i)) : 1.0, sr = avg ? static_cast<double>(lr_h_(i)) : 1.0;
       dc_(i) = static_cast<W>(sign * static_cast<double>(dx(i)) / nn / sc);
       dr_(i) = static_cast<W>(sign * static_cast<double>(dy(i)) / nn / sr);
-      cr[static_cast<std::size_t>(i)] = static_cast<double>(rx(i));
-      rj[static_cast<std::size_t>(i)] = static_cast<double>(ry(i));
+      dpo::detail::add_reward_pair(s, static_cast<double>(rx(i)), static_cast<double>(ry(i)), nn);
     }
-    rewards(cr, rj);
     s.loss = pair_loss + nll(o_.objective == preference_objective::cpo ? o_.cpo_alpha : 1.0);
     return s;
   }

@@ -33,6 +33,7 @@ struct step_buffers {
   work_t<W, 1, Space> seq_rewards;            ///< [B] (leave-one-out GRPO)
   work_t<W, 2, Space> log_ratio, is_weights;  ///< rollout correction: old - rollout, the IS weights
   work_t<double, 2, Space> loss_mask;         ///< rollout correction: the mask with the rejected tokens at 0
+  work_t<W, 2, Space> kept;                   ///< ... as rejection_mask writes it (precision W)
   std::vector<long long> groups;
   boundary_buf<long long, 1, Space> groups_dev;
 };
@@ -74,10 +75,7 @@ double kl_and_advantages(Tag be, const B& b, tensor_view<const double, 2, Space>
       rp.gamma = o.gamma;
       adv::reinforce_pp(be, rw, m, rp, out);
     }
-    constexpr bool grouped = S::adv == advantage_estimator::grpo || S::adv == advantage_estimator::rloo ||
-                             S::adv == advantage_estimator::maxrl || S::adv == advantage_estimator::loo_grpo ||
-                             S::adv == advantage_estimator::gdpo;
-    if (grouped || o.group_size >= 2) {
+    if (group_relative(S::adv) || o.group_size >= 2) {
       ws.groups.resize(static_cast<std::size_t>(B_));
       for (index_t i = 0; i < B_; ++i) ws.groups[static_cast<std::size_t>(i)] = i / o.group_size;
       const auto idx = bring<long long, Space>(be, tensor_view<const long long, 1>(ws.groups.data(), {B_}),
@@ -139,10 +137,9 @@ std::pair<tensor_view<const double, 2, Space>, tensor_view<const W, 2, Space>> r
   tensor_view<const double, 2, Space> keep = m, loss_mask{};
   if (!rejection.empty()) {
     ws.loss_mask.resize({B_, T});
-    tensor<W, 2> modified({B_, T});
-    const auto st = rollout_corr::rejection_mask(be, lr, m, rejection, modified.view());
-    for (index_t b = 0; b < B_; ++b)
-      for (index_t t = 0; t < T; ++t) ws.loss_mask(b, t) = static_cast<double>(modified(b, t));
+    ws.kept.resize({B_, T});
+    const auto st = rollout_corr::rejection_mask(be, lr, m, rejection, ws.kept.view());
+    memory<Space>::convert(be, tensor_view<const W, 2, Space>(ws.kept.view()), ws.loss_mask.view());
     r.set("rollout_rs_masked_fraction", st.masked_fraction)
         .set("rollout_rs_seq_masked_fraction", st.seq_masked_fraction);
     keep = loss_mask = ws.loss_mask.view();

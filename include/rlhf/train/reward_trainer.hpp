@@ -84,11 +84,7 @@ class reward_trainer : public runnable<reward_trainer<RM>> {
   reward_trainer(RM& model, std::vector<pair_type> data, rm_options o, std::vector<double> margins = {})
       : rm_(model), data_(std::move(data)), margins_(std::move(margins)), o_(std::move(o)), rng_(o_.seed) {
     constexpr const char* fn = "train::reward_trainer";
-    if (data_.empty()) rlhf::detail::fail(error_kind::empty, fn, "data", "holds no preference pair");
-    for (std::size_t i = 0; i < data_.size(); ++i)
-      if (data_[i].prompt.empty() || data_[i].chosen.empty() || data_[i].rejected.empty())
-        rlhf::detail::fail(error_kind::empty, fn, "data",
-                           "pair " + std::to_string(i) + " has an empty prompt or response");
+    detail::check_pairs(data_, fn);
     if (!margins_.empty()) {
       rlhf::detail::require_param(margins_.size() == data_.size(), fn, "margins",
                                   "must hold one margin per pair (" + std::to_string(data_.size()) + "), got " +

@@ -106,9 +106,7 @@ class rl_trainer : public runnable<rl_trainer<S, P, R, RM, V>> {
                                   "runs on the CPU only for now (turn it off on rlhf::cuda)");
     }
     check_reference_update<R, P>(o_.ref, fn);
-    if constexpr (S::adv == advantage_estimator::grpo || S::adv == advantage_estimator::rloo ||
-                  S::adv == advantage_estimator::maxrl || S::adv == advantage_estimator::loo_grpo ||
-                  S::adv == advantage_estimator::gdpo)
+    if constexpr (group_relative(S::adv))
       rlhf::detail::require_param(o_.group_size >= 2, fn, "group_size",
                                   "must be >= 2 for group-relative advantages (GRPO, RLOO, MaxRL, LOO-GRPO, GDPO)");
     constexpr bool gives_entropy = grad_path<P, B>() != model_path::log_probs || EntropyPolicy<P, B>;

@@ -38,6 +38,13 @@ struct rl_structure {
   using real_type = Real;
 };
 
+/// Whether an advantage estimator normalises within groups of responses to
+/// one prompt (group_size >= 2 needed).
+constexpr bool group_relative(advantage_estimator a) {
+  return a == advantage_estimator::grpo || a == advantage_estimator::rloo || a == advantage_estimator::maxrl ||
+         a == advantage_estimator::loo_grpo || a == advantage_estimator::gdpo;
+}
+
 /// The structure's KL correction (none unless it declares kl_corr).
 template <class S>
 constexpr kl_correction kl_correction_of() {
