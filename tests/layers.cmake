@@ -23,7 +23,6 @@ set(allowed
   "backend/cpu/objective.hpp|ops/agg_rule.hpp"  # the aggregation arithmetic, on core/ only
   "backend/engine.hpp|ops/agg_rule.hpp"         # the same, in the engines' contract
   "backend/cuda/common.cuh|cuda.hpp"            # the device tag and buffers
-  "backend/cuda/aggregate.cuh|cuda.hpp"
   "backend/cuda/kl.cuh|cuda.hpp"
   "backend/cuda/train.cuh|rlhf.hpp")            # the device trainers: every device op, then the trainers
 file(GLOB_RECURSE headers RELATIVE ${INCLUDE_DIR}/rlhf ${INCLUDE_DIR}/rlhf/*.hpp ${INCLUDE_DIR}/rlhf/*.cuh)

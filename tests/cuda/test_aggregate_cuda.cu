@@ -3,7 +3,7 @@
 #include <cmath>
 #include <cstdio>
 #include <random>
-#include <rlhf/backend/cuda/aggregate.cuh>
+#include <rlhf/backend/cuda/engine.cuh>
 #include <rlhf/cuda.hpp>
 #include <vector>
 

@@ -19,7 +19,6 @@
 
 #ifdef RLHF_CONFORMANCE_CUDA
 #  include <rlhf/backend/cuda/advantage.cuh>
-#  include <rlhf/backend/cuda/aggregate.cuh>
 #  include <rlhf/backend/cuda/dpo.cuh>
 #  include <rlhf/backend/cuda/kl.cuh>
 #  include <rlhf/backend/cuda/logits.cuh>

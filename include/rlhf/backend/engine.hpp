@@ -14,7 +14,9 @@
 #include <array>
 #include <cstddef>
 
+#include "../core/backend.hpp"
 #include "../core/tensor_view.hpp"
+#include "../dist/collective.hpp"
 #include "../ops/agg_rule.hpp"
 
 namespace rlhf::engine {
@@ -66,6 +68,31 @@ struct run_options {
 struct no_precheck {
   static constexpr bool active = false;
 };
+
+/// Stands at the top of every entry point, before its checks: under a
+/// communicator (tag.with(comm)) an error of this rank's that escapes
+/// before the op's first collective is sent in it, so every rank throws it
+/// (dist/collective.hpp); for any other tag it is nothing.
+template <class Tag>
+struct op_scope {
+  explicit constexpr op_scope(const Tag&) noexcept {}
+};
+template <class B, class C>
+requires(!dist::is_single_v<C>) struct op_scope<on_ranks<B, C>> : dist::op_scope<C> {
+  explicit op_scope(const on_ranks<B, C>& t) : dist::op_scope<C>(*t.comm) {}
+};
+template <class Tag>
+op_scope(const Tag&) -> op_scope<Tag>;
+
+/// The communicator of a tag: its own under tag.with(comm), else dist::single.
+template <class Tag>
+constexpr const dist::single_t& comm_of(const Tag&) noexcept {
+  return dist::single;
+}
+template <class B, class C>
+constexpr const C& comm_of(const on_ranks<B, C>& t) noexcept {
+  return *t.comm;
+}
 
 }  // namespace rlhf::engine
 

@@ -52,7 +52,13 @@ void require_extent(const char* fn, const char* arg, const tensor_view<T, R, S>&
 
 template <class T, std::size_t R, class S>
 void require_nonempty(const char* fn, const char* arg, const tensor_view<T, R, S>& v) {
-  if (v.size() == 0) fail(error_kind::empty, fn, arg, "is empty (shape " + shape_string(v) + ")");
+  if (v.size() == 0) {
+    // a rank of a data-parallel op may hold no rows (an uneven shard): the
+    // op requires its global batch to be non-empty, on the reduced counts
+    if constexpr (R == 2)
+      if (v.extent(0) == 0 && this_rank().size > 1) return;
+    fail(error_kind::empty, fn, arg, "is empty (shape " + shape_string(v) + ")");
+  }
   if (v.data() == nullptr) fail(error_kind::shape, fn, arg, "has no storage (null pointer)");
 }
 

@@ -103,6 +103,7 @@ requires backend<Tag> in_loss_result loss(Tag tag, tensor_view<T, 2, typename Ta
                                           out_view_in<T, 2, typename Tag::space> dlogp = {}, bool accumulate = false) {
   constexpr const char* fn = "kl::loss";
   using S = typename Tag::space;
+  [[maybe_unused]] const engine::op_scope scope(tag);
   check_loss(fn, logp, ref_logp, mask, dlogp, kl_coef, p);
   using V = value_t<T>;
   const rules::loss_token<strided2<V>> f{strided(logp), strided(ref_logp), p};

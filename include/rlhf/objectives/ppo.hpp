@@ -221,6 +221,7 @@ requires backend<Tag> policy_result policy_loss(Tag tag, tensor_view<T, 2, typen
                                                 in_view_in<T, 2, typename Tag::space> weights = {}) {
   constexpr const char* fn = "ppo::policy_loss";
   using S = typename Tag::space;
+  [[maybe_unused]] const engine::op_scope scope(tag);
   detail::check_policy_shapes(fn, logp, old_logp, adv, mask);
   rlhf::detail::require_output(fn, "dlogp", dlogp, "log_prob", logp);
   detail::check_weights_shape(fn, logp, weights);
@@ -325,6 +326,7 @@ requires backend<Tag> value_result value_loss(Tag tag, tensor_view<T, 2, typenam
                                               double grad_coef = 1.0) {
   constexpr const char* fn = "ppo::value_loss";
   using S = typename Tag::space;
+  [[maybe_unused]] const engine::op_scope scope(tag);
   detail::check_value_shapes(fn, vpreds, returns, old_values, mask, dvpreds);
   check_value_params(p, fn);
   using V = value_t<T>;
@@ -355,6 +357,7 @@ requires backend<Tag> entropy_result entropy_bonus(Tag tag, tensor_view<T, 2, ty
                                                    bool accumulate = false) {
   constexpr const char* fn = "ppo::entropy_bonus";
   using S = typename Tag::space;
+  [[maybe_unused]] const engine::op_scope scope(tag);
   rlhf::detail::require_same_shape(fn, "response_mask", mask, "entropy", entropy);
   rlhf::detail::require_output(fn, "dentropy", dentropy, "entropy", entropy);
   rlhf::detail::require_finite_param(coef, fn, "entropy_coef");

@@ -106,33 +106,55 @@ inline void check_agg_params(const agg_params& p, const char* fn) {
   }
 }
 
+/// A batch's (or a rank's) part of the aggregated value: the masked sum of
+/// the loss (token modes) or the sum over rows with a valid token of each
+/// row's sum (seq-mean-token-sum[-norm]) or mean (seq-mean-token-mean).
+/// Additive over rows, so the ranks' parts add to the global one.
+inline double agg_numerator(const std::vector<double>& sum, const std::vector<double>& count, const agg_rule& rule) {
+  double total = 0;
+  if (rule.mode == agg_mode::token_sum || rule.mode == agg_mode::token_mean) {
+    for (double s : sum) total += s;
+    return total;
+  }
+  for (std::size_t b = 0; b < sum.size(); ++b) {
+    if (!(count[b] > 0)) continue;
+    total += rule.mode == agg_mode::seq_mean_token_mean ? sum[b] / (count[b] + rule.row_eps) : sum[b];
+  }
+  return total;
+}
+
+/// The aggregated value from the numerator and the (global) counts; the
+/// denominator must be > 0 (agg_denominator).
+inline double agg_value(const agg_rule& rule, double numerator, double n, double rows) {
+  if (rule.mode == agg_mode::token_sum) return numerator * rule.dp;
+  const double d = agg_denominator(rule, n, rows);
+  if (rule.mode == agg_mode::token_mean) return numerator / d * rule.dp;
+  return numerator / d * rule.dp / rule.norm;
+}
+
+/// The error of a mode without a denominator (no valid token / row).
+[[noreturn]] inline void fail_no_denominator(const agg_params& p, const char* fn, const char* mask_name) {
+  rlhf::detail::fail(
+      error_kind::empty, fn, mask_name,
+      p.mode == agg_mode::token_mean ? "has no valid token (token-mean)" : "has no row with a valid token");
+}
+
+/// The value of every mode from each row's masked sum and valid count, and
+/// each row's weight (d value / d loss_mat[b, t] = mask[b, t] * weight[b]).
 inline double agg_finish(const std::vector<double>& sum, const std::vector<double>& count, index_t T,
                          const agg_params& p, std::vector<double>& weight, const char* fn) {
   check_agg_params(p, fn);
   const std::size_t B = sum.size();
   weight.assign(B, 0.0);
-  double total = 0, n = 0;
+  double n = 0, rows = 0;
   for (std::size_t b = 0; b < B; ++b) {
-    total += sum[b];
     n += count[b];
+    rows += count[b] > 0 ? 1.0 : 0.0;
   }
   const agg_rule rule = make_agg_rule(p, T);
-  double rows = 0;
-  for (std::size_t b = 0; b < B; ++b) rows += count[b] > 0 ? 1.0 : 0.0;
-  const double d = agg_denominator(rule, n, rows);
-  if (!(d > 0))
-    rlhf::detail::fail(
-        error_kind::empty, fn, "loss_mask",
-        p.mode == agg_mode::token_mean ? "has no valid token (token-mean)" : "has no row with a valid token");
+  if (!(agg_denominator(rule, n, rows) > 0)) fail_no_denominator(p, fn, "loss_mask");
   for (std::size_t b = 0; b < B; ++b) weight[b] = agg_row_weight(rule, count[b], n, rows);
-  if (p.mode == agg_mode::token_sum) return total * p.dp_size;
-  if (p.mode == agg_mode::token_mean) return total / d * p.dp_size;
-  double seq_total = 0;
-  for (std::size_t b = 0; b < B; ++b) {
-    if (!(count[b] > 0)) continue;
-    seq_total += p.mode == agg_mode::seq_mean_token_mean ? sum[b] / (count[b] + p.row_eps) : sum[b];
-  }
-  return seq_total / d * p.dp_size / rule.norm;
+  return agg_value(rule, agg_numerator(sum, count, rule), n, rows);
 }
 }  // namespace detail
 }  // namespace ops

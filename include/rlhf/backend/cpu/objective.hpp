@@ -24,7 +24,9 @@
 #include <vector>
 
 #include "../../core/args.hpp"
+#include "../../core/backend.hpp"
 #include "../../core/check.hpp"
+#include "../../dist/collective.hpp"
 #include "../../math/tokens.hpp"
 #include "../../ops/agg_rule.hpp"
 #include "../engine.hpp"
@@ -356,21 +358,41 @@ double mask_sum(const char* fn, tensor_view<M, 2> mask, const char* mask_name = 
   return mask_pass(fn, mask, inputs<float, 0>{false, {}, {}}, mask_name, count);
 }
 
-/// Runs rule `f` over a [B, T] batch. `pre` (optional) flags tokens the op
-/// refuses whatever the mask (`template <class L> mask_of<real_t<L>>
-/// bad(b, t)`, run in the mask's pass) and raises the op's error for the
-/// first one (`fail(b, t)`, before anything is written). `outs` are the gradient outputs (null
-/// ones are skipped), each overwritten (or added to, `accumulate`) with
-/// grad_scale * mask * row weight * the rule's gradient; masked tokens get 0.
-/// Every error (a non-finite input or mask, reported as the op's own checks
-/// report it, first argument first; an empty mask: always when the mode
-/// needs a denominator, and for `require_tokens` rules) is raised before
-/// anything is written.
-template <int G, int K, class F, class M, class O, class V, std::size_t C, class P = detail::no_precheck>
-objective_sums<K> run(const char* fn, const F& f, tensor_view<M, 2> mask, const agg_params& p,
-                      const std::array<tensor_view<O, 2>, G>& outs, const inputs<V, C>& in, const run_options& o = {},
-                      const P& pre = {}) {
-  ops::detail::check_agg_params(p, fn);
+namespace detail {
+/// Whether the mode's row weights need a count the batch cannot give
+/// alone under a communicator (and `p` does not give).
+inline bool needs_global_counts(const agg_params& p) {
+  switch (p.mode) {
+    case agg_mode::token_sum:
+      return false;
+    case agg_mode::token_mean:
+      return !p.batch_num_tokens;
+    case agg_mode::seq_mean_token_sum_norm:
+      return !p.global_batch_size || !p.loss_scale_factor;
+    default:
+      return !p.global_batch_size;
+  }
+}
+}  // namespace detail
+
+/// Runs rule `f` over a [B, T] batch held by the ranks of `comm` (each
+/// rank its rows; dist::single: one process). The mask's pass, then, when
+/// a gradient is written and its row weights need the global counts (not
+/// given in `p`), one collective of [status, tokens, rows, T]; the rule's
+/// pass; one collective of [status, counts, the value's numerator, the
+/// statistics, an overflow flag]; the value and statistics from the
+/// global sums, the same bits on every rank. The gradients are scaled by
+/// `grad_factor` (the tag's: size(), or 1) on top of the mode's weights.
+/// Under dist::single each collective is the identity and this is the
+/// single-process pass. A rank's own error is raised on every rank; it is
+/// raised before this rank writes anything, but after the other ranks
+/// wrote their outputs when no collective precedes the rule's pass.
+template <int G, int K, class Comm, class F, class M, class O, class V, std::size_t C, class P = detail::no_precheck>
+objective_sums<K> run_on(const Comm& comm, double grad_factor, const char* fn, const F& f, tensor_view<M, 2> mask,
+                         const agg_params& p, const std::array<tensor_view<O, 2>, G>& outs, const inputs<V, C>& in,
+                         const run_options& o = {}, const P& pre = {}) {
+  constexpr bool local = dist::is_single_v<Comm>;
+  static_assert(5 + K <= static_cast<int>(dist::frame_payload), "cpu_engine::run: too many statistics for a frame");
   const index_t B = mask.extent(0), T = mask.extent(1);
   const bool heavy = B * T >= (index_t{1} << 15);
   std::vector<double> count, sum(static_cast<std::size_t>(B), 0.0);
@@ -381,57 +403,102 @@ objective_sums<K> run(const char* fn, const F& f, tensor_view<M, 2> mask, const 
   // rule reads (`in` lists them all) and every output
   bool vector = detail::unit_rows(mask);
   for (const auto& v : in.views) vector = vector && detail::unit_rows(v);
-  for (const auto& out : outs) vector = vector && detail::unit_rows(out);
-  if (o.counts != nullptr)
-    count.assign(o.counts, o.counts + B);
-  else
-    mask_pass(fn, mask, in, o.mask_name, count, vector, pre);
-  objective_sums<K> r;
-  for (index_t b = 0; b < B; ++b) {
-    r.n += count[static_cast<std::size_t>(b)];
-    r.rows += count[static_cast<std::size_t>(b)] > 0 ? 1.0 : 0.0;
+  bool any_out = false;
+  for (const auto& out : outs) {
+    vector = vector && detail::unit_rows(out);
+    any_out = any_out || !out.null();
   }
-  if (o.require_tokens && !(r.n > 0)) rlhf::detail::fail(error_kind::empty, fn, o.mask_name, "has no valid token");
-  const agg_rule rule = make_agg_rule(p, T);
-  if (!(agg_denominator(rule, r.n, r.rows) > 0))
-    rlhf::detail::fail(
-        error_kind::empty, fn, o.mask_name,
-        p.mode == agg_mode::token_mean ? "has no valid token (token-mean)" : "has no row with a valid token");
+  // 1. this rank's checks and counts
+  dist::failure mine;
+  double n = 0, rows = 0;
+  dist::local_phase(comm, mine, [&] {
+    ops::detail::check_agg_params(p, fn);
+    if constexpr (!local)
+      rlhf::detail::require_param(p.dp_size == 1, fn, "dp_size",
+                                  "must be 1 under a communicator (its ranks are the data-parallel group)");
+    if (o.counts != nullptr)
+      count.assign(o.counts, o.counts + B);
+    else
+      mask_pass(fn, mask, in, o.mask_name, count, vector, pre);
+    for (index_t b = 0; b < B; ++b) {
+      n += count[static_cast<std::size_t>(b)];
+      rows += count[static_cast<std::size_t>(b)] > 0 ? 1.0 : 0.0;
+    }
+  });
+  // 2. the global counts the row weights need, first when gradients are written
+  double width = static_cast<double>(T);  // seq-mean-token-sum-norm's default divisor: the longest T
+  bool counted = local;
+  if (!local && any_out && detail::needs_global_counts(p)) {
+    const double part[3] = {n, rows, width};
+    const dist::frames g = dist::exchange(comm, mine, part);
+    n = g.sum(0);
+    rows = g.sum(1);
+    width = g.max(2);
+    counted = true;
+  }
+  agg_rule rule = make_agg_rule(p, T);
+  if (p.mode == agg_mode::seq_mean_token_sum_norm && !p.loss_scale_factor) rule.norm = width;
+  auto check_counts = [&] {
+    if (o.require_tokens && !(n > 0)) rlhf::detail::fail(error_kind::empty, fn, o.mask_name, "has no valid token");
+    if (!(agg_denominator(rule, n, rows) > 0)) ops::detail::fail_no_denominator(p, fn, o.mask_name);
+  };
+  if (counted) check_counts();  // the same counts on every rank: every rank raises it
+  // 3. the rule's pass (skipped by a rank that failed: it only reports)
   using OV = std::remove_const_t<value_t<O>>;
   std::vector<unsigned char> grad_bad(static_cast<std::size_t>(B), 0);
-  detail::token_body<G, K, F, MV, OV> body{f,
-                                           macc,
-                                           T,
-                                           vector,
-                                           {},
-                                           {},
-                                           {},
-                                           rule,
-                                           r.n,
-                                           r.rows,
-                                           o.grad_scale,
-                                           o.accumulate,
-                                           o.raw,
-                                           count.data(),
-                                           sum.data(),
-                                           stat.data(),
-                                           grad_bad.data()};
-  for (int g = 0; g < G; ++g) {
-    const auto& out = outs[static_cast<std::size_t>(g)];
-    const auto gi = static_cast<std::size_t>(g);
-    body.out[gi] = out.null() ? nullptr : out.data();
-    body.os0[gi] = out.null() ? 0 : out.stride(0);
-    body.os1[gi] = out.null() ? 0 : out.stride(1);
+  if (!mine.failed) {
+    detail::token_body<G, K, F, MV, OV> body{f,
+                                             macc,
+                                             T,
+                                             vector,
+                                             {},
+                                             {},
+                                             {},
+                                             rule,
+                                             n,
+                                             rows,
+                                             o.grad_scale * grad_factor,
+                                             o.accumulate,
+                                             o.raw,
+                                             count.data(),
+                                             sum.data(),
+                                             stat.data(),
+                                             grad_bad.data()};
+    for (int g = 0; g < G; ++g) {
+      const auto& out = outs[static_cast<std::size_t>(g)];
+      const auto gi = static_cast<std::size_t>(g);
+      body.out[gi] = out.null() ? nullptr : out.data();
+      body.os0[gi] = out.null() ? 0 : out.stride(0);
+      body.os1[gi] = out.null() ? 0 : out.stride(1);
+    }
+    detail::run_rows(body, B, heavy);
   }
-  detail::run_rows(body, B, heavy);
-  std::vector<double> weight;
-  r.value = ops::detail::agg_finish(sum, count, T, p, weight, fn);
-  for (index_t b = 0; b < B; ++b)
-    for (int k = 0; k < K; ++k) r.stat[k] += stat[static_cast<std::size_t>(b) * K + static_cast<std::size_t>(k)];
+  // 4. the value's numerator and the statistics, summed over the ranks
+  double part[5 + (K > 0 ? K : 1)] = {};
+  if (!mine.failed) {
+    part[0] = n;
+    part[1] = rows;
+    part[2] = width;
+    part[3] = ops::detail::agg_numerator(sum, count, rule);
+    for (auto gb : grad_bad) part[4] = gb != 0 ? 1.0 : part[4];
+    for (index_t b = 0; b < B; ++b)
+      for (int k = 0; k < K; ++k) part[5 + k] += stat[static_cast<std::size_t>(b) * K + static_cast<std::size_t>(k)];
+  }
+  const dist::frames g = dist::exchange(comm, mine, std::span<const double>(part, 5 + K));
+  if (!counted) {
+    n = g.sum(0);
+    rows = g.sum(1);
+    if (p.mode == agg_mode::seq_mean_token_sum_norm && !p.loss_scale_factor) rule.norm = g.max(2);
+    check_counts();
+  }
+  objective_sums<K> r;
+  r.n = n;
+  r.rows = rows;
+  r.value = ops::detail::agg_value(rule, g.sum(3), n, rows);
+  for (int k = 0; k < K; ++k) r.stat[k] = g.sum(static_cast<std::size_t>(5 + k));
   // finite inputs whose loss, statistics or gradients overflow: an error, never a NaN / Inf returned
-  bool finite = std::isfinite(r.value);
+  bool finite = std::isfinite(r.value) && g.max(4) == 0;
   for (int k = 0; k < K; ++k) finite = finite && std::isfinite(r.stat[k]);
-  for (auto g : grad_bad) finite = finite && g == 0;
   // (also unchecked: the scan of the inputs is skipped, the result is still checked)
   const char* first = o.mask_name;
   if constexpr (C > 0) first = in.names[0];
@@ -446,6 +513,24 @@ objective_sums<K> run(const char* fn, const F& f, tensor_view<M, 2> mask, const 
   if (o.row_sums != nullptr)
     for (std::size_t i = 0; i < static_cast<std::size_t>(B); ++i) o.row_sums[i] = sum[i];
   return r;
+}
+
+/// Runs rule `f` over a [B, T] batch in one process (run_on with
+/// dist::single). `pre` (optional) flags tokens the op refuses whatever the
+/// mask (`template <class L> mask_of<real_t<L>> bad(b, t)`, run in the
+/// mask's pass) and raises the op's error for the first one (`fail(b, t)`,
+/// before anything is written). `outs` are the gradient outputs (null ones
+/// are skipped), each overwritten (or added to, `accumulate`) with
+/// grad_scale * mask * row weight * the rule's gradient; masked tokens get 0.
+/// Every error (a non-finite input or mask, reported as the op's own checks
+/// report it, first argument first; an empty mask: always when the mode
+/// needs a denominator, and for `require_tokens` rules) is raised before
+/// anything is written.
+template <int G, int K, class F, class M, class O, class V, std::size_t C, class P = detail::no_precheck>
+objective_sums<K> run(const char* fn, const F& f, tensor_view<M, 2> mask, const agg_params& p,
+                      const std::array<tensor_view<O, 2>, G>& outs, const inputs<V, C>& in, const run_options& o = {},
+                      const P& pre = {}) {
+  return run_on<G, K>(dist::single, 1.0, fn, f, mask, p, outs, in, o, pre);
 }
 
 /// An elementwise map of rule `f` over [B, T] (no mask): each output g is
@@ -476,6 +561,19 @@ struct objective_engine<cpu_t> {
                                        const agg_params& p, const std::array<tensor_view<O, 2>, G>& outs,
                                        const engine::inputs<V, C>& in, const engine::run_options& o, const P& pre) {
     return cpu_engine::run<G, K>(fn, f, mask, p, outs, in, o, pre);
+  }
+};
+
+/// The CPU's engine over the ranks of a communicator: the same pass, its
+/// counts and sums made global (cpu_engine::run_on).
+template <class C>
+struct objective_engine<on_ranks<cpu_t, C>> {
+  template <int G, int K, class F, class M, class O, class V, std::size_t N, class P>
+  static engine::objective_sums<K> run(const on_ranks<cpu_t, C>& tag, const char* fn, const F& f,
+                                       tensor_view<M, 2> mask, const agg_params& p,
+                                       const std::array<tensor_view<O, 2>, G>& outs, const engine::inputs<V, N>& in,
+                                       const engine::run_options& o, const P& pre) {
+    return cpu_engine::run_on<G, K>(*tag.comm, tag.gradient_factor(), fn, f, mask, p, outs, in, o, pre);
   }
 };
 }  // namespace rlhf

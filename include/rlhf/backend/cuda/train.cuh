@@ -26,7 +26,6 @@
 #include <vector>
 
 #include "advantage.cuh"
-#include "aggregate.cuh"
 #include "common.cuh"
 #include "dpo.cuh"
 #include "fused_linear.cuh"
