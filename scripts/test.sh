@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh g++ make cmake ccache nlohmann-json3-dev catch2 libeigen3-dev libxtensor-dev libxsimd-dev libboost-dev \
-  clang-14 libomp-14-dev clang-format-14 libtorch-dev
+  clang-14 libomp-14-dev clang-format-14 libtorch-dev libopenmpi-dev openmpi-bin
 for preset in default asan clang; do
   echo "== rlhf++ tests: preset '$preset'"
   cmake --preset "$preset" >/dev/null

@@ -207,6 +207,40 @@ void run(const C& comm, report& rep) {
     }
   }
 
+  // masked statistics: mean (and its gradient), variance (and its gradient), whitening
+  {
+    std::vector<double> g_all(N), g_loc(n_local + 1);
+    const double mw = ops::masked_mean(cpu, all.of(d.adv), all.of(d.mask), 1e-8, all.out(g_all));
+    const double mg = ops::masked_mean(be, s.of(d.adv), s.of(d.mask), 1e-8, s.out(g_loc));
+    rep.close(mg, mw, "masked_mean" + at);
+    close_rows(rep, s, g_loc, g_all, P, "masked_mean dvalues" + at);
+    rep.close(ops::masked_mean(be, s.of(d.adv), s.of(d.mask)), mw, "masked_mean without a gradient" + at);
+    for (bool unbiased : {true, false}) {
+      std::vector<double> v_all(N), v_loc(n_local + 1);
+      const auto vw = ops::masked_var(cpu, all.of(d.ret), all.of(d.mask), unbiased, 1e-8, all.out(v_all));
+      const auto vg = ops::masked_var(be, s.of(d.ret), s.of(d.mask), unbiased, 1e-8, s.out(v_loc));
+      rep.close(vg.var, vw.var, "masked_var" + at);
+      rep.close(vg.mean, vw.mean, "masked_var mean" + at);
+      close_rows(rep, s, v_loc, v_all, P, "masked_var dvalues" + at);
+      rep.require(same_on_every_rank(comm, vg.var), "masked_var bitwise the same on every rank" + at);
+    }
+    std::vector<double> w_all(N), w_loc(n_local + 1);
+    const auto ww = ops::masked_whiten(cpu, all.of(d.ret), all.of(d.mask), whiten_params::verl(), all.out(w_all));
+    const auto wg = ops::masked_whiten(be, s.of(d.ret), s.of(d.mask), whiten_params::verl(), s.out(w_loc));
+    rep.close(wg.mean, ww.mean, "masked_whiten mean" + at);
+    rep.close(wg.var, ww.var, "masked_whiten var" + at);
+    close_rows(rep, s, w_loc, w_all, 1.0, "masked_whiten values" + at);
+    if (P > 1) {  // the control: whitening over the shard alone differs
+      double diff = 0;
+      double n_tok = 0;
+      for (std::size_t i = 0; i < n_local; ++i) n_tok += s.of(d.mask).data()[i];
+      if (n_tok >= 2) diff = std::fabs(ops::masked_var(cpu, s.of(d.ret), s.of(d.mask)).var - ww.var);
+      std::vector<double> x{diff};
+      comm.allreduce_max(x);
+      rep.require(x[0] > 1e-6, "control: the shards' own variances equal the global one" + at);
+    }
+  }
+
   // collectives per call: 2 for a gradient whose weights need the global
   // counts, 1 without a gradient or with the counts given
   {

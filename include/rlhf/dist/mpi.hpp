@@ -14,6 +14,13 @@
 // rank order (dist/collective.hpp), bitwise the same everywhere.
 #pragma once
 
+// MPI's C API only (Open MPI's and MPICH's deprecated C++ bindings off)
+#ifndef OMPI_SKIP_MPICXX
+#  define OMPI_SKIP_MPICXX 1
+#endif
+#ifndef MPICH_SKIP_MPICXX
+#  define MPICH_SKIP_MPICXX 1
+#endif
 #include <mpi.h>
 
 #include <climits>

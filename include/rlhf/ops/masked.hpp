@@ -162,11 +162,40 @@ double mask_count(cpu_t, tensor_view<M, 2> m) {
   return cpu_engine::mask_sum("ops::mask_count", m, "mask");
 }
 
+namespace detail {
+/// The mask's pass (its scans of `in` and each row's count into `counts`)
+/// and the mask's sum over every rank of the tag (one collective; one
+/// process: the batch's own sum).
+template <class Tag, class M, class V, std::size_t C>
+double global_mask_sum(const Tag& tag, const char* fn, tensor_view<M, 2> mask, const cpu_engine::inputs<V, C>& in,
+                       std::vector<double>& counts) {
+  const auto& comm = engine::comm_of(tag);
+  dist::failure mine;
+  double n = 0;
+  dist::local_phase(comm, mine, [&] { n = cpu_engine::mask_pass(fn, mask, in, "mask", counts); });
+  const double part[1] = {n};
+  return dist::exchange(comm, mine, part).sum(0);
+}
+
+/// The factor of a tag's gradient outputs (docs/distributed.md): size()
+/// under tag.with(comm) (1 with summed_gradients()), else 1.
+template <class Tag>
+double gradient_factor(const Tag& tag) {
+  if constexpr (is_distributed_v<Tag>)
+    return tag.gradient_factor();
+  else
+    return 1.0;
+}
+}  // namespace detail
+
 /// Global masked mean; writes d mean / d values into `dvalues` when given.
-template <class T, class M>
-double masked_mean(cpu_t tag, tensor_view<T, 2> values, tensor_view<M, 2> mask, double eps = 1e-8,
-                   out_view<T, 2> dvalues = {}) {
+/// Under tag.with(comm), over every rank's elements.
+template <class Tag, class T, class M>
+requires(backend<Tag>&& is_host_backend_v<Tag>) double masked_mean(Tag tag, tensor_view<T, 2> values,
+                                                                    tensor_view<M, 2> mask, double eps = 1e-8,
+                                                                    out_view<T, 2> dvalues = {}) {
   constexpr const char* fn = "ops::masked_mean";
+  [[maybe_unused]] const engine::op_scope scope(tag);
   rlhf::detail::require_same_shape(fn, "mask", mask, "values", values);
   rlhf::detail::require_nonempty(fn, "values", values);
   rlhf::detail::require_nonneg_param(eps, fn, "eps");
@@ -178,13 +207,13 @@ double masked_mean(cpu_t tag, tensor_view<T, 2> values, tensor_view<M, 2> mask, 
   if (!dvalues.null()) {
     // the gradient m / (n + eps) needs n first: the mask's pass ahead (its
     // scans and counts then stand for the rule's pass)
-    const double n = cpu_engine::mask_pass(fn, mask, in, "mask", counts);
+    const double n = detail::global_mask_sum(tag, fn, mask, in, counts);
     if (!(n > 0)) rlhf::detail::fail(error_kind::empty, fn, "mask", "has no valid element");
     o.grad_scale = 1.0 / (n + eps);
     o.counts = counts.data();
   }
-  const auto s = cpu_engine::run<1, 0>(fn, rules::value_token<strided2<V>>{strided(values)}, mask,
-                                       agg_params::token_sum(), std::array<tensor_view<V, 2>, 1>{dvalues}, in, o);
+  const auto s = engine::run<1, 0>(tag, fn, rules::value_token<strided2<V>>{strided(values)}, mask,
+                                   agg_params::token_sum(), std::array<tensor_view<V, 2>, 1>{dvalues}, in, o);
   if (!(s.n > 0)) rlhf::detail::fail(error_kind::empty, fn, "mask", "has no valid element");
   const double mean = s.value / (s.n + eps);
   rlhf::detail::require_finite_result(mean, fn, "values", "the mean overflows: the mask sums to ~0 (weights?)");
@@ -365,7 +394,8 @@ struct moments {
 /// second reuses the counts), the mean over (n + eps). n = 0 gives mean 0
 /// and no error: the caller checks n with its own message.
 template <class T, class M>
-moments masked_moments(cpu_t tag, const char* fn, tensor_view<T, 2> values, tensor_view<M, 2> mask, double eps) {
+moments local_moments(cpu_t tag, const char* fn, tensor_view<T, 2> values, tensor_view<M, 2> mask, double eps,
+                      double* total = nullptr) {
   using V = value_t<T>;
   const agg_params sum = agg_params::token_sum();
   cpu_engine::run_options o = sum_options();
@@ -376,6 +406,7 @@ moments masked_moments(cpu_t tag, const char* fn, tensor_view<T, 2> values, tens
   const auto s1 = cpu_engine::run<1, 0>(fn, rules::value_token<strided2<V>>{strided(values)}, mask, sum, none,
                                         cpu_engine::inputs<V, 1>{tag.check_finite, {"values"}, {values}}, o);
   m.n = s1.n;
+  if (total != nullptr) *total = s1.value;
   if (!(m.n > 0)) return m;
   m.mean = s1.value / (m.n + eps);
   o.row_counts = nullptr;
@@ -386,13 +417,47 @@ moments masked_moments(cpu_t tag, const char* fn, tensor_view<T, 2> values, tens
   m.sd = s2.stat[1];
   return m;
 }
+
+/// The masked moments over every rank of the tag: each rank's own about its
+/// own mean (n_r, sum_r, ss_r, sd_r, mean_r), one collective, then Chan's
+/// combination about the global mean mu = sum / (n + eps):
+///   ss = sum_r ss_r + 2 (mean_r - mu) sd_r + n_r (mean_r - mu)^2,
+///   sd = sum_r sd_r + n_r (mean_r - mu)   (exact for any weights).
+/// One process: local_moments itself.
+template <class Tag, class T, class M>
+moments masked_moments(const Tag& tag, const char* fn, tensor_view<T, 2> values, tensor_view<M, 2> mask, double eps) {
+  if constexpr (!is_distributed_v<Tag>) {
+    return local_moments(cpu_t{tag.check_finite}, fn, values, mask, eps);
+  } else {
+    const auto& comm = *tag.comm;
+    dist::failure mine;
+    moments m;
+    double total = 0;
+    dist::local_phase(comm, mine, [&] { m = local_moments(cpu_t{tag.check_finite}, fn, values, mask, 0.0, &total); });
+    const double part[5] = {m.n, total, m.ss, m.sd, m.mean};
+    const dist::frames g = dist::exchange(comm, mine, part);
+    moments r;
+    r.counts = std::move(m.counts);
+    r.n = g.sum(0);
+    if (!(r.n > 0)) return r;
+    r.mean = g.sum(1) / (r.n + eps);
+    for (std::size_t k = 0; k < g.ranks(); ++k) {
+      const double d = g.at(k, 4) - r.mean;
+      r.ss += g.at(k, 2) + 2 * d * g.at(k, 3) + g.at(k, 0) * d * d;
+      r.sd += g.at(k, 3) + g.at(k, 0) * d;
+    }
+    return r;
+  }
+}
 }  // namespace detail
 
 /// Masked variance (verl masked_var); d var / d values into `dvalues` when given.
-template <class T, class M>
-masked_var_result masked_var(cpu_t tag, tensor_view<T, 2> values, tensor_view<M, 2> mask, bool unbiased = true,
-                             double eps = 1e-8, out_view<T, 2> dvalues = {}) {
+template <class Tag, class T, class M>
+requires(backend<Tag>&& is_host_backend_v<Tag>) masked_var_result
+    masked_var(Tag tag, tensor_view<T, 2> values, tensor_view<M, 2> mask, bool unbiased = true, double eps = 1e-8,
+               out_view<T, 2> dvalues = {}) {
   constexpr const char* fn = "ops::masked_var";
+  [[maybe_unused]] const engine::op_scope scope(tag);
   rlhf::detail::require_same_shape(fn, "mask", mask, "values", values);
   rlhf::detail::require_nonempty(fn, "values", values);
   rlhf::detail::require_nonneg_param(eps, fn, "eps");
@@ -407,12 +472,13 @@ masked_var_result masked_var(cpu_t tag, tensor_view<T, 2> values, tensor_view<M,
   const double D = n + eps, mu = mo.mean;
   const double bessel = unbiased ? n / (n - 1) : 1.0;
   const double var = mo.ss / D * bessel;
+  const double gf = detail::gradient_factor(tag);
   rlhf::detail::require_finite_result(var, fn, "values", "the variance overflows");  // before any write
   if (!dvalues.null())
     cpu_loops::for_each_2d(B, T_, [&](index_t b, index_t t) {
       const double m = static_cast<double>(mask(b, t));
       const double c = detail::on(mask(b, t)) ? static_cast<double>(values(b, t)) - mu : 0.0;
-      dvalues(b, t) = static_cast<value_t<T>>(bessel / D * (2 * m * c - 2 * mo.sd * m / D));
+      dvalues(b, t) = static_cast<value_t<T>>(gf * (bessel / D * (2 * m * c - 2 * mo.sd * m / D)));
     });
   if (!dvalues.null()) rlhf::detail::require_finite_output(fn, "values", tensor_view<const value_t<T>, 2>(dvalues));
   return {var, mu};
@@ -435,9 +501,10 @@ struct whiten_stats {
 
 namespace detail {
 /// masked_whiten's work; `times_mask`: out = whitened values times the mask.
-template <class T, class M>
-whiten_stats whiten_into(cpu_t tag, const char* fn, tensor_view<T, 2> values, tensor_view<M, 2> mask,
+template <class Tag, class T, class M>
+whiten_stats whiten_into(Tag tag, const char* fn, tensor_view<T, 2> values, tensor_view<M, 2> mask,
                          const whiten_params& p, out_view<T, 2> out, bool times_mask) {
+  [[maybe_unused]] const engine::op_scope scope(tag);
   rlhf::detail::require_same_shape(fn, "mask", mask, "values", values);
   rlhf::detail::require_nonempty(fn, "values", values);
   rlhf::detail::require_same_shape(fn, "out", out, "values", values);
@@ -462,10 +529,12 @@ whiten_stats whiten_into(cpu_t tag, const char* fn, tensor_view<T, 2> values, te
 }
 }  // namespace detail
 
-/// out = whitened values (every position). `out` may alias `values`.
-template <class T, class M>
-whiten_stats masked_whiten(cpu_t tag, tensor_view<T, 2> values, tensor_view<M, 2> mask, const whiten_params& p,
-                           out_view<T, 2> out) {
+/// out = whitened values (every position), with the mean and variance
+/// over every rank's elements under tag.with(comm). `out` may alias `values`.
+template <class Tag, class T, class M>
+requires(backend<Tag>&& is_host_backend_v<Tag>) whiten_stats
+    masked_whiten(Tag tag, tensor_view<T, 2> values, tensor_view<M, 2> mask, const whiten_params& p,
+                  out_view<T, 2> out) {
   return detail::whiten_into(tag, "ops::masked_whiten", values, mask, p, out, false);
 }
 
