@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <random>
 #include <rlhf/backend/cuda/engine.cuh>
+#include <rlhf/ops/aggregate.hpp>
 #include <rlhf/cuda.hpp>
 #include <vector>
 
