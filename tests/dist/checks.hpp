@@ -146,8 +146,8 @@ void run(const C& comm, report& rep) {
     // the policy loss, its statistics and its gradient
     auto pp = ppo::policy_params::verl(mode);
     std::vector<double> g_all(N), g_loc(n_local + 1);
-    const auto want = ppo::policy_loss(cpu, all.of(d.logp), all.of(d.old), all.of(d.adv), all.of(d.mask), pp,
-                                       all.out(g_all));
+    const auto want =
+        ppo::policy_loss(cpu, all.of(d.logp), all.of(d.old), all.of(d.adv), all.of(d.mask), pp, all.out(g_all));
     const auto got = ppo::policy_loss(be, s.of(d.logp), s.of(d.old), s.of(d.adv), s.of(d.mask), pp, s.out(g_loc));
     rep.close(got.loss, want.loss, "policy_loss " + m);
     rep.close(got.clipfrac, want.clipfrac, "clipfrac " + m);
@@ -165,8 +165,8 @@ void run(const C& comm, report& rep) {
     // the value loss
     const auto vp = ppo::value_params::verl(0.5, mode);
     std::vector<double> v_all(N), v_loc(n_local + 1);
-    const auto vw = ppo::value_loss(cpu, all.of(d.vpred), all.of(d.ret), all.of(d.vold), all.of(d.mask), vp,
-                                    all.out(v_all));
+    const auto vw =
+        ppo::value_loss(cpu, all.of(d.vpred), all.of(d.ret), all.of(d.vold), all.of(d.mask), vp, all.out(v_all));
     const auto vg = ppo::value_loss(be, s.of(d.vpred), s.of(d.ret), s.of(d.vold), s.of(d.mask), vp, s.out(v_loc));
     rep.close(vg.loss, vw.loss, "value_loss " + m);
     rep.close(vg.clipfrac, vw.clipfrac, "vf_clipfrac " + m);
@@ -192,9 +192,9 @@ void run(const C& comm, report& rep) {
     const double ag = ops::aggregate(be, s.of(d.adv), s.of(d.mask), ap, s.out(a_loc));
     rep.close(ag, aw, "aggregate " + m);
     close_rows(rep, s, a_loc, a_all, P, "dloss_mat " + m);
-    rep.require(same_on_every_rank(comm, ag) && same_on_every_rank(comm, vg.loss) &&
-                    same_on_every_rank(comm, eg.entropy),
-                "aggregate, value_loss, entropy bitwise the same on every rank " + m);
+    rep.require(
+        same_on_every_rank(comm, ag) && same_on_every_rank(comm, vg.loss) && same_on_every_rank(comm, eg.entropy),
+        "aggregate, value_loss, entropy bitwise the same on every rank " + m);
     // the control: a rank's own (unreduced) value is not the global one
     if (P > 1 && mode != agg_mode::token_sum) {
       double diff = 0;
@@ -205,6 +205,54 @@ void run(const C& comm, report& rep) {
       comm.allreduce_max(x);
       rep.require(x[0] > 1e-6, "control: the shards' own values equal the global one " + m);
     }
+  }
+
+  // the actor's combined loss (policy + entropy bonus + KL in the loss) and the policy variants
+  for (auto mode : {agg_mode::token_mean, agg_mode::seq_mean_token_mean}) {
+    const std::string m = std::string(to_string(mode)) + at;
+    ppo::actor_params ap;
+    ap.policy = ppo::policy_params::verl(mode);
+    ap.entropy_coef = 0.01;
+    ap.kl_coef = 0.05;
+    std::vector<double> g_all(N), h_all(N), g_loc(n_local + 1), h_loc(n_local + 1);
+    const auto want = ppo::actor_loss(cpu, all.of(d.logp), all.of(d.old), all.of(d.adv), all.of(d.mask), all.of(d.ent),
+                                      all.of(d.ref), ap, all.out(g_all), all.out(h_all));
+    const auto got = ppo::actor_loss(be, s.of(d.logp), s.of(d.old), s.of(d.adv), s.of(d.mask), s.of(d.ent), s.of(d.ref),
+                                     ap, s.out(g_loc), s.out(h_loc));
+    rep.close(got.loss, want.loss, "actor_loss " + m);
+    rep.close(got.kl, want.kl, "actor_loss kl " + m);
+    rep.close(got.entropy, want.entropy, "actor_loss entropy " + m);
+    close_rows(rep, s, g_loc, g_all, P, "actor_loss dlogp " + m);
+    close_rows(rep, s, h_loc, h_all, P, "actor_loss dentropy " + m);
+    for (auto kind : {ppo::policy_loss_kind::sapo, ppo::policy_loss_kind::cispo, ppo::policy_loss_kind::gspo,
+                      ppo::policy_loss_kind::dppo_tv, ppo::policy_loss_kind::dro}) {
+      auto vp = ppo::variant_params::verl(kind, mode);
+      vp.dro_beta = 0.5;
+      std::vector<double> v_all(N), v_loc(n_local + 1);
+      const auto vw = ppo::policy_loss_variant(cpu, all.of(d.logp), all.of(d.old), all.of(d.adv), all.of(d.mask), vp,
+                                               all.out(v_all));
+      const auto vg =
+          ppo::policy_loss_variant(be, s.of(d.logp), s.of(d.old), s.of(d.adv), s.of(d.mask), vp, s.out(v_loc));
+      const std::string k = std::string(to_string(kind)) + " " + m;
+      rep.close(vg.loss, vw.loss, "policy_loss_variant " + k);
+      rep.close(vg.ppo_kl, vw.ppo_kl, "policy_loss_variant ppo_kl " + k);
+      rep.close(vg.clipfrac, vw.clipfrac, "policy_loss_variant clipfrac " + k);
+      close_rows(rep, s, v_loc, v_all, P, "policy_loss_variant dlogp " + k);
+    }
+  }
+  if (P > 1) {  // an error between the actor's passes (rank 1's entropy has the wrong shape)
+    ppo::actor_params ap;
+    ap.entropy_coef = 0.01;
+    std::vector<double> ent(n_local + d.T + 1, 1.0);
+    bool thrown = false;
+    try {
+      const rlhf::tensor_view<const double, 2> e(ent.data(), {s.b1 - s.b0 + (r == 1 ? 1 : 0), d.T});
+      (void)ppo::actor_loss(be, s.of(d.logp), s.of(d.old), s.of(d.adv), s.of(d.mask), e, {}, ap);
+    } catch (const rlhf::error& err) {
+      thrown = err.kind() == error_kind::shape && err.argument() == "entropy" && err.rank() == 1;
+      rep.require(same_on_every_rank(comm, hash_of(err.what())), "actor_loss's error: the same message" + at);
+    }
+    rep.require(thrown, "actor_loss: rank 1's entropy shape error on every rank" + at);
   }
 
   // masked statistics: mean (and its gradient), variance (and its gradient), whitening
@@ -262,8 +310,8 @@ void run(const C& comm, report& rep) {
     const auto got = ppo::policy_loss(cb, s.of(d.logp), s.of(d.old), s.of(d.adv), s.of(d.mask), counted, s.out(g2));
     rep.require(cc.calls == 1, "policy_loss with the counts given: one collective" + at);
     std::vector<double> g_all(N);
-    const auto want = ppo::policy_loss(cpu, all.of(d.logp), all.of(d.old), all.of(d.adv), all.of(d.mask), pp,
-                                       all.out(g_all));
+    const auto want =
+        ppo::policy_loss(cpu, all.of(d.logp), all.of(d.old), all.of(d.adv), all.of(d.mask), pp, all.out(g_all));
     rep.close(got.loss, want.loss, "policy_loss with the counts given" + at);
     close_rows(rep, s, g2, g_all, P, "dlogp with the counts given" + at);
     for (int mi = 1; mi < 5; ++mi) {  // every mode's counts
@@ -287,7 +335,8 @@ void run(const C& comm, report& rep) {
       std::vector<double> g(n_local + 1, 7.0);
       bool thrown = false;
       try {
-        (void)ppo::policy_loss(be, s.of(static_cast<const std::vector<double>&>(lp)), s.of(d.old), s.of(d.adv), s.of(d.mask), ppo::policy_params::verl(),
+        (void)ppo::policy_loss(be, s.of(static_cast<const std::vector<double>&>(lp)), s.of(d.old), s.of(d.adv),
+                               s.of(d.mask), ppo::policy_params::verl(),
                                with_grad ? s.out(g) : rlhf::tensor_view<double, 2>{});
       } catch (const rlhf::error& e) {
         thrown = true;
@@ -312,9 +361,9 @@ void run(const C& comm, report& rep) {
                                dl);
       } catch (const rlhf::error& e) {
         thrown = true;
-        rep.require(e.kind() == error_kind::shape && e.argument() == "dlogp" && e.rank() == 0,
-                    std::string("a shape error on rank 0: kind, argument and rank on every rank") + at + ": " +
-                        e.what());
+        rep.require(
+            e.kind() == error_kind::shape && e.argument() == "dlogp" && e.rank() == 0,
+            std::string("a shape error on rank 0: kind, argument and rank on every rank") + at + ": " + e.what());
         rep.require(same_on_every_rank(comm, hash_of(e.what())), "a shape error on rank 0: the same message" + at);
       }
       rep.require(thrown, "a shape error on rank 0: every rank throws" + at);
@@ -333,10 +382,10 @@ void run(const C& comm, report& rep) {
       rep.require(thrown, "dp_size != 1 under a communicator: a param error on every rank" + at);
     }
     // the communicator still works after the errors: the next op agrees
-    const auto ok = ppo::policy_loss(be, s.of(d.logp), s.of(d.old), s.of(d.adv), s.of(d.mask),
-                                     ppo::policy_params::verl());
-    const auto want = ppo::policy_loss(cpu, all.of(d.logp), all.of(d.old), all.of(d.adv), all.of(d.mask),
-                                       ppo::policy_params::verl());
+    const auto ok =
+        ppo::policy_loss(be, s.of(d.logp), s.of(d.old), s.of(d.adv), s.of(d.mask), ppo::policy_params::verl());
+    const auto want =
+        ppo::policy_loss(cpu, all.of(d.logp), all.of(d.old), all.of(d.adv), all.of(d.mask), ppo::policy_params::verl());
     rep.close(ok.loss, want.loss, "the op after the errors" + at);
   }
 }

@@ -158,7 +158,8 @@ void local_phase(const C& c, failure& mine, F&& f) {
 }
 
 /// The span of one op call under a communicator (see the top of this file).
-/// Nested scopes (an op calling ops) re-arm `pending` at their start; the
+/// Nested scopes (an op calling ops) re-arm `pending` at their start and
+/// when they end (the enclosing op's next collective is ahead); the
 /// outermost restores the thread's context when it ends.
 template <communicator C>
 class op_scope {
@@ -193,7 +194,10 @@ class op_scope {
       } catch (...) {  // the peers' copy of this rank's error: this rank's own is in flight
       }
     }
-    if (outer_) ctx = rlhf::detail::rank_context{};
+    if (outer_)
+      ctx = rlhf::detail::rank_context{};
+    else if (std::uncaught_exceptions() == uncaught_)
+      ctx.pending = true;  // back in the enclosing op, before its next collective
   }
 
  private:

@@ -57,7 +57,10 @@ class threads {
 class thread_group {
  public:
   explicit thread_group(int ranks, std::chrono::seconds timeout = std::chrono::seconds(120))
-      : n_(ranks), timeout_(timeout), slots_(static_cast<std::size_t>(ranks)), counts_(static_cast<std::size_t>(ranks)) {
+      : n_(ranks),
+        timeout_(timeout),
+        slots_(static_cast<std::size_t>(ranks)),
+        counts_(static_cast<std::size_t>(ranks)) {
     if (ranks < 1) rlhf::detail::fail(error_kind::param, "dist::thread_group", "ranks", "must be >= 1");
   }
   thread_group(const thread_group&) = delete;
@@ -102,7 +105,8 @@ class thread_group {
   friend class threads;
 
   [[noreturn]] static void lost(int rank, const std::string& why) {
-    throw rlhf::error(error_kind::dist, "", "rlhf::dist::threads: rank " + std::to_string(rank) + ": " + why + " [dist]");
+    throw rlhf::error(error_kind::dist, "",
+                      "rlhf::dist::threads: rank " + std::to_string(rank) + ": " + why + " [dist]");
   }
 
   void gather(int r, std::span<const double> in, std::span<double> out) {

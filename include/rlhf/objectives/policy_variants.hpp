@@ -258,12 +258,19 @@ inline agg_params variant_agg(const variant_params& v) {
 /// variants are one pass of the CPU objective engine; gspo and geo_mean
 /// first sum each row, and GSPO's full gradient then spreads each row's
 /// gradient sum over its tokens.
-template <class T, class M>
-policy_result policy_loss_variant(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 2> old_logp, in_view<T, 2> adv,
-                                  tensor_view<M, 2> mask, const variant_params& v, out_view<T, 2> dlogp = {},
-                                  in_view<T, 2> weights = {}, in_view<T, 2> ratio_logp = {}) {
+/// Any host tag; under tag.with(comm) every kind but geo_mean (whose loss
+/// divides by the batch's row count) over every rank's rows.
+template <class Tag, class T, class M>
+requires(backend<Tag>&& is_host_backend_v<Tag>) policy_result
+    policy_loss_variant(Tag tag, tensor_view<T, 2> logp, in_view<T, 2> old_logp, in_view<T, 2> adv,
+                        tensor_view<M, 2> mask, const variant_params& v, out_view<T, 2> dlogp = {},
+                        in_view<T, 2> weights = {}, in_view<T, 2> ratio_logp = {}) {
   if (v.kind == policy_loss_kind::vanilla) return policy_loss(tag, logp, old_logp, adv, mask, v.base, dlogp, weights);
   constexpr const char* fn = "ppo::policy_loss_variant";
+  [[maybe_unused]] const engine::op_scope scope(tag);
+  if constexpr (is_distributed_v<Tag>)
+    rlhf::detail::require_param(v.kind != policy_loss_kind::geo_mean, fn, "kind",
+                                "geo_mean does not reduce over ranks yet (its loss divides by the local row count)");
   detail::check_policy_shapes(fn, logp, old_logp, adv, mask);
   rlhf::detail::require_output(fn, "dlogp", dlogp, "log_prob", logp);
   detail::check_weights_shape(fn, logp, weights);
@@ -306,7 +313,7 @@ policy_result policy_loss_variant(cpu_t tag, tensor_view<T, 2> logp, in_view<T, 
   auto pass = [&](auto kind) {
     const auto f = detail::variant_rule<static_cast<int>(decltype(kind)::value)>(
         strided(logp), strided(old_logp), strided(adv), strided(weights), v, rows.data(), B);
-    return cpu_engine::run<1, 3>(fn, f, mask, detail::variant_agg(v), std::array<tensor_view<V, 2>, 1>{dlogp}, in, ro);
+    return engine::run<1, 3>(tag, fn, f, mask, detail::variant_agg(v), std::array<tensor_view<V, 2>, 1>{dlogp}, in, ro);
   };
   using K = policy_loss_kind;
   auto run_kind = [&]() {

@@ -430,6 +430,7 @@ requires(backend<Tag>&& std::is_same_v<typename Tag::space, host_space>) actor_r
                in_view<T, 2> entropy, in_view<T, 2> ref_logp, const actor_params& p, out_view<T, 2> dlogp = {},
                out_view<T, 2> dentropy = {}, in_view<T, 2> weights = {}) {
   constexpr const char* fn = "ppo::actor_loss";
+  [[maybe_unused]] const engine::op_scope scope(tag);
   auto run = [&](out_view<T, 2> dl, out_view<T, 2> de) {
     return detail::compose_actor(
         tag, logp, old_logp, adv, mask, entropy, ref_logp, p, dl, de, weights,

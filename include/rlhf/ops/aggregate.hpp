@@ -24,9 +24,9 @@ RLHF_BACKEND_FIRST(aggregate)
 /// engine (the objectives aggregate the same way without the matrix); under
 /// tag.with(comm) the value over every rank's rows (docs/distributed.md).
 template <class Tag, class T, class M>
-requires backend<Tag> double aggregate(Tag tag, tensor_view<T, 2, typename Tag::space> loss_mat,
-                                       tensor_view<M, 2, typename Tag::space> mask, const agg_params& p,
-                                       out_view_in<T, 2, typename Tag::space> dloss_mat = {}) {
+requires backend<Tag>
+double aggregate(Tag tag, tensor_view<T, 2, typename Tag::space> loss_mat, tensor_view<M, 2, typename Tag::space> mask,
+                 const agg_params& p, out_view_in<T, 2, typename Tag::space> dloss_mat = {}) {
   constexpr const char* fn = "ops::aggregate";
   using S = typename Tag::space;
   [[maybe_unused]] const engine::op_scope scope(tag);

@@ -192,8 +192,8 @@ double gradient_factor(const Tag& tag) {
 /// Under tag.with(comm), over every rank's elements.
 template <class Tag, class T, class M>
 requires(backend<Tag>&& is_host_backend_v<Tag>) double masked_mean(Tag tag, tensor_view<T, 2> values,
-                                                                    tensor_view<M, 2> mask, double eps = 1e-8,
-                                                                    out_view<T, 2> dvalues = {}) {
+                                                                   tensor_view<M, 2> mask, double eps = 1e-8,
+                                                                   out_view<T, 2> dvalues = {}) {
   constexpr const char* fn = "ops::masked_mean";
   [[maybe_unused]] const engine::op_scope scope(tag);
   rlhf::detail::require_same_shape(fn, "mask", mask, "values", values);
