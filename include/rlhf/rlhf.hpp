@@ -35,6 +35,7 @@
 #include "advantage/grpo.hpp"
 #include "advantage/group_variants.hpp"
 #include "advantage/opo.hpp"
+#include "advantage/ranks.hpp"
 #include "advantage/reinforce.hpp"
 #include "advantage/rloo.hpp"
 

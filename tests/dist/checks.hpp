@@ -255,6 +255,59 @@ void run(const C& comm, report& rep) {
     rep.require(thrown, "actor_loss: rank 1's entropy shape error on every rank" + at);
   }
 
+  // KL in the reward: this rank's rewards, the adaptive controller's input over every row
+  for (auto est : {kl_estimator::k1, kl_estimator::k3}) {
+    std::vector<double> r_all(N), r_loc(n_local + 1);
+    const auto kw = kl::apply_in_reward(cpu, all.of(d.adv), all.of(d.logp), all.of(d.ref), all.of(d.mask), 0.05,
+                                        kl_params::verl(est), all.out(r_all));
+    const auto kg = kl::apply_in_reward(be, s.of(d.adv), s.of(d.logp), s.of(d.ref), s.of(d.mask), 0.05,
+                                        kl_params::verl(est), s.out(r_loc));
+    rep.close(kg.mean_seq_kl, kw.mean_seq_kl, std::string("apply_in_reward mean_seq_kl ") + to_string(est) + at);
+    close_rows(rep, s, r_loc, r_all, 1.0, std::string("apply_in_reward rewards ") + to_string(est) + at);
+    rep.require(same_on_every_rank(comm, kg.mean_seq_kl), "mean_seq_kl bitwise the same on every rank" + at);
+    // the adaptive controller updated from it: the same coefficient on every rank
+    kl::adaptive_controller cw(0.1, 0.01, 100), cg(0.1, 0.01, 100);
+    cw.update(kw.mean_seq_kl, d.B);
+    cg.update(kg.mean_seq_kl, d.B);
+    rep.close(cg.value(), cw.value(), "adaptive controller after one update" + at);
+  }
+
+  // the group estimators, groups of 3 cut anywhere by the ranks: bitwise the one-process values
+  {
+    std::vector<long long> ids(static_cast<std::size_t>(d.B));
+    for (index_t b = 0; b < d.B; ++b) ids[static_cast<std::size_t>(b)] = 100 + b / 3;
+    const rlhf::tensor_view<const long long, 1> gi_all(ids.data(), {d.B});
+    const rlhf::tensor_view<const long long, 1> gi(ids.data() + s.b0, {s.b1 - s.b0});
+    auto check = [&](const char* name, const auto& est, const auto& params) {
+      std::vector<double> a_all(N), r_all(N), a_loc(n_local + 1), r_loc(n_local + 1), c_loc(n_local + 1),
+          c_ret(n_local + 1);
+      est(cpu, all.of(d.adv), all.of(d.mask), gi_all, params, adv::outputs<double>{all.out(a_all), all.out(r_all)});
+      est(be, s.of(d.adv), s.of(d.mask), gi, params, adv::outputs<double>{s.out(a_loc), s.out(r_loc)});
+      close_rows(rep, s, a_loc, a_all, 1.0, std::string(name) + " advantages" + at);
+      bool same = true;
+      for (index_t b = s.b0; b < s.b1; ++b)
+        for (index_t t = 0; t < d.T; ++t)
+          same = same &&
+                 a_loc[static_cast<std::size_t>((b - s.b0) * d.T + t)] == a_all[static_cast<std::size_t>(b * d.T + t)];
+      rep.require(same, std::string(name) + ": bitwise the one-process advantages" + at);
+      bool cut = false;  // a group cut by the ranks (at P = 2 every group is whole)
+      for (int q = 1; q < P; ++q) cut = cut || (d.cut(q, P) % 3 != 0 && d.cut(q, P) < d.B);
+      if (cut) {  // the control: each shard's own groups give other values where a group is cut
+        double diff = 0;
+        if (s.b1 > s.b0) {
+          est(cpu, s.of(d.adv), s.of(d.mask), gi, params, adv::outputs<double>{s.out(c_loc), s.out(c_ret)});
+          for (std::size_t i = 0; i < n_local; ++i) diff = std::max(diff, std::fabs(c_loc[i] - a_loc[i]));
+        }
+        std::vector<double> x{diff};
+        comm.allreduce_max(x);
+        rep.require(x[0] > 1e-6, std::string(name) + " control: cut groups change the shard's own values" + at);
+      }
+    };
+    check("grpo", adv::grpo, adv::grpo_params::verl());
+    check("rloo", adv::rloo, adv::rloo_params{});
+    check("maxrl", adv::maxrl, adv::maxrl_params{});
+  }
+
   // masked statistics: mean (and its gradient), variance (and its gradient), whitening
   {
     std::vector<double> g_all(N), g_loc(n_local + 1);

@@ -125,11 +125,16 @@ requires backend<Tag> in_loss_result loss(Tag tag, tensor_view<T, 2, typename Ta
 }
 
 /// token_level_rewards = token_level_scores - beta * mask * KL(logp, ref_logp).
-/// `rewards` may alias `scores`. One pass of the CPU objective engine.
-template <class T, class M>
-in_reward_stats apply_in_reward(cpu_t tag, tensor_view<T, 2> scores, in_view<T, 2> logp, in_view<T, 2> ref_logp,
-                                tensor_view<M, 2> mask, double beta, const kl_params& p, out_view<T, 2> rewards) {
+/// `rewards` may alias `scores`. One pass of the CPU objective engine. Any
+/// host tag: under tag.with(comm) the rewards are this rank's rows and
+/// mean_seq_kl (the adaptive controller's input) is the mean over every
+/// rank's rows (one collective).
+template <class Tag, class T, class M>
+requires(backend<Tag>&& is_host_backend_v<Tag>) in_reward_stats
+    apply_in_reward(Tag tag, tensor_view<T, 2> scores, in_view<T, 2> logp, in_view<T, 2> ref_logp,
+                    tensor_view<M, 2> mask, double beta, const kl_params& p, out_view<T, 2> rewards) {
   constexpr const char* fn = "kl::apply_in_reward";
+  [[maybe_unused]] const engine::op_scope scope(tag);
   check_in_reward(tag, fn, scores, logp, ref_logp, mask, beta, rewards);
   check_params(p, fn);
   using V = value_t<T>;
@@ -151,10 +156,20 @@ in_reward_stats apply_in_reward(cpu_t tag, tensor_view<T, 2> scores, in_view<T, 
                               tag.check_finite, {"token_level_scores", "logp", "ref_logp"}, {scores, logp, ref_logp}},
                           o, pre);
   });
-  const auto at = [](const std::vector<double>& v) {
-    return [&v](index_t b) { return v[static_cast<std::size_t>(b)]; };
-  };
-  return {mean_seq_kl(B, at(row_kl), at(row_n), fn), beta};
+  if constexpr (is_distributed_v<Tag>) {
+    // each rank's sum of its rows' mean KL and its row count, then the mean over every row
+    double part[2] = {0, static_cast<double>(B)};
+    for (std::size_t b = 0; b < row_kl.size(); ++b) part[0] += row_kl[b] / (row_n[b] + 1e-8);
+    const dist::frames g = dist::exchange(*tag.comm, dist::failure{}, part);
+    const double mean = g.sum(1) > 0 ? g.sum(0) / g.sum(1) : 0.0;
+    detail::require_finite_result(mean, fn, "logp", "the mean sequence KL overflows");
+    return {mean, beta};
+  } else {
+    const auto at = [](const std::vector<double>& v) {
+      return [&v](index_t b) { return v[static_cast<std::size_t>(b)]; };
+    };
+    return {mean_seq_kl(B, at(row_kl), at(row_n), fn), beta};
+  }
 }
 
 }  // namespace rlhf::kl
