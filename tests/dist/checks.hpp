@@ -267,8 +267,8 @@ void run(const C& comm, report& rep) {
     rep.require(same_on_every_rank(comm, kg.mean_seq_kl), "mean_seq_kl bitwise the same on every rank" + at);
     // the adaptive controller updated from it: the same coefficient on every rank
     kl::adaptive_controller cw(0.1, 0.01, 100), cg(0.1, 0.01, 100);
-    cw.update(kw.mean_seq_kl, d.B);
-    cg.update(kg.mean_seq_kl, d.B);
+    cw.update(kw.mean_seq_kl, static_cast<double>(d.B));
+    cg.update(kg.mean_seq_kl, static_cast<double>(d.B));
     rep.close(cg.value(), cw.value(), "adaptive controller after one update" + at);
   }
 
@@ -306,6 +306,38 @@ void run(const C& comm, report& rep) {
     check("grpo", adv::grpo, adv::grpo_params::verl());
     check("rloo", adv::rloo, adv::rloo_params{});
     check("maxrl", adv::maxrl, adv::maxrl_params{});
+  }
+
+  // DPO over pairs held by the ranks (row b of the batch: pair b): summary and per-pair outputs
+  for (auto type : {dpo::loss_type::sigmoid, dpo::loss_type::ipo, dpo::loss_type::aot}) {
+    dpo::params dp;
+    dp.type = type;
+    const std::string k = std::string(to_string(type)) + at;
+    auto col = [&](const std::vector<double>& v, const shard& sh) {  // column 0 of rows [b0, b1)
+      std::vector<double> c(static_cast<std::size_t>(sh.b1 - sh.b0) + 1);
+      for (index_t b = sh.b0; b < sh.b1; ++b)
+        c[static_cast<std::size_t>(b - sh.b0)] = v[static_cast<std::size_t>(b * d.T)];
+      return c;
+    };
+    const auto c_all = col(d.logp, all), r_all = col(d.old, all), rc_all = col(d.ref, all), rr_all = col(d.vold, all);
+    const auto c_loc = col(d.logp, s), r_loc = col(d.old, s), rc_loc = col(d.ref, s), rr_loc = col(d.vold, s);
+    auto v1 = [](const std::vector<double>& v, index_t n) { return rlhf::tensor_view<const double, 1>(v.data(), {n}); };
+    std::vector<double> dc_all(static_cast<std::size_t>(d.B)), dc_loc(c_loc.size()), l_all(dc_all.size()),
+        l_loc(c_loc.size());
+    const index_t nb = s.b1 - s.b0;
+    const auto sw = dpo::loss(cpu, v1(c_all, d.B), v1(r_all, d.B), v1(rc_all, d.B), v1(rr_all, d.B), dp,
+                              dpo::outputs<double>{{l_all.data(), {d.B}}, {}, {}, {dc_all.data(), {d.B}}, {}});
+    const auto sg = dpo::loss(be, v1(c_loc, nb), v1(r_loc, nb), v1(rc_loc, nb), v1(rr_loc, nb), dp,
+                              dpo::outputs<double>{{l_loc.data(), {nb}}, {}, {}, {dc_loc.data(), {nb}}, {}});
+    rep.require(sg.loss == sw.loss && sg.reward_accuracy == sw.reward_accuracy &&
+                    sg.reward_margin == sw.reward_margin && sg.chosen_reward == sw.chosen_reward,
+                "dpo::loss summary bitwise the one-process one " + k);
+    bool same = true;
+    for (index_t b = 0; b < nb; ++b) {
+      const auto lb = static_cast<std::size_t>(b), gb = static_cast<std::size_t>(s.b0 + b);
+      same = same && l_loc[lb] == l_all[gb] && dc_loc[lb] == P * dc_all[gb];
+    }
+    rep.require(same, "dpo::loss per-pair losses and gradients (times P) " + k);
   }
 
   // masked statistics: mean (and its gradient), variance (and its gradient), whitening

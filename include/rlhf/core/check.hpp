@@ -55,7 +55,7 @@ void require_nonempty(const char* fn, const char* arg, const tensor_view<T, R, S
   if (v.size() == 0) {
     // a rank of a data-parallel op may hold no rows (an uneven shard): the
     // op requires its global batch to be non-empty, on the reduced counts
-    if constexpr (R == 2)
+    if constexpr (R >= 1)
       if (v.extent(0) == 0 && this_rank().size > 1) return;
     fail(error_kind::empty, fn, arg, "is empty (shape " + shape_string(v) + ")");
   }

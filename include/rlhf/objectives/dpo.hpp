@@ -32,6 +32,7 @@
 #include <tuple>
 #include <vector>
 
+#include "../backend/engine.hpp"
 #include "../core/args.hpp"
 #include "../core/backend.hpp"
 #include "../core/check.hpp"
@@ -460,6 +461,86 @@ summary weighted_loss(cpu_t tag, tensor_view<T, 1> chosen, in_view<T, 1> rejecte
 /// One loss type.
 template <class T>
 summary loss(cpu_t tag, tensor_view<T, 1> chosen, in_view<T, 1> rejected, in_view<T, 1> ref_chosen,
+             in_view<T, 1> ref_rejected, const params& p, outputs<value_t<T>> out = {},
+             in_view<T, 1> chosen_lengths = {}, in_view<T, 1> rejected_lengths = {}) {
+  const weighted one[] = {{p, 1.0}};
+  return weighted_loss(tag, chosen, rejected, ref_chosen, ref_rejected, std::span<const weighted>(one), out,
+                       chosen_lengths, rejected_lengths);
+}
+
+/// Over the ranks of a communicator (rlhf::cpu.with(comm)): every rank
+/// sends its pairs (the four log-probs and the two lengths: a count, then
+/// one allgather of max-B pairs per rank), every rank computes the
+/// one-process loss on the concatenated pairs (the ranks' pairs in rank
+/// order) and writes its own pairs' outputs. The summary is the mean over
+/// every pair, bitwise the one-process one on every rank, and the sorting
+/// terms (aot, aot_unpaired) sort the global batch; dchosen / drejected are
+/// this rank's pairs' gradients of the global mean times the tag's
+/// gradient factor (size(), or 1 with summed_gradients()).
+template <class C, class T>
+summary weighted_loss(const on_ranks<cpu_t, C>& tag, tensor_view<T, 1> chosen, in_view<T, 1> rejected,
+                      in_view<T, 1> ref_chosen, in_view<T, 1> ref_rejected, std::span<const weighted> terms,
+                      outputs<value_t<T>> out = {}, in_view<T, 1> chosen_lengths = {},
+                      in_view<T, 1> rejected_lengths = {}) {
+  constexpr const char* fn = "dpo::loss";
+  [[maybe_unused]] const engine::op_scope scope(tag);
+  const cpu_t local{tag.check_finite};
+  (void)detail::check_args(local, fn, chosen, rejected, ref_chosen, ref_rejected, terms, out);
+  const bool lengths = !chosen_lengths.null() || !rejected_lengths.null();
+  if (lengths) detail::check_lengths(fn, chosen, chosen_lengths, rejected_lengths);
+  const auto& comm = *tag.comm;
+  const auto B = static_cast<std::size_t>(chosen.extent(0));
+  const double part[2] = {static_cast<double>(B), lengths ? 1.0 : 0.0};
+  const dist::frames g = dist::exchange(comm, dist::failure{}, part);
+  const auto P = g.ranks();
+  if (g.max(1) != 0 && g.sum(1) != static_cast<double>(P))
+    rlhf::detail::fail(error_kind::param, fn, "chosen_lengths", "are given on some ranks only");
+  constexpr std::size_t K = 6;
+  const auto width = static_cast<std::size_t>(g.max(0));
+  std::vector<double> mine(K * width + 1, 0.0), all((K * width + 1) * P);
+  for (std::size_t i = 0; i < B; ++i) {
+    const auto ii = static_cast<index_t>(i);
+    mine[K * i] = static_cast<double>(chosen(ii));
+    mine[K * i + 1] = static_cast<double>(rejected(ii));
+    mine[K * i + 2] = static_cast<double>(ref_chosen(ii));
+    mine[K * i + 3] = static_cast<double>(ref_rejected(ii));
+    mine[K * i + 4] = lengths ? static_cast<double>(chosen_lengths(ii)) : 1.0;
+    mine[K * i + 5] = lengths ? static_cast<double>(rejected_lengths(ii)) : 1.0;
+  }
+  comm.allgather(std::span<const double>(mine), std::span<double>(all));
+  std::size_t n = 0, first = 0;
+  for (std::size_t r = 0; r < P; ++r) {
+    if (r == static_cast<std::size_t>(comm.rank())) first = n;
+    n += static_cast<std::size_t>(g.at(r, 0));
+  }
+  if (n == 0) rlhf::detail::fail(error_kind::empty, fn, "chosen_logps", "is empty on every rank");
+  std::vector<std::vector<double>> col(K + 5, std::vector<double>(n));  // the inputs, then the outputs
+  std::size_t row = 0;
+  for (std::size_t r = 0; r < P; ++r)
+    for (std::size_t i = 0; i < static_cast<std::size_t>(g.at(r, 0)); ++i, ++row)
+      for (std::size_t k = 0; k < K; ++k) col[k][row] = all[r * (K * width + 1) + K * i + k];
+  const auto N = static_cast<index_t>(n);
+  auto in = [&](std::size_t k) { return tensor_view<const double, 1>(col[k].data(), {N}); };
+  auto o = [&](std::size_t k) { return tensor_view<double, 1>(col[K + k].data(), {N}); };
+  const summary s =
+      weighted_loss(local.unchecked(), in(0), in(1), in(2), in(3), terms, outputs<double>{o(0), o(1), o(2), o(3), o(4)},
+                    lengths ? in(4) : in_view<double, 1>{}, lengths ? in(5) : in_view<double, 1>{});
+  using V = value_t<T>;
+  const double gf = tag.gradient_factor();
+  for (std::size_t i = 0; i < B; ++i) {
+    const auto ii = static_cast<index_t>(i);
+    if (!out.losses.null()) out.losses(ii) = static_cast<V>(col[K][first + i]);
+    if (!out.chosen_rewards.null()) out.chosen_rewards(ii) = static_cast<V>(col[K + 1][first + i]);
+    if (!out.rejected_rewards.null()) out.rejected_rewards(ii) = static_cast<V>(col[K + 2][first + i]);
+    if (!out.dchosen.null()) out.dchosen(ii) = static_cast<V>(gf * col[K + 3][first + i]);
+    if (!out.drejected.null()) out.drejected(ii) = static_cast<V>(gf * col[K + 4][first + i]);
+  }
+  return s;
+}
+
+/// One loss type over the ranks of a communicator (weighted_loss above).
+template <class C, class T>
+summary loss(const on_ranks<cpu_t, C>& tag, tensor_view<T, 1> chosen, in_view<T, 1> rejected, in_view<T, 1> ref_chosen,
              in_view<T, 1> ref_rejected, const params& p, outputs<value_t<T>> out = {},
              in_view<T, 1> chosen_lengths = {}, in_view<T, 1> rejected_lengths = {}) {
   const weighted one[] = {{p, 1.0}};
