@@ -50,35 +50,26 @@ requires(gathers_scores<Fn> != nullptr) void advantage_on(const on_ranks<cpu_t, 
   const auto B = static_cast<std::size_t>(token_level_rewards.extent(0));
   const double part[1] = {static_cast<double>(B)};
   const dist::frames g = dist::exchange(comm, dist::failure{}, part);
-  const auto P = g.ranks();
-  const auto width = static_cast<std::size_t>(g.max(0));
-  std::vector<double> mine(2 * width + 1, 0.0), all((2 * width + 1) * P);
+  std::vector<double> mine(2 * B);
   for (std::size_t b = 0; b < B; ++b) {
     mine[2 * b] = s[b];
     mine[2 * b + 1] = static_cast<double>(index(static_cast<index_t>(b)));
   }
-  comm.allgather(std::span<const double>(mine), std::span<double>(all));
   // the concatenated batch: one row per response, its score as its only token
-  std::size_t Bg = 0, first = 0;
-  for (std::size_t r = 0; r < P; ++r) {
-    if (r == static_cast<std::size_t>(comm.rank())) first = Bg;
-    Bg += static_cast<std::size_t>(g.at(r, 0));
-  }
-  if (Bg == 0) rlhf::detail::fail(error_kind::empty, fn, "token_level_rewards", "is empty on every rank");
-  const auto n = static_cast<index_t>(Bg);
+  const dist::gathered_rows rows = dist::gather_rows(comm, g, 0, 2, mine);
+  if (rows.n == 0) rlhf::detail::fail(error_kind::empty, fn, "token_level_rewards", "is empty on every rank");
+  const auto n = static_cast<index_t>(rows.n);
   tensor<double, 2> rewards({n, 1}), ones({n, 1}), a({n, 1}), ret({n, 1});
-  std::vector<double> ids(Bg);
-  std::size_t row = 0;
-  for (std::size_t r = 0; r < P; ++r)
-    for (std::size_t b = 0; b < static_cast<std::size_t>(g.at(r, 0)); ++b, ++row) {
-      rewards(static_cast<index_t>(row), 0) = all[r * (2 * width + 1) + 2 * b];
-      ids[row] = all[r * (2 * width + 1) + 2 * b + 1];
-      ones(static_cast<index_t>(row), 0) = 1.0;
-    }
+  std::vector<double> ids(rows.n);
+  for (std::size_t i = 0; i < rows.n; ++i) {
+    rewards(static_cast<index_t>(i), 0) = rows.rows[2 * i];
+    ids[i] = rows.rows[2 * i + 1];
+    ones(static_cast<index_t>(i), 0) = 1.0;
+  }
   estimator(local.unchecked(), tensor_view<const double, 2>(rewards.view()), tensor_view<const double, 2>(ones.view()),
             tensor_view<const double, 1>(ids.data(), {n}), p, outputs<double>{a.view(), ret.view()});
   std::vector<double> own(B);
-  for (std::size_t b = 0; b < B; ++b) own[b] = a(static_cast<index_t>(first + b), 0);
+  for (std::size_t b = 0; b < B; ++b) own[b] = a(static_cast<index_t>(rows.first + b), 0);
   detail::broadcast(fn, own, response_mask, out);
 }
 

@@ -20,6 +20,7 @@
 // error, so the other ranks, waiting in it, throw it too.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <exception>
@@ -136,6 +137,35 @@ frames exchange(const C& c, const failure& mine, std::span<const double> payload
       if (all[r * frame_size] != 0) detail::raise_from(c, all, mine);
     return frames(std::move(all), P);
   }
+}
+
+/// Every rank's rows of `K` doubles, concatenated in rank order.
+struct gathered_rows {
+  std::vector<double> rows;  ///< n * K values: the ranks' rows in rank order
+  std::size_t n = 0;         ///< the rows of every rank
+  std::size_t first = 0;     ///< this rank's first row among them
+};
+
+/// Gathers every rank's rows (`mine`: this rank's rows of K doubles;
+/// `counts.at(r, slot)`: rank r's row count, from the op's exchange) in one
+/// allgather of max-count rows per rank.
+template <communicator C>
+gathered_rows gather_rows(const C& c, const frames& counts, std::size_t slot, std::size_t K,
+                          const std::vector<double>& mine) {
+  const std::size_t P = counts.ranks();
+  const auto width = static_cast<std::size_t>(counts.max(slot)) * K + 1;  // (+1: never an empty buffer)
+  std::vector<double> sent(width, 0.0), all(width * P);
+  std::copy(mine.begin(), mine.end(), sent.begin());
+  c.allgather(std::span<const double>(sent), std::span<double>(all));
+  gathered_rows g;
+  for (std::size_t r = 0; r < P; ++r) {
+    const auto rows = static_cast<std::size_t>(counts.at(r, slot));
+    if (r == static_cast<std::size_t>(c.rank())) g.first = g.n;
+    g.rows.insert(g.rows.end(), all.begin() + static_cast<std::ptrdiff_t>(r * width),
+                  all.begin() + static_cast<std::ptrdiff_t>(r * width + rows * K));
+    g.n += rows;
+  }
+  return g;
 }
 
 /// Runs `f` (an op's local work before its collective): under dist::single

@@ -496,8 +496,7 @@ summary weighted_loss(const on_ranks<cpu_t, C>& tag, tensor_view<T, 1> chosen, i
   if (g.max(1) != 0 && g.sum(1) != static_cast<double>(P))
     rlhf::detail::fail(error_kind::param, fn, "chosen_lengths", "are given on some ranks only");
   constexpr std::size_t K = 6;
-  const auto width = static_cast<std::size_t>(g.max(0));
-  std::vector<double> mine(K * width + 1, 0.0), all((K * width + 1) * P);
+  std::vector<double> mine(K * B);
   for (std::size_t i = 0; i < B; ++i) {
     const auto ii = static_cast<index_t>(i);
     mine[K * i] = static_cast<double>(chosen(ii));
@@ -507,18 +506,12 @@ summary weighted_loss(const on_ranks<cpu_t, C>& tag, tensor_view<T, 1> chosen, i
     mine[K * i + 4] = lengths ? static_cast<double>(chosen_lengths(ii)) : 1.0;
     mine[K * i + 5] = lengths ? static_cast<double>(rejected_lengths(ii)) : 1.0;
   }
-  comm.allgather(std::span<const double>(mine), std::span<double>(all));
-  std::size_t n = 0, first = 0;
-  for (std::size_t r = 0; r < P; ++r) {
-    if (r == static_cast<std::size_t>(comm.rank())) first = n;
-    n += static_cast<std::size_t>(g.at(r, 0));
-  }
+  const dist::gathered_rows rows = dist::gather_rows(comm, g, 0, K, mine);
+  const std::size_t n = rows.n, first = rows.first;
   if (n == 0) rlhf::detail::fail(error_kind::empty, fn, "chosen_logps", "is empty on every rank");
   std::vector<std::vector<double>> col(K + 5, std::vector<double>(n));  // the inputs, then the outputs
-  std::size_t row = 0;
-  for (std::size_t r = 0; r < P; ++r)
-    for (std::size_t i = 0; i < static_cast<std::size_t>(g.at(r, 0)); ++i, ++row)
-      for (std::size_t k = 0; k < K; ++k) col[k][row] = all[r * (K * width + 1) + K * i + k];
+  for (std::size_t i = 0; i < n; ++i)
+    for (std::size_t k = 0; k < K; ++k) col[k][i] = rows.rows[K * i + k];
   const auto N = static_cast<index_t>(n);
   auto in = [&](std::size_t k) { return tensor_view<const double, 1>(col[k].data(), {N}); };
   auto o = [&](std::size_t k) { return tensor_view<double, 1>(col[K + k].data(), {N}); };
