@@ -73,13 +73,21 @@ struct silent : benchmark::BenchmarkReporter {
 }  // namespace
 
 BENCHMARK(BM_allgather_frame)->Iterations(2000)->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_policy_loss_local)->Args({64, 1024})->Args({256, 4096})->Iterations(iterations)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_policy_loss_local)
+    ->Args({64, 1024})
+    ->Args({256, 4096})
+    ->Iterations(iterations)
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_policy_loss_ranks_counts_given)
     ->Args({64, 1024})
     ->Args({256, 4096})
     ->Iterations(iterations)
     ->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_policy_loss_ranks)->Args({64, 1024})->Args({256, 4096})->Iterations(iterations)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_policy_loss_ranks)
+    ->Args({64, 1024})
+    ->Args({256, 4096})
+    ->Iterations(iterations)
+    ->Unit(benchmark::kMillisecond);
 
 int main(int argc, char** argv) {
   MPI_Init(&argc, &argv);
