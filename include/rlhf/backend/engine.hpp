@@ -94,6 +94,16 @@ constexpr const C& comm_of(const on_ranks<B, C>& t) noexcept {
   return *t.comm;
 }
 
+/// The factor of a tag's gradient outputs (docs/distributed.md): size()
+/// under tag.with(comm) (1 with summed_gradients()), else 1.
+template <class Tag>
+double gradient_factor(const Tag& tag) noexcept {
+  if constexpr (is_distributed_v<Tag>)
+    return tag.gradient_factor();
+  else
+    return 1.0;
+}
+
 }  // namespace rlhf::engine
 
 namespace rlhf {

@@ -4,6 +4,7 @@
 // problem) and a message that names the function and the argument.
 #pragma once
 
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -49,9 +50,7 @@ struct rank_context {
   int size = 0;
   bool pending = false;
   /// The last error this rank raised while `pending` (sent to the others).
-  bool raised = false;
-  error_kind kind = error_kind::dist;
-  std::string argument, message;
+  std::optional<error> raised;
 };
 inline rank_context& this_rank() noexcept {
   thread_local rank_context c;
@@ -64,11 +63,8 @@ inline rank_context& this_rank() noexcept {
   rank_context& c = this_rank();
   if (c.pending) {  // this rank's own input: the message and the error name it on every rank
     m += " (rank " + std::to_string(c.rank) + " of " + std::to_string(c.size) + ")";
-    c.raised = true;
-    c.kind = kind;
-    c.argument = arg;
-    c.message = m;
-    throw error(kind, arg, m, c.rank);
+    c.raised.emplace(kind, arg, m, c.rank);
+    throw *c.raised;
   }
   throw error(kind, arg, m);
 }

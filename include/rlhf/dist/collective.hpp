@@ -200,7 +200,7 @@ class op_scope {
     ctx.rank = c.rank();
     ctx.size = c.size();
     ctx.pending = true;
-    ctx.raised = false;
+    ctx.raised.reset();
   }
   op_scope(const op_scope&) = delete;
   op_scope& operator=(const op_scope&) = delete;
@@ -210,15 +210,10 @@ class op_scope {
       // this rank's error escapes before the collective its peers wait in:
       // make that collective with it
       failure f;
-      f.failed = true;
-      f.kind = error_kind::dist;
-      f.message = "rlhf: rank " + std::to_string(ctx.rank) + " of " + std::to_string(ctx.size) +
-                  " failed before a collective with an exception that is not an rlhf::error [dist]";
-      if (ctx.raised) {
-        f.kind = ctx.kind;
-        f.argument = ctx.argument;
-        f.message = ctx.message;
-      }
+      if (ctx.raised)
+        f.set(*ctx.raised);
+      else
+        f.set_other("(before the op's first collective)", ctx.rank, ctx.size);
       try {
         (void)exchange(*comm_, f, {});
       } catch (...) {  // the peers' copy of this rank's error: this rank's own is in flight

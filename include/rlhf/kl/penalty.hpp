@@ -44,10 +44,13 @@ void check_in_reward(Tag tag, const char* fn, const S& scores, const V& logp, co
 /// `n(b)` (both backends): the mean over rows of kl / (n + 1e-8). Each
 /// row's mean is at most the largest token KL (checked finite), and each is
 /// divided by B before the sum, so the mean stays finite too.
+/// A row's mean KL from its masked sum and mask sum (verl's 1e-8).
+RLHF_HD inline double row_mean_kl(double kl_sum, double n) { return kl_sum / (n + 1e-8); }
+
 template <class K, class N>
 double mean_seq_kl(index_t B, const K& kl, const N& n, const char* fn) {
   double mean = 0;
-  for (index_t b = 0; b < B; ++b) mean += kl(b) / (n(b) + 1e-8) / static_cast<double>(B);
+  for (index_t b = 0; b < B; ++b) mean += row_mean_kl(kl(b), n(b)) / static_cast<double>(B);
   detail::require_finite_result(mean, fn, "logp", "the mean sequence KL overflows");
   return mean;
 }
@@ -159,7 +162,7 @@ requires(backend<Tag>&& is_host_backend_v<Tag>) in_reward_stats
   if constexpr (is_distributed_v<Tag>) {
     // each rank's sum of its rows' mean KL and its row count, then the mean over every row
     double part[2] = {0, static_cast<double>(B)};
-    for (std::size_t b = 0; b < row_kl.size(); ++b) part[0] += row_kl[b] / (row_n[b] + 1e-8);
+    for (std::size_t b = 0; b < row_kl.size(); ++b) part[0] += row_mean_kl(row_kl[b], row_n[b]);
     const dist::frames g = dist::exchange(*tag.comm, dist::failure{}, part);
     const double mean = g.sum(1) > 0 ? g.sum(0) / g.sum(1) : 0.0;
     detail::require_finite_result(mean, fn, "logp", "the mean sequence KL overflows");

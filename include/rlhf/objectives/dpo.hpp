@@ -458,16 +458,6 @@ summary weighted_loss(cpu_t tag, tensor_view<T, 1> chosen, in_view<T, 1> rejecte
   return s;
 }
 
-/// One loss type.
-template <class T>
-summary loss(cpu_t tag, tensor_view<T, 1> chosen, in_view<T, 1> rejected, in_view<T, 1> ref_chosen,
-             in_view<T, 1> ref_rejected, const params& p, outputs<value_t<T>> out = {},
-             in_view<T, 1> chosen_lengths = {}, in_view<T, 1> rejected_lengths = {}) {
-  const weighted one[] = {{p, 1.0}};
-  return weighted_loss(tag, chosen, rejected, ref_chosen, ref_rejected, std::span<const weighted>(one), out,
-                       chosen_lengths, rejected_lengths);
-}
-
 /// Over the ranks of a communicator (rlhf::cpu.with(comm)): every rank
 /// sends its pairs (the four log-probs and the two lengths: a count, then
 /// one allgather of max-B pairs per rank), every rank computes the
@@ -531,11 +521,12 @@ summary weighted_loss(const on_ranks<cpu_t, C>& tag, tensor_view<T, 1> chosen, i
   return s;
 }
 
-/// One loss type over the ranks of a communicator (weighted_loss above).
-template <class C, class T>
-summary loss(const on_ranks<cpu_t, C>& tag, tensor_view<T, 1> chosen, in_view<T, 1> rejected, in_view<T, 1> ref_chosen,
-             in_view<T, 1> ref_rejected, const params& p, outputs<value_t<T>> out = {},
-             in_view<T, 1> chosen_lengths = {}, in_view<T, 1> rejected_lengths = {}) {
+/// One loss type (rlhf::cpu, or rlhf::cpu.with(comm): weighted_loss above).
+template <class Tag, class T>
+requires(backend<Tag>&& is_host_backend_v<Tag>) summary
+    loss(Tag tag, tensor_view<T, 1> chosen, in_view<T, 1> rejected, in_view<T, 1> ref_chosen,
+         in_view<T, 1> ref_rejected, const params& p, outputs<value_t<T>> out = {}, in_view<T, 1> chosen_lengths = {},
+         in_view<T, 1> rejected_lengths = {}) {
   const weighted one[] = {{p, 1.0}};
   return weighted_loss(tag, chosen, rejected, ref_chosen, ref_rejected, std::span<const weighted>(one), out,
                        chosen_lengths, rejected_lengths);

@@ -139,23 +139,6 @@ inline double agg_value(const agg_rule& rule, double numerator, double n, double
       p.mode == agg_mode::token_mean ? "has no valid token (token-mean)" : "has no row with a valid token");
 }
 
-/// The value of every mode from each row's masked sum and valid count, and
-/// each row's weight (d value / d loss_mat[b, t] = mask[b, t] * weight[b]).
-inline double agg_finish(const std::vector<double>& sum, const std::vector<double>& count, index_t T,
-                         const agg_params& p, std::vector<double>& weight, const char* fn) {
-  check_agg_params(p, fn);
-  const std::size_t B = sum.size();
-  weight.assign(B, 0.0);
-  double n = 0, rows = 0;
-  for (std::size_t b = 0; b < B; ++b) {
-    n += count[b];
-    rows += count[b] > 0 ? 1.0 : 0.0;
-  }
-  const agg_rule rule = make_agg_rule(p, T);
-  if (!(agg_denominator(rule, n, rows) > 0)) fail_no_denominator(p, fn, "loss_mask");
-  for (std::size_t b = 0; b < B; ++b) weight[b] = agg_row_weight(rule, count[b], n, rows);
-  return agg_value(rule, agg_numerator(sum, count, rule), n, rows);
-}
 }  // namespace detail
 }  // namespace ops
 }  // namespace rlhf

@@ -176,16 +176,6 @@ double global_mask_sum(const Tag& tag, const char* fn, tensor_view<M, 2> mask, c
   const double part[1] = {n};
   return dist::exchange(comm, mine, part).sum(0);
 }
-
-/// The factor of a tag's gradient outputs (docs/distributed.md): size()
-/// under tag.with(comm) (1 with summed_gradients()), else 1.
-template <class Tag>
-double gradient_factor(const Tag& tag) {
-  if constexpr (is_distributed_v<Tag>)
-    return tag.gradient_factor();
-  else
-    return 1.0;
-}
 }  // namespace detail
 
 /// Global masked mean; writes d mean / d values into `dvalues` when given.
@@ -472,7 +462,7 @@ requires(backend<Tag>&& is_host_backend_v<Tag>) masked_var_result
   const double D = n + eps, mu = mo.mean;
   const double bessel = unbiased ? n / (n - 1) : 1.0;
   const double var = mo.ss / D * bessel;
-  const double gf = detail::gradient_factor(tag);
+  const double gf = engine::gradient_factor(tag);
   rlhf::detail::require_finite_result(var, fn, "values", "the variance overflows");  // before any write
   if (!dvalues.null())
     cpu_loops::for_each_2d(B, T_, [&](index_t b, index_t t) {

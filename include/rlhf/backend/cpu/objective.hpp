@@ -11,9 +11,9 @@
 //      by its row's aggregation weight (agg_row_weight, the rule every
 //      backend uses); the row's loss and statistics summed in double into
 //      per-row partials (one per lane, then added in lane order);
-//   3. the value from the per-row sums (ops::detail::agg_finish, the same
-//      arithmetic as ops::aggregate) and the statistics summed over rows in
-//      row order.
+//   3. the value from the per-row sums (ops::detail::agg_numerator and
+//      agg_value, the same arithmetic as ops::aggregate) and the statistics
+//      summed over rows in row order (over ranks: cpu_engine::run_on).
 // No [B, T] temporary. The order of every sum depends only on T and the
 // ISA, so the result is bitwise the same for any thread count, and a row's
 // gradients depend only on the row and the batch's counts.
